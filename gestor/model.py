@@ -1,0 +1,194 @@
+"""The domain records every layer shares: transactions, their states and history, alarms.
+
+Plain frozen attrs records with no I/O. `gestor.store` persists them, `gestor.purchase` moves
+them through their states, `gestor.api` renders them.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+
+class TxState(enum.StrEnum):
+    """States of a purchase transaction (DESIGN "A purchase, step by step")."""
+
+    RECEIVED = "received"
+    PROFILED = "profiled"
+    VALIDATED = "validated"
+    CHARGED = "charged"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+    INCONSISTENT = "inconsistent"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {TxState.COMPLETED, TxState.REJECTED, TxState.FAILED, TxState.REFUNDED}
+)
+#: Non-terminal states: a transaction in one of these is "pending" for its msisdn (DESIGN D3).
+#: `inconsistent` counts: money is in limbo until the recoverer or a human settles it.
+PENDING_STATES = frozenset(s for s in TxState if s not in TERMINAL_STATES)
+
+
+@attrs.frozen
+class HistoryEntry:
+    """One step of a transaction's life, as shown in its history."""
+
+    state: TxState
+    at: datetime
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": self.state.value, "at": self.at.isoformat()}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@attrs.frozen
+class Reason:
+    """Why a transaction was rejected or failed: a stable code and a human message."""
+
+    code: str
+    message: str
+    rule_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.rule_id:
+            out["rule"] = self.rule_id
+        return out
+
+
+@attrs.frozen
+class NewTransaction:
+    """A purchase as accepted from a channel, before anything external happened."""
+
+    id: uuid.UUID
+    msisdn: str
+    bono_id: str
+    channel: str
+    client: str
+    idempotency_key: str
+    request_hash: str
+    at: datetime
+
+
+@attrs.frozen
+class Transaction:
+    """A purchase transaction as persisted."""
+
+    id: uuid.UUID
+    msisdn: str
+    bono_id: str
+    channel: str
+    client: str
+    idempotency_key: str
+    request_hash: str
+    state: TxState
+    created_at: datetime
+    updated_at: datetime
+    price: int | None = None
+    currency: str | None = None
+    operation: str | None = None
+    profile_id: str | None = None
+    rules_version: int | None = None
+    reasons: tuple[Reason, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+
+    @property
+    def pending(self) -> bool:
+        return not self.state.terminal
+
+
+@attrs.frozen
+class Transition:
+    """A durable move of one transaction from `expect` to `state` (optimistic: it applies only
+    if the stored state is still `expect`). `events` are appended to the history; the optional
+    fields, when given, are set on the row."""
+
+    id: uuid.UUID
+    expect: TxState
+    state: TxState
+    at: datetime
+    events: tuple[HistoryEntry, ...]
+    price: int | None = None
+    currency: str | None = None
+    operation: str | None = None
+    profile_id: str | None = None
+    rules_version: int | None = None
+    reasons: tuple[Reason, ...] | None = None
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@attrs.frozen
+class NewAlarm:
+    """An alarm to raise (persisted first, then fanned out: DESIGN D8)."""
+
+    kind: str
+    severity: Severity
+    message: str
+    msisdn: str | None = None
+    transaction_id: uuid.UUID | None = None
+    details: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Alarm:
+    """A persisted alarm event. `id` is monotonic: clients replay with `?since=<id>`."""
+
+    id: int
+    at: datetime
+    kind: str
+    severity: Severity
+    message: str
+    msisdn: str | None
+    transaction_id: uuid.UUID | None
+    details: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "severity": self.severity.value,
+            "message": self.message,
+            "msisdn": self.msisdn,
+            "transaction_id": str(self.transaction_id) if self.transaction_id else None,
+            "details": self.details,
+        }
+
+
+@attrs.frozen
+class PurchaseCounters:
+    """What a subscriber bought recently: the `history` the rules see."""
+
+    purchases_today: int = 0
+    purchases_month: int = 0
+    spent_today: int = 0
+    spent_month: int = 0
+    last_purchase_at: datetime | None = None
+
+
+@attrs.frozen
+class SubscriberSnapshot:
+    """Everything a subscriber actor loads when it activates, in one read."""
+
+    pending: Transaction | None
+    counters: PurchaseCounters
+    restrictions: tuple[str, ...]

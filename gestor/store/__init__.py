@@ -1,0 +1,41 @@
+"""PostgreSQL access: the only package that talks SQL and the only one that sees asyncio.
+
+`open_store(dsn)` gives a `Store` whose hot paths are micro-batched over a trio-asyncio bridge
+to an asyncpg pool (DESIGN D1). `start_embedded(dir)` runs the embedded server (D2).
+"""
+
+from gestor.store._batch import Batcher, BatcherStatistics
+from gestor.store._bridge import Bridge, BridgeStatistics, StoreUnavailable, open_bridge
+from gestor.store._embedded import EmbeddedPostgres, start_embedded
+from gestor.store._migrate import migrate, migration_files
+from gestor.store._store import Store, StoreStatistics, open_store
+from gestor.store._transactions import (
+    AcceptOutcome,
+    Accepted,
+    KeyReused,
+    PendingExists,
+    Replayed,
+    SnapshotRequest,
+)
+
+__all__ = [
+    "AcceptOutcome",
+    "Accepted",
+    "Batcher",
+    "BatcherStatistics",
+    "Bridge",
+    "BridgeStatistics",
+    "EmbeddedPostgres",
+    "KeyReused",
+    "PendingExists",
+    "Replayed",
+    "SnapshotRequest",
+    "Store",
+    "StoreStatistics",
+    "StoreUnavailable",
+    "migrate",
+    "migration_files",
+    "open_bridge",
+    "open_store",
+    "start_embedded",
+]

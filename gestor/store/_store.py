@@ -1,0 +1,150 @@
+"""`Store`: the application's whole view of PostgreSQL.
+
+Hot paths are micro-batched (DESIGN D1): durable writes (acceptances and transitions share one
+group-commit writer, so a crossing is one database transaction and one fsync for the lot),
+transaction reads by id, and subscriber snapshots. Cold paths (listings, alarms, recovery) cross
+once per call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+import trio
+
+from gestor.model import (
+    Alarm,
+    NewAlarm,
+    NewTransaction,
+    SubscriberSnapshot,
+    Transaction,
+    Transition,
+)
+from gestor.store import _alarms, _transactions
+from gestor.store._batch import Batcher, BatcherStatistics
+from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
+from gestor.store._migrate import migrate
+from gestor.store._transactions import AcceptOutcome, SnapshotRequest
+
+Write = NewTransaction | Transition
+WriteOutcome = AcceptOutcome | bool
+
+
+async def _write_batch(conn: Any, items: Sequence[Write]) -> list[WriteOutcome]:
+    """One transaction for a mixed batch of acceptances and transitions."""
+    accepts = [i for i in items if isinstance(i, NewTransaction)]
+    moves = [i for i in items if isinstance(i, Transition)]
+    accepted = iter(await _transactions.accept_batch(conn, accepts) if accepts else [])
+    moved = iter(await _transactions.transition_batch(conn, moves) if moves else [])
+    return [next(accepted) if isinstance(i, NewTransaction) else next(moved) for i in items]
+
+
+@attrs.frozen
+class StoreStatistics:
+    bridge: BridgeStatistics
+    batchers: tuple[BatcherStatistics, ...]
+
+
+@attrs.define
+class Store:
+    bridge: Bridge
+    _writes: Batcher[Write, WriteOutcome]
+    _gets: Batcher[uuid.UUID, Transaction | None]
+    _snapshots: Batcher[SnapshotRequest, SubscriberSnapshot]
+
+    # -- hot, batched ------------------------------------------------------------------------
+    async def accept(self, tx: NewTransaction) -> AcceptOutcome:
+        """Record a new purchase, taking its msisdn's pending slot (D3) and its idempotency
+        key (D5); or say why not."""
+        outcome = await self._writes.submit(tx)
+        assert not isinstance(outcome, bool)
+        return outcome
+
+    async def transition(self, move: Transition) -> bool:
+        """Apply a durable state change; False if the row was no longer in `move.expect`."""
+        outcome = await self._writes.submit(move)
+        assert isinstance(outcome, bool)
+        return outcome
+
+    async def get(self, tx_id: uuid.UUID) -> Transaction | None:
+        return await self._gets.submit(tx_id)
+
+    async def snapshot(self, request: SnapshotRequest) -> SubscriberSnapshot:
+        return await self._snapshots.submit(request)
+
+    # -- cold ----------------------------------------------------------------------------------
+    async def transactions_for(
+        self, msisdn: str, states: Sequence[str] | None = None, limit: int = 50
+    ) -> list[Transaction]:
+        return await self.bridge.run(
+            _transactions.list_for_msisdn, msisdn, states, limit, transaction=False
+        )
+
+    async def non_terminal(self, updated_before: datetime, limit: int = 500) -> list[Transaction]:
+        return await self.bridge.run(
+            _transactions.non_terminal, updated_before, limit, transaction=False
+        )
+
+    async def raise_alarm(self, alarm: NewAlarm) -> Alarm:
+        return await self.bridge.run(_alarms.insert_alarm, alarm)
+
+    async def alarms_after(self, after_id: int, limit: int = 1000) -> list[Alarm]:
+        return await self.bridge.run(_alarms.alarms_after, after_id, limit, transaction=False)
+
+    async def latest_alarm_id(self) -> int:
+        return await self.bridge.run(_alarms.latest_alarm_id, transaction=False)
+
+    async def listen_alarms(self, callback: Callable[[int], None]) -> None:
+        """`callback(alarm_id)` for every alarm any worker raises from now on."""
+        await self.bridge.add_listener(_alarms.ALARM_CHANNEL, lambda p: callback(int(p)))
+
+    async def ping(self) -> bool:
+        async def _ping(conn: Any) -> bool:
+            return bool(await conn.fetchval("SELECT true"))
+
+        return await self.bridge.run(_ping, transaction=False)
+
+    def statistics(self) -> StoreStatistics:
+        return StoreStatistics(
+            bridge=self.bridge.statistics(),
+            batchers=tuple(
+                b.statistics() for b in (self._writes, self._gets, self._snapshots)
+            ),
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_store(
+    dsn: str,
+    *,
+    pool_size: int = 10,
+    max_batch: int = 256,
+    apply_migrations: bool = True,
+) -> AsyncIterator[Store]:
+    """Connect, migrate (unless told not to) and run the batchers until exit."""
+    async with open_bridge(dsn, min_size=2, max_size=pool_size) as bridge:
+        if apply_migrations:
+            await migrate(bridge)
+
+        def batched(fn: Any) -> Callable[[Sequence[Any]], Any]:
+            async def run(items: Sequence[Any]) -> Any:
+                return await bridge.run(fn, items)
+
+            return run
+
+        store = Store(
+            bridge,
+            Batcher("writes", batched(_write_batch), max_batch=max_batch, workers=3),
+            Batcher("reads", batched(_transactions.get_batch), max_batch=max_batch),
+            Batcher("snapshots", batched(_transactions.snapshot_batch), max_batch=max_batch),
+        )
+        async with trio.open_nursery() as nursery:
+            for batcher in (store._writes, store._gets, store._snapshots):
+                await nursery.start(batcher.run)
+            yield store
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,52 @@
+"""Shared fixtures: one embedded PostgreSQL per test session (a sync fixture: pytest-trio has no
+session-scoped async fixtures), a template database migrated once, and a fresh database per
+test cloned from it."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from gestor.store import EmbeddedPostgres, open_bridge, start_embedded
+from gestor.store._migrate import migrate
+
+TEMPLATE = "gestor_template"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = start_embedded(tmp_path_factory.mktemp("pg") / "data")
+    server.psql(f"DROP DATABASE IF EXISTS {TEMPLATE};")
+    server.psql(f"CREATE DATABASE {TEMPLATE};")
+
+    async def _migrate() -> None:
+        async with open_bridge(server.dsn_for(TEMPLATE)) as bridge:
+            await migrate(bridge)
+
+    trio.run(_migrate)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database_url(postgres: EmbeddedPostgres) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"test_{os.getpid()}_{next(_counter)}"
+    postgres.psql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE};")
+    try:
+        yield postgres.dsn_for(name)
+    finally:
+        postgres.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
+
+
+@pytest.fixture
+def config_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "config"
