@@ -1,0 +1,71 @@
+"""Gestor's only door to the outside: clients of the operator's platforms, and their simulator.
+
+* Clients: :func:`open_platforms` gives a :class:`Platforms` talking to the data warehouse
+  (dwh), the charging system (ocs) and provisioning (prov) over HTTP.
+* Simulator: :func:`serve_simulator` plays the three platforms over the same HTTP contract,
+  with deterministic synthetic subscribers, fault knobs and an optional journal.
+
+The HTTP contract is documented in ``README.md`` beside this file.
+"""
+
+from ._asgi import SimulatorApp, build_simulator_app
+from ._breaker import CircuitState
+from ._client import (
+    CircuitCallback,
+    Platforms,
+    PlatformsStatistics,
+    PlatformStatistics,
+    open_platforms,
+)
+from ._errors import (
+    CircuitOpen,
+    OutcomeUnknown,
+    PlatformError,
+    PlatformRejected,
+    PlatformUnavailable,
+)
+from ._faults import OPERATIONS, PLATFORM_NAMES, FaultSettings
+from ._journal import JournalCorrupt
+from ._records import Account, CustomerData, DebitReceipt, Profile, Provisioned, RefundReceipt
+from ._serve import SimulatorHandle, run_simulator, serve_simulator
+from ._settings import EndpointSettings, PlatformSettings
+from ._simulator import Simulator, SimulatorConfig, SimulatorStatistics, open_simulator
+from ._synthetic import WELL_KNOWN_PREFIX, is_valid_msisdn, is_well_known
+
+__all__ = [
+    "OPERATIONS",
+    "PLATFORM_NAMES",
+    "WELL_KNOWN_PREFIX",
+    "Account",
+    "CircuitCallback",
+    "CircuitOpen",
+    "CircuitState",
+    "CustomerData",
+    "DebitReceipt",
+    "EndpointSettings",
+    "FaultSettings",
+    "JournalCorrupt",
+    "OutcomeUnknown",
+    "PlatformError",
+    "PlatformRejected",
+    "PlatformSettings",
+    "PlatformStatistics",
+    "PlatformUnavailable",
+    "Platforms",
+    "PlatformsStatistics",
+    "Profile",
+    "Provisioned",
+    "RefundReceipt",
+    "Simulator",
+    "SimulatorApp",
+    "SimulatorConfig",
+    "SimulatorHandle",
+    "SimulatorStatistics",
+    "build_simulator_app",
+    "is_valid_msisdn",
+    "is_well_known",
+    "open_platforms",
+    "open_simulator",
+    "run_simulator",
+    "serve_simulator",
+]

@@ -1,0 +1,606 @@
+"""State of the platform simulator: subscribers, balances, debits, refunds and bundles.
+
+Plain synchronous state (one trio thread, no locks needed). Subscribers and their starting
+balances are synthetic (see ``_synthetic``); every change is applied through one ``_apply``
+path, which is also how the optional journal is replayed on start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import msgspec
+import trio
+
+from ._faults import FaultInjector, FaultSettings, parse_fault_scopes
+from ._journal import Journal
+from ._synthetic import (
+    SyntheticProfile,
+    is_valid_msisdn,
+    synthetic_account,
+    synthetic_profile,
+)
+
+__all__ = [
+    "AccountOverride",
+    "AccountView",
+    "BundleRecord",
+    "DebitRecord",
+    "DebitRequest",
+    "LedgerEntry",
+    "ProvisionRequest",
+    "RefundRecord",
+    "RefundRequest",
+    "Simulator",
+    "SimulatorConfig",
+    "SimulatorStatistics",
+    "open_simulator",
+]
+
+CURRENCY = "ARS"
+LINE_STATUSES = ("active", "suspended", "barred")
+_MAX_ID = 128
+
+Result = tuple[int, Any]
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> Result:
+    return status, {"code": code, "message": message, **extra}
+
+
+def _iso(ts: float) -> str:
+    return (
+        dt.datetime.fromtimestamp(ts, dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# configuration
+
+
+@attrs.frozen(kw_only=True)
+class SimulatorConfig:
+    """Configuration of the simulator: the ``[simulator]`` table of a settings file."""
+
+    seed: int | None = None
+    state_dir: Path | None = None
+    fsync: bool = False
+    faults: Mapping[str, FaultSettings] = attrs.field(factory=dict)
+    bind: str | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> SimulatorConfig:
+        """Keys: ``seed`` (int), ``state_dir`` (path), ``fsync`` (bool), ``bind``
+        ("HOST:PORT", informational) and ``faults`` (``{scope: {knob: value}}``)."""
+        known = {"seed", "state_dir", "fsync", "faults", "bind"}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown [simulator] keys {sorted(unknown)}; known: {sorted(known)}")
+        seed = data.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError("simulator 'seed' must be an integer")
+        state_dir = data.get("state_dir") or None  # "" means no journal
+        if state_dir is not None and not isinstance(state_dir, str | Path):
+            raise ValueError("simulator 'state_dir' must be a path")
+        fsync = data.get("fsync", False)
+        if not isinstance(fsync, bool):
+            raise ValueError("simulator 'fsync' must be a boolean")
+        bind = data.get("bind")
+        if bind is not None and not isinstance(bind, str):
+            raise ValueError("simulator 'bind' must be a string HOST:PORT")
+        faults_table = data.get("faults", {})
+        if not isinstance(faults_table, Mapping):
+            raise ValueError("simulator 'faults' must be a table")
+        faults = {k: v for k, v in parse_fault_scopes(faults_table).items() if v is not None}
+        return cls(
+            seed=seed,
+            state_dir=None if state_dir is None else Path(state_dir),
+            fsync=fsync,
+            faults=faults,
+            bind=bind,
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# wire requests (decoded straight from JSON bodies by msgspec)
+
+
+@attrs.frozen
+class DebitRequest:
+    id: str
+    msisdn: str
+    amount: int
+    reason: str | None = None
+
+
+@attrs.frozen
+class RefundRequest:
+    id: str
+    debit_id: str
+    msisdn: str
+    amount: int
+
+
+@attrs.frozen
+class ProvisionRequest:
+    id: str
+    msisdn: str
+    bono_id: str
+    validity_days: int
+    data_mb: int = 0
+    voice_min: int = 0
+    sms: int = 0
+
+
+@attrs.frozen
+class AccountOverride:
+    balance: int | None = None
+    line_status: str | None = None
+    roaming: bool | None = None
+    credit_limit: int | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# stored records (also the JSON answers)
+
+
+@attrs.frozen
+class DebitRecord:
+    id: str
+    msisdn: str
+    amount: int
+    balance_after: int
+    created_at: str
+    ts: float
+    reason: str | None = None
+    status: str = "debited"
+    refunded: bool = False
+    refund_id: str | None = None
+
+
+@attrs.frozen
+class RefundRecord:
+    id: str
+    debit_id: str
+    msisdn: str
+    amount: int
+    balance_after: int
+    created_at: str
+    ts: float
+    status: str = "refunded"
+
+
+@attrs.frozen
+class BundleRecord:
+    id: str
+    msisdn: str
+    bono_id: str
+    validity_days: int
+    data_mb: int
+    voice_min: int
+    sms: int
+    created_at: str
+    expires_at: str
+    ts: float
+    status: str = "provisioned"
+
+
+@attrs.frozen
+class LedgerEntry:
+    kind: str  # "debit" | "refund"
+    id: str
+    msisdn: str
+    amount: int
+    created_at: str
+    ts: float
+    debit_id: str | None = None
+
+
+@attrs.frozen
+class AccountView:
+    msisdn: str
+    balance: int
+    line_status: str
+    roaming: bool
+    credit_limit: int
+    currency: str = CURRENCY
+
+
+@attrs.define
+class _AccountState:
+    msisdn: str
+    balance: int
+    line_status: str
+    roaming: bool
+    credit_limit: int
+    debits: int = 0
+    debited_total: int = 0
+    refunds: int = 0
+    refunded_total: int = 0
+    provisioned: int = 0
+
+    def view(self) -> AccountView:
+        return AccountView(
+            self.msisdn, self.balance, self.line_status, self.roaming, self.credit_limit
+        )
+
+
+@attrs.frozen
+class SimulatorStatistics:
+    accounts: int
+    debits: int
+    refunds: int
+    debited_total: int
+    refunded_total: int
+    provisioned: int
+    requests: int
+    in_flight: int
+    peak_in_flight: int
+    journal_records: int
+
+
+# ----------------------------------------------------------------------------------------------
+# the simulator
+
+
+def _check_id(value: str, what: str = "id") -> Result | None:
+    if not value or len(value) > _MAX_ID:
+        return _error(400, "INVALID_REQUEST", f"{what} must be 1..{_MAX_ID} characters")
+    return None
+
+
+@attrs.define
+class Simulator:
+    """All simulator state. Methods return ``(http_status, json_payload)``."""
+
+    config: SimulatorConfig
+    faults: FaultInjector
+    _journal: Journal | None = None
+    _accounts: dict[str, _AccountState] = attrs.field(factory=dict)
+    _debits: dict[str, DebitRecord] = attrs.field(factory=dict)
+    _refunds: dict[str, RefundRecord] = attrs.field(factory=dict)
+    _bundles: dict[str, BundleRecord] = attrs.field(factory=dict)
+    _ledger: list[LedgerEntry] = attrs.field(factory=list)
+    _debited_total: int = 0
+    _refunded_total: int = 0
+    requests_by_op: dict[str, int] = attrs.field(factory=dict)
+    in_flight: int = 0  # platform requests being served right now
+    peak_in_flight: int = 0
+
+    @classmethod
+    def create(cls, config: SimulatorConfig) -> Simulator:
+        """A simulator with no journal even if ``config.state_dir`` is set."""
+        return cls(config, FaultInjector.create(config.faults, config.seed))
+
+    @classmethod
+    def open(cls, config: SimulatorConfig) -> Simulator:
+        """A simulator with its journal opened and replayed (blocking file I/O); close() it."""
+        simulator = cls.create(config)
+        if config.state_dir is not None:
+            journal, records = Journal.open(config.state_dir, fsync=config.fsync)
+            try:
+                simulator.attach_journal(journal, records)
+            except BaseException:
+                journal.close()
+                raise
+        return simulator
+
+    # -- journal -----------------------------------------------------------------------------
+
+    def attach_journal(self, journal: Journal, records: list[Any]) -> None:
+        for record in records:
+            self._replay(record)
+        self._journal = journal
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+    def _replay(self, record: Mapping[str, Any]) -> None:
+        kind = record.get("t")
+        if kind == "debit":
+            self._apply_debit(msgspec.convert(record["r"], DebitRecord))
+        elif kind == "refund":
+            self._apply_refund(msgspec.convert(record["r"], RefundRecord))
+        elif kind == "bundle":
+            self._apply_bundle(msgspec.convert(record["r"], BundleRecord))
+        elif kind == "account":
+            self._apply_override(record["msisdn"], msgspec.convert(record["r"], AccountOverride))
+        elif kind == "reset":
+            self._clear()
+        else:
+            raise ValueError(f"unknown journal record {kind!r}")
+
+    def _record(self, kind: str, payload: Any, **extra: Any) -> None:
+        if self._journal is not None:
+            self._journal.append({"t": kind, "r": payload, **extra})
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _account(self, msisdn: str) -> _AccountState:
+        state = self._accounts.get(msisdn)
+        if state is None:
+            base = synthetic_account(msisdn)
+            state = self._accounts[msisdn] = _AccountState(
+                msisdn, base.balance, base.line_status, base.roaming, base.credit_limit
+            )
+        return state
+
+    def count(self, op: str) -> None:
+        self.requests_by_op[op] = self.requests_by_op.get(op, 0) + 1
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def subscriber(self, msisdn: str) -> SyntheticProfile | None:
+        return synthetic_profile(msisdn) if is_valid_msisdn(msisdn) else None
+
+    def account(self, msisdn: str) -> AccountView | None:
+        return self._account(msisdn).view() if is_valid_msisdn(msisdn) else None
+
+    def lookup_debit(self, debit_id: str) -> DebitRecord | None:
+        return self._debits.get(debit_id)
+
+    def lookup_refund(self, refund_id: str) -> RefundRecord | None:
+        return self._refunds.get(refund_id)
+
+    def lookup_bundle(self, bundle_id: str) -> BundleRecord | None:
+        return self._bundles.get(bundle_id)
+
+    # -- debits --------------------------------------------------------------------------------
+
+    def debit(self, req: DebitRequest) -> Result:
+        existing = self._debits.get(req.id)
+        if existing is not None:
+            if existing.msisdn != req.msisdn or existing.amount != req.amount:
+                return _error(
+                    409,
+                    "IDEMPOTENCY_MISMATCH",
+                    f"debit {req.id!r} already exists with another msisdn/amount",
+                )
+            return 200, existing
+        if (bad := _check_id(req.id)) is not None:
+            return bad
+        if not is_valid_msisdn(req.msisdn):
+            return _error(400, "INVALID_MSISDN", "msisdn must be 8-15 digits")
+        if req.amount <= 0:
+            return _error(400, "INVALID_AMOUNT", "amount must be a positive integer")
+        account = self._account(req.msisdn)
+        if account.line_status != "active":
+            return _error(
+                403, "LINE_NOT_ACTIVE", f"line is {account.line_status}",
+                line_status=account.line_status,
+            )
+        if account.balance - req.amount < -account.credit_limit:
+            return _error(
+                402, "INSUFFICIENT_BALANCE", "not enough balance", balance=account.balance
+            )
+        ts = time.time()
+        record = DebitRecord(
+            id=req.id,
+            msisdn=req.msisdn,
+            amount=req.amount,
+            balance_after=account.balance - req.amount,
+            created_at=_iso(ts),
+            ts=ts,
+            reason=req.reason,
+        )
+        self._record("debit", record)
+        self._apply_debit(record)
+        return 200, record
+
+    def _apply_debit(self, record: DebitRecord) -> None:
+        account = self._account(record.msisdn)
+        account.balance -= record.amount
+        account.debits += 1
+        account.debited_total += record.amount
+        self._debits[record.id] = record
+        self._debited_total += record.amount
+        self._ledger.append(
+            LedgerEntry("debit", record.id, record.msisdn, record.amount, record.created_at,
+                        record.ts)
+        )
+
+    # -- refunds -------------------------------------------------------------------------------
+
+    def refund(self, req: RefundRequest) -> Result:
+        existing = self._refunds.get(req.id)
+        if existing is not None:
+            if (existing.debit_id, existing.msisdn, existing.amount) != (
+                req.debit_id, req.msisdn, req.amount
+            ):
+                return _error(
+                    409,
+                    "IDEMPOTENCY_MISMATCH",
+                    f"refund {req.id!r} already exists with another debit/msisdn/amount",
+                )
+            return 200, existing
+        if (bad := _check_id(req.id)) is not None:
+            return bad
+        debit = self._debits.get(req.debit_id)
+        if debit is None:
+            return _error(404, "NOT_FOUND", f"no debit {req.debit_id!r}")
+        if debit.refunded:
+            return _error(
+                409, "ALREADY_REFUNDED", f"debit {debit.id!r} already refunded",
+                refund_id=debit.refund_id,
+            )
+        if req.msisdn != debit.msisdn:
+            return _error(409, "DEBIT_MISMATCH", "msisdn differs from the debit's")
+        if not 0 < req.amount <= debit.amount:
+            return _error(400, "INVALID_AMOUNT", "amount must be in 1..the debited amount")
+        ts = time.time()
+        account = self._account(req.msisdn)
+        record = RefundRecord(
+            id=req.id,
+            debit_id=req.debit_id,
+            msisdn=req.msisdn,
+            amount=req.amount,
+            balance_after=account.balance + req.amount,
+            created_at=_iso(ts),
+            ts=ts,
+        )
+        self._record("refund", record)
+        self._apply_refund(record)
+        return 200, record
+
+    def _apply_refund(self, record: RefundRecord) -> None:
+        account = self._account(record.msisdn)
+        account.balance += record.amount
+        account.refunds += 1
+        account.refunded_total += record.amount
+        debit = self._debits.get(record.debit_id)
+        if debit is not None:
+            self._debits[debit.id] = attrs.evolve(debit, refunded=True, refund_id=record.id)
+        self._refunds[record.id] = record
+        self._refunded_total += record.amount
+        self._ledger.append(
+            LedgerEntry("refund", record.id, record.msisdn, record.amount, record.created_at,
+                        record.ts, record.debit_id)
+        )
+
+    # -- provisioning --------------------------------------------------------------------------
+
+    def provision(self, req: ProvisionRequest) -> Result:
+        existing = self._bundles.get(req.id)
+        if existing is not None:
+            if (existing.msisdn, existing.bono_id) != (req.msisdn, req.bono_id):
+                return _error(
+                    409,
+                    "IDEMPOTENCY_MISMATCH",
+                    f"bundle {req.id!r} already exists with another msisdn/bono",
+                )
+            return 200, existing
+        if (bad := _check_id(req.id)) is not None:
+            return bad
+        if not is_valid_msisdn(req.msisdn):
+            return _error(400, "INVALID_MSISDN", "msisdn must be 8-15 digits")
+        if not req.bono_id:
+            return _error(400, "INVALID_REQUEST", "bono_id is required")
+        if req.validity_days <= 0 or min(req.data_mb, req.voice_min, req.sms) < 0:
+            return _error(400, "INVALID_REQUEST", "validity_days > 0 and quotas >= 0 required")
+        ts = time.time()
+        record = BundleRecord(
+            id=req.id,
+            msisdn=req.msisdn,
+            bono_id=req.bono_id,
+            validity_days=req.validity_days,
+            data_mb=req.data_mb,
+            voice_min=req.voice_min,
+            sms=req.sms,
+            created_at=_iso(ts),
+            expires_at=_iso(ts + req.validity_days * 86_400),
+            ts=ts,
+        )
+        self._record("bundle", record)
+        self._apply_bundle(record)
+        return 200, record
+
+    def _apply_bundle(self, record: BundleRecord) -> None:
+        self._account(record.msisdn).provisioned += 1
+        self._bundles[record.id] = record
+
+    # -- control -------------------------------------------------------------------------------
+
+    def override_account(self, msisdn: str, override: AccountOverride) -> Result:
+        if not is_valid_msisdn(msisdn):
+            return _error(400, "INVALID_MSISDN", "msisdn must be 8-15 digits")
+        if override.line_status is not None and override.line_status not in LINE_STATUSES:
+            return _error(400, "INVALID_REQUEST", f"line_status must be one of {LINE_STATUSES}")
+        if override.credit_limit is not None and override.credit_limit < 0:
+            return _error(400, "INVALID_REQUEST", "credit_limit must be >= 0")
+        self._record("account", override, msisdn=msisdn)
+        self._apply_override(msisdn, override)
+        return 200, self._account(msisdn).view()
+
+    def _apply_override(self, msisdn: str, override: AccountOverride) -> None:
+        account = self._account(msisdn)
+        if override.balance is not None:
+            account.balance = override.balance
+        if override.line_status is not None:
+            account.line_status = override.line_status
+        if override.roaming is not None:
+            account.roaming = override.roaming
+        if override.credit_limit is not None:
+            account.credit_limit = override.credit_limit
+
+    def reset(self) -> None:
+        """Forget every debit, refund, bundle, account override and request count."""
+        if self._journal is not None:
+            self._journal.truncate()
+        self._clear()
+
+    def _clear(self) -> None:
+        self._accounts.clear()
+        self._debits.clear()
+        self._refunds.clear()
+        self._bundles.clear()
+        self._ledger.clear()
+        self._debited_total = self._refunded_total = 0
+        self.requests_by_op.clear()
+        self.peak_in_flight = self.in_flight
+
+    def ledger(self, since: float | None = None, until: float | None = None) -> list[LedgerEntry]:
+        """Debits and refunds with ``since <= ts < until`` (epoch seconds), oldest first."""
+        return [
+            entry
+            for entry in self._ledger
+            if (since is None or entry.ts >= since) and (until is None or entry.ts < until)
+        ]
+
+    def stats(self, msisdn: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "debits": len(self._debits),
+            "refunds": len(self._refunds),
+            "debited_total": self._debited_total,
+            "refunded_total": self._refunded_total,
+            "provisioned": len(self._bundles),
+            "requests_by_op": dict(sorted(self.requests_by_op.items())),
+            "in_flight": self.in_flight,
+            "peak_in_flight": self.peak_in_flight,
+        }
+        if msisdn is not None and is_valid_msisdn(msisdn):
+            account = self._account(msisdn)
+            out["per_msisdn"] = {
+                "msisdn": msisdn,
+                "balance": account.balance,
+                "line_status": account.line_status,
+                "debits": account.debits,
+                "debited_total": account.debited_total,
+                "refunds": account.refunds,
+                "refunded_total": account.refunded_total,
+                "provisioned": account.provisioned,
+            }
+        return out
+
+    def statistics(self) -> SimulatorStatistics:
+        return SimulatorStatistics(
+            accounts=len(self._accounts),
+            debits=len(self._debits),
+            refunds=len(self._refunds),
+            debited_total=self._debited_total,
+            refunded_total=self._refunded_total,
+            provisioned=len(self._bundles),
+            requests=sum(self.requests_by_op.values()),
+            in_flight=self.in_flight,
+            peak_in_flight=self.peak_in_flight,
+            journal_records=0 if self._journal is None else self._journal.appended,
+        )
+
+
+@asynccontextmanager
+async def open_simulator(config: SimulatorConfig) -> AsyncIterator[Simulator]:
+    """A simulator, its journal (if ``config.state_dir``) opened and replayed off the loop."""
+    simulator = await trio.to_thread.run_sync(Simulator.open, config)
+    try:
+        yield simulator
+    finally:
+        simulator.close()

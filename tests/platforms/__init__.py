@@ -1,0 +1,1 @@
+"""Tests of gestor.platforms: clients and simulator over real loopback HTTP."""
