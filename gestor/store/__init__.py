@@ -10,8 +10,8 @@ from gestor.store._embedded import EmbeddedPostgres, start_embedded
 from gestor.store._migrate import migrate, migration_files
 from gestor.store._store import Store, StoreStatistics, open_store
 from gestor.store._transactions import (
-    AcceptOutcome,
     Accepted,
+    AcceptOutcome,
     KeyReused,
     PendingExists,
     Replayed,

@@ -14,15 +14,15 @@ from typing import Generic, TypeVar
 import attrs
 import trio
 
-I = TypeVar("I")  # noqa: E741
-O = TypeVar("O")
+In = TypeVar("In")
+Out = TypeVar("Out")
 
 
 @attrs.define(slots=True)
-class _Slot(Generic[I, O]):
-    item: I
+class _Slot(Generic[In, Out]):
+    item: In
     done: trio.Event = attrs.field(factory=trio.Event)
-    result: O | None = None
+    result: Out | None = None
     error: BaseException | None = None
 
 
@@ -42,16 +42,16 @@ class BatcherStatistics:
 
 
 @attrs.define
-class Batcher(Generic[I, O]):
+class Batcher(Generic[In, Out]):
     """Batches items into calls of `run_batch(items) -> results` (one result per item, same
     order). If `run_batch` raises, every item of that batch gets the exception."""
 
     name: str
-    run_batch: Callable[[Sequence[I]], Awaitable[Sequence[O]]]
+    run_batch: Callable[[Sequence[In]], Awaitable[Sequence[Out]]]
     max_batch: int = 256
     workers: int = 2
-    _send: trio.MemorySendChannel[_Slot[I, O]] = attrs.field(init=False)
-    _recv: trio.MemoryReceiveChannel[_Slot[I, O]] = attrs.field(init=False)
+    _send: trio.MemorySendChannel[_Slot[In, Out]] = attrs.field(init=False)
+    _recv: trio.MemoryReceiveChannel[_Slot[In, Out]] = attrs.field(init=False)
     _batches: int = 0
     _items: int = 0
     _largest: int = 0
@@ -59,10 +59,10 @@ class Batcher(Generic[I, O]):
     _in_flight: int = 0
 
     def __attrs_post_init__(self) -> None:
-        self._send, self._recv = trio.open_memory_channel[_Slot[I, O]](math.inf)
+        self._send, self._recv = trio.open_memory_channel[_Slot[In, Out]](math.inf)
 
-    async def submit(self, item: I) -> O:
-        slot: _Slot[I, O] = _Slot(item)
+    async def submit(self, item: In) -> Out:
+        slot: _Slot[In, Out] = _Slot(item)
         self._send.send_nowait(slot)
         await slot.done.wait()
         if slot.error is not None:
@@ -89,7 +89,7 @@ class Batcher(Generic[I, O]):
                     break
             await self._run(batch)
 
-    async def _run(self, batch: list[_Slot[I, O]]) -> None:
+    async def _run(self, batch: list[_Slot[In, Out]]) -> None:
         self._batches += 1
         self._items += len(batch)
         self._largest = max(self._largest, len(batch))

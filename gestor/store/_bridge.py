@@ -53,9 +53,10 @@ class Bridge:
         self._crossings += 1
         self._in_flight += 1
         try:
-            return await trio_asyncio.aio_as_trio(_on_connection, loop=self._loop)(
+            result: T = await trio_asyncio.aio_as_trio(_on_connection, loop=self._loop)(
                 self._pool, work, args, transaction
             )
+            return result
         except (OSError, asyncpg.exceptions.CannotConnectNowError) as exc:
             raise StoreUnavailable(str(exc)) from exc
         finally:

@@ -37,11 +37,11 @@ class EmbeddedPostgres:
 
 def start_embedded(data_dir: Path) -> EmbeddedPostgres:
     """Start (or attach to) the embedded server whose data lives in `data_dir` (blocking)."""
-    import pgserver
-
     data_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        import pgserver
+
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     logger.info("embedded PostgreSQL running in %s", data_dir)
     return EmbeddedPostgres(data_dir, server)

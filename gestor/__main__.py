@@ -1,0 +1,5 @@
+"""`python -m gestor` is the `gestor` command."""
+
+from gestor.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,237 @@
+"""The Quart-Trio application: routes of the three calls, the alarm feed and health checks.
+
+`create_app` returns an ASGI app whose lifespan opens the worker's `Runtime` (store, platforms,
+actors...) and closes it on shutdown, so hypercorn workers, `app.test_app()` and `gestor serve`
+all start the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+from quart import Response, request, websocket
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from actors import ActorCrashed, AskTimeout, Overloaded, SystemStopped
+from gestor.api import _render as render
+from gestor.api import _validate as validate
+from gestor.api._problems import ApiProblem, json_response, problem
+from gestor.model import PENDING_STATES, NewTransaction, TxState
+from gestor.platforms import PlatformError
+from gestor.runtime import Runtime, open_runtime
+from gestor.settings import Settings
+from gestor.store import Accepted, KeyReused, PendingExists, Replayed, StoreUnavailable
+
+logger = logging.getLogger("gestor.api")
+
+_STATES = {s.value for s in TxState}
+
+
+class GestorApp(QuartTrio):
+    runtime: Runtime
+
+
+def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:
+    app = GestorApp("gestor")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.config["JSON_SORT_KEYS"] = False
+    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = settings.shutdown_grace
+    stop = trio.Event()
+    stopped = trio.Event()
+
+    async def keep_runtime(*, task_status: trio.TaskStatus[Runtime]) -> None:
+        try:
+            async with open_runtime(settings, database_url, platforms_url) as runtime:
+                task_status.started(runtime)
+                await stop.wait()
+        finally:
+            stopped.set()
+
+    @app.before_serving
+    async def _start() -> None:
+        app.runtime = await app.nursery.start(keep_runtime)
+
+    @app.after_serving
+    async def _stop() -> None:
+        stop.set()
+        await stopped.wait()
+
+    _routes(app, settings)
+    return app
+
+
+def _request_hash(msisdn: str, bono_id: str, channel: str) -> str:
+    return hashlib.sha256(f"{msisdn}\x1f{bono_id}\x1f{channel}".encode()).hexdigest()
+
+
+def _routes(app: GestorApp, settings: Settings) -> None:
+    @app.errorhandler(ApiProblem)
+    async def _problem(exc: ApiProblem) -> Response:
+        return exc.response()
+
+    @app.errorhandler(HTTPException)
+    async def _http(exc: HTTPException) -> Response:
+        code = (exc.name or "error").upper().replace(" ", "_")
+        return problem(exc.code or 500, code, exc.description or exc.name or "error")
+
+    @app.errorhandler(Overloaded)
+    async def _overloaded(exc: Overloaded) -> Response:
+        return problem(429, "TOO_MANY_REQUESTS",
+                       "too many requests for this mobile at once; retry shortly",
+                       headers={"Retry-After": "1"})
+
+    @app.errorhandler(AskTimeout)
+    @app.errorhandler(SystemStopped)
+    @app.errorhandler(StoreUnavailable)
+    async def _unavailable(exc: Exception) -> Response:
+        logger.warning("answering 503: %r", exc)
+        return problem(503, "SERVICE_UNAVAILABLE", "the service is busy or restarting; retry",
+                       headers={"Retry-After": "1"})
+
+    @app.errorhandler(ActorCrashed)
+    async def _crashed(exc: ActorCrashed) -> Response:
+        logger.error("subscriber actor crashed: %r", exc)
+        return problem(503, "SERVICE_UNAVAILABLE", "the request could not be processed; retry",
+                       headers={"Retry-After": "1"})
+
+    @app.errorhandler(PlatformError)
+    async def _platform(exc: PlatformError) -> Response:
+        return problem(503, "PLATFORM_UNAVAILABLE",
+                       f"an external platform did not answer: {exc}",
+                       headers={"Retry-After": "2"})
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        checks: dict[str, Any] = {}
+        try:
+            with trio.fail_after(2):
+                checks["database"] = await app.runtime.store.ping()
+        except (trio.TooSlowError, StoreUnavailable, OSError) as exc:
+            checks["database"] = False
+            checks["database_error"] = str(exc) or type(exc).__name__
+        try:
+            with trio.fail_after(2):
+                checks["platforms"] = await app.runtime.platforms.ping()
+        except (trio.TooSlowError, PlatformError, OSError) as exc:
+            checks["platforms"] = False
+            checks["platforms_error"] = str(exc) or type(exc).__name__
+        ready = checks["database"] is True and checks["platforms"] is True
+        return json_response({"status": "ready" if ready else "not ready", "checks": checks},
+                             200 if ready else 503)
+
+    @app.post("/v1/purchases")
+    async def purchase() -> Response:
+        rt = app.runtime
+        key = validate.idempotency_key(request.headers.get("Idempotency-Key"))
+        wait = validate.prefer_wait(request.headers.get("Prefer"), settings.max_wait)
+        body = validate.json_object(await request.get_data(cache=False, as_text=False))
+        msisdn, bono_id, channel = validate.purchase_body(body)
+        if rt.catalogue.get(bono_id) is None:
+            raise ApiProblem(422, "UNKNOWN_BONO", f"there is no bono {bono_id!r}",
+                             field="bono_id")
+        new = NewTransaction(
+            id=uuid.uuid4(), msisdn=msisdn, bono_id=bono_id, channel=channel,
+            client=request.headers.get("X-Client-Id", "public")[:64],
+            idempotency_key=key, request_hash=_request_hash(msisdn, bono_id, channel),
+            at=datetime.now(UTC),
+        )
+        outcome = await rt.purchases.purchase(new)
+        if isinstance(outcome, PendingExists):
+            pending = outcome.transaction
+            raise ApiProblem(
+                409, "PURCHASE_PENDING",
+                f"mobile {msisdn} already has a purchase in flight: {pending.id}",
+                field="msisdn", pending_transaction=str(pending.id),
+                links={"pending": f"/v1/transactions/{pending.id}"},
+            )
+        if isinstance(outcome, KeyReused):
+            raise ApiProblem(
+                422, "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was already used for a different purchase",
+                field="Idempotency-Key", transaction=str(outcome.transaction.id),
+            )
+        assert isinstance(outcome, Accepted | Replayed)
+        tx = outcome.transaction
+        if wait > 0:
+            tx = await rt.purchases.wait_final(tx, wait)
+        headers = {"Location": f"/v1/transactions/{tx.id}"}
+        if isinstance(outcome, Replayed):
+            headers["Idempotent-Replayed"] = "true"
+        status = 200 if tx.state.terminal else 202
+        return json_response(render.transaction(tx, rt.catalogue), status, headers)
+
+    @app.get("/v1/transactions/<tx_id>")
+    async def get_transaction(tx_id: str) -> Response:
+        rt = app.runtime
+        tx = await rt.purchases.get(validate.transaction_id(tx_id))
+        if tx is None:
+            raise ApiProblem(404, "TRANSACTION_NOT_FOUND", f"no transaction {tx_id}", field="id")
+        wait = validate.prefer_wait(request.headers.get("Prefer"), settings.max_wait)
+        if wait > 0:  # long poll: answer as soon as the transaction is final
+            tx = await rt.purchases.wait_final(tx, wait)
+        return json_response(render.transaction(tx, rt.catalogue))
+
+    @app.get("/v1/mobiles/<raw_msisdn>/transactions")
+    async def mobile_transactions(raw_msisdn: str) -> Response:
+        rt = app.runtime
+        msisdn = validate.msisdn(raw_msisdn)
+        state = request.args.get("state")
+        states: list[str] | None = None
+        if state == "pending":
+            states = sorted(s.value for s in PENDING_STATES)
+        elif state:
+            wanted = state.split(",")
+            bad = [s for s in wanted if s not in _STATES]
+            if bad:
+                raise ApiProblem(422, "INVALID_STATE",
+                                 f"state must be 'pending' or among {sorted(_STATES)}",
+                                 field="state")
+            states = wanted
+        limit_raw = request.args.get("limit", "50")
+        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 500:
+            raise ApiProblem(422, "INVALID_LIMIT", "limit must be 1..500", field="limit")
+        txs = await rt.purchases.transactions(msisdn, states, int(limit_raw))
+        return json_response({
+            "msisdn": msisdn,
+            "transactions": [render.transaction(tx, rt.catalogue) for tx in txs],
+        })
+
+    @app.get("/v1/mobiles/<raw_msisdn>/bonos")
+    async def mobile_bonos(raw_msisdn: str) -> Response:
+        rt = app.runtime
+        msisdn = validate.msisdn(raw_msisdn)
+        channel = validate.channel(request.args.get("channel"))
+        result = await rt.purchases.offers(msisdn, channel)
+        return json_response(render.offers(result))
+
+    @app.websocket("/v1/alarms")
+    async def alarms() -> None:
+        since_raw = websocket.args.get("since")
+        since: int | None = None
+        if since_raw is not None:
+            if not since_raw.isdigit():
+                await websocket.close(1008, "since must be an alarm id (a whole number)")
+                return
+            since = int(since_raw)
+        await websocket.accept()
+        async with app.runtime.alarms.subscribe(since) as stream:
+            async for alarm in stream:
+                await websocket.send(render_alarm(alarm))
+        # The hub dropped us (too slow): the client reconnects with `since` and loses nothing.
+        await websocket.close(1013, "fell behind; reconnect with ?since=<last id>")
+
+
+def render_alarm(alarm: Any) -> str:
+    import msgspec
+
+    return msgspec.json.encode(alarm.as_dict()).decode()

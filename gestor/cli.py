@@ -1,0 +1,223 @@
+"""The `gestor` command: `serve` (the whole system, embedded defaults) and `simulate` (the
+external platforms' simulator on its own)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import trio
+
+from gestor.logs import configure_logging
+from gestor.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from hypercorn.config import Config
+
+logger = logging.getLogger("gestor")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="config directory (default: ./config or "
+                        "GESTOR_CONFIG_DIR)")
+    parser.add_argument("--data-dir", type=Path, help="where the embedded PostgreSQL and the "
+                        "simulator keep their data (GESTOR_DATA_DIR)")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (GESTOR_LOG_LEVEL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gestor", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run Gestor (embedded PostgreSQL and simulator unless "
+                           "configured otherwise)")
+    _common(serve)
+    serve.add_argument("--bind", help="HOST:PORT to listen on (default 127.0.0.1:8080)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 1)")
+    serve.add_argument("--platforms", help="base URL of the external platforms (default: start "
+                       "the built-in simulator)")
+    sim = sub.add_parser("simulate", help="run the platform simulator on its own")
+    _common(sim)
+    sim.add_argument("--bind", default="127.0.0.1:8090", help="HOST:PORT (default "
+                     "127.0.0.1:8090; port 0 picks a free one)")
+    sim.add_argument("--state-dir", type=Path, help="keep the simulator's state here across "
+                     "restarts")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        if args.command == "serve":
+            return serve(args)
+        return simulate(args)
+    except SettingsError as exc:
+        print(f"gestor: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    return load_settings(args.config, data_dir=args.data_dir, **extra)
+
+
+# -- simulate ------------------------------------------------------------------------------------
+def simulate(args: argparse.Namespace) -> int:
+    from gestor.platforms import SimulatorConfig, run_simulator
+    from gestor.settings import parse_bind
+
+    settings = _settings(args)
+    host, port = parse_bind(args.bind)
+    mapping = dict(settings.simulator)
+    if args.state_dir is not None:
+        mapping["state_dir"] = str(args.state_dir)
+    config = SimulatorConfig.from_mapping(mapping)
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_simulator, config, host, port)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break
+            nursery.cancel_scope.cancel()
+
+    trio.run(run)
+    return 0
+
+
+# -- serve ---------------------------------------------------------------------------------------
+def _start_simulator(settings: Settings, stack: contextlib.ExitStack) -> str:
+    """Start `gestor simulate` as a child process on a free port; return its URL."""
+    cmd = [sys.executable, "-m", "gestor", "simulate", "--bind", "127.0.0.1:0",
+           "--config", str(settings.config_dir),
+           "--state-dir", str(settings.data_dir / "simulator")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    stack.callback(stop)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit("gestor: the platform simulator exited before it was ready")
+        if "listening on " in line:
+            url = line.strip().rsplit("listening on ", 1)[1]
+            logger.info("platform simulator (pid %d) at %s", proc.pid, url)
+            return url
+    raise SystemExit("gestor: the platform simulator did not start within 30 s")
+
+
+def _migrate(dsn: str) -> None:
+    from gestor.store import migrate, open_bridge
+
+    async def run() -> None:
+        async with open_bridge(dsn, min_size=1, max_size=1) as bridge:
+            applied = await migrate(bridge)
+            if applied:
+                logger.info("database migrated: %s", ", ".join(applied))
+
+    trio.run(run)
+
+
+def _describe(dsn: str) -> str:
+    """A database URL without credentials, for logs."""
+    parts = urlsplit(dsn)
+    return f"{parts.scheme}://{parts.hostname or 'localhost'}{':' if parts.port else ''}" \
+           f"{parts.port or ''}{parts.path}"
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = _settings(args, bind=args.bind, workers=args.workers,
+                         platforms_url=args.platforms)
+    with contextlib.ExitStack() as stack:
+        dsn = settings.database_url
+        if dsn:
+            logger.info("database: %s", _describe(dsn))
+        else:
+            from gestor.store import start_embedded
+
+            embedded = start_embedded(settings.data_dir / "pg")
+            stack.callback(embedded.stop)
+            dsn = embedded.dsn
+            logger.info("database: embedded PostgreSQL in %s", embedded.data_dir)
+        _migrate(dsn)
+        platforms_url = settings.platforms_url or _start_simulator(settings, stack)
+        if settings.workers == 1:
+            trio.run(_serve_one, settings, dsn, platforms_url)
+        else:
+            _serve_many(settings, dsn, platforms_url)
+    logger.info("stopped")
+    return 0
+
+
+def _hypercorn_config(settings: Settings) -> Config:
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [settings.bind]
+    config.graceful_timeout = settings.shutdown_grace
+    config.accesslog = None
+    config.errorlog = "-"
+    config.worker_class = "trio"
+    config.keep_alive_timeout = 75
+    return config
+
+
+async def _serve_one(settings: Settings, dsn: str, platforms_url: str) -> None:
+    from hypercorn.trio import serve as hypercorn_serve
+
+    from gestor.api import create_app
+
+    app = create_app(settings, dsn, platforms_url)
+
+    @app.before_serving
+    async def _announce() -> None:
+        print(f"gestor listening on http://{settings.bind}", flush=True)
+
+    stop = trio.Event()
+
+    async def watch_signals() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                logger.info("%s received: finishing in-flight requests",
+                            signal.Signals(signum).name)
+                stop.set()
+                return
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_signals)
+        await hypercorn_serve(app, _hypercorn_config(settings), shutdown_trigger=stop.wait)
+        nursery.cancel_scope.cancel()
+
+
+def _serve_many(settings: Settings, dsn: str, platforms_url: str) -> None:
+    from hypercorn.run import run
+
+    os.environ.update(settings.environ())
+    os.environ["GESTOR_DATABASE_URL"] = dsn
+    os.environ["GESTOR_PLATFORMS_URL"] = platforms_url
+    config = _hypercorn_config(settings)
+    config.workers = settings.workers
+    config.application_path = "gestor.api.asgi:app"
+    print(f"gestor listening on http://{settings.bind} ({settings.workers} workers)", flush=True)
+    run(config)

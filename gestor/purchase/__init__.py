@@ -1,0 +1,26 @@
+"""The purchase: the saga that runs one (`_saga`, over the pure state machine in `_steps`), the
+subscriber actor that serialises a mobile's purchases (`_actor`) and the service the API calls."""
+
+from gestor.purchase._actor import Buy, SubscriberActor, View, actor_factory
+from gestor.purchase._deps import ProfileCache, PurchaseDeps, SubscriberView
+from gestor.purchase._saga import SagaAbandoned, final, refund_id, run_purchase
+from gestor.purchase._service import OfferList, PurchaseService, PurchaseStatistics
+from gestor.purchase._steps import Verdict
+
+__all__ = [
+    "Buy",
+    "OfferList",
+    "ProfileCache",
+    "PurchaseDeps",
+    "PurchaseService",
+    "PurchaseStatistics",
+    "SagaAbandoned",
+    "SubscriberActor",
+    "SubscriberView",
+    "Verdict",
+    "View",
+    "actor_factory",
+    "final",
+    "refund_id",
+    "run_purchase",
+]

@@ -1,0 +1,112 @@
+"""The subscriber actor: one per msisdn, serialising that mobile's purchases (DESIGN D3).
+
+Its turn for a `Buy` is short: check the local pending purchase, record the new one in the
+database (which takes the cross-process guard), start the saga as a child task, reply. So a
+second purchase while the first is in flight gets its 409 at once instead of queueing behind it.
+State (counters, restrictions) is loaded in one batched read when the actor activates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING
+
+import attrs
+
+from actors import ActorBase, ActorContext
+from gestor.model import NewTransaction, PurchaseCounters, Transaction, TxState
+from gestor.purchase._deps import SubscriberView, counters_after
+from gestor.purchase._saga import SagaAbandoned, run_purchase
+from gestor.store import Accepted, AcceptOutcome, KeyReused, PendingExists, Replayed
+
+if TYPE_CHECKING:
+    from gestor.purchase._service import PurchaseService
+
+logger = logging.getLogger("gestor.purchase")
+
+
+@attrs.frozen
+class Buy:
+    """Start a purchase (reply: the store's `AcceptOutcome`)."""
+
+    tx: NewTransaction
+
+
+@attrs.frozen
+class View:
+    """What the actor knows about its subscriber (reply: `SubscriberView`)."""
+
+
+@attrs.define
+class SubscriberActor(ActorBase[object, object]):
+    msisdn: str
+    service: PurchaseService
+    pending: Transaction | None = None
+    counters: PurchaseCounters = attrs.field(factory=PurchaseCounters)
+    restrictions: tuple[str, ...] = ()
+
+    async def on_start(self, ctx: ActorContext) -> None:
+        deps = self.service.deps
+        snapshot = await deps.store.snapshot(deps.snapshot_request(self.msisdn))
+        self.counters = snapshot.counters
+        self.restrictions = snapshot.restrictions
+        # A pending purchase found in the database belongs to another process or to the
+        # recoverer; the database guard answers for it, so it is not our fast path.
+
+    async def handle(self, ctx: ActorContext, message: object) -> object:
+        if isinstance(message, Buy):
+            return await self._buy(ctx, message.tx)
+        if isinstance(message, View):
+            return self.view()
+        raise TypeError(f"unexpected message {message!r}")
+
+    def view(self) -> SubscriberView:
+        return SubscriberView(self.msisdn, self.pending, self.counters, self.restrictions)
+
+    async def _buy(self, ctx: ActorContext, new: NewTransaction) -> AcceptOutcome:
+        pending = self.pending
+        if pending is not None:  # fast path: one of ours is in flight
+            if (pending.client, pending.idempotency_key) == (new.client, new.idempotency_key):
+                same = pending.request_hash == new.request_hash
+                return Replayed(pending) if same else KeyReused(pending)
+            return PendingExists(pending)
+        outcome = await self.service.deps.store.accept(new)
+        if isinstance(outcome, Accepted):
+            tx = outcome.transaction
+            self.pending = tx
+            self.service.track(tx.id)
+            ctx.start_soon(self._run, tx, self.view())
+        return outcome
+
+    async def _run(self, tx: Transaction, view: SubscriberView) -> None:
+        """The saga, as a child task of this actor (it keeps the actor alive while it runs)."""
+        final: Transaction | None = None
+        try:
+            final = await run_purchase(self.service.deps, tx, view)
+        except SagaAbandoned as exc:
+            logger.warning("purchase %s handed to the recoverer: %s", tx.id, exc)
+        except Exception:
+            logger.exception("purchase %s failed unexpectedly; the recoverer resumes it", tx.id)
+        finally:
+            self._ended(tx, final)
+
+    def _ended(self, tx: Transaction, final: Transaction | None) -> None:
+        # Runs in the saga's task, but is synchronous: no other turn of this actor interleaves.
+        if self.pending is not None and self.pending.id == tx.id:
+            self.pending = None
+        if final is not None and final.state is TxState.COMPLETED:
+            self.counters = counters_after(self.counters, final, self.service.deps.tz)
+        self.service.deps.profiles.forget(self.msisdn)
+        self.service.finished(tx.id, final)
+
+
+def actor_factory(service: PurchaseService) -> Callable[[Hashable], SubscriberActor]:
+    def build(key: Hashable) -> SubscriberActor:
+        assert isinstance(key, str)
+        return SubscriberActor(key, service)
+
+    return build
+
+
+

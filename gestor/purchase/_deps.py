@@ -1,0 +1,159 @@
+"""What a purchase needs from the outside, bundled: store, platforms, rules, catalogue, alarms,
+profile cache and clock. One `PurchaseDeps` per process, shared by every subscriber actor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import attrs
+import trio
+
+from gestor.alarms import AlarmHub
+from gestor.catalogue import Catalogue
+from gestor.model import PurchaseCounters, Reason, Transaction
+from gestor.platforms import Platforms
+from gestor.purchase._steps import Verdict
+from gestor.rules import NEVER_AGE_S, CompiledRules, PurchaseContext
+from gestor.store import SnapshotRequest, Store
+
+
+@attrs.frozen
+class SubscriberView:
+    """What the subscriber actor knows: its local pending purchase, counters, restrictions."""
+
+    msisdn: str
+    pending: Transaction | None
+    counters: PurchaseCounters
+    restrictions: tuple[str, ...]
+
+
+def history_of(counters: PurchaseCounters, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
+    """The `history` map the rules see. Counters loaded on an earlier day (or month) than `now`
+    have rolled over."""
+    last = counters.last_purchase_at
+    today = now.astimezone(tz).date()
+    last_day = last.astimezone(tz).date() if last else None
+    same_day = last_day == today
+    same_month = last_day is not None and (last_day.year, last_day.month) == (
+        today.year, today.month)
+    return {
+        "purchases_today": counters.purchases_today if same_day else 0,
+        "purchases_month": counters.purchases_month if same_month else 0,
+        "spent_today": counters.spent_today if same_day else 0,
+        "spent_month": counters.spent_month if same_month else 0,
+        "last_purchase_at": last,
+        "last_purchase_age_s": int((now - last).total_seconds()) if last else NEVER_AGE_S,
+    }
+
+
+@attrs.define
+class ProfileCache:
+    """Customer data (data warehouse + charging) per msisdn, reused for `ttl` seconds; concurrent
+    requests for the same msisdn share one fetch."""
+
+    platforms: Platforms
+    ttl: float
+    max_entries: int = 100_000
+    _entries: dict[str, tuple[float, Mapping[str, Any]]] = attrs.field(factory=dict)
+    _inflight: dict[str, trio.Event] = attrs.field(factory=dict)
+
+    async def get(self, msisdn: str) -> Mapping[str, Any]:
+        while True:
+            hit = self._entries.get(msisdn)
+            if hit is not None and hit[0] > trio.current_time():
+                return hit[1]
+            waiting = self._inflight.get(msisdn)
+            if waiting is None:
+                break
+            await waiting.wait()
+            if msisdn not in self._entries:  # the fetch failed: try ourselves
+                break
+        done = self._inflight[msisdn] = trio.Event()
+        try:
+            data = (await self.platforms.profile(msisdn)).as_dict()
+        finally:
+            del self._inflight[msisdn]
+            done.set()
+        if len(self._entries) >= self.max_entries:
+            self._evict()
+        self._entries[msisdn] = (trio.current_time() + self.ttl, data)
+        return data
+
+    def forget(self, msisdn: str) -> None:
+        """Drop a subscriber's cached data (its balance just changed)."""
+        self._entries.pop(msisdn, None)
+
+    def _evict(self) -> None:
+        now = trio.current_time()
+        for key in [k for k, (exp, _) in self._entries.items() if exp <= now]:
+            del self._entries[key]
+        while len(self._entries) >= self.max_entries:
+            del self._entries[next(iter(self._entries))]
+
+
+@attrs.define
+class PurchaseDeps:
+    store: Store
+    platforms: Platforms
+    rules: CompiledRules
+    catalogue: Catalogue
+    alarms: AlarmHub
+    profiles: ProfileCache
+    tz: ZoneInfo
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def snapshot_request(self, msisdn: str) -> SnapshotRequest:
+        now = self.now()
+        local = now.astimezone(self.tz)
+        day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        month = day.replace(day=1)
+        return SnapshotRequest(msisdn, day.astimezone(UTC), month.astimezone(UTC), now)
+
+    def context(self, customer: Mapping[str, Any], channel: str, view: SubscriberView,
+                now: datetime) -> PurchaseContext:
+        return PurchaseContext(
+            customer=customer,
+            channel=channel,
+            now=now,
+            restrictions=list(view.restrictions),
+            history=history_of(view.counters, now, self.tz),
+        )
+
+    def decide(self, tx: Transaction, customer: Mapping[str, Any], view: SubscriberView,
+               now: datetime) -> Verdict:
+        rules = self.rules
+        decision = rules.decide(self.context(customer, tx.channel, view, now), tx.bono_id)
+        reasons = tuple(Reason(f.code, f.message, f.rule_id) for f in decision.failures)
+        op = decision.operation
+        return Verdict(
+            profile_id=decision.profile_id,
+            rules_version=decision.version,
+            currency=self.catalogue.currency,
+            operation=op.operation if op else None,
+            price=op.price if op else None,
+            reasons=reasons,
+        )
+
+
+def counters_after(counters: PurchaseCounters, tx: Transaction, tz: ZoneInfo) -> PurchaseCounters:
+    """The counters once `tx` completed (the actor keeps them current without a read)."""
+    price = tx.price or 0
+    local = tx.created_at.astimezone(tz)
+    last = counters.last_purchase_at
+    same_day = last is not None and last.astimezone(tz).date() == local.date()
+    same_month = last is not None and (last.astimezone(tz).year, last.astimezone(tz).month) == (
+        local.year, local.month)
+    return PurchaseCounters(
+        purchases_today=(counters.purchases_today if same_day else 0) + 1,
+        purchases_month=(counters.purchases_month if same_month else 0) + 1,
+        spent_today=(counters.spent_today if same_day else 0) + price,
+        spent_month=(counters.spent_month if same_month else 0) + price,
+        last_purchase_at=tx.created_at,
+    )
+

@@ -1,0 +1,172 @@
+"""The purchase saga: the I/O shell around `_steps` (DESIGN "A purchase, step by step", D4).
+
+Runs one accepted transaction to its end: profile → rules → debit → provision → complete, with a
+refund when provisioning fails after the debit, and `inconsistent` plus a critical alarm when the
+refund fails too. Every external call carries the transaction id as its idempotency key; every
+durable point is written before the next side effect.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import trio
+
+from gestor.model import NewAlarm, Reason, Severity, Transaction, Transition, TxState
+from gestor.platforms import OutcomeUnknown, PlatformError, PlatformRejected
+from gestor.purchase import _steps as steps
+from gestor.purchase._deps import PurchaseDeps, SubscriberView
+from gestor.store import StoreUnavailable
+
+logger = logging.getLogger("gestor.purchase")
+
+_REFUND_NAMESPACE = uuid.UUID("5b1f3c8e-9a53-4a57-9d0e-2a4f4f1f0c11")
+
+
+class SagaAbandoned(Exception):
+    """A durable write lost its race (another worker owns the transaction now) or the database
+    stayed unreachable; the recoverer takes over from the last durable state."""
+
+
+def refund_id(tx_id: uuid.UUID) -> str:
+    """The refund's idempotency key: derived from the transaction, so a retry is the same one."""
+    return str(uuid.uuid5(_REFUND_NAMESPACE, str(tx_id)))
+
+
+async def _write(deps: PurchaseDeps, tx: Transaction, move: Transition) -> Transaction:
+    delay = 0.05
+    for attempt in range(6):
+        try:
+            if await deps.store.transition(move):
+                return steps.applied(tx, move)
+            raise SagaAbandoned(f"{tx.id}: no longer in state {move.expect}")
+        except StoreUnavailable:
+            if attempt == 5:
+                raise
+            await trio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _platform_reason(exc: PlatformError, stage: str) -> Reason:
+    if isinstance(exc, PlatformRejected):
+        return Reason(exc.code, f"{exc.platform} refused the {stage}: {exc.detail or exc.code}")
+    return Reason(
+        "PLATFORM_UNAVAILABLE", f"{stage} could not be completed: {exc.platform} unavailable"
+    )
+
+
+async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView) -> Transaction:
+    """Drive `tx` (just accepted, state `received`) to a final state; returns it as stored."""
+    now = deps.now()
+    try:
+        customer = await deps.profiles.get(tx.msisdn)
+    except PlatformError as exc:
+        return await _write(deps, tx, steps.failed(tx, _platform_reason(exc, "profile"), now))
+
+    verdict = deps.decide(tx, customer, view, now)
+    if not verdict.accepted:
+        return await _write(deps, tx, steps.rejected(tx, verdict, now))
+    assert verdict.price is not None
+
+    bono = deps.catalogue.get(tx.bono_id)
+    assert bono is not None  # checked at the door
+    if verdict.operation == steps.PROVISION_ONLY:
+        try:
+            await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
+        except PlatformError as exc:
+            reason = _platform_reason(exc, "provisioning")
+            return await _write(deps, tx, steps.failed(tx, reason, deps.now(), verdict))
+        return await _write(deps, tx, steps.completed(tx, deps.now(), verdict))
+
+    # debit_and_provision
+    try:
+        receipt = await deps.platforms.debit(str(tx.id), tx.msisdn, verdict.price)
+        note = f"debited {verdict.price} {verdict.currency}, balance {receipt.balance_after}"
+    except OutcomeUnknown:
+        found = await _resolve_debit(deps, tx)
+        if found is None:
+            reason = Reason("CHARGE_FAILED", "the charging system did not take the debit")
+            return await _write(deps, tx, steps.failed(tx, reason, deps.now(), verdict))
+        note = f"debited {verdict.price} {verdict.currency} (confirmed by lookup)"
+    except PlatformError as exc:
+        reason = _platform_reason(exc, "debit")
+        return await _write(deps, tx, steps.failed(tx, reason, deps.now(), verdict))
+    tx = await _write(deps, tx, steps.charged(tx, verdict, deps.now(), note))
+    return await provision_charged(deps, tx)
+
+
+async def _resolve_debit(deps: PurchaseDeps, tx: Transaction) -> object | None:
+    """An unknown debit outcome is settled by asking the charging system, never by guessing."""
+    delay = 0.2
+    for _ in range(5):
+        try:
+            return await deps.platforms.lookup_debit(str(tx.id))
+        except PlatformError:
+            await trio.sleep(delay)
+            delay *= 2
+    await deps.alarms.raise_alarm(
+        NewAlarm(
+            "charge_unknown", Severity.CRITICAL,
+            "debit outcome unknown and the charging system cannot be asked",
+            msisdn=tx.msisdn, transaction_id=tx.id,
+        )
+    )
+    raise SagaAbandoned(f"{tx.id}: debit outcome unknown")
+
+
+async def provision_charged(deps: PurchaseDeps, tx: Transaction) -> Transaction:
+    """From `charged`: provision; on failure refund; if the refund fails, inconsistent."""
+    bono = deps.catalogue.get(tx.bono_id)
+    assert bono is not None and tx.price is not None
+    try:
+        await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
+    except OutcomeUnknown as exc:
+        # It may have been given: ask before refunding a bundle the subscriber has.
+        if await _provisioned(deps, tx):
+            return await _write(deps, tx, steps.completed(tx, deps.now()))
+        reason = _platform_reason(exc, "provisioning")
+    except PlatformError as exc:
+        reason = _platform_reason(exc, "provisioning")
+    else:
+        return await _write(deps, tx, steps.completed(tx, deps.now()))
+    logger.warning("provisioning failed for %s (%s); refunding", tx.id, reason.code)
+    return await refund_charged(deps, tx, Reason("PROVISIONING_FAILED", reason.message))
+
+
+async def _provisioned(deps: PurchaseDeps, tx: Transaction) -> bool:
+    try:
+        return await deps.platforms.lookup_provision(str(tx.id)) is not None
+    except PlatformError:
+        return False  # can't tell: refunding is the side that never takes money for nothing
+
+
+async def refund_charged(deps: PurchaseDeps, tx: Transaction, reason: Reason) -> Transaction:
+    """Give the money back; if that fails, mark the transaction inconsistent and alarm."""
+    assert tx.price is not None
+    try:
+        await deps.platforms.refund(refund_id(tx.id), str(tx.id), tx.msisdn, tx.price)
+    except PlatformError as exc:
+        why = _platform_reason(exc, "refund")
+        tx = await _write(
+            deps, tx,
+            steps.inconsistent(tx, Reason("REFUND_FAILED", f"{reason.message}; {why.message}"),
+                               deps.now()),
+        )
+        await deps.alarms.raise_alarm(
+            NewAlarm(
+                "refund_failed", Severity.CRITICAL,
+                f"charged {tx.price} {tx.currency} but not provisioned, and the refund failed",
+                msisdn=tx.msisdn, transaction_id=tx.id,
+                details={"bono_id": tx.bono_id, "price": tx.price, "cause": why.message},
+            )
+        )
+        return tx
+    return await _write(deps, tx, steps.refunded(tx, reason, deps.now()))
+
+
+def final(tx: Transaction) -> bool:
+    """Whether a waiting client can be answered: terminal, or settled as inconsistent."""
+    return tx.state.terminal or tx.state is TxState.INCONSISTENT
+

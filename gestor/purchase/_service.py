@@ -1,0 +1,123 @@
+"""`PurchaseService`: what the API calls. Routes each mobile's work to its subscriber actor,
+lets clients wait for a purchase's final state, lists offers, reads transactions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from actors import ActorSystem
+from gestor.model import NewTransaction, Transaction
+from gestor.purchase._actor import Buy, View
+from gestor.purchase._deps import PurchaseDeps, SubscriberView
+from gestor.purchase._saga import final
+from gestor.rules import Offer
+from gestor.store import Accepted, AcceptOutcome, KeyReused, PendingExists, Replayed
+
+
+@attrs.frozen
+class OfferList:
+    msisdn: str
+    profile_id: str
+    rules_version: int
+    currency: str
+    offers: tuple[Offer, ...]
+
+
+@attrs.define
+class _Completion:
+    done: trio.Event = attrs.field(factory=trio.Event)
+    final: Transaction | None = None
+
+
+@attrs.frozen
+class PurchaseStatistics:
+    in_flight: int
+    started: int
+    finished: int
+
+
+@attrs.define
+class PurchaseService:
+    deps: PurchaseDeps
+    actors: ActorSystem[object, object] = attrs.field(init=False)
+    ask_timeout: float = 5.0
+    _completions: dict[uuid.UUID, _Completion] = attrs.field(factory=dict)
+    _started: int = 0
+    _finished: int = 0
+
+    def bind(self, actors: ActorSystem[object, object]) -> None:
+        self.actors = actors
+
+    # -- called by the actor -----------------------------------------------------------------
+    def track(self, tx_id: uuid.UUID) -> None:
+        self._completions[tx_id] = _Completion()
+        self._started += 1
+
+    def finished(self, tx_id: uuid.UUID, tx: Transaction | None) -> None:
+        completion = self._completions.pop(tx_id, None)
+        self._finished += 1
+        if completion is not None:
+            completion.final = tx
+            completion.done.set()
+
+    # -- called by the API -------------------------------------------------------------------
+    async def purchase(self, tx: NewTransaction) -> AcceptOutcome:
+        outcome = await self.actors.ask(tx.msisdn, Buy(tx), timeout=self.ask_timeout)
+        assert isinstance(outcome, Accepted | Replayed | KeyReused | PendingExists)
+        return outcome
+
+    async def wait_final(self, tx: Transaction, patience: float) -> Transaction:
+        """`tx` once final, or as it stands after `patience` seconds."""
+        if final(tx):
+            return tx
+        completion = self._completions.get(tx.id)
+        if completion is not None:
+            with trio.move_on_after(patience):
+                await completion.done.wait()
+            if completion.final is not None:
+                return completion.final
+        else:  # running in another worker or under the recoverer: poll the database
+            with trio.move_on_after(patience):
+                delay = 0.05
+                while True:
+                    current = await self.deps.store.get(tx.id)
+                    if current is not None and final(current):
+                        return current
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+        return await self.deps.store.get(tx.id) or tx
+
+    async def view(self, msisdn: str) -> SubscriberView:
+        view = await self.actors.ask(msisdn, View(), timeout=self.ask_timeout)
+        assert isinstance(view, SubscriberView)
+        return view
+
+    async def offers(self, msisdn: str, channel: str) -> OfferList:
+        view = await self.view(msisdn)
+        customer = await self.deps.profiles.get(msisdn)
+        listing = self.deps.rules.listing(
+            self.deps.context(customer, channel, view, self.deps.now())
+        )
+        return OfferList(
+            msisdn=msisdn,
+            profile_id=listing.profile.profile_id,
+            rules_version=listing.version,
+            currency=self.deps.catalogue.currency,
+            offers=listing.offers,
+        )
+
+    async def get(self, tx_id: uuid.UUID) -> Transaction | None:
+        return await self.deps.store.get(tx_id)
+
+    async def transactions(self, msisdn: str, states: Sequence[str] | None, limit: int
+                           ) -> list[Transaction]:
+        return await self.deps.store.transactions_for(msisdn, states, limit)
+
+    def statistics(self) -> PurchaseStatistics:
+        return PurchaseStatistics(
+            in_flight=len(self._completions), started=self._started, finished=self._finished
+        )

@@ -1,0 +1,90 @@
+"""The composition root: everything one worker process runs, opened and closed in order.
+
+store (+ migrations) → alarm hub → platform clients → catalogue and rules → subscriber actors →
+purchase service. `open_runtime` is entered by the app's lifespan, by tests and by the bench.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from zoneinfo import ZoneInfo
+
+import attrs
+import trio
+
+from actors import ActorSystem, open_actor_system
+from gestor.alarms import AlarmHub
+from gestor.catalogue import Catalogue, load_catalogue
+from gestor.model import NewAlarm, Severity
+from gestor.platforms import Platforms, PlatformSettings, open_platforms
+from gestor.purchase import ProfileCache, PurchaseDeps, PurchaseService, actor_factory
+from gestor.rules import CompiledRules, compile_rules, load_rules
+from gestor.settings import Settings
+from gestor.store import Store, open_store
+
+logger = logging.getLogger("gestor")
+
+
+@attrs.frozen
+class Runtime:
+    settings: Settings
+    store: Store
+    alarms: AlarmHub
+    platforms: Platforms
+    catalogue: Catalogue
+    rules: CompiledRules
+    actors: ActorSystem[object, object]
+    purchases: PurchaseService
+
+
+def load_rule_set(settings: Settings, catalogue: Catalogue) -> CompiledRules:
+    return compile_rules(load_rules(settings.rules_path), catalogue, tz=settings.timezone)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings, database_url: str, platforms_url: str
+                       ) -> AsyncIterator[Runtime]:
+    catalogue = load_catalogue(settings.catalogue_path)
+    rules = load_rule_set(settings, catalogue)
+    tz = ZoneInfo(settings.timezone)
+    async with open_store(database_url, pool_size=settings.pool_size) as store, \
+            trio.open_nursery() as nursery:
+        alarms = AlarmHub(store)
+        await nursery.start(alarms.run)
+
+        async def on_circuit_change(platform: str, opened: bool) -> None:
+            if opened:
+                alarm = NewAlarm("platform_down", Severity.CRITICAL,
+                                 f"{platform} is failing: circuit opened, purchases fail fast",
+                                 details={"platform": platform})
+            else:
+                alarm = NewAlarm("platform_recovered", Severity.INFO,
+                                 f"{platform} answers again: circuit closed",
+                                 details={"platform": platform})
+            await alarms.raise_alarm(alarm)
+
+        platform_settings = PlatformSettings.from_mapping(
+            {**settings.platforms, "url": platforms_url}
+        )
+        async with open_platforms(platform_settings,
+                                  on_circuit_change=on_circuit_change) as platforms:
+            deps = PurchaseDeps(
+                store=store, platforms=platforms, rules=rules, catalogue=catalogue,
+                alarms=alarms, profiles=ProfileCache(platforms, settings.profile_cache_ttl),
+                tz=tz,
+            )
+            service = PurchaseService(deps)
+            actors: ActorSystem[object, object]
+            async with open_actor_system(
+                actor_factory(service),
+                mailbox_size=settings.mailbox_size,
+                idle_timeout=settings.idle_timeout,
+                send_timeout=settings.send_timeout,
+                name="subscribers",
+            ) as actors:
+                service.bind(actors)
+                yield Runtime(settings, store, alarms, platforms, catalogue, rules, actors,
+                              service)
+        nursery.cancel_scope.cancel()

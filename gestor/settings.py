@@ -1,0 +1,155 @@
+"""Settings: `config/gestor.toml` (or `GESTOR_CONFIG_DIR`), overridden by environment variables
+and command-line options. One frozen record; nothing else reads the environment."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import platformdirs
+
+PACKAGE_CONFIG = Path(__file__).resolve().parent.parent / "config"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def default_config_dir() -> Path:
+    env = os.environ.get("GESTOR_CONFIG_DIR")
+    if env:
+        return Path(env)
+    local = Path.cwd() / "config"
+    if (local / "gestor.toml").is_file():
+        return local
+    return PACKAGE_CONFIG
+
+
+def parse_bind(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise SettingsError(f"bind must be HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+@attrs.frozen
+class Settings:
+    config_dir: Path
+    bind: str = "127.0.0.1:8080"
+    workers: int = 1
+    max_request_bytes: int = 16384
+    shutdown_grace: float = 10.0
+    database_url: str = ""
+    pool_size: int = 10
+    data_dir: Path = attrs.field(
+        factory=lambda: Path(platformdirs.user_data_dir("gestor", appauthor=False))
+    )
+    timezone: str = "America/Argentina/Buenos_Aires"
+    max_wait: float = 30.0
+    profile_cache_ttl: float = 5.0
+    mailbox_size: int = 32
+    idle_timeout: float = 60.0
+    send_timeout: float = 0.5
+    platforms_url: str = ""
+    platforms: Mapping[str, Any] = attrs.field(factory=dict)
+    simulator: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def catalogue_path(self) -> Path:
+        return self.config_dir / "bonos.toml"
+
+    @property
+    def rules_path(self) -> Path:
+        return self.config_dir / "rules.toml"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_bind(self.bind)
+
+    def environ(self) -> dict[str, str]:
+        """The environment that makes a worker process load these same settings."""
+        env = {
+            "GESTOR_CONFIG_DIR": str(self.config_dir),
+            "GESTOR_BIND": self.bind,
+            "GESTOR_DATA_DIR": str(self.data_dir),
+        }
+        if self.database_url:
+            env["GESTOR_DATABASE_URL"] = self.database_url
+        if self.platforms_url:
+            env["GESTOR_PLATFORMS_URL"] = self.platforms_url
+        return env
+
+
+def _get(table: Mapping[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
+    value = table.get(key, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise SettingsError(f"{where}.{key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def load_settings(
+    config_dir: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Read `gestor.toml` from `config_dir`, then apply environment and explicit overrides
+    (None values are ignored)."""
+    env = os.environ if environ is None else environ
+    config_dir = config_dir or default_config_dir()
+    path = config_dir / "gestor.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: {exc}") from exc
+    server = data.get("server", {})
+    database = data.get("database", {})
+    embedded = data.get("embedded", {})
+    purchase = data.get("purchase", {})
+    actors = data.get("actors", {})
+    platforms = dict(data.get("platforms", {}))
+    values: dict[str, Any] = {
+        "bind": _get(server, "bind", str, "127.0.0.1:8080", "server"),
+        "workers": _get(server, "workers", int, 1, "server"),
+        "max_request_bytes": _get(server, "max_request_bytes", int, 16384, "server"),
+        "shutdown_grace": _get(server, "shutdown_grace", float, 10.0, "server"),
+        "database_url": _get(database, "url", str, "", "database"),
+        "pool_size": _get(database, "pool_size", int, 10, "database"),
+        "timezone": _get(purchase, "timezone", str, "America/Argentina/Buenos_Aires", "purchase"),
+        "max_wait": _get(purchase, "max_wait", float, 30.0, "purchase"),
+        "profile_cache_ttl": _get(purchase, "profile_cache_ttl", float, 5.0, "purchase"),
+        "mailbox_size": _get(actors, "mailbox_size", int, 32, "actors"),
+        "idle_timeout": _get(actors, "idle_timeout", float, 60.0, "actors"),
+        "send_timeout": _get(actors, "send_timeout", float, 0.5, "actors"),
+        "platforms_url": _get(platforms, "url", str, "", "platforms"),
+        "platforms": platforms,
+        "simulator": dict(data.get("simulator", {})),
+    }
+    data_dir = _get(embedded, "data_dir", str, "", "embedded")
+    if data_dir:
+        values["data_dir"] = Path(data_dir).expanduser()
+    for var, key in (
+        ("GESTOR_BIND", "bind"),
+        ("GESTOR_DATABASE_URL", "database_url"),
+        ("GESTOR_PLATFORMS_URL", "platforms_url"),
+    ):
+        if env.get(var):
+            values[key] = env[var]
+    if env.get("GESTOR_DATA_DIR"):
+        values["data_dir"] = Path(env["GESTOR_DATA_DIR"]).expanduser()
+    if env.get("GESTOR_WORKERS"):
+        if not env["GESTOR_WORKERS"].isdigit():
+            raise SettingsError("GESTOR_WORKERS must be a whole number")
+        values["workers"] = int(env["GESTOR_WORKERS"])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(config_dir=config_dir, **values)
+    parse_bind(settings.bind)
+    if settings.workers < 1:
+        raise SettingsError("server.workers must be at least 1")
+    return settings
