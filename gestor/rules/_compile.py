@@ -1,0 +1,377 @@
+"""Compiling a `RuleSetSpec` against a catalogue: every expression is compiled and
+type-checked once, in the CEL environment of its section, and every problem is collected
+(syntax, unknown variable, type, duplicate id, unknown operation, unreachable rule, limits)
+into one `RuleSetError`. A clean rule set also gets its batched plans (see `_plan`)."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Sequence
+from datetime import tzinfo
+from typing import Any
+
+from cel_expr_python import cel
+
+from gestor.catalogue import Catalogue
+from gestor.rules._context import (
+    ALL_VARIABLES,
+    PLAN_VARIABLES,
+    SECTION_VARIABLES,
+    Binder,
+    RuleLimits,
+    make_env,
+)
+from gestor.rules._engine import (
+    PER_BONO,
+    CompiledOperation,
+    CompiledProfiling,
+    CompiledRules,
+    CompiledValidation,
+)
+from gestor.rules._model import (
+    EMPTY_ATTRIBUTES,
+    OPERATIONS,
+    SECTIONS,
+    Failure,
+    OperationRule,
+    ProfileDecision,
+    RuleIssue,
+    RuleSetError,
+    RuleSetSpec,
+    Section,
+    ValidationRule,
+)
+from gestor.rules._plan import (
+    OperationSource,
+    ProfilingSource,
+    RuleSources,
+    ValidationSource,
+    build_plans,
+)
+from gestor.rules._source import SourceInfo, scan
+
+_BOOL = cel.Type.BOOL
+_INT = cel.Type.INT
+_DYN = cel.Type.DYN
+
+_STATUS_PREFIX = re.compile(r"^[A-Z_]+: (?:ERROR: )?")
+_STATUS_SUFFIX = re.compile(r"\s*\[[A-Z_]+\]\s*$")
+_UNDECLARED = re.compile(r"undeclared reference to '([^']+)'")
+_BONO_ID_LITERALS = (
+    re.compile(r"""bono\.id\s*(?:==|!=)\s*(["'])(.*?)\1"""),
+    re.compile(r"""(["'])(.*?)\1\s*(?:==|!=)\s*bono\.id"""),
+)
+_BONO_ID_IN = re.compile(r"""bono\.id\s+in\s*\[([^\]]*)\]""")
+_QUOTED = re.compile(r"""(["'])(.*?)\1""")
+
+
+def compile_rules(
+    spec: RuleSetSpec,
+    catalogue: Catalogue,
+    version: int = 1,
+    *,
+    tz: str | tzinfo = "UTC",
+    limits: RuleLimits | None = None,
+) -> CompiledRules:
+    """Compile and check `spec`; raise `RuleSetError` listing every issue found.
+
+    `tz` (a zone name or tzinfo) is the zone of the `hour`, `weekday`, `day` and `month`
+    variables; `limits` guards against runaway expressions. Warnings (e.g. no catch-all
+    profiling rule) do not prevent compilation; they are kept in `CompiledRules.warnings`.
+    """
+    zone = _zone(tz)
+    limits = limits or RuleLimits()
+    c = _Compiler(limits)
+    _check_ids(spec, c.issues)
+
+    profiling: list[CompiledProfiling] = []
+    ordered: list[tuple[str, Any, SourceInfo] | None] = []
+    for p in spec.profiling:
+        when = c.expr("profiling", p.id, "when", p.when, _BOOL)
+        attributes = [
+            (name, c.expr("profiling", p.id, f"attributes.{name}", src, None))
+            for name, src in p.attributes.items()
+        ]
+        ordered.append(None if when is None else (p.id, *when))
+        if when is not None and all(a is not None for _, a in attributes):
+            profiling.append(
+                CompiledProfiling(
+                    rule=p,
+                    when=when[0],
+                    attributes=tuple((n, a[0]) for n, a in attributes if a is not None),
+                    decision=None
+                    if p.attributes
+                    else ProfileDecision(p.profile_id, EMPTY_ATTRIBUTES, p.id),
+                )
+            )
+    catch_all = _check_order("profiling", ordered, c.issues)
+    if not catch_all:
+        c.issues.append(
+            RuleIssue(
+                "profiling",
+                None,
+                None,
+                'no catch-all rule (when = "true"); customers that match no rule get '
+                "profile DEFAULT",
+                "warning",
+            )
+        )
+
+    validation: list[CompiledValidation] = []
+    for v in spec.validation:
+        when = c.expr("validation", v.id, "when", v.when, _BOOL)
+        guard = (
+            None
+            if v.applies_to is None
+            else c.expr("validation", v.id, "applies_to", v.applies_to, _BOOL)
+        )
+        if when is not None and (v.applies_to is None or guard is not None):
+            validation.append(
+                CompiledValidation(
+                    rule=v,
+                    when=when[0],
+                    applies_to=None if guard is None else guard[0],
+                    failure=Failure(v.id, v.code, v.message),
+                    names=when[1].names | (guard[1].names if guard else frozenset()),
+                )
+            )
+
+    operations: list[CompiledOperation] = []
+    ordered = []
+    for o in spec.operations:
+        when = c.expr("operations", o.id, "when", o.when, _BOOL)
+        ordered.append(None if when is None else (o.id, *when))
+        ok = when is not None
+        if o.operation not in OPERATIONS:
+            c.error(
+                "operations",
+                o.id,
+                "operation",
+                f"unknown operation {o.operation!r} (one of: {', '.join(OPERATIONS)})",
+            )
+            ok = False
+        price = None
+        if o.price is not None:
+            if o.operation == "provision_only":
+                c.error(
+                    "operations",
+                    o.id,
+                    "price",
+                    "provision_only never charges the customer: remove `price`",
+                )
+                ok = False
+            price = c.expr("operations", o.id, "price", o.price, _INT)
+            ok = ok and price is not None
+        if ok and when is not None:
+            operations.append(
+                CompiledOperation(rule=o, when=when[0], price=None if price is None else price[0])
+            )
+    _check_order("operations", ordered, c.issues)
+    _check_bono_ids(spec, catalogue, c.issues)
+
+    if any(i.severity == "error" for i in c.issues):
+        raise RuleSetError(c.issues)
+
+    plan_env = make_env(PLAN_VARIABLES, limits, plan=True)
+    sources = RuleSources(
+        profiling=[
+            ProfilingSource(p.rule.when, p.rule.profile_id, tuple(p.rule.attributes.items()))
+            for p in profiling
+        ],
+        operations=[
+            OperationSource(o.rule.when, o.rule.operation, o.rule.price) for o in operations
+        ],
+        validation=[
+            ValidationSource(v.rule.when, v.rule.applies_to, bool(v.names & PER_BONO))
+            for v in validation
+        ],
+        uses_operation=any("operation" in v.names for v in validation),
+    )
+    plans, note = build_plans(plan_env, sources, [b.as_dict() for b in catalogue])
+    return CompiledRules(
+        spec=spec,
+        catalogue=catalogue,
+        version=version,
+        binder=Binder(zone, c.names),
+        warnings=tuple(c.issues),
+        envs=c.envs,
+        profiling=tuple(profiling),
+        validation=tuple(validation),
+        operations=tuple(operations),
+        plan_env=plan_env,
+        plans=plans,
+        plan_note=note,
+    )
+
+
+def _zone(tz: str | tzinfo) -> tzinfo:
+    if not isinstance(tz, str):
+        return tz
+    try:
+        return zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {tz!r}") from None
+
+
+class _Compiler:
+    """Compiles one expression at a time in its section's environment, recording issues."""
+
+    def __init__(self, limits: RuleLimits) -> None:
+        self.limits = limits
+        self.issues: list[RuleIssue] = []
+        self.names: set[str] = set()  # every top-level name the rule set references
+        self.envs: dict[Section, Any] = {
+            s: make_env(SECTION_VARIABLES[s], limits) for s in SECTIONS
+        }
+
+    def error(self, section: str, rule_id: str, field: str, message: str) -> None:
+        self.issues.append(RuleIssue(section, rule_id, field, message))
+
+    def expr(
+        self, section: Section, rule_id: str, field: str, src: str, expect: Any
+    ) -> tuple[Any, SourceInfo] | None:
+        limit = self.limits.max_expression_chars
+        if len(src) > limit:
+            self.error(
+                section, rule_id, field, f"expression too long: {len(src)} chars (limit {limit})"
+            )
+            return None
+        info = scan(src)
+        self.names |= info.names
+        max_depth = self.limits.max_comprehension_depth
+        if info.comprehension_depth > max_depth:
+            self.error(
+                section,
+                rule_id,
+                field,
+                "comprehension macros (all, exists, "
+                f"exists_one, map, filter) nested {info.comprehension_depth} deep "
+                f"(limit {max_depth})",
+            )
+            return None
+        try:
+            compiled = self.envs[section].compile(src)
+        except RuntimeError as exc:
+            self.error(section, rule_id, field, _describe(str(exc), section))
+            return None
+        if expect is not None:
+            rtype = compiled.return_type()
+            if rtype not in (expect, _DYN):
+                self.error(
+                    section,
+                    rule_id,
+                    field,
+                    f"type error: `{field}` must be "
+                    f"{expect.name().lower()}, but this expression is "
+                    f"{rtype.name().lower()}",
+                )
+                return None
+        return compiled, info
+
+
+def _describe(text: str, section: Section) -> str:
+    """A CEL compiler error as one readable message, classified."""
+    text = _STATUS_SUFFIX.sub("", _STATUS_PREFIX.sub("", text.strip()))
+    text = text.replace("ERROR: <input>:", "").replace("<input>:", "")
+    text = text.replace(" (in container '')", "")
+    if "Syntax error" in text:
+        kind = "syntax error"
+    elif "undeclared reference" in text:
+        kind = "unknown variable or function"
+        m = _UNDECLARED.search(text)
+        name = m.group(1).split(".")[0] if m else ""
+        if name in ALL_VARIABLES:
+            text += f"\n(`{name}` is not available in {section} rules)"
+    elif "recursion" in text:
+        kind = "too deeply nested"
+    else:
+        kind = "type error"
+    return f"{kind}: {text}"
+
+
+def _check_ids(spec: RuleSetSpec, issues: list[RuleIssue]) -> None:
+    seen: dict[str, str] = {}
+    for section, rule in spec.rules():
+        if rule.id in seen:
+            issues.append(
+                RuleIssue(
+                    section,
+                    rule.id,
+                    "id",
+                    f"duplicate rule id (first used in "
+                    f"{seen[rule.id]}); rule ids are unique across the rule set",
+                )
+            )
+        else:
+            seen[rule.id] = section
+
+
+def _constant(compiled: Any, info: SourceInfo) -> bool | None:
+    """The value of a boolean expression that references no variable, else None."""
+    if info.names & ALL_VARIABLES:
+        return None
+    try:
+        value = compiled.eval(data={}).value()
+    except RuntimeError:
+        return None
+    return value if isinstance(value, bool) else None
+
+
+def _check_order(
+    section: Section,
+    rules: Sequence[tuple[str, Any, SourceInfo] | None],
+    issues: list[RuleIssue],
+) -> bool:
+    """Flag rules after an always-true rule (unreachable) and never-true rules.
+    Returns whether an always-true (catch-all) rule exists."""
+    always: str | None = None
+    for entry in rules:
+        if entry is None:
+            continue
+        rule_id, compiled, info = entry
+        if always is not None:
+            issues.append(
+                RuleIssue(
+                    section,
+                    rule_id,
+                    "when",
+                    f"unreachable: rule {always!r} before it always matches (first match wins)",
+                )
+            )
+            continue
+        value = _constant(compiled, info)
+        if value is True:
+            always = rule_id
+        elif value is False:
+            issues.append(
+                RuleIssue(section, rule_id, "when", "never matches (always false)", "warning")
+            )
+    return always is not None
+
+
+def _check_bono_ids(spec: RuleSetSpec, catalogue: Catalogue, issues: list[RuleIssue]) -> None:
+    """Warn about `bono.id == "X"` comparisons naming a bono that is not in the catalogue."""
+    for section, rule in spec.rules():
+        fields = {"when": rule.when}
+        if isinstance(rule, ValidationRule) and rule.applies_to:
+            fields["applies_to"] = rule.applies_to
+        if isinstance(rule, OperationRule) and rule.price:
+            fields["price"] = rule.price
+        for field, src in fields.items():
+            named: list[str] = []
+            for pattern in _BONO_ID_LITERALS:
+                named += [m.group(2) for m in pattern.finditer(src)]
+            for m in _BONO_ID_IN.finditer(src):
+                named += [q.group(2) for q in _QUOTED.finditer(m.group(1))]
+            for bono_id in named:
+                if bono_id not in catalogue:
+                    issues.append(
+                        RuleIssue(
+                            section,
+                            rule.id,
+                            field,
+                            f"bono id {bono_id!r} is not in the catalogue",
+                            "warning",
+                        )
+                    )

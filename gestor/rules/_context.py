@@ -1,0 +1,160 @@
+"""The documented rule context: the CEL variables each section may use, with their types,
+the CEL environments declaring them, and the conversion of a `PurchaseContext` into the
+variable bindings of an activation (docs/rules.md, "Context")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+import attrs
+from cel_expr_python import cel
+from cel_expr_python.ext import ext_bindings, ext_math, ext_strings
+
+from gestor.rules._model import PurchaseContext, Section
+
+#: `history.last_purchase_age_s` when the customer never bought (about 68 years).
+NEVER_AGE_S = 2**31 - 1
+
+#: Keys always present in `history` (a caller's values override these defaults).
+HISTORY_DEFAULTS: Mapping[str, Any] = {
+    "purchases_today": 0,
+    "purchases_month": 0,
+    "spent_today": 0,
+    "spent_month": 0,
+    "last_purchase_at": None,
+}
+
+_STR = cel.Type.STRING
+_INT = cel.Type.INT
+_DYN_MAP = cel.Type.Map(cel.Type.STRING, cel.Type.DYN)
+
+#: Variables every section sees, computed from the `PurchaseContext`.
+BASE_VARIABLES: Mapping[str, Any] = {
+    "customer": _DYN_MAP,
+    "channel": _STR,
+    "now": cel.Type.TIMESTAMP,
+    "hour": _INT,
+    "weekday": _INT,
+    "day": _INT,
+    "month": _INT,
+    "restrictions": cel.Type.List(_STR),
+    "history": _DYN_MAP,
+}
+#: Added for operation rules (and validation): the profiling outcome and the bono.
+PROFILE_VARIABLES: Mapping[str, Any] = {
+    "profile_id": _STR,
+    "attributes": _DYN_MAP,
+    "bono": _DYN_MAP,
+}
+#: Added for validation rules: the chosen operation's name and effective price.
+OPERATION_VARIABLES: Mapping[str, Any] = {"price": _INT, "operation": _STR}
+
+SECTION_VARIABLES: Mapping[Section, Mapping[str, Any]] = {
+    "profiling": BASE_VARIABLES,
+    "operations": {**BASE_VARIABLES, **PROFILE_VARIABLES},
+    "validation": {**BASE_VARIABLES, **PROFILE_VARIABLES, **OPERATION_VARIABLES},
+}
+ALL_VARIABLES = frozenset(SECTION_VARIABLES["validation"])
+
+#: The variables of the batched plans (see `_plan`): the rest are bound inside the plan.
+PLAN_VARIABLES: Mapping[str, Any] = {
+    **BASE_VARIABLES,
+    "bono": _DYN_MAP,
+    "catalogue": cel.Type.List(_DYN_MAP),
+}
+
+
+@attrs.frozen
+class RuleLimits:
+    """Compile-time guards against runaway cost (CEL itself has no I/O and no loops beyond
+    comprehensions over finite lists; its parser also refuses nesting deeper than 32)."""
+
+    max_expression_chars: int = 2000
+    max_comprehension_depth: int = 1
+    excluded_macros: frozenset[str] = frozenset()
+
+
+def _config(limits: RuleLimits) -> Any:
+    if not limits.excluded_macros:
+        return None
+    lines = ["stdlib:", "  exclude_macros:"]
+    lines += [f'    - "{m}"' for m in sorted(limits.excluded_macros)]
+    return cel.NewEnvConfigFromYaml("\n".join(lines) + "\n")
+
+
+def make_env(variables: Mapping[str, Any], limits: RuleLimits, *, plan: bool = False) -> Any:
+    """A CEL environment declaring `variables`: the standard library (minus any excluded
+    macros) and the strings extension; plans also get `cel.bind` and `math.least`."""
+    extensions: list[Any] = [ext_strings.ExtStrings()]
+    if plan:
+        extensions += [ext_bindings.ExtBindings(), ext_math.ExtMath()]
+    config = _config(limits)
+    if config is None:
+        return cel.NewEnv(variables=dict(variables), extensions=extensions)
+    return cel.NewEnv(config=config, variables=dict(variables), extensions=extensions)
+
+
+_LOCAL_TIME = frozenset({"hour", "weekday", "day", "month"})
+
+
+class Binder:
+    """Builds the base variable bindings of a `PurchaseContext`, limited to the variables
+    a rule set references (each binding costs time in the activation)."""
+
+    def __init__(self, tz: tzinfo, needed: Iterable[str] = BASE_VARIABLES) -> None:
+        needed = frozenset(needed) & BASE_VARIABLES.keys()
+        self.tz = tz
+        self.needed = needed
+        self._customer = "customer" in needed
+        self._channel = "channel" in needed
+        self._now = "now" in needed
+        self._local = bool(needed & _LOCAL_TIME)
+        self._restrictions = "restrictions" in needed
+        self._history = "history" in needed
+
+    def bind(self, ctx: PurchaseContext) -> dict[str, Any]:
+        """A fresh dict of bindings (the caller may add to it)."""
+        out: dict[str, Any] = {}
+        if self._customer:
+            customer = ctx.customer
+            out["customer"] = customer if type(customer) is dict else dict(customer)
+        if self._channel:
+            out["channel"] = ctx.channel
+        if self._now:
+            out["now"] = ctx.now
+        if self._local:
+            local = ctx.now.astimezone(self.tz)
+            out["hour"] = local.hour
+            out["weekday"] = local.isoweekday()
+            out["day"] = local.day
+            out["month"] = local.month
+        if self._restrictions:
+            restrictions = ctx.restrictions
+            out["restrictions"] = restrictions if type(restrictions) is list else list(restrictions)
+        if self._history:
+            out["history"] = history_binding(ctx)
+        return out
+
+
+def history_binding(ctx: PurchaseContext) -> dict[str, Any]:
+    """`history` with defaults, `last_purchase_age_s`, and `last_purchase_at` as text."""
+    given = ctx.history
+    history = {**HISTORY_DEFAULTS, **given}
+    last = history["last_purchase_at"]
+    if isinstance(last, datetime):
+        # CEL maps cannot hold timestamps here: RFC 3339 text, `timestamp(...)` in rules.
+        history["last_purchase_at"] = _rfc3339(last)
+        if "last_purchase_age_s" not in given:
+            history["last_purchase_age_s"] = int((ctx.now - last).total_seconds())
+    elif "last_purchase_age_s" not in given:
+        history["last_purchase_age_s"] = NEVER_AGE_S
+    return history
+
+
+def _rfc3339(value: datetime) -> str:
+    """UTC RFC 3339 text, as CEL's `timestamp()` parses it."""
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat() + "Z"
