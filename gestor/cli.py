@@ -148,7 +148,9 @@ def _describe(dsn: str) -> str:
 
 def serve(args: argparse.Namespace) -> int:
     settings = _settings(args, bind=args.bind, workers=args.workers,
-                         platforms_url=args.platforms)
+                         platforms_url=args.platforms).with_admin_key()
+    if not os.environ.get("GESTOR_ADMIN_KEY"):
+        logger.info("admin API key: in %s", settings.data_dir / "admin.key")
     with contextlib.ExitStack() as stack:
         dsn = settings.database_url
         if dsn:

@@ -4,6 +4,7 @@ and command-line options. One frozen record; nothing else reads the environment.
 from __future__ import annotations
 
 import os
+import secrets
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +56,7 @@ class Settings:
     idle_timeout: float = 60.0
     send_timeout: float = 0.5
     platforms_url: str = ""
+    admin_key: str = attrs.field(default="", repr=False)
     platforms: Mapping[str, Any] = attrs.field(factory=dict)
     simulator: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -81,7 +83,22 @@ class Settings:
             env["GESTOR_DATABASE_URL"] = self.database_url
         if self.platforms_url:
             env["GESTOR_PLATFORMS_URL"] = self.platforms_url
+        if self.admin_key:
+            env["GESTOR_ADMIN_KEY"] = self.admin_key
         return env
+
+    def with_admin_key(self) -> Settings:
+        """These settings with an admin key: `GESTOR_ADMIN_KEY` if it was given, else the one
+        kept in `<data dir>/admin.key` (created, readable by the owner only, on first use)."""
+        if self.admin_key:
+            return self
+        path = self.data_dir / "admin.key"
+        if not path.is_file():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+        return attrs.evolve(self, admin_key=path.read_text().strip())
 
 
 def _get(table: Mapping[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
@@ -138,6 +155,7 @@ def load_settings(
         ("GESTOR_BIND", "bind"),
         ("GESTOR_DATABASE_URL", "database_url"),
         ("GESTOR_PLATFORMS_URL", "platforms_url"),
+        ("GESTOR_ADMIN_KEY", "admin_key"),
     ):
         if env.get(var):
             values[key] = env[var]

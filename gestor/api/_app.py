@@ -8,11 +8,13 @@ all start the same way.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import trio
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
@@ -105,6 +107,29 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         return problem(503, "PLATFORM_UNAVAILABLE",
                        f"an external platform did not answer: {exc}",
                        headers={"Retry-After": "2"})
+
+    def require_admin() -> None:
+        given = request.headers.get("Authorization", "")
+        scheme, _, token = given.partition(" ")
+        expected = settings.admin_key
+        if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), expected.encode()
+        ):
+            raise ApiProblem(401, "UNAUTHORIZED", "an admin API key is required "
+                             "(Authorization: Bearer <key>)", field="Authorization",
+                             headers={"WWW-Authenticate": 'Bearer realm="gestor-admin"'})
+
+    @app.get("/v1/admin/statistics")
+    async def statistics() -> Response:
+        require_admin()
+        rt = app.runtime
+        return json_response({
+            "actors": attrs.asdict(rt.actors.statistics()),
+            "purchases": attrs.asdict(rt.purchases.statistics()),
+            "store": attrs.asdict(rt.store.statistics()),
+            "platforms": rt.platforms.statistics().as_dict(),
+            "alarms": attrs.asdict(rt.alarms.statistics()),
+        })
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -17,6 +17,8 @@ from gestor.api import GestorApp, create_app
 from gestor.platforms import SimulatorConfig, SimulatorHandle, serve_simulator
 from gestor.settings import load_settings
 
+ADMIN_KEY = "test-admin-key"
+
 
 @pytest.fixture
 async def simulator(nursery: trio.Nursery) -> SimulatorHandle:
@@ -62,7 +64,8 @@ async def app(
     platform_settings: dict[str, Any],
 ) -> AsyncIterator[GestorApp]:
     base = load_settings(config_dir, environ={}, data_dir=tmp_path)
-    settings = attrs.evolve(base, platforms={**base.platforms, **platform_settings})
+    settings = attrs.evolve(base, platforms={**base.platforms, **platform_settings},
+                           admin_key=ADMIN_KEY)
     application = create_app(settings, database_url, simulator.url)
     async with application.test_app():
         yield application

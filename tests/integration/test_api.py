@@ -218,7 +218,7 @@ async def test_purchases_on_different_mobiles_run_concurrently(
         start = trio.current_time()
 
         async def one(i: int) -> None:
-            r = await buy(client, msisdn=f"54911000001{i:02d}", wait=20)
+            r = await buy(client, msisdn=f"54911000000{i + 10:02d}", wait=20)
             states.append((await r.get_json())["state"])
 
         async with trio.open_nursery() as nursery:
@@ -255,3 +255,24 @@ async def test_inconsistent_purchase_raises_an_alarm_on_the_feed(
             assert replayed["id"] == alarm["id"]
         stats = await sim_stats(control)
         assert stats["debits"] == 1 and stats["refunds"] == 0
+
+
+async def test_statistics_need_the_admin_key(client: Any) -> None:
+    with trio.fail_after(30):
+        from tests.integration.conftest import ADMIN_KEY
+
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": ADMIN_KEY}):
+            r = await client.get("/v1/admin/statistics", headers=headers)
+            assert r.status_code == 401 and r.content_type == PROBLEM
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        await buy(client, wait=5)
+        r = await client.get("/v1/admin/statistics",
+                             headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        assert r.status_code == 200
+        stats = await r.get_json()
+        assert stats["actors"]["live_actors"] == 1
+        assert stats["actors"]["activations"] == 1
+        assert stats["purchases"]["started"] == stats["purchases"]["finished"] == 1
+        assert stats["platforms"]["ocs"]["requests"] >= 2
+        writes = next(b for b in stats["store"]["batchers"] if b["name"] == "writes")
+        assert writes["items"] == 3  # accepted, charged, completed
