@@ -203,6 +203,7 @@ async def _serve_one(settings: Settings, dsn: str, platforms_url: str) -> None:
             async for signum in signals:
                 logger.info("%s received: finishing in-flight requests",
                             signal.Signals(signum).name)
+                app.draining = True
                 stop.set()
                 return
 

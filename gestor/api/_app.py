@@ -37,6 +37,9 @@ _STATES = {s.value for s in TxState}
 
 class GestorApp(QuartTrio):
     runtime: Runtime
+    #: Set when shutdown begins: responses then carry `Connection: close`, telling clients to
+    #: reconnect (to another worker or node) for their next request.
+    draining: bool = False
 
 
 def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:
@@ -63,6 +66,12 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     async def _stop() -> None:
         stop.set()
         await stopped.wait()
+
+    @app.after_request
+    async def _close_when_draining(response: Response) -> Response:
+        if app.draining:
+            response.headers["Connection"] = "close"
+        return response
 
     _routes(app, settings)
     return app

@@ -106,3 +106,49 @@ async def test_quickstart_defaults_then_clean_stop(tmp_path: Path) -> None:
     assert code == 0
     assert (data_dir / "pg" / "PG_VERSION").is_file()
     assert not (data_dir / "pg" / "postmaster.pid").exists()  # the embedded server stopped
+
+
+async def test_sigterm_lets_in_flight_purchases_finish(
+    platforms_url: str, e2e_database: str, tmp_path: Path
+) -> None:
+    msisdn = "5491100000033"
+    port = free_port()
+    proc, _ = start(
+        ["serve", "--bind", f"127.0.0.1:{port}", "--platforms", platforms_url,
+         "--data-dir", str(tmp_path)],
+        clean_env(GESTOR_DATABASE_URL=e2e_database), "gestor listening on ",
+    )
+    try:
+        with trio.fail_after(60):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http, \
+                    httpx.AsyncClient(base_url=platforms_url) as sim:
+                slow = {"ocs.debit": {"latency_ms": 1500}}
+                assert (await sim.put("/control/faults", json=slow)).status_code == 200
+                answer: dict[str, httpx.Response] = {}
+                try:
+                    async with trio.open_nursery() as nursery:
+                        async def purchase() -> None:
+                            answer["r"] = await http.post(
+                                "/v1/purchases",
+                                json={"msisdn": msisdn, "bono_id": "SMS_200_30D"},
+                                headers={"Idempotency-Key": "e2e-sigterm", "Prefer": "wait=10"})
+
+                        nursery.start_soon(purchase)
+                        # Wait until the purchase is in flight (the debit is slow), then stop.
+                        while True:
+                            pending = await http.get(
+                                f"/v1/mobiles/{msisdn}/transactions?state=pending")
+                            if pending.json()["transactions"]:
+                                break
+                            await trio.sleep(0.02)
+                        proc.send_signal(signal.SIGTERM)
+                finally:
+                    clear = {"ocs.debit": {"latency_ms": 0}}
+                    await sim.put("/control/faults", json=clear)
+                response = answer["r"]
+                assert response.status_code == 200
+                assert response.json()["state"] == "completed"
+                # It stops by itself after that one SIGTERM, cleanly.
+                assert await trio.to_thread.run_sync(proc.wait) == 0
+    finally:
+        stop(proc)
