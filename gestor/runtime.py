@@ -19,7 +19,13 @@ from gestor.alarms import AlarmHub
 from gestor.catalogue import Catalogue, load_catalogue
 from gestor.model import NewAlarm, Severity
 from gestor.platforms import Platforms, PlatformSettings, open_platforms
-from gestor.purchase import ProfileCache, PurchaseDeps, PurchaseService, actor_factory
+from gestor.purchase import (
+    ProfileCache,
+    PurchaseDeps,
+    PurchaseService,
+    Recoverer,
+    actor_factory,
+)
 from gestor.rules import CompiledRules, compile_rules, load_rules
 from gestor.settings import Settings
 from gestor.store import Store, open_store
@@ -37,6 +43,7 @@ class Runtime:
     rules: CompiledRules
     actors: ActorSystem[object, object]
     purchases: PurchaseService
+    recoverer: Recoverer
 
 
 def load_rule_set(settings: Settings, catalogue: Catalogue) -> CompiledRules:
@@ -83,8 +90,13 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                 idle_timeout=settings.idle_timeout,
                 send_timeout=settings.send_timeout,
                 name="subscribers",
-            ) as actors:
+            ) as actors, trio.open_nursery() as recovery:
                 service.bind(actors)
+                recoverer = Recoverer(deps, interval=settings.recovery_interval,
+                                      stale_after=settings.stale_after,
+                                      stuck_after=settings.stuck_after)
+                await recovery.start(recoverer.run)
                 yield Runtime(settings, store, alarms, platforms, catalogue, rules, actors,
-                              service)
+                              service, recoverer)
+                recovery.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

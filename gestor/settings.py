@@ -55,6 +55,9 @@ class Settings:
     mailbox_size: int = 32
     idle_timeout: float = 60.0
     send_timeout: float = 0.5
+    recovery_interval: float = 10.0
+    stale_after: float = 30.0
+    stuck_after: float = 600.0
     platforms_url: str = ""
     admin_key: str = attrs.field(default="", repr=False)
     platforms: Mapping[str, Any] = attrs.field(factory=dict)
@@ -130,6 +133,7 @@ def load_settings(
     embedded = data.get("embedded", {})
     purchase = data.get("purchase", {})
     actors = data.get("actors", {})
+    recovery = data.get("recovery", {})
     platforms = dict(data.get("platforms", {}))
     values: dict[str, Any] = {
         "bind": _get(server, "bind", str, "127.0.0.1:8080", "server"),
@@ -144,6 +148,9 @@ def load_settings(
         "mailbox_size": _get(actors, "mailbox_size", int, 32, "actors"),
         "idle_timeout": _get(actors, "idle_timeout", float, 60.0, "actors"),
         "send_timeout": _get(actors, "send_timeout", float, 0.5, "actors"),
+        "recovery_interval": _get(recovery, "interval", float, 10.0, "recovery"),
+        "stale_after": _get(recovery, "stale_after", float, 30.0, "recovery"),
+        "stuck_after": _get(recovery, "stuck_after", float, 600.0, "recovery"),
         "platforms_url": _get(platforms, "url", str, "", "platforms"),
         "platforms": platforms,
         "simulator": dict(data.get("simulator", {})),

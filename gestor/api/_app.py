@@ -138,6 +138,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
             "store": attrs.asdict(rt.store.statistics()),
             "platforms": rt.platforms.statistics().as_dict(),
             "alarms": attrs.asdict(rt.alarms.statistics()),
+            "recovery": attrs.asdict(rt.recoverer.statistics()),
         })
 
     @app.get("/healthz")

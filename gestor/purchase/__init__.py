@@ -3,6 +3,7 @@ subscriber actor that serialises a mobile's purchases (`_actor`) and the service
 
 from gestor.purchase._actor import Buy, SubscriberActor, View, actor_factory
 from gestor.purchase._deps import ProfileCache, PurchaseDeps, SubscriberView
+from gestor.purchase._recovery import Recoverer, RecovererStatistics, resume
 from gestor.purchase._saga import SagaAbandoned, final, refund_id, run_purchase
 from gestor.purchase._service import OfferList, PurchaseService, PurchaseStatistics
 from gestor.purchase._steps import Verdict
@@ -14,6 +15,8 @@ __all__ = [
     "PurchaseDeps",
     "PurchaseService",
     "PurchaseStatistics",
+    "Recoverer",
+    "RecovererStatistics",
     "SagaAbandoned",
     "SubscriberActor",
     "SubscriberView",
@@ -22,5 +25,6 @@ __all__ = [
     "actor_factory",
     "final",
     "refund_id",
+    "resume",
     "run_purchase",
 ]

@@ -34,7 +34,7 @@ def refund_id(tx_id: uuid.UUID) -> str:
     return str(uuid.uuid5(_REFUND_NAMESPACE, str(tx_id)))
 
 
-async def _write(deps: PurchaseDeps, tx: Transaction, move: Transition) -> Transaction:
+async def write(deps: PurchaseDeps, tx: Transaction, move: Transition) -> Transaction:
     delay = 0.05
     for attempt in range(6):
         try:
@@ -63,11 +63,11 @@ async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView
     try:
         customer = await deps.profiles.get(tx.msisdn)
     except PlatformError as exc:
-        return await _write(deps, tx, steps.failed(tx, _platform_reason(exc, "profile"), now))
+        return await write(deps, tx, steps.failed(tx, _platform_reason(exc, "profile"), now))
 
     verdict = deps.decide(tx, customer, view, now)
     if not verdict.accepted:
-        return await _write(deps, tx, steps.rejected(tx, verdict, now))
+        return await write(deps, tx, steps.rejected(tx, verdict, now))
     assert verdict.price is not None
 
     bono = deps.catalogue.get(tx.bono_id)
@@ -77,8 +77,8 @@ async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView
             await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
         except PlatformError as exc:
             reason = _platform_reason(exc, "provisioning")
-            return await _write(deps, tx, steps.failed(tx, reason, deps.now(), verdict))
-        return await _write(deps, tx, steps.completed(tx, deps.now(), verdict))
+            return await write(deps, tx, steps.failed(tx, reason, deps.now(), verdict))
+        return await write(deps, tx, steps.completed(tx, deps.now(), verdict))
 
     # debit_and_provision
     try:
@@ -88,12 +88,12 @@ async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView
         found = await _resolve_debit(deps, tx)
         if found is None:
             reason = Reason("CHARGE_FAILED", "the charging system did not take the debit")
-            return await _write(deps, tx, steps.failed(tx, reason, deps.now(), verdict))
+            return await write(deps, tx, steps.failed(tx, reason, deps.now(), verdict))
         note = f"debited {verdict.price} {verdict.currency} (confirmed by lookup)"
     except PlatformError as exc:
         reason = _platform_reason(exc, "debit")
-        return await _write(deps, tx, steps.failed(tx, reason, deps.now(), verdict))
-    tx = await _write(deps, tx, steps.charged(tx, verdict, deps.now(), note))
+        return await write(deps, tx, steps.failed(tx, reason, deps.now(), verdict))
+    tx = await write(deps, tx, steps.charged(tx, verdict, deps.now(), note))
     return await provision_charged(deps, tx)
 
 
@@ -124,18 +124,18 @@ async def provision_charged(deps: PurchaseDeps, tx: Transaction) -> Transaction:
         await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
     except OutcomeUnknown as exc:
         # It may have been given: ask before refunding a bundle the subscriber has.
-        if await _provisioned(deps, tx):
-            return await _write(deps, tx, steps.completed(tx, deps.now()))
+        if await provisioned(deps, tx):
+            return await write(deps, tx, steps.completed(tx, deps.now()))
         reason = _platform_reason(exc, "provisioning")
     except PlatformError as exc:
         reason = _platform_reason(exc, "provisioning")
     else:
-        return await _write(deps, tx, steps.completed(tx, deps.now()))
+        return await write(deps, tx, steps.completed(tx, deps.now()))
     logger.warning("provisioning failed for %s (%s); refunding", tx.id, reason.code)
     return await refund_charged(deps, tx, Reason("PROVISIONING_FAILED", reason.message))
 
 
-async def _provisioned(deps: PurchaseDeps, tx: Transaction) -> bool:
+async def provisioned(deps: PurchaseDeps, tx: Transaction) -> bool:
     try:
         return await deps.platforms.lookup_provision(str(tx.id)) is not None
     except PlatformError:
@@ -149,7 +149,7 @@ async def refund_charged(deps: PurchaseDeps, tx: Transaction, reason: Reason) ->
         await deps.platforms.refund(refund_id(tx.id), str(tx.id), tx.msisdn, tx.price)
     except PlatformError as exc:
         why = _platform_reason(exc, "refund")
-        tx = await _write(
+        tx = await write(
             deps, tx,
             steps.inconsistent(tx, Reason("REFUND_FAILED", f"{reason.message}; {why.message}"),
                                deps.now()),
@@ -163,7 +163,7 @@ async def refund_charged(deps: PurchaseDeps, tx: Transaction, reason: Reason) ->
             )
         )
         return tx
-    return await _write(deps, tx, steps.refunded(tx, reason, deps.now()))
+    return await write(deps, tx, steps.refunded(tx, reason, deps.now()))
 
 
 def final(tx: Transaction) -> bool:

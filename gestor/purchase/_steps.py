@@ -77,6 +77,13 @@ def charged(tx: Transaction, verdict: Verdict, at: datetime, note: str | None = 
     return _move(tx, TxState.CHARGED, at, events, verdict)
 
 
+def charge_found(tx: Transaction, price: int, currency: str, at: datetime) -> Transition:
+    """Recovery found the debit of an interrupted purchase: carry on from `charged`."""
+    events = (HistoryEntry(TxState.CHARGED, at, f"debit of {price} {currency} found by recovery"),)
+    return Transition(tx.id, tx.state, TxState.CHARGED, at, events, price=price,
+                      currency=currency, operation=DEBIT_AND_PROVISION)
+
+
 def completed(tx: Transaction, at: datetime, verdict: Verdict | None = None) -> Transition:
     """The bundle was provisioned: terminal success. `verdict` when nothing was written since
     acceptance (an operation that charges nothing)."""

@@ -90,6 +90,11 @@ class Store:
             _transactions.non_terminal, updated_before, limit, transaction=False
         )
 
+    async def claim_stale(self, stale_before: datetime, now: datetime, limit: int = 100
+                          ) -> list[Transaction]:
+        """Lease stale non-terminal transactions for recovery (see `_transactions`)."""
+        return await self.bridge.run(_transactions.claim_stale, stale_before, now, limit)
+
     async def raise_alarm(self, alarm: NewAlarm) -> Alarm:
         return await self.bridge.run(_alarms.insert_alarm, alarm)
 

@@ -270,6 +270,27 @@ async def list_for_msisdn(
     return [transaction_from_row(r) for r in rows]
 
 
+_CLAIM = """
+UPDATE transactions t SET updated_at = $2
+WHERE t.id IN (
+    SELECT id FROM transactions
+    WHERE state = ANY($3::text[]) AND updated_at < $1
+    ORDER BY updated_at
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING t.*
+"""
+
+
+async def claim_stale(conn: Any, stale_before: datetime, now: datetime, limit: int
+                      ) -> list[Transaction]:
+    """Lease non-terminal transactions untouched since `stale_before`: their `updated_at`
+    becomes `now`, so no other recoverer takes them until they are stale again."""
+    rows = await conn.fetch(_CLAIM, stale_before, now, _PENDING, limit)
+    return [transaction_from_row(r) for r in rows]
+
+
 async def non_terminal(conn: Any, updated_before: datetime, limit: int) -> list[Transaction]:
     rows = await conn.fetch(
         "SELECT * FROM transactions WHERE state = ANY($1::text[]) AND updated_at < $2"

@@ -1,0 +1,164 @@
+"""The recoverer: resumes every non-terminal transaction that nobody is driving (DESIGN D4).
+
+Every worker runs one. Each pass leases a batch of transactions untouched for `stale_after`
+seconds (a live saga writes far more often than that), so after a crash, or when another worker
+died, each orphan is resumed exactly where its last durable state left it:
+
+- `received` (nothing durable since acceptance): ask the charging system whether the debit
+  happened, by the transaction id. No debit → `failed` (nothing charged). Debit → `charged`, then
+  on as below.
+- `charged`: provision (idempotent by transaction id) → `completed`; failure → refund.
+- `inconsistent`: if the bundle turned out to be provisioned → `completed`; otherwise retry the
+  refund (idempotent by its derived id) → `refunded`, and say the alarm is resolved. While it
+  keeps failing it stays visible and is retried every `stale_after`.
+
+A transaction still unsettled `stuck_after` seconds after it was created raises a `stuck` alarm.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import attrs
+import trio
+
+from gestor.model import NewAlarm, Reason, Severity, Transaction, TxState
+from gestor.platforms import PlatformError
+from gestor.purchase import _steps as steps
+from gestor.purchase._deps import PurchaseDeps
+from gestor.purchase._saga import (
+    SagaAbandoned,
+    provision_charged,
+    provisioned,
+    refund_id,
+    write,
+)
+from gestor.store import StoreUnavailable
+
+logger = logging.getLogger("gestor.recovery")
+
+INTERRUPTED = Reason("INTERRUPTED", "the purchase was interrupted before anything was charged")
+
+
+async def resume(deps: PurchaseDeps, tx: Transaction) -> Transaction:
+    """Take `tx` from its last durable state as far as the platforms allow."""
+    if tx.state in (TxState.RECEIVED, TxState.PROFILED, TxState.VALIDATED):
+        receipt = await deps.platforms.lookup_debit(str(tx.id))
+        if receipt is None:
+            return await write(deps, tx, steps.failed(tx, INTERRUPTED, deps.now()))
+        move = steps.charge_found(tx, receipt.amount, deps.catalogue.currency, deps.now())
+        tx = await write(deps, tx, move)
+    if tx.state is TxState.CHARGED:
+        return await provision_charged(deps, tx)
+    if tx.state is TxState.INCONSISTENT:
+        return await _settle_inconsistent(deps, tx)
+    return tx
+
+
+async def _settle_inconsistent(deps: PurchaseDeps, tx: Transaction) -> Transaction:
+    price = tx.price
+    assert price is not None
+    if await provisioned(deps, tx):
+        tx = await write(deps, tx, steps.completed(tx, deps.now()))
+    else:
+        try:
+            await deps.platforms.refund(refund_id(tx.id), str(tx.id), tx.msisdn, price)
+        except PlatformError as exc:
+            logger.warning("refund of inconsistent %s failed again: %s", tx.id, exc)
+            return tx
+        reason = Reason("PROVISIONING_FAILED", "not provisioned; refunded by recovery")
+        tx = await write(deps, tx, steps.refunded(tx, reason, deps.now()))
+    await deps.alarms.raise_alarm(
+        NewAlarm("resolved", Severity.INFO, f"inconsistent purchase settled as {tx.state}",
+                 msisdn=tx.msisdn, transaction_id=tx.id,
+                 details={"resolves": "refund_failed", "state": tx.state.value})
+    )
+    return tx
+
+
+@attrs.frozen
+class RecovererStatistics:
+    passes: int
+    claimed: int
+    settled: int
+    still_pending: int
+    errors: int
+    stuck_alarms: int
+
+
+@attrs.define
+class Recoverer:
+    deps: PurchaseDeps
+    interval: float = 10.0
+    stale_after: float = 30.0
+    stuck_after: float = 600.0
+    batch: int = 100
+    _passes: int = 0
+    _claimed: int = 0
+    _settled: int = 0
+    _pending: int = 0
+    _errors: int = 0
+    _stuck: set[object] = attrs.field(factory=set)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """A pass now (what a crash left behind), then one every `interval`, until cancelled."""
+        task_status.started()
+        while True:
+            try:
+                await self.run_pass()
+            except StoreUnavailable as exc:
+                logger.warning("recovery pass skipped: database unavailable (%s)", exc)
+            await trio.sleep(self.interval)
+
+    async def run_pass(self) -> int:
+        """Lease and resume every stale transaction (batch after batch); returns how many."""
+        self._passes += 1
+        total = 0
+        while True:
+            now = self.deps.now()
+            batch = await self.deps.store.claim_stale(
+                now - timedelta(seconds=self.stale_after), now, self.batch
+            )
+            if not batch:
+                return total
+            total += len(batch)
+            self._claimed += len(batch)
+            async with trio.open_nursery() as nursery:
+                for tx in batch:
+                    nursery.start_soon(self._recover, tx)
+            if len(batch) < self.batch:
+                return total
+
+    async def _recover(self, tx: Transaction) -> None:
+        try:
+            final = await resume(self.deps, tx)
+        except (PlatformError, SagaAbandoned, StoreUnavailable) as exc:
+            self._errors += 1
+            logger.warning("recovery of %s (%s) deferred: %s", tx.id, tx.state, exc)
+            final = tx
+        except Exception:
+            self._errors += 1
+            logger.exception("recovery of %s (%s) failed", tx.id, tx.state)
+            final = tx
+        if final.state.terminal:
+            self._settled += 1
+            self.deps.profiles.forget(tx.msisdn)
+            logger.info("recovered %s: %s → %s", tx.id, tx.state, final.state)
+            return
+        self._pending += 1
+        age = (self.deps.now() - tx.created_at).total_seconds()
+        if age > self.stuck_after and tx.id not in self._stuck:
+            self._stuck.add(tx.id)
+            await self.deps.alarms.raise_alarm(
+                NewAlarm("stuck", Severity.WARNING,
+                         f"purchase unsettled for {int(age)} s (state {final.state})",
+                         msisdn=tx.msisdn, transaction_id=tx.id,
+                         details={"state": final.state.value, "age_s": int(age)})
+            )
+
+    def statistics(self) -> RecovererStatistics:
+        return RecovererStatistics(
+            passes=self._passes, claimed=self._claimed, settled=self._settled,
+            still_pending=self._pending, errors=self._errors, stuck_alarms=len(self._stuck),
+        )

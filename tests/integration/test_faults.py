@@ -1,0 +1,192 @@
+"""Each class of platform fault, end to end through the API, and the recoverer resuming what a
+crash left behind. Every test asserts the final state, what the charging system saw (debits,
+refunds) and the alarms raised."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from gestor.api import GestorApp
+from gestor.model import Alarm, HistoryEntry, NewTransaction, Transition, TxState
+from gestor.purchase import Recoverer
+from tests.integration.conftest import set_faults, sim_stats
+from tests.integration.test_api import MSISDN, buy
+
+
+@pytest.fixture
+def platform_settings() -> dict[str, Any]:
+    # Short timeouts, no transport retries, a breaker that opens after 3 failures.
+    return {"timeout": 0.5, "retries": 0, "failure_threshold": 3, "reset_timeout": 1.0}
+
+
+async def alarms(app: GestorApp) -> list[Alarm]:
+    return await app.runtime.store.alarms_after(0)
+
+
+def recoverer(app: GestorApp, **kw: Any) -> Recoverer:
+    """A recoverer for which everything non-terminal is already stale."""
+    return Recoverer(app.runtime.purchases.deps, stale_after=0.0, **kw)
+
+
+async def orphan(app: GestorApp, msisdn: str = MSISDN, state: TxState = TxState.RECEIVED,
+                 price: int | None = None) -> NewTransaction:
+    """A purchase accepted by a worker that then died (no saga is driving it)."""
+    now = datetime.now(UTC)
+    new = NewTransaction(uuid.uuid4(), msisdn, "SMS_200_30D", "ussd", "public",
+                         uuid.uuid4().hex, "h", now)
+    await app.runtime.store.accept(new)
+    if state is not TxState.RECEIVED:
+        moved = await app.runtime.store.transition(Transition(
+            new.id, TxState.RECEIVED, state, now, (HistoryEntry(state, now),), price=price,
+            currency="ARS", operation="debit_and_provision"))
+        assert moved
+    return new
+
+
+async def test_debit_succeeds_but_answers_late_is_resolved_by_lookup(
+    client: Any, control: httpx.AsyncClient, app: GestorApp
+) -> None:
+    with trio.fail_after(30):
+        await set_faults(control, {"ocs.debit": {"late_rate": 1.0, "hang_ms": 3000}})
+        tx = await (await buy(client, wait=10)).get_json()
+        assert tx["state"] == "completed"
+        assert any("lookup" in (h.get("note") or "") for h in tx["history"])
+        stats = await sim_stats(control)
+        assert stats["debits"] == 1 and stats["refunds"] == 0 and stats["provisioned"] == 1
+
+
+async def test_debit_timeout_without_debit_fails_cleanly(
+    client: Any, control: httpx.AsyncClient
+) -> None:
+    with trio.fail_after(30):
+        await set_faults(control, {"ocs.debit": {"timeout_rate": 1.0, "hang_ms": 3000}})
+        tx = await (await buy(client, wait=10)).get_json()
+        assert tx["state"] == "failed"
+        assert tx["reasons"][0]["code"] == "CHARGE_FAILED"
+        assert (await sim_stats(control))["debits"] == 0
+
+
+async def test_profile_platform_down_fails_fast_opens_circuit_and_alarms(
+    client: Any, control: httpx.AsyncClient, app: GestorApp
+) -> None:
+    with trio.fail_after(30):
+        await set_faults(control, {"dwh": {"outage": True}})
+        codes = []
+        for i in range(5):
+            tx = await (await buy(client, msisdn=f"54911000000{10 + i}", wait=5)).get_json()
+            assert tx["state"] == "failed"
+            codes.append(tx["reasons"][0]["code"])
+        assert set(codes) == {"PLATFORM_UNAVAILABLE"}
+        listing = await client.get(f"/v1/mobiles/{MSISDN}/bonos")
+        assert listing.status_code == 503
+        assert (await listing.get_json())["code"] == "PLATFORM_UNAVAILABLE"
+        kinds = [(a.kind, a.details.get("platform")) for a in await alarms(app)]
+        assert ("platform_down", "dwh") in kinds
+        assert (await sim_stats(control))["debits"] == 0
+        # The platform comes back: after the breaker's reset a purchase goes through again.
+        await set_faults(control, {"dwh": {"outage": False}})
+        await trio.sleep(1.1)  # the breaker's reset_timeout: time, not synchronisation
+        tx = await (await buy(client, msisdn="5491100000020", wait=5)).get_json()
+        assert tx["state"] == "completed"
+        kinds = [(a.kind, a.details.get("platform")) for a in await alarms(app)]
+        assert ("platform_recovered", "dwh") in kinds
+
+
+async def test_recovery_of_an_orphan_that_was_never_charged(
+    control: httpx.AsyncClient, app: GestorApp
+) -> None:
+    with trio.fail_after(30):
+        new = await orphan(app)
+        assert await recoverer(app).run_pass() == 1
+        tx = await app.runtime.store.get(new.id)
+        assert tx is not None and tx.state is TxState.FAILED
+        assert tx.reasons[0].code == "INTERRUPTED"
+        assert (await sim_stats(control))["debits"] == 0
+
+
+async def test_recovery_finds_the_debit_and_completes(
+    control: httpx.AsyncClient, app: GestorApp
+) -> None:
+    with trio.fail_after(30):
+        new = await orphan(app)
+        # The worker died right after the charging system took the debit.
+        r = await control.post("/ocs/debits",
+                               json={"id": str(new.id), "msisdn": MSISDN, "amount": 20000})
+        assert r.status_code == 200, r.text
+        assert await recoverer(app).run_pass() == 1
+        tx = await app.runtime.store.get(new.id)
+        assert tx is not None and tx.state is TxState.COMPLETED and tx.price == 20000
+        stats = await sim_stats(control)
+        assert stats["debits"] == 1 and stats["provisioned"] == 1 and stats["refunds"] == 0
+
+
+async def test_recovery_of_charged_provisions_or_refunds(
+    control: httpx.AsyncClient, app: GestorApp
+) -> None:
+    with trio.fail_after(30):
+        a = await orphan(app, "5491100000041", TxState.CHARGED, price=20000)
+        b = await orphan(app, "5491100000042", TxState.CHARGED, price=20000)
+        for new in (a, b):
+            r = await control.post("/ocs/debits", json={
+                "id": str(new.id), "msisdn": new.msisdn, "amount": 20000})
+            assert r.status_code == 200
+        await set_faults(control, {"prov": {"error_rate": 0.0}})
+        assert await recoverer(app).run_pass() == 2
+        states = {(await app.runtime.store.get(n.id)).state for n in (a, b)}  # type: ignore[union-attr]
+        assert states == {TxState.COMPLETED}
+        c = await orphan(app, "5491100000043", TxState.CHARGED, price=20000)
+        await control.post("/ocs/debits", json={"id": str(c.id), "msisdn": c.msisdn,
+                                                "amount": 20000})
+        await set_faults(control, {"prov": {"error_rate": 1.0}})
+        assert await recoverer(app).run_pass() == 1
+        tx = await app.runtime.store.get(c.id)
+        assert tx is not None and tx.state is TxState.REFUNDED
+        stats = await sim_stats(control)
+        assert stats["debits"] == 3 and stats["refunds"] == 1 and stats["provisioned"] == 2
+
+
+async def test_inconsistent_is_retried_until_refunded_and_the_alarm_resolves(
+    client: Any, control: httpx.AsyncClient, app: GestorApp
+) -> None:
+    with trio.fail_after(30):
+        await set_faults(control, {"prov": {"error_rate": 1.0}, "ocs.refund": {"error_rate": 1.0}})
+        tx = await (await buy(client, wait=10)).get_json()
+        assert tx["state"] == "inconsistent"
+        # Still failing: it stays inconsistent, visible, and keeps blocking the mobile.
+        assert await recoverer(app).run_pass() == 1
+        stored = await app.runtime.store.get(uuid.UUID(tx["id"]))
+        assert stored is not None and stored.state is TxState.INCONSISTENT
+        # The charging system recovers: the next pass refunds it.
+        await set_faults(control, {"ocs.refund": {"error_rate": 0.0}})
+        assert await recoverer(app).run_pass() == 1
+        settled = await (await client.get(f"/v1/transactions/{tx['id']}")).get_json()
+        assert settled["state"] == "refunded"
+        kinds = [a.kind for a in await alarms(app)]
+        assert kinds.count("refund_failed") == 1 and kinds.count("resolved") == 1
+        stats = await sim_stats(control)
+        assert stats["debits"] == 1 and stats["refunds"] == 1
+        assert stats["debited_total"] == stats["refunded_total"]
+        # The mobile is no longer blocked by a pending purchase.
+        again = await buy(client)
+        assert again.status_code == 202
+
+
+async def test_an_unsettled_purchase_raises_a_stuck_alarm(
+    control: httpx.AsyncClient, app: GestorApp
+) -> None:
+    with trio.fail_after(30):
+        new = await orphan(app)
+        await set_faults(control, {"ocs": {"outage": True}})
+        await recoverer(app, stuck_after=0.0).run_pass()
+        tx = await app.runtime.store.get(new.id)
+        assert tx is not None and tx.state is TxState.RECEIVED  # never guessed
+        stuck = [a for a in await alarms(app) if a.kind == "stuck"]
+        assert len(stuck) == 1 and stuck[0].transaction_id == new.id
+        assert json.dumps(stuck[0].details)
