@@ -3,14 +3,15 @@
 `AlarmHub.raise_alarm` writes the alarm (the store NOTIFYs every worker in the same transaction)
 and logs it. Each worker's hub LISTENs, reads what is new since the last id it saw and hands it to
 its local subscribers, so an alarm raised by any worker reaches every websocket once, in id order.
-A subscriber that connects with `since` first gets what it missed from the database.
+A subscriber that connects with `since` first gets what it missed from the database. Sinks
+(webhooks) get each alarm from the worker that raised it, so N workers don't send N copies.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import attrs
 import trio
@@ -37,6 +38,7 @@ class AlarmHubStatistics:
 class AlarmHub:
     store: Store
     subscriber_buffer: int = 1000
+    sinks: list[Callable[[Alarm], None]] = attrs.field(factory=list)
     _subscribers: set[trio.MemorySendChannel[Alarm]] = attrs.field(factory=set)
     _wakeup: trio.Event = attrs.field(factory=trio.Event)
     _last_id: int = 0
@@ -52,6 +54,8 @@ class AlarmHub:
             alarm.id, alarm.kind, alarm.message, alarm.msisdn, alarm.transaction_id,
         )
         self._wakeup.set()  # don't wait for our own NOTIFY to come back
+        for sink in self.sinks:
+            sink(alarm)
         return alarm
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -18,7 +18,13 @@ from actors import ActorSystem, open_actor_system
 from gestor.alarms import AlarmHub
 from gestor.catalogue import Catalogue, load_catalogue
 from gestor.model import NewAlarm, Severity
-from gestor.platforms import Platforms, PlatformSettings, open_platforms
+from gestor.platforms import (
+    Platforms,
+    PlatformSettings,
+    Webhooks,
+    open_platforms,
+    open_webhooks,
+)
 from gestor.purchase import (
     ProfileCache,
     PurchaseDeps,
@@ -44,6 +50,7 @@ class Runtime:
     actors: ActorSystem[object, object]
     purchases: PurchaseService
     recoverer: Recoverer
+    webhooks: Webhooks
 
 
 def load_rule_set(settings: Settings, catalogue: Catalogue) -> CompiledRules:
@@ -57,8 +64,8 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
     rules = load_rule_set(settings, catalogue)
     tz = ZoneInfo(settings.timezone)
     async with open_store(database_url, pool_size=settings.pool_size) as store, \
-            trio.open_nursery() as nursery:
-        alarms = AlarmHub(store)
+            open_webhooks(settings.webhooks) as webhooks, trio.open_nursery() as nursery:
+        alarms = AlarmHub(store, sinks=[lambda alarm: webhooks.send_nowait(alarm.as_dict())])
         await nursery.start(alarms.run)
 
         async def on_circuit_change(platform: str, opened: bool) -> None:
@@ -97,6 +104,6 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                                       stuck_after=settings.stuck_after)
                 await recovery.start(recoverer.run)
                 yield Runtime(settings, store, alarms, platforms, catalogue, rules, actors,
-                              service, recoverer)
+                              service, recoverer, webhooks)
                 recovery.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

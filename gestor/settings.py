@@ -60,6 +60,7 @@ class Settings:
     stuck_after: float = 600.0
     platforms_url: str = ""
     admin_key: str = attrs.field(default="", repr=False)
+    webhooks: tuple[str, ...] = ()
     platforms: Mapping[str, Any] = attrs.field(factory=dict)
     simulator: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -134,6 +135,11 @@ def load_settings(
     purchase = data.get("purchase", {})
     actors = data.get("actors", {})
     recovery = data.get("recovery", {})
+    webhooks = data.get("alarms", {}).get("webhooks", [])
+    if not isinstance(webhooks, list) or not all(
+        isinstance(u, str) and u.startswith(("http://", "https://")) for u in webhooks
+    ):
+        raise SettingsError("alarms.webhooks must be a list of http(s) URLs")
     platforms = dict(data.get("platforms", {}))
     values: dict[str, Any] = {
         "bind": _get(server, "bind", str, "127.0.0.1:8080", "server"),
@@ -152,6 +158,7 @@ def load_settings(
         "stale_after": _get(recovery, "stale_after", float, 30.0, "recovery"),
         "stuck_after": _get(recovery, "stuck_after", float, 600.0, "recovery"),
         "platforms_url": _get(platforms, "url", str, "", "platforms"),
+        "webhooks": tuple(webhooks),
         "platforms": platforms,
         "simulator": dict(data.get("simulator", {})),
     }

@@ -139,6 +139,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
             "platforms": rt.platforms.statistics().as_dict(),
             "alarms": attrs.asdict(rt.alarms.statistics()),
             "recovery": attrs.asdict(rt.recoverer.statistics()),
+            "webhooks": attrs.asdict(rt.webhooks.statistics()),
         })
 
     @app.get("/healthz")

@@ -31,6 +31,7 @@ from ._serve import SimulatorHandle, run_simulator, serve_simulator
 from ._settings import EndpointSettings, PlatformSettings
 from ._simulator import Simulator, SimulatorConfig, SimulatorStatistics, open_simulator
 from ._synthetic import WELL_KNOWN_PREFIX, is_valid_msisdn, is_well_known
+from ._webhooks import Webhooks, WebhookStatistics, open_webhooks
 
 __all__ = [
     "OPERATIONS",
@@ -61,11 +62,14 @@ __all__ = [
     "SimulatorConfig",
     "SimulatorHandle",
     "SimulatorStatistics",
+    "WebhookStatistics",
+    "Webhooks",
     "build_simulator_app",
     "is_valid_msisdn",
     "is_well_known",
     "open_platforms",
     "open_simulator",
+    "open_webhooks",
     "run_simulator",
     "serve_simulator",
 ]

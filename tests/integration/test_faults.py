@@ -190,3 +190,67 @@ async def test_an_unsettled_purchase_raises_a_stuck_alarm(
         stuck = [a for a in await alarms(app) if a.kind == "stuck"]
         assert len(stuck) == 1 and stuck[0].transaction_id == new.id
         assert json.dumps(stuck[0].details)
+
+
+@pytest.fixture
+async def webhook_receiver(nursery: trio.Nursery) -> Any:
+    """A real HTTP endpoint that records what is POSTed to it (failing the first call)."""
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    received: list[dict[str, Any]] = []
+    arrived = trio.Event()
+    calls = 0
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal calls
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                kind = message["type"].rsplit(".", 1)[1]  # startup / shutdown
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        calls += 1
+        status = 503 if calls == 1 else 204  # the first delivery fails: it must be retried
+        if status == 204:
+            received.append(json.loads(body))
+            arrived.set()
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    binds = await nursery.start(serve, asgi, config)
+    return binds[0], received, arrived
+
+
+async def test_alarms_are_posted_to_webhooks_with_retries(
+    database_url: str, simulator: Any, config_dir: Any, tmp_path: Any, control: httpx.AsyncClient,
+    webhook_receiver: Any,
+) -> None:
+    import attrs
+
+    from gestor.api import create_app
+    from gestor.settings import load_settings
+
+    url, received, arrived = webhook_receiver
+    settings = attrs.evolve(load_settings(config_dir, environ={}, data_dir=tmp_path),
+                            webhooks=(url,))
+    app = create_app(settings, database_url, simulator.url)
+    with trio.fail_after(30):
+        async with app.test_app():
+            client = app.test_client()
+            await set_faults(control, {"prov": {"error_rate": 1.0},
+                                       "ocs.refund": {"error_rate": 1.0}})
+            tx = await (await buy(client, wait=10)).get_json()
+            assert tx["state"] == "inconsistent"
+            await arrived.wait()
+    assert len(received) == 1
+    assert received[0]["kind"] == "refund_failed" and received[0]["transaction_id"] == tx["id"]
