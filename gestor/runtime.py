@@ -32,7 +32,7 @@ from gestor.purchase import (
     Recoverer,
     actor_factory,
 )
-from gestor.rules import CompiledRules, compile_rules, load_rules
+from gestor.rulebook import RuleBook
 from gestor.settings import Settings
 from gestor.store import Store, open_store
 
@@ -46,27 +46,26 @@ class Runtime:
     alarms: AlarmHub
     platforms: Platforms
     catalogue: Catalogue
-    rules: CompiledRules
+    rulebook: RuleBook
     actors: ActorSystem[object, object]
     purchases: PurchaseService
     recoverer: Recoverer
     webhooks: Webhooks
 
 
-def load_rule_set(settings: Settings, catalogue: Catalogue) -> CompiledRules:
-    return compile_rules(load_rules(settings.rules_path), catalogue, tz=settings.timezone)
-
-
 @contextlib.asynccontextmanager
 async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                        ) -> AsyncIterator[Runtime]:
     catalogue = load_catalogue(settings.catalogue_path)
-    rules = load_rule_set(settings, catalogue)
+    seed_rules = settings.rules_path.read_text(encoding="utf-8")
     tz = ZoneInfo(settings.timezone)
     async with open_store(database_url, pool_size=settings.pool_size) as store, \
             open_webhooks(settings.webhooks) as webhooks, trio.open_nursery() as nursery:
         alarms = AlarmHub(store, sinks=[lambda alarm: webhooks.send_nowait(alarm.as_dict())])
         await nursery.start(alarms.run)
+        rulebook = RuleBook(store, catalogue, settings.timezone)
+        await rulebook.load(seed_rules)
+        await nursery.start(rulebook.run)
 
         async def on_circuit_change(platform: str, opened: bool) -> None:
             if opened:
@@ -85,7 +84,7 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
         async with open_platforms(platform_settings,
                                   on_circuit_change=on_circuit_change) as platforms:
             deps = PurchaseDeps(
-                store=store, platforms=platforms, rules=rules, catalogue=catalogue,
+                store=store, platforms=platforms, rulebook=rulebook, catalogue=catalogue,
                 alarms=alarms, profiles=ProfileCache(platforms, settings.profile_cache_ttl),
                 tz=tz,
             )
@@ -103,7 +102,7 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                                       stale_after=settings.stale_after,
                                       stuck_after=settings.stuck_after)
                 await recovery.start(recoverer.run)
-                yield Runtime(settings, store, alarms, platforms, catalogue, rules, actors,
+                yield Runtime(settings, store, alarms, platforms, catalogue, rulebook, actors,
                               service, recoverer, webhooks)
                 recovery.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

@@ -60,6 +60,9 @@ class Settings:
     stuck_after: float = 600.0
     platforms_url: str = ""
     admin_key: str = attrs.field(default="", repr=False)
+    #: Channel API keys by client name (`GESTOR_API_KEYS="ussd-gw=KEY,app=KEY"`). When any is
+    #: set, the channel calls need one, and it names the client (idempotency scope).
+    api_keys: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     webhooks: tuple[str, ...] = ()
     platforms: Mapping[str, Any] = attrs.field(factory=dict)
     simulator: Mapping[str, Any] = attrs.field(factory=dict)
@@ -89,6 +92,8 @@ class Settings:
             env["GESTOR_PLATFORMS_URL"] = self.platforms_url
         if self.admin_key:
             env["GESTOR_ADMIN_KEY"] = self.admin_key
+        if self.api_keys:
+            env["GESTOR_API_KEYS"] = ",".join(f"{n}={k}" for n, k in self.api_keys.items())
         return env
 
     def with_admin_key(self) -> Settings:
@@ -175,6 +180,14 @@ def load_settings(
             values[key] = env[var]
     if env.get("GESTOR_DATA_DIR"):
         values["data_dir"] = Path(env["GESTOR_DATA_DIR"]).expanduser()
+    if env.get("GESTOR_API_KEYS"):
+        keys: dict[str, str] = {}
+        for entry in env["GESTOR_API_KEYS"].split(","):
+            name, sep, key = entry.strip().partition("=")
+            if not sep or not name or len(key) < 16:
+                raise SettingsError("GESTOR_API_KEYS is name=key,... with keys of 16+ chars")
+            keys[name] = key
+        values["api_keys"] = keys
     if env.get("GESTOR_WORKERS"):
         if not env["GESTOR_WORKERS"].isdigit():
             raise SettingsError("GESTOR_WORKERS must be a whole number")

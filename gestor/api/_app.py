@@ -8,21 +8,22 @@ all start the same way.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import attrs
 import trio
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors import ActorCrashed, AskTimeout, Overloaded, SystemStopped
+from gestor.api import _admin
 from gestor.api import _render as render
 from gestor.api import _validate as validate
+from gestor.api._auth import request_client
 from gestor.api._problems import ApiProblem, json_response, problem
 from gestor.model import PENDING_STATES, NewTransaction, TxState
 from gestor.platforms import PlatformError
@@ -67,14 +68,28 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
         stop.set()
         await stopped.wait()
 
+    @app.before_request
+    async def _authenticate() -> None:
+        if request.path.startswith("/v1/") and not request.path.startswith("/v1/admin/"):
+            request_client(settings)
+
+    @app.before_websocket
+    async def _authenticate_ws() -> None:
+        request_client(settings, websocket.headers)
+
     @app.after_request
-    async def _close_when_draining(response: Response) -> Response:
+    async def _stamp(response: Response) -> Response:
+        response.headers["Gestor-Worker"] = _WORKER
         if app.draining:
             response.headers["Connection"] = "close"
         return response
 
     _routes(app, settings)
+    _admin.register(app, settings)
     return app
+
+
+_WORKER = str(os.getpid())
 
 
 def _request_hash(msisdn: str, bono_id: str, channel: str) -> str:
@@ -117,31 +132,6 @@ def _routes(app: GestorApp, settings: Settings) -> None:
                        f"an external platform did not answer: {exc}",
                        headers={"Retry-After": "2"})
 
-    def require_admin() -> None:
-        given = request.headers.get("Authorization", "")
-        scheme, _, token = given.partition(" ")
-        expected = settings.admin_key
-        if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), expected.encode()
-        ):
-            raise ApiProblem(401, "UNAUTHORIZED", "an admin API key is required "
-                             "(Authorization: Bearer <key>)", field="Authorization",
-                             headers={"WWW-Authenticate": 'Bearer realm="gestor-admin"'})
-
-    @app.get("/v1/admin/statistics")
-    async def statistics() -> Response:
-        require_admin()
-        rt = app.runtime
-        return json_response({
-            "actors": attrs.asdict(rt.actors.statistics()),
-            "purchases": attrs.asdict(rt.purchases.statistics()),
-            "store": attrs.asdict(rt.store.statistics()),
-            "platforms": rt.platforms.statistics().as_dict(),
-            "alarms": attrs.asdict(rt.alarms.statistics()),
-            "recovery": attrs.asdict(rt.recoverer.statistics()),
-            "webhooks": attrs.asdict(rt.webhooks.statistics()),
-        })
-
     @app.get("/healthz")
     async def healthz() -> Response:
         return json_response({"status": "ok"})
@@ -177,7 +167,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
                              field="bono_id")
         new = NewTransaction(
             id=uuid.uuid4(), msisdn=msisdn, bono_id=bono_id, channel=channel,
-            client=request.headers.get("X-Client-Id", "public")[:64],
+            client=request_client(settings),
             idempotency_key=key, request_hash=_request_hash(msisdn, bono_id, channel),
             at=datetime.now(UTC),
         )

@@ -16,6 +16,7 @@ from gestor.catalogue import Catalogue
 from gestor.model import PurchaseCounters, Reason, Transaction
 from gestor.platforms import Platforms
 from gestor.purchase._steps import Verdict
+from gestor.rulebook import RuleBook
 from gestor.rules import NEVER_AGE_S, CompiledRules, PurchaseContext
 from gestor.store import SnapshotRequest, Store
 
@@ -98,7 +99,7 @@ class ProfileCache:
 class PurchaseDeps:
     store: Store
     platforms: Platforms
-    rules: CompiledRules
+    rulebook: RuleBook
     catalogue: Catalogue
     alarms: AlarmHub
     profiles: ProfileCache
@@ -107,6 +108,11 @@ class PurchaseDeps:
 
     def now(self) -> datetime:
         return self.clock()
+
+    @property
+    def rules(self) -> CompiledRules:
+        """The active rule set, read once per decision (a hot swap lands between two)."""
+        return self.rulebook.current
 
     def snapshot_request(self, msisdn: str) -> SnapshotRequest:
         now = self.now()

@@ -8,6 +8,7 @@ from gestor.store._batch import Batcher, BatcherStatistics
 from gestor.store._bridge import Bridge, BridgeStatistics, StoreUnavailable, open_bridge
 from gestor.store._embedded import EmbeddedPostgres, start_embedded
 from gestor.store._migrate import migrate, migration_files
+from gestor.store._rule_sets import AuditEntry, RuleSetRecord
 from gestor.store._store import Store, StoreStatistics, open_store
 from gestor.store._transactions import (
     Accepted,
@@ -21,6 +22,7 @@ from gestor.store._transactions import (
 __all__ = [
     "AcceptOutcome",
     "Accepted",
+    "AuditEntry",
     "Batcher",
     "BatcherStatistics",
     "Bridge",
@@ -29,6 +31,7 @@ __all__ = [
     "KeyReused",
     "PendingExists",
     "Replayed",
+    "RuleSetRecord",
     "SnapshotRequest",
     "Store",
     "StoreStatistics",

@@ -25,10 +25,11 @@ from gestor.model import (
     Transaction,
     Transition,
 )
-from gestor.store import _alarms, _transactions
+from gestor.store import _alarms, _rule_sets, _transactions
 from gestor.store._batch import Batcher, BatcherStatistics
 from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
 from gestor.store._migrate import migrate
+from gestor.store._rule_sets import AuditEntry, RuleSetRecord
 from gestor.store._transactions import AcceptOutcome, SnapshotRequest
 
 Write = NewTransaction | Transition
@@ -107,6 +108,33 @@ class Store:
     async def listen_alarms(self, callback: Callable[[int], None]) -> None:
         """`callback(alarm_id)` for every alarm any worker raises from now on."""
         await self.bridge.add_listener(_alarms.ALARM_CHANNEL, lambda p: callback(int(p)))
+
+    # -- rule sets ------------------------------------------------------------------------------
+    async def seed_rules(self, source: str, description: str) -> RuleSetRecord:
+        return await self.bridge.run(_rule_sets.seed, source, description)
+
+    async def create_rules(self, source: str, description: str, actor: str,
+                           based_on: int | None) -> RuleSetRecord:
+        return await self.bridge.run(_rule_sets.create, source, description, actor, based_on)
+
+    async def rules(self, version: int) -> RuleSetRecord | None:
+        return await self.bridge.run(_rule_sets.get, version, transaction=False)
+
+    async def active_rules(self) -> RuleSetRecord | None:
+        return await self.bridge.run(_rule_sets.active, transaction=False)
+
+    async def rule_sets(self) -> list[RuleSetRecord]:
+        return await self.bridge.run(_rule_sets.listing, transaction=False)
+
+    async def activate_rules(self, version: int, actor: str) -> RuleSetRecord | None:
+        return await self.bridge.run(_rule_sets.activate, version, actor)
+
+    async def rules_audit(self, version: int | None = None) -> list[AuditEntry]:
+        return await self.bridge.run(_rule_sets.audit, version, transaction=False)
+
+    async def listen_rules(self, callback: Callable[[int], None]) -> None:
+        """`callback(version)` whenever any worker activates a rule set."""
+        await self.bridge.add_listener(_rule_sets.RULES_CHANNEL, lambda p: callback(int(p)))
 
     async def ping(self) -> bool:
         async def _ping(conn: Any) -> bool:

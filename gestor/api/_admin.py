@@ -1,0 +1,228 @@
+"""Admin routes under /v1/admin: statistics and rule-set versions (list, get, create a draft,
+validate, dry-run against msisdns or sample customers, activate, roll back, audit).
+
+Every admin call needs the admin API key (`Authorization: Bearer <key>`, compared in constant
+time, never logged): none or a wrong one is 401; a valid channel key is 403. The actor recorded
+for changes is "admin", refined by an optional `X-Operator` header naming the person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from quart import Response, request
+
+from gestor.api import _validate as validate
+from gestor.api._auth import require_admin
+from gestor.api._problems import ApiProblem, json_response
+from gestor.rulebook import check_source
+from gestor.rules import CompiledRules, PurchaseContext, RuleSetError, UnknownBonoError
+from gestor.settings import Settings
+from gestor.store import RuleSetRecord
+
+if TYPE_CHECKING:
+    from gestor.api._app import GestorApp
+
+MAX_RULES_BYTES = 256 * 1024
+
+
+def _rules_problem(exc: RuleSetError) -> ApiProblem:
+    errors = [i for i in exc.issues if i.severity == "error"]
+    first = errors[0] if errors else exc.issues[0]
+    return ApiProblem(
+        422, "INVALID_RULES", f"the rule set was refused: {first}",
+        field=first.rule_id or first.section or "source",
+        issues=[i.as_dict() for i in exc.issues],
+    )
+
+
+async def _source_from_request() -> tuple[str, str, int | None]:
+    """(source, description, based_on) from a TOML body or a JSON {source, description}."""
+    raw = await request.get_data(cache=False, as_text=False)
+    assert isinstance(raw, bytes)
+    if len(raw) > MAX_RULES_BYTES:
+        raise ApiProblem(413, "REQUEST_TOO_LARGE", "a rule set is at most 256 KiB")
+    if (request.mimetype or "") == "application/json":
+        body = validate.json_object(raw)
+        source = body.get("source")
+        if not isinstance(source, str) or not source.strip():
+            raise ApiProblem(422, "MISSING_FIELD", "source (rule-set TOML) is required",
+                             field="source")
+        description = body.get("description", "")
+        based_on = body.get("based_on")
+        if not isinstance(description, str) or len(description) > 500:
+            raise ApiProblem(422, "INVALID_DESCRIPTION", "description: text up to 500 chars",
+                             field="description")
+        if based_on is not None and not isinstance(based_on, int):
+            raise ApiProblem(422, "INVALID_BASED_ON", "based_on must be a version number",
+                             field="based_on")
+        return source, description, based_on
+    try:
+        return raw.decode("utf-8"), "", None
+    except UnicodeDecodeError:
+        raise ApiProblem(400, "INVALID_ENCODING", "the rule set must be UTF-8 text",
+                         field="body") from None
+
+
+def _offers(rules: CompiledRules, ctx: PurchaseContext) -> dict[str, Any]:
+    listing = rules.listing(ctx)
+    return {
+        "profile_id": listing.profile.profile_id,
+        "bonos": [
+            {"id": o.bono_id, "price": o.price, "operation": o.operation.operation,
+             "eligible": o.eligible, "failures": [f.code for f in o.failures]}
+            for o in listing.offers
+        ],
+    }
+
+
+def _evaluate(rules: CompiledRules, ctx: PurchaseContext, bono_id: str | None) -> dict[str, Any]:
+    out = _offers(rules, ctx)
+    if bono_id is not None:
+        decision = rules.decide(ctx, bono_id)
+        out["decision"] = {
+            "approved": decision.approved,
+            "operation": decision.operation.as_dict() if decision.operation else None,
+            "failures": [f.as_dict() for f in decision.failures],
+        }
+    return out
+
+
+def register(app: GestorApp, settings: Settings) -> None:
+    def version_of(raw: str) -> int:
+        if not raw.isdigit():
+            raise ApiProblem(400, "INVALID_VERSION", "a rule-set version is a whole number",
+                             field="version")
+        return int(raw)
+
+    async def record_of(version: int) -> RuleSetRecord:
+        record = await app.runtime.store.rules(version)
+        if record is None:
+            raise ApiProblem(404, "RULES_NOT_FOUND", f"no rule-set version {version}",
+                             field="version")
+        return record
+
+    @app.get("/v1/admin/statistics")
+    async def statistics() -> Response:
+        require_admin(settings)
+        rt = app.runtime
+        return json_response({
+            "actors": attrs.asdict(rt.actors.statistics()),
+            "purchases": attrs.asdict(rt.purchases.statistics()),
+            "store": attrs.asdict(rt.store.statistics()),
+            "platforms": rt.platforms.statistics().as_dict(),
+            "alarms": attrs.asdict(rt.alarms.statistics()),
+            "recovery": attrs.asdict(rt.recoverer.statistics()),
+            "webhooks": attrs.asdict(rt.webhooks.statistics()),
+            "rules": attrs.asdict(rt.rulebook.statistics()),
+        })
+
+    @app.get("/v1/admin/rules")
+    async def list_rules() -> Response:
+        require_admin(settings)
+        records = await app.runtime.store.rule_sets()
+        return json_response({
+            "active_version": app.runtime.rulebook.current.version,
+            "versions": [r.summary() for r in records],
+        })
+
+    @app.get("/v1/admin/rules/<raw>")
+    async def get_rules(raw: str) -> Response:
+        require_admin(settings)
+        record = await record_of(version_of(raw))
+        audit = await app.runtime.store.rules_audit(record.version)
+        return json_response({
+            **record.summary(), "source": record.source,
+            "audit": [{"action": a.action, "actor": a.actor, "at": a.at.isoformat()}
+                      for a in audit],
+        })
+
+    @app.post("/v1/admin/rules/validate")
+    async def validate_rules() -> Response:
+        require_admin(settings)
+        source, _, _ = await _source_from_request()
+        try:
+            warnings = check_source(source, app.runtime.catalogue, settings.timezone)
+        except RuleSetError as exc:
+            raise _rules_problem(exc) from None
+        return json_response({"valid": True, "warnings": [w.as_dict() for w in warnings]})
+
+    @app.post("/v1/admin/rules")
+    async def create_rules() -> Response:
+        actor = require_admin(settings)
+        source, description, based_on = await _source_from_request()
+        try:
+            warnings = check_source(source, app.runtime.catalogue, settings.timezone)
+        except RuleSetError as exc:
+            raise _rules_problem(exc) from None
+        if based_on is not None:
+            await record_of(based_on)
+        record = await app.runtime.store.create_rules(source, description, actor, based_on)
+        return json_response(
+            {**record.summary(), "warnings": [w.as_dict() for w in warnings]}, 201,
+            {"Location": f"/v1/admin/rules/{record.version}"},
+        )
+
+    @app.post("/v1/admin/rules/<raw>/activate")
+    async def activate_rules(raw: str) -> Response:
+        actor = require_admin(settings)
+        version = version_of(raw)
+        await record_of(version)
+        try:
+            record = await app.runtime.rulebook.activate(version, actor)
+        except RuleSetError as exc:
+            raise _rules_problem(exc) from None
+        assert record is not None
+        return json_response(record.summary())
+
+    @app.post("/v1/admin/rules/<raw>/dry-run")
+    async def dry_run(raw: str) -> Response:
+        require_admin(settings)
+        rt = app.runtime
+        draft = rt.rulebook.compiled(await record_of(version_of(raw)))
+        active = rt.rulebook.current
+        body = validate.json_object(await request.get_data(cache=False, as_text=False))
+        channel = validate.channel(body.get("channel"))
+        bono_id = body.get("bono_id")
+        if bono_id is not None and rt.catalogue.get(bono_id) is None:
+            raise ApiProblem(422, "UNKNOWN_BONO", f"there is no bono {bono_id!r}",
+                             field="bono_id")
+        msisdns = body.get("msisdns", [])
+        customers = body.get("customers", [])
+        if not isinstance(msisdns, list) or not isinstance(customers, list):
+            raise ApiProblem(422, "INVALID_FIELD", "msisdns and customers must be lists",
+                             field="msisdns")
+        if (not msisdns and not customers) or len(msisdns) + len(customers) > 100:
+            raise ApiProblem(422, "INVALID_FIELD", "give 1 to 100 msisdns and/or customers",
+                             field="msisdns")
+        now = datetime.now(UTC)
+        contexts: list[tuple[dict[str, Any], PurchaseContext]] = []
+        for i, raw_msisdn in enumerate(msisdns):
+            msisdn = validate.msisdn(raw_msisdn, f"msisdns[{i}]")
+            view = await rt.purchases.view(msisdn)
+            customer = await rt.purchases.deps.profiles.get(msisdn)
+            contexts.append(({"msisdn": msisdn},
+                             rt.purchases.deps.context(customer, channel, view, now)))
+        for i, customer in enumerate(customers):
+            if not isinstance(customer, Mapping):
+                raise ApiProblem(422, "INVALID_FIELD", "a customer is a JSON object",
+                                 field=f"customers[{i}]")
+            contexts.append(({"customer": i},
+                             PurchaseContext(customer=dict(customer), channel=channel, now=now)))
+        results = []
+        try:
+            for subject, ctx in contexts:
+                under_draft = _evaluate(draft, ctx, bono_id)
+                under_active = _evaluate(active, ctx, bono_id)
+                results.append({**subject, "draft": under_draft, "active": under_active,
+                                "changed": under_draft != under_active})
+        except UnknownBonoError as exc:  # pragma: no cover - checked above
+            raise ApiProblem(422, "UNKNOWN_BONO", str(exc), field="bono_id") from None
+        return json_response({"version": draft.version, "active_version": active.version,
+                              "results": results})
+
+
+__all__ = ["register"]
