@@ -1,5 +1,5 @@
-"""The `gestor` command: `serve` (the whole system, embedded defaults) and `simulate` (the
-external platforms' simulator on its own)."""
+"""The `gestor` command: `serve` (the whole system, embedded defaults), `simulate` (the
+external platforms' simulator on its own) and `reconcile` (transactions against the ledger)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -23,6 +24,8 @@ from gestor.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from hypercorn.config import Config
+
+    from gestor.reconcile import ReconciliationReport
 
 logger = logging.getLogger("gestor")
 
@@ -51,6 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
                      "127.0.0.1:8090; port 0 picks a free one)")
     sim.add_argument("--state-dir", type=Path, help="keep the simulator's state here across "
                      "restarts")
+    rec = sub.add_parser(
+        "reconcile", help="compare transactions with the charging system's ledger",
+        description="Compare Gestor's transactions created in [--since, --until) with the "
+        "charging system's debits and refunds; report every mismatch. Exit status: 0 clean, "
+        "1 mismatches, 2 usage or configuration error, 3 a side could not be read.")
+    _common(rec)
+    rec.add_argument("--platforms", help="base URL of the charging system (or "
+                     "GESTOR_PLATFORMS_URL; `gestor serve` logs its simulator's URL)")
+    rec.add_argument("--since", type=_instant, help="ISO 8601, no zone means UTC (default: "
+                     "24 h before --until)")
+    rec.add_argument("--until", type=_instant, help="ISO 8601, exclusive (default: now)")
+    rec.add_argument("--json", action="store_true", help="print the report as JSON")
+    rec.add_argument("--strict", action="store_true", help="unsettled (in-flight or "
+                     "inconsistent) transactions count as mismatches")
     return parser
 
 
@@ -60,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args)
+        if args.command == "reconcile":
+            return reconcile(args)
         return simulate(args)
     except SettingsError as exc:
         print(f"gestor: configuration error: {exc}", file=sys.stderr)
@@ -94,6 +113,79 @@ def simulate(args: argparse.Namespace) -> int:
 
     trio.run(run)
     return 0
+
+
+# -- reconcile -----------------------------------------------------------------------------------
+def _instant(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def reconcile(args: argparse.Namespace) -> int:
+    """Exit 0 when Gestor and the charging system agree, 1 on mismatches, 2 on a usage or
+    configuration error, 3 when the database or the ledger could not be read."""
+    from gestor.store import NoEmbeddedDatabase, attach_embedded
+
+    settings = _settings(args, platforms_url=args.platforms)
+    if not settings.platforms_url:
+        print("gestor: reconcile needs the charging system's URL: pass --platforms URL or set "
+              "GESTOR_PLATFORMS_URL (for the built-in simulator, the URL `gestor serve` logs "
+              "as 'platform simulator ... at URL')", file=sys.stderr)
+        return 2
+    until = args.until or datetime.now(UTC)
+    since = args.since or until - timedelta(hours=24)
+    if since >= until:
+        print("gestor: --since must be before --until", file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as stack:
+        dsn = settings.database_url
+        if not dsn:
+            try:  # attaches to a running `gestor serve`'s server without ever stopping it
+                embedded = attach_embedded(settings.data_dir / "pg")
+            except NoEmbeddedDatabase as exc:
+                print(f"gestor: {exc}; set GESTOR_DATABASE_URL or --data-dir", file=sys.stderr)
+                return 2
+            stack.callback(embedded.stop)
+            dsn = embedded.dsn
+        try:
+            outcome = trio.run(_reconcile, settings, dsn, since, until, args.strict)
+        except Exception as exc:  # a connection that failed while opening
+            logger.debug("reconciliation failed", exc_info=True)
+            while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+                exc = exc.exceptions[0]
+            outcome = f"{type(exc).__name__}: {exc}"
+    if isinstance(outcome, str):
+        print(f"gestor: reconciliation failed: {outcome}", file=sys.stderr)
+        return 3
+    from gestor.reconcile import render_json, render_text
+
+    if args.json:
+        sys.stdout.write(render_json(outcome).decode() + "\n")
+    else:
+        sys.stdout.write(render_text(outcome))
+    return 0 if outcome.ok else 1
+
+
+async def _reconcile(settings: Settings, dsn: str, since: datetime, until: datetime,
+                     strict: bool) -> ReconciliationReport | str:
+    """The report, or why it could not be made (caught in here: trio wraps what escapes the
+    store's nursery in an exception group)."""
+    from gestor.platforms import PlatformSettings, open_platforms
+    from gestor.reconcile import run_reconciliation
+    from gestor.store import open_store
+
+    platform_settings = PlatformSettings.from_mapping(
+        {**settings.platforms, "url": settings.platforms_url})
+    async with open_store(dsn, pool_size=2, apply_migrations=False) as store, \
+            open_platforms(platform_settings) as platforms:
+        try:
+            return await run_reconciliation(store, platforms, since, until, strict=strict)
+        except Exception as exc:
+            logger.debug("reconciliation failed", exc_info=True)
+            return f"{type(exc).__name__}: {exc}"
 
 
 # -- serve ---------------------------------------------------------------------------------------

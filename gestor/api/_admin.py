@@ -9,7 +9,7 @@ for changes is "admin", refined by an optional `X-Operator` header naming the pe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -18,6 +18,7 @@ from quart import Response, request
 from gestor.api import _validate as validate
 from gestor.api._auth import require_admin
 from gestor.api._problems import ApiProblem, json_response
+from gestor.reconcile import run_reconciliation
 from gestor.rulebook import check_source
 from gestor.rules import CompiledRules, PurchaseContext, RuleSetError, UnknownBonoError
 from gestor.settings import Settings
@@ -65,6 +66,17 @@ async def _source_from_request() -> tuple[str, str, int | None]:
     except UnicodeDecodeError:
         raise ApiProblem(400, "INVALID_ENCODING", "the rule set must be UTF-8 text",
                          field="body") from None
+
+
+def _instant(raw: str | None, field: str, default: datetime) -> datetime:
+    if raw is None:
+        return default
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ApiProblem(422, "INVALID_TIME", f"{field} must be an ISO 8601 time",
+                         field=field) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _offers(rules: CompiledRules, ctx: PurchaseContext) -> dict[str, Any]:
@@ -119,6 +131,21 @@ def register(app: GestorApp, settings: Settings) -> None:
             "webhooks": attrs.asdict(rt.webhooks.statistics()),
             "rules": attrs.asdict(rt.rulebook.statistics()),
         })
+
+    @app.get("/v1/admin/reconciliation")
+    async def reconciliation() -> Response:
+        """Gestor's transactions against the charging system's ledger for a period
+        (`since`/`until`, ISO 8601; default the last 24 h; `strict=true` counts unsettled)."""
+        require_admin(settings)
+        now = datetime.now(UTC)
+        since = _instant(request.args.get("since"), "since", now - timedelta(days=1))
+        until = _instant(request.args.get("until"), "until", now)
+        if since >= until:
+            raise ApiProblem(422, "INVALID_PERIOD", "since must be before until", field="since")
+        strict = request.args.get("strict", "false").lower() in {"1", "true", "yes"}
+        report = await run_reconciliation(app.runtime.store, app.runtime.platforms, since,
+                                          until, strict=strict)
+        return json_response(report.as_dict(), 200 if report.ok else 409)
 
     @app.get("/v1/admin/rules")
     async def list_rules() -> Response:

@@ -11,7 +11,9 @@ The HTTP contract is documented in ``README.md`` beside this file.
 from ._asgi import SimulatorApp, build_simulator_app
 from ._breaker import CircuitState
 from ._client import (
+    LEDGER_TIMEOUT,
     CircuitCallback,
+    LedgerEntry,
     Platforms,
     PlatformsStatistics,
     PlatformStatistics,
@@ -34,6 +36,7 @@ from ._synthetic import WELL_KNOWN_PREFIX, is_valid_msisdn, is_well_known
 from ._webhooks import Webhooks, WebhookStatistics, open_webhooks
 
 __all__ = [
+    "LEDGER_TIMEOUT",
     "OPERATIONS",
     "PLATFORM_NAMES",
     "WELL_KNOWN_PREFIX",
@@ -46,6 +49,7 @@ __all__ = [
     "EndpointSettings",
     "FaultSettings",
     "JournalCorrupt",
+    "LedgerEntry",
     "OutcomeUnknown",
     "PlatformError",
     "PlatformRejected",

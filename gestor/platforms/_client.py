@@ -16,7 +16,8 @@ import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import attrs
@@ -37,6 +38,7 @@ from ._settings import EndpointSettings, PlatformSettings
 
 __all__ = [
     "CircuitCallback",
+    "LedgerEntry",
     "PlatformStatistics",
     "Platforms",
     "PlatformsStatistics",
@@ -49,12 +51,45 @@ _log = logging.getLogger("gestor.platforms")
 _encoder = msgspec.json.Encoder()
 _JSON = {"content-type": "application/json"}
 _T = TypeVar("_T")
+#: Seconds allowed for one ledger export (``Platforms.ledger``).
+LEDGER_TIMEOUT = 30.0
 
 
 def _q(value: str) -> str:
     if not value:
         raise ValueError("empty identifier")
     return quote(value, safe="")
+
+
+@attrs.frozen
+class LedgerEntry:
+    """One money movement in the charging system's ledger export (``GET /control/ledger``).
+
+    A debit's ``id`` is the transaction id Gestor charged with; a refund has its own ``id``
+    and names the debit it gives back in ``debit_id``. ``ts`` is ``created_at`` in epoch
+    seconds.
+    """
+
+    kind: Literal["debit", "refund"]
+    id: str
+    msisdn: str
+    amount: int
+    created_at: str
+    ts: float
+    debit_id: str | None = None
+
+    @property
+    def transaction_id(self) -> str:
+        """The Gestor transaction this movement belongs to (the debit's id)."""
+        if self.kind == "refund" and self.debit_id:
+            return self.debit_id
+        return self.id
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("ledger bounds must be timezone-aware datetimes")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @attrs.frozen
@@ -216,6 +251,41 @@ class Platforms:
                 return None
             raise
         return self._decode("ocs", content, RefundReceipt, mutating=False)
+
+    async def ledger(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[LedgerEntry]:
+        """The charging system's debits and refunds with ``since <= created_at < until``,
+        oldest first (``GET {ocs url}/control/ledger?since=&until=``, ISO 8601 UTC).
+
+        A bulk export for reconciliation, not a hot-path call: one attempt bounded by
+        ``LEDGER_TIMEOUT`` seconds, outside the ocs limiter and circuit breaker (a slow export
+        must not open the circuit purchases depend on). Raises :class:`PlatformRejected` on a
+        4xx answer and :class:`PlatformUnavailable` otherwise.
+        """
+        params: dict[str, str] = {}
+        if since is not None:
+            params["since"] = _iso(since)
+        if until is not None:
+            params["until"] = _iso(until)
+        ep = self._endpoints["ocs"]
+        try:
+            with trio.fail_after(LEDGER_TIMEOUT):
+                response = await self._client.get(
+                    ep.url + "/control/ledger", params=params, timeout=LEDGER_TIMEOUT + 1.0
+                )
+        except (trio.TooSlowError, httpx.RequestError) as exc:
+            text = f"ledger export failed: {type(exc).__name__}: {exc}"
+            raise PlatformUnavailable(ep.name, text) from exc
+        status = response.status_code
+        if 400 <= status < 500:
+            raise self._rejection(ep.name, response)
+        if status >= 300:
+            code = self._detail(response).get("code", "SERVER_ERROR")
+            raise PlatformUnavailable(ep.name, f"ledger export: {status} {code}", status=status)
+        return self._decode("ocs", response.content, list[LedgerEntry], mutating=False)
 
     # -- prov ----------------------------------------------------------------------------------
 

@@ -8,6 +8,12 @@ from gestor.store._batch import Batcher, BatcherStatistics
 from gestor.store._bridge import Bridge, BridgeStatistics, StoreUnavailable, open_bridge
 from gestor.store._embedded import EmbeddedPostgres, start_embedded
 from gestor.store._migrate import migrate, migration_files
+from gestor.store._reconcile import (
+    NoEmbeddedDatabase,
+    attach_embedded,
+    transactions_between,
+    transactions_by_id,
+)
 from gestor.store._rule_sets import AuditEntry, RuleSetRecord
 from gestor.store._store import Store, StoreStatistics, open_store
 from gestor.store._transactions import (
@@ -29,6 +35,7 @@ __all__ = [
     "BridgeStatistics",
     "EmbeddedPostgres",
     "KeyReused",
+    "NoEmbeddedDatabase",
     "PendingExists",
     "Replayed",
     "RuleSetRecord",
@@ -36,9 +43,12 @@ __all__ = [
     "Store",
     "StoreStatistics",
     "StoreUnavailable",
+    "attach_embedded",
     "migrate",
     "migration_files",
     "open_bridge",
     "open_store",
     "start_embedded",
+    "transactions_between",
+    "transactions_by_id",
 ]

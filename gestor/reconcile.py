@@ -1,0 +1,428 @@
+"""Reconciliation: Gestor's transactions against the charging system's ledger for a period.
+
+`reconcile(transactions, ledger)` is the matcher, without I/O; `run_reconciliation` reads
+both sides and matches them; `render_text` and `render_json` format the report for
+`gestor reconcile` and the admin API.
+
+A ledger movement belongs to a transaction by id: a debit's `id` is the transaction id, a
+refund names it in `debit_id`. A transaction belongs to the period it was created in. A
+movement in the period whose transaction Gestor does not have at all belongs to this period.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+import msgspec
+
+from gestor.model import Transaction, TxState
+from gestor.platforms import LedgerEntry, PlatformError, Platforms
+from gestor.purchase import refund_id
+from gestor.store import Store, transactions_between, transactions_by_id
+
+__all__ = [
+    "DEFAULT_GRACE",
+    "Mismatch",
+    "MismatchKind",
+    "ReconciliationReport",
+    "Totals",
+    "Unsettled",
+    "reconcile",
+    "render_json",
+    "render_text",
+    "run_reconciliation",
+]
+
+logger = logging.getLogger("gestor.reconcile")
+
+#: How far past the period's ends the ledger is read, so that a movement a little before or
+#: after its transaction's creation is still matched with it.
+DEFAULT_GRACE = timedelta(hours=1)
+
+_PROVISION_ONLY = "provision_only"
+_SETTLED_PRICE = frozenset(
+    {TxState.CHARGED, TxState.COMPLETED, TxState.REFUNDED, TxState.INCONSISTENT}
+)
+_NO_SALE = frozenset({TxState.FAILED, TxState.REJECTED})
+
+
+class MismatchKind(enum.StrEnum):
+    """Ways Gestor and the charging system can disagree about a transaction."""
+
+    CHARGED_NOT_RECORDED = "charged_not_recorded"  # money kept; Gestor says no sale
+    RECORDED_NOT_CHARGED = "recorded_not_charged"  # Gestor says charged; no debit
+    AMOUNT_MISMATCH = "amount_mismatch"  # debit amount != Gestor's price
+    REFUNDED_BUT_COMPLETED = "refunded_but_completed"  # a refund for a completed sale
+    REFUND_MISSING = "refund_missing"  # Gestor says refunded; no refund
+    REFUND_WITHOUT_DEBIT = "refund_without_debit"  # more refunded than debited
+
+
+_KIND_ORDER = {kind: i for i, kind in enumerate(MismatchKind)}
+
+
+@attrs.frozen
+class Mismatch:
+    """One disagreement. Amounts are cents; `debited`/`refunded` are the ledger's sums."""
+
+    kind: MismatchKind
+    transaction_id: str
+    msisdn: str
+    state: TxState | None  # Gestor's state; None when Gestor has no such transaction
+    price: int | None  # Gestor's price
+    debited: int
+    refunded: int
+    created_at: datetime | None  # the transaction's, else the first movement's
+    detail: str
+
+
+@attrs.frozen
+class Unsettled:
+    """A transaction still in flight (or `inconsistent`): listed, not a mismatch."""
+
+    transaction_id: str
+    msisdn: str
+    state: TxState
+    price: int | None
+    debited: int
+    refunded: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@attrs.frozen
+class Totals:
+    """Sums over the matched data, in cents. `net` must equal `completed + unsettled`."""
+
+    transactions: int
+    debits: int
+    refunds: int
+    debited: int
+    refunded: int
+    net: int  # debited - refunded
+    completed: int  # what the completed transactions cost
+    unsettled: int  # net charged for unsettled transactions
+
+    @property
+    def difference(self) -> int:
+        return self.net - self.completed - self.unsettled
+
+    @property
+    def balanced(self) -> bool:
+        return self.difference == 0
+
+
+@attrs.frozen
+class ReconciliationReport:
+    since: datetime | None
+    until: datetime | None
+    mismatches: tuple[Mismatch, ...]
+    unsettled: tuple[Unsettled, ...]
+    totals: Totals
+    strict: bool = False  # unsettled transactions count against `ok`
+
+    @property
+    def ok(self) -> bool:
+        """No mismatch, the totals balance, and (when strict) nothing unsettled."""
+        if self.mismatches or not self.totals.balanced:
+            return False
+        return not (self.strict and self.unsettled)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: datetimes in ISO 8601, amounts in cents."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        out["ok"] = self.ok
+        out["totals"]["difference"] = self.totals.difference
+        out["totals"]["balanced"] = self.totals.balanced
+        return out
+
+
+# -- matching -------------------------------------------------------------------------------------
+
+
+def _expected_charge(tx: Transaction) -> int:
+    if tx.operation == _PROVISION_ONLY or tx.price is None:
+        return 0
+    return tx.price
+
+
+@attrs.define
+class _Tally:
+    debits: int = 0
+    refunds: int = 0
+    debited: int = 0
+    refunded: int = 0
+    completed: int = 0
+    unsettled: int = 0
+
+
+def _match(
+    tid: str,
+    tx: Transaction | None,
+    moves: Sequence[LedgerEntry],
+    tally: _Tally,
+    mismatches: list[Mismatch],
+    unsettled: list[Unsettled],
+) -> None:
+    debited = sum(m.amount for m in moves if m.kind == "debit")
+    refunded = sum(m.amount for m in moves if m.kind == "refund")
+    has_debit = any(m.kind == "debit" for m in moves)
+    has_refund = any(m.kind == "refund" for m in moves)
+    net = debited - refunded
+    tally.debits += sum(1 for m in moves if m.kind == "debit")
+    tally.refunds += sum(1 for m in moves if m.kind == "refund")
+    tally.debited += debited
+    tally.refunded += refunded
+
+    def found(kind: MismatchKind, detail: str) -> None:
+        if tx is not None:
+            msisdn, state, price, at = tx.msisdn, tx.state, tx.price, tx.created_at
+        else:
+            msisdn, state, price = moves[0].msisdn, None, None
+            at = datetime.fromtimestamp(moves[0].ts, UTC)
+        mismatches.append(
+            Mismatch(kind, tid, msisdn, state, price, debited, refunded, at, detail)
+        )
+
+    if net < 0:
+        found(MismatchKind.REFUND_WITHOUT_DEBIT,
+              f"refunds of {refunded} exceed the debits of {debited}")
+    if tx is None:
+        if net > 0:
+            found(MismatchKind.CHARGED_NOT_RECORDED,
+                  f"{net} debited (net of refunds) but Gestor has no such transaction")
+        return
+
+    expected = _expected_charge(tx)
+    state = tx.state
+    if has_debit and state in _SETTLED_PRICE and debited != expected:
+        found(MismatchKind.AMOUNT_MISMATCH, f"debited {debited}, Gestor's price is {expected}")
+    if state is TxState.COMPLETED:
+        tally.completed += expected
+        if expected > 0 and not has_debit:
+            found(MismatchKind.RECORDED_NOT_CHARGED, f"completed at {expected} with no debit")
+        if has_refund:
+            found(MismatchKind.REFUNDED_BUT_COMPLETED,
+                  f"completed, but {refunded} was refunded")
+    elif state is TxState.CHARGED and not has_debit:
+        found(MismatchKind.RECORDED_NOT_CHARGED, "recorded as charged with no debit")
+    elif state is TxState.REFUNDED:
+        if not has_refund:
+            missing = "no refund" if has_debit else "no refund (and no debit)"
+            found(MismatchKind.REFUND_MISSING, f"recorded as refunded; {missing}")
+        elif net > 0:
+            found(MismatchKind.CHARGED_NOT_RECORDED,
+                  f"recorded as refunded, but {net} is still debited")
+    elif state in _NO_SALE:
+        if net > 0:
+            found(MismatchKind.CHARGED_NOT_RECORDED, f"{state.value}, but {net} is debited")
+    else:  # received, profiled, validated, charged with its debit, inconsistent
+        tally.unsettled += net
+        unsettled.append(
+            Unsettled(tid, tx.msisdn, state, tx.price, debited, refunded, tx.created_at,
+                      tx.updated_at)
+        )
+
+
+def reconcile(
+    transactions: Iterable[Transaction],
+    ledger: Iterable[LedgerEntry],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    strict: bool = False,
+) -> ReconciliationReport:
+    """Match every transaction with the ledger movements of its id, and every movement with
+    its transaction; report each disagreement. Repeated movements (same kind and id) count
+    once. `since`/`until` are only recorded in the report."""
+    by_id = {str(tx.id): tx for tx in sorted(transactions, key=lambda t: (t.created_at, t.id))}
+    moves: dict[str, list[LedgerEntry]] = {}
+    seen: set[tuple[str, str]] = set()
+    for entry in sorted(ledger, key=lambda e: e.ts):
+        if (entry.kind, entry.id) in seen:
+            continue
+        seen.add((entry.kind, entry.id))
+        moves.setdefault(entry.transaction_id, []).append(entry)
+    tally = _Tally()
+    mismatches: list[Mismatch] = []
+    unsettled: list[Unsettled] = []
+    for tid, tx in by_id.items():
+        _match(tid, tx, moves.get(tid, ()), tally, mismatches, unsettled)
+    for tid, group in moves.items():
+        if tid not in by_id:
+            _match(tid, None, group, tally, mismatches, unsettled)
+    mismatches.sort(key=lambda m: _KIND_ORDER[m.kind])  # stable: oldest first within a kind
+    totals = Totals(
+        transactions=len(by_id),
+        debits=tally.debits,
+        refunds=tally.refunds,
+        debited=tally.debited,
+        refunded=tally.refunded,
+        net=tally.debited - tally.refunded,
+        completed=tally.completed,
+        unsettled=tally.unsettled,
+    )
+    return ReconciliationReport(since, until, tuple(mismatches), tuple(unsettled), totals, strict)
+
+
+# -- reading both sides ---------------------------------------------------------------------------
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _epoch(created_at: str) -> float:
+    try:
+        return datetime.fromisoformat(created_at).timestamp()
+    except ValueError:
+        return 0.0
+
+
+async def _confirm(platforms: Platforms, tids: Iterable[str]) -> list[LedgerEntry]:
+    """Movements of these transactions found by point lookups (a movement can fall outside the
+    exported window, e.g. a refund made long after its debit)."""
+    found: list[LedgerEntry] = []
+    for tid in sorted(tids):
+        tx_id = _as_uuid(tid)
+        try:
+            debit = await platforms.lookup_debit(tid)
+            if debit is None:
+                continue
+            found.append(LedgerEntry("debit", debit.id, debit.msisdn, debit.amount,
+                                     debit.created_at, _epoch(debit.created_at)))
+            if not debit.refunded or tx_id is None:
+                continue
+            refund = await platforms.lookup_refund(refund_id(tx_id))
+        except PlatformError as exc:
+            logger.warning("could not confirm the movements of %s: %s", tid, exc)
+            continue
+        if refund is not None:
+            found.append(LedgerEntry("refund", refund.id, refund.msisdn or debit.msisdn,
+                                     refund.amount, refund.created_at,
+                                     _epoch(refund.created_at), refund.debit_id))
+    return found
+
+
+_CONFIRMABLE = frozenset(
+    {MismatchKind.RECORDED_NOT_CHARGED, MismatchKind.REFUND_MISSING,
+     MismatchKind.REFUND_WITHOUT_DEBIT}
+)
+
+
+async def run_reconciliation(
+    store: Store,
+    platforms: Platforms,
+    since: datetime,
+    until: datetime,
+    *,
+    strict: bool = False,
+    grace: timedelta = DEFAULT_GRACE,
+) -> ReconciliationReport:
+    """Reconcile the transactions created in `[since, until)` (aware datetimes).
+
+    Reads Gestor first and the ledger second, so every debit or refund behind a state Gestor
+    recorded is already in the ledger read (safe while purchases go on). The ledger is read
+    `grace` beyond both ends; movements there count only for this period's transactions.
+    A movement in the period whose transaction exists but belongs to another period is left
+    to that period. Mismatches that a missing movement would explain are confirmed by
+    `lookup_debit`/`lookup_refund` before they are reported. Raises PlatformError or
+    StoreUnavailable when a side cannot be read.
+    """
+    if since.tzinfo is None or until.tzinfo is None:
+        raise ValueError("since and until must be timezone-aware")
+    if since >= until:
+        raise ValueError("since must be before until")
+    transactions = await store.bridge.run(transactions_between, since, until, transaction=False)
+    ledger = await platforms.ledger(since - grace, until + grace)
+    ours = {str(tx.id) for tx in transactions}
+    start, end = since.timestamp(), until.timestamp()
+    groups: dict[str, list[LedgerEntry]] = {}
+    for entry in ledger:
+        groups.setdefault(entry.transaction_id, []).append(entry)
+    matched: list[LedgerEntry] = []
+    strays: dict[str, list[LedgerEntry]] = {}
+    for tid, group in groups.items():
+        if tid in ours:
+            matched.extend(group)
+        elif any(start <= e.ts < end for e in group):
+            strays[tid] = group
+    if strays:
+        ids = [u for u in map(_as_uuid, strays) if u is not None]
+        elsewhere = await store.bridge.run(transactions_by_id, ids, transaction=False)
+        for tx in elsewhere:
+            strays.pop(str(tx.id), None)
+        for group in strays.values():
+            matched.extend(group)
+    report = reconcile(transactions, matched, since=since, until=until, strict=strict)
+    suspects = {m.transaction_id for m in report.mismatches
+                if m.kind in _CONFIRMABLE and m.state is not None}
+    if suspects:
+        extra = await _confirm(platforms, suspects)
+        if extra:
+            report = reconcile(transactions, [*matched, *extra], since=since, until=until,
+                               strict=strict)
+    return report
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def render_text(report: ReconciliationReport) -> str:
+    """The report for a human (amounts in cents)."""
+    t = report.totals
+    lines = [
+        f"reconciliation {_when(report.since)} .. {_when(report.until)}",
+        f"  transactions {t.transactions}; ledger: {t.debits} debits = {t.debited}, "
+        f"{t.refunds} refunds = {t.refunded}, net {t.net} (cents)",
+        f"  completed {t.completed} + unsettled {t.unsettled} "
+        + ("= net: balanced" if t.balanced else f"!= net {t.net}: off by {t.difference}"),
+    ]
+    if report.mismatches:
+        lines.append(f"mismatches ({len(report.mismatches)}):")
+        for m in report.mismatches:
+            state = m.state.value if m.state is not None else "absent"
+            price = "-" if m.price is None else str(m.price)
+            lines.append(
+                f"  {m.kind.value:<22} {m.transaction_id}  {m.msisdn}  {_when(m.created_at)}  "
+                f"state={state} price={price} debited={m.debited} refunded={m.refunded}: "
+                f"{m.detail}"
+            )
+    if report.unsettled:
+        note = " (counted: --strict)" if report.strict else " (not mismatches)"
+        lines.append(f"unsettled ({len(report.unsettled)}){note}:")
+        for u in report.unsettled:
+            price = "-" if u.price is None else str(u.price)
+            lines.append(
+                f"  {u.state.value:<12} {u.transaction_id}  {u.msisdn}  "
+                f"created {_when(u.created_at)} updated {_when(u.updated_at)}  "
+                f"price={price} debited={u.debited} refunded={u.refunded}"
+            )
+    if report.ok:
+        lines.append("OK: Gestor and the charging system agree")
+    else:
+        problems = [f"{len(report.mismatches)} mismatch(es)"]
+        if not t.balanced:
+            problems.append("totals do not balance")
+        if report.strict and report.unsettled:
+            problems.append(f"{len(report.unsettled)} unsettled")
+        lines.append("NOT OK: " + ", ".join(problems))
+    return "\n".join(lines) + "\n"
+
+
+def render_json(report: ReconciliationReport) -> bytes:
+    return msgspec.json.encode(report.as_dict())
