@@ -23,7 +23,6 @@ from gestor.logs import configure_logging
 from gestor.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
-    from hypercorn.config import Config
 
     from gestor.reconcile import ReconciliationReport
 
@@ -256,63 +255,26 @@ def serve(args: argparse.Namespace) -> int:
             logger.info("database: embedded PostgreSQL in %s", embedded.data_dir)
         _migrate(dsn)
         platforms_url = settings.platforms_url or _start_simulator(settings, stack)
-        if settings.workers == 1:
-            trio.run(_serve_one, settings, dsn, platforms_url)
-        else:
-            _serve_many(settings, dsn, platforms_url)
+        serve_workers = _serve_one if settings.workers == 1 else _serve_many
+        code = serve_workers(settings, dsn, platforms_url)
     logger.info("stopped")
+    return code
+
+
+def _serve_one(settings: Settings, dsn: str, platforms_url: str) -> int:
+    from gestor.api import create_app
+    from gestor.workers import listening_socket, serve_app
+
+    app = create_app(settings, dsn, platforms_url)
+    sock = listening_socket(settings.bind, reuse_port=False)
+    announce = f"gestor listening on http://{settings.bind}"
+    trio.run(serve_app, app, settings, sock, lambda: print(announce, flush=True))
     return 0
 
 
-def _hypercorn_config(settings: Settings) -> Config:
-    from hypercorn.config import Config
+def _serve_many(settings: Settings, dsn: str, platforms_url: str) -> int:
+    from gestor.workers import supervise
 
-    config = Config()
-    config.bind = [settings.bind]
-    config.graceful_timeout = settings.shutdown_grace
-    config.accesslog = None
-    config.errorlog = "-"
-    config.worker_class = "trio"
-    config.keep_alive_timeout = 75
-    return config
-
-
-async def _serve_one(settings: Settings, dsn: str, platforms_url: str) -> None:
-    from hypercorn.trio import serve as hypercorn_serve
-
-    from gestor.api import create_app
-
-    app = create_app(settings, dsn, platforms_url)
-
-    @app.before_serving
-    async def _announce() -> None:
-        print(f"gestor listening on http://{settings.bind}", flush=True)
-
-    stop = trio.Event()
-
-    async def watch_signals() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                logger.info("%s received: finishing in-flight requests",
-                            signal.Signals(signum).name)
-                app.draining = True
-                stop.set()
-                return
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch_signals)
-        await hypercorn_serve(app, _hypercorn_config(settings), shutdown_trigger=stop.wait)
-        nursery.cancel_scope.cancel()
-
-
-def _serve_many(settings: Settings, dsn: str, platforms_url: str) -> None:
-    from hypercorn.run import run
-
-    os.environ.update(settings.environ())
-    os.environ["GESTOR_DATABASE_URL"] = dsn
-    os.environ["GESTOR_PLATFORMS_URL"] = platforms_url
-    config = _hypercorn_config(settings)
-    config.workers = settings.workers
-    config.application_path = "gestor.api.asgi:app"
-    print(f"gestor listening on http://{settings.bind} ({settings.workers} workers)", flush=True)
-    run(config)
+    env = {**settings.environ(), "GESTOR_DATABASE_URL": dsn,
+           "GESTOR_PLATFORMS_URL": platforms_url}
+    return supervise(settings, env)

@@ -100,7 +100,8 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                 service.bind(actors)
                 recoverer = Recoverer(deps, interval=settings.recovery_interval,
                                       stale_after=settings.stale_after,
-                                      stuck_after=settings.stuck_after)
+                                      stuck_after=settings.stuck_after,
+                                      live=service.in_flight)
                 await recovery.start(recoverer.run)
                 yield Runtime(settings, store, alarms, platforms, catalogue, rulebook, actors,
                               service, recoverer, webhooks)

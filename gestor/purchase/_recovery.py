@@ -7,17 +7,25 @@ died, each orphan is resumed exactly where its last durable state left it:
 - `received` (nothing durable since acceptance): ask the charging system whether the debit
   happened, by the transaction id. No debit → `failed` (nothing charged). Debit → `charged`, then
   on as below.
-- `charged`: provision (idempotent by transaction id) → `completed`; failure → refund.
+- `charged`: if the refund (whose id derives from the transaction's) already went through — a
+  saga refunded and died before recording it — → `refunded`. Otherwise provision (idempotent by
+  transaction id) → `completed`; failure → refund.
 - `inconsistent`: if the bundle turned out to be provisioned → `completed`; otherwise retry the
   refund (idempotent by its derived id) → `refunded`, and say the alarm is resolved. While it
   keeps failing it stays visible and is retried every `stale_after`.
 
 A transaction still unsettled `stuck_after` seconds after it was created raises a `stuck` alarm.
+
+Exclusive: a worker never recovers a transaction it is already driving (a recovery or a live
+saga), and every `stale_after / 3` seconds it renews the lease of all of those, so no other
+worker takes one over while a slow step is under way.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 import attrs
@@ -39,6 +47,8 @@ from gestor.store import StoreUnavailable
 logger = logging.getLogger("gestor.recovery")
 
 INTERRUPTED = Reason("INTERRUPTED", "the purchase was interrupted before anything was charged")
+REFUNDED_BEFORE = Reason("PROVISIONING_FAILED",
+                         "provisioning failed and the debit was refunded before an interruption")
 
 
 async def resume(deps: PurchaseDeps, tx: Transaction) -> Transaction:
@@ -50,6 +60,8 @@ async def resume(deps: PurchaseDeps, tx: Transaction) -> Transaction:
         move = steps.charge_found(tx, receipt.amount, deps.catalogue.currency, deps.now())
         tx = await write(deps, tx, move)
     if tx.state is TxState.CHARGED:
+        if await deps.platforms.lookup_refund(refund_id(tx.id)) is not None:
+            return await write(deps, tx, steps.refunded(tx, REFUNDED_BEFORE, deps.now()))
         return await provision_charged(deps, tx)
     if tx.state is TxState.INCONSISTENT:
         return await _settle_inconsistent(deps, tx)
@@ -94,6 +106,9 @@ class Recoverer:
     stale_after: float = 30.0
     stuck_after: float = 600.0
     batch: int = 100
+    #: The transactions whose saga runs in this worker (never recovered here; leases renewed).
+    live: Callable[[], Iterable[uuid.UUID]] = list
+    _active: set[uuid.UUID] = attrs.field(factory=set)
     _passes: int = 0
     _claimed: int = 0
     _settled: int = 0
@@ -102,14 +117,27 @@ class Recoverer:
     _stuck: set[object] = attrs.field(factory=set)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """A pass now (what a crash left behind), then one every `interval`, until cancelled."""
-        task_status.started()
+        """A pass now (what a crash left behind), then one every `interval`, until cancelled;
+        meanwhile, renew the leases of what this worker drives."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._heartbeat)
+            task_status.started()
+            while True:
+                try:
+                    await self.run_pass()
+                except StoreUnavailable as exc:
+                    logger.warning("recovery pass skipped: database unavailable (%s)", exc)
+                await trio.sleep(self.interval)
+
+    async def _heartbeat(self) -> None:
         while True:
-            try:
-                await self.run_pass()
-            except StoreUnavailable as exc:
-                logger.warning("recovery pass skipped: database unavailable (%s)", exc)
-            await trio.sleep(self.interval)
+            await trio.sleep(max(self.stale_after / 3, 0.05))
+            ids = self._active.union(self.live())
+            if ids:
+                try:
+                    await self.deps.store.touch(list(ids), self.deps.now())
+                except StoreUnavailable as exc:
+                    logger.warning("could not renew recovery leases: %s", exc)
 
     async def run_pass(self) -> int:
         """Lease and resume every stale transaction (batch after batch); returns how many."""
@@ -124,13 +152,22 @@ class Recoverer:
                 return total
             total += len(batch)
             self._claimed += len(batch)
+            mine = self._active.union(self.live())
             async with trio.open_nursery() as nursery:
                 for tx in batch:
-                    nursery.start_soon(self._recover, tx)
+                    if tx.id not in mine:
+                        self._active.add(tx.id)
+                        nursery.start_soon(self._recover, tx)
             if len(batch) < self.batch:
                 return total
 
     async def _recover(self, tx: Transaction) -> None:
+        try:
+            await self._resume(tx)
+        finally:
+            self._active.discard(tx.id)
+
+    async def _resume(self, tx: Transaction) -> None:
         try:
             final = await resume(self.deps, tx)
         except (PlatformError, SagaAbandoned, StoreUnavailable) as exc:

@@ -117,6 +117,10 @@ class PurchaseService:
                            ) -> list[Transaction]:
         return await self.deps.store.transactions_for(msisdn, states, limit)
 
+    def in_flight(self) -> list[uuid.UUID]:
+        """Transactions whose saga runs in this worker right now."""
+        return list(self._completions)
+
     def statistics(self) -> PurchaseStatistics:
         return PurchaseStatistics(
             in_flight=len(self._completions), started=self._started, finished=self._finished

@@ -96,6 +96,10 @@ class Store:
         """Lease stale non-terminal transactions for recovery (see `_transactions`)."""
         return await self.bridge.run(_transactions.claim_stale, stale_before, now, limit)
 
+    async def touch(self, ids: Sequence[uuid.UUID], now: datetime) -> int:
+        """Renew the recovery lease of transactions this worker is still driving."""
+        return await self.bridge.run(_transactions.touch, list(ids), now)
+
     async def raise_alarm(self, alarm: NewAlarm) -> Alarm:
         return await self.bridge.run(_alarms.insert_alarm, alarm)
 

@@ -291,6 +291,16 @@ async def claim_stale(conn: Any, stale_before: datetime, now: datetime, limit: i
     return [transaction_from_row(r) for r in rows]
 
 
+async def touch(conn: Any, ids: Sequence[uuid.UUID], now: datetime) -> int:
+    """Renew the lease of transactions this worker is driving (non-terminal ones only)."""
+    result = await conn.execute(
+        "UPDATE transactions SET updated_at = $2"
+        " WHERE id = ANY($1::uuid[]) AND state = ANY($3::text[]) AND updated_at < $2",
+        list(ids), now, _PENDING,
+    )
+    return int(result.rsplit(" ", 1)[1])
+
+
 async def non_terminal(conn: Any, updated_before: datetime, limit: int) -> list[Transaction]:
     rows = await conn.fetch(
         "SELECT * FROM transactions WHERE state = ANY($1::text[]) AND updated_at < $2"

@@ -83,7 +83,7 @@ async def load_then_kill(base: str, proc: subprocess.Popen[str]) -> Counter[str]
 
 
 async def _all_rows(conn: Any) -> list[Any]:
-    return list(await conn.fetch("SELECT id, msisdn, state, price FROM transactions"))
+    return list(await conn.fetch("SELECT id, msisdn, state, price, history FROM transactions"))
 
 
 async def unsettled(database_url: str) -> int:
@@ -109,15 +109,19 @@ async def check_invariants(rows: list[Any], platforms_url: str) -> None:
     entries = ledger["entries"] if isinstance(ledger, dict) else ledger
     states = Counter(r["state"] for r in rows)
     completed = [r for r in rows if r["state"] == "completed"]
-    # Net money taken equals exactly the completed purchases.
-    assert stats["debited_total"] - stats["refunded_total"] == sum(r["price"] for r in completed)
     # Every debit belongs to a transaction; every refunded or failed one has no net debit.
     by_id = {str(r["id"]): r for r in rows}
     debits = [e for e in entries if e["kind"] == "debit"]
     refunded = {e["debit_id"] for e in entries if e["kind"] == "refund"}
     for d in debits:
         tx = by_id[d["id"]]
-        assert (tx["state"] == "completed") == (d["id"] not in refunded), (tx, d)
+        assert (tx["state"] == "completed") == (d["id"] not in refunded), \
+            f"{tx['state']} {tx['history']} {d} refunded={d['id'] in refunded}"
+    debited_ids = {d["id"] for d in debits}
+    for tx in completed:
+        assert str(tx["id"]) in debited_ids, dict(tx)
+    # Net money taken equals exactly the completed purchases.
+    assert stats["debited_total"] - stats["refunded_total"] == sum(r["price"] for r in completed)
     # Nobody is charged twice: net debits per msisdn == completed purchases per msisdn.
     net = Counter(d["msisdn"] for d in debits if d["id"] not in refunded)
     assert net == Counter(r["msisdn"] for r in completed)

@@ -254,3 +254,25 @@ async def test_alarms_are_posted_to_webhooks_with_retries(
             await arrived.wait()
     assert len(received) == 1
     assert received[0]["kind"] == "refund_failed" and received[0]["transaction_id"] == tx["id"]
+
+
+async def test_recovery_does_not_provision_what_was_already_refunded(
+    control: httpx.AsyncClient, app: GestorApp
+) -> None:
+    """A saga refunded after a failed provisioning and died before recording it."""
+    from gestor.purchase import refund_id
+
+    with trio.fail_after(30):
+        new = await orphan(app, "5491100000044", TxState.CHARGED, price=20000)
+        r = await control.post("/ocs/debits", json={
+            "id": str(new.id), "msisdn": new.msisdn, "amount": 20000})
+        assert r.status_code == 200
+        r = await control.post("/ocs/refunds", json={
+            "id": refund_id(new.id), "debit_id": str(new.id), "msisdn": new.msisdn,
+            "amount": 20000})
+        assert r.status_code == 200, r.text
+        assert await recoverer(app).run_pass() == 1
+        tx = await app.runtime.store.get(new.id)
+        assert tx is not None and tx.state is TxState.REFUNDED
+        stats = await sim_stats(control)
+        assert stats["provisioned"] == 0 and stats["refunds"] == 1
