@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import trio
 
+from gestor import cli_rules
 from gestor.logs import configure_logging
 from gestor.settings import Settings, SettingsError, load_settings
 
@@ -67,17 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--json", action="store_true", help="print the report as JSON")
     rec.add_argument("--strict", action="store_true", help="unsettled (in-flight or "
                      "inconsistent) transactions count as mismatches")
+    cli_rules.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(getattr(args, "log_level", None))
     try:
         if args.command == "serve":
             return serve(args)
         if args.command == "reconcile":
             return reconcile(args)
+        if args.command == "rules":
+            return cli_rules.run(args)
         return simulate(args)
     except SettingsError as exc:
         print(f"gestor: configuration error: {exc}", file=sys.stderr)

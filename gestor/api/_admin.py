@@ -19,7 +19,7 @@ from gestor.api import _validate as validate
 from gestor.api._auth import require_admin
 from gestor.api._problems import ApiProblem, json_response
 from gestor.reconcile import run_reconciliation
-from gestor.rulebook import check_source
+from gestor.rulebook import check_source, compile_source
 from gestor.rules import CompiledRules, PurchaseContext, RuleSetError, UnknownBonoError
 from gestor.settings import Settings
 from gestor.store import RuleSetRecord
@@ -208,10 +208,28 @@ def register(app: GestorApp, settings: Settings) -> None:
     @app.post("/v1/admin/rules/<raw>/dry-run")
     async def dry_run(raw: str) -> Response:
         require_admin(settings)
-        rt = app.runtime
-        draft = rt.rulebook.compiled(await record_of(version_of(raw)))
-        active = rt.rulebook.current
+        draft = app.runtime.rulebook.compiled(await record_of(version_of(raw)))
         body = validate.json_object(await request.get_data(cache=False, as_text=False))
+        return json_response(await _dry_run(draft, body))
+
+    @app.post("/v1/admin/rules/dry-run")
+    async def dry_run_source() -> Response:
+        """Dry run of a rule set given inline (`source`), without storing it."""
+        require_admin(settings)
+        body = validate.json_object(await request.get_data(cache=False, as_text=False))
+        source = body.pop("source", None)
+        if not isinstance(source, str) or not source.strip():
+            raise ApiProblem(422, "MISSING_FIELD", "source (rule-set TOML) is required",
+                             field="source")
+        try:
+            draft = compile_source(source, app.runtime.catalogue, 0, settings.timezone)
+        except RuleSetError as exc:
+            raise _rules_problem(exc) from None
+        return json_response(await _dry_run(draft, body))
+
+    async def _dry_run(draft: CompiledRules, body: dict[str, Any]) -> dict[str, Any]:
+        rt = app.runtime
+        active = rt.rulebook.current
         channel = validate.channel(body.get("channel"))
         bono_id = body.get("bono_id")
         if bono_id is not None and rt.catalogue.get(bono_id) is None:
@@ -248,8 +266,7 @@ def register(app: GestorApp, settings: Settings) -> None:
                                 "changed": under_draft != under_active})
         except UnknownBonoError as exc:  # pragma: no cover - checked above
             raise ApiProblem(422, "UNKNOWN_BONO", str(exc), field="bono_id") from None
-        return json_response({"version": draft.version, "active_version": active.version,
-                              "results": results})
+        return {"version": draft.version, "active_version": active.version, "results": results}
 
 
 __all__ = ["register"]

@@ -27,6 +27,7 @@ from ._errors import (
     PlatformUnavailable,
 )
 from ._faults import OPERATIONS, PLATFORM_NAMES, FaultSettings
+from ._gestor_admin import AdminApiError, GestorAdmin
 from ._journal import JournalCorrupt
 from ._records import Account, CustomerData, DebitReceipt, Profile, Provisioned, RefundReceipt
 from ._serve import SimulatorHandle, run_simulator, serve_simulator
@@ -41,6 +42,7 @@ __all__ = [
     "PLATFORM_NAMES",
     "WELL_KNOWN_PREFIX",
     "Account",
+    "AdminApiError",
     "CircuitCallback",
     "CircuitOpen",
     "CircuitState",
@@ -48,6 +50,7 @@ __all__ = [
     "DebitReceipt",
     "EndpointSettings",
     "FaultSettings",
+    "GestorAdmin",
     "JournalCorrupt",
     "LedgerEntry",
     "OutcomeUnknown",

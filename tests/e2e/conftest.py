@@ -10,6 +10,8 @@ import pytest
 from gestor.store import EmbeddedPostgres
 from tests.e2e._proc import clean_env, free_port, start, stop
 
+ADMIN_KEY = "e2e-admin-key-for-the-module-server"
+
 
 @pytest.fixture(scope="module")
 def platforms_url() -> Iterator[str]:
@@ -35,7 +37,7 @@ def server(platforms_url: str, e2e_database: str,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a running `gestor serve`."""
     port = free_port()
-    env = clean_env(GESTOR_DATABASE_URL=e2e_database)
+    env = clean_env(GESTOR_DATABASE_URL=e2e_database, GESTOR_ADMIN_KEY=ADMIN_KEY)
     proc, _ = start(
         ["serve", "--bind", f"127.0.0.1:{port}", "--platforms", platforms_url,
          "--data-dir", str(tmp_path_factory.mktemp("serve"))],
