@@ -4,8 +4,10 @@ purchases; nobody is charged twice. Then the same with platform faults injected.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -154,6 +156,13 @@ async def test_kill_9_mid_load_then_recover(
             rows = await settled(database_url)
             assert len(rows) >= PURCHASES // 2
             await check_invariants(rows, platforms_url)
+            # And the operator's own tool agrees: zero mismatches, exit 0.
+            report = await trio.to_thread.run_sync(lambda: subprocess.run(
+                [sys.executable, "-m", "gestor", "reconcile", "--platforms", platforms_url,
+                 "--strict", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                env=clean_env(GESTOR_DATABASE_URL=database_url)))
+            assert report.returncode == 0, report.stdout + report.stderr
+            assert json.loads(report.stdout)["mismatches"] == []
     finally:
         if server is not None:
             stop(server)
