@@ -8,6 +8,7 @@ for changes is "admin", refined by an optional `X-Operator` header naming the pe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -269,4 +270,51 @@ def register(app: GestorApp, settings: Settings) -> None:
         return {"version": draft.version, "active_version": active.version, "results": results}
 
 
-__all__ = ["register"]
+
+
+def register_restrictions(app: GestorApp, settings: Settings) -> None:
+    """Per-subscriber restrictions: codes the rules see as `restrictions` (e.g. BLACKLISTED,
+    NO_DATA_BONOS). Changes reach every worker's live subscriber actor at once."""
+
+    @app.get("/v1/admin/mobiles/<raw_msisdn>/restrictions")
+    async def list_restrictions(raw_msisdn: str) -> Response:
+        require_admin(settings)
+        msisdn = validate.msisdn(raw_msisdn)
+        items = await app.runtime.store.restrictions(msisdn)
+        return json_response({"msisdn": msisdn, "restrictions": [r.as_dict() for r in items]})
+
+    @app.put("/v1/admin/mobiles/<raw_msisdn>/restrictions/<code>")
+    async def put_restriction(raw_msisdn: str, code: str) -> Response:
+        actor = require_admin(settings)
+        msisdn = validate.msisdn(raw_msisdn)
+        if not _CODE.fullmatch(code):
+            raise ApiProblem(422, "INVALID_CODE", "a restriction code is 1-40 of A-Z, 0-9, _",
+                             field="code")
+        raw = await request.get_data(cache=False, as_text=False)
+        body = validate.json_object(raw) if raw else {}
+        reason = body.get("reason")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+            raise ApiProblem(422, "INVALID_REASON", "reason: text up to 500 chars",
+                             field="reason")
+        until_raw = body.get("until")
+        if until_raw is not None and not isinstance(until_raw, str):
+            raise ApiProblem(422, "INVALID_TIME", "until must be an ISO 8601 time",
+                             field="until")
+        until = _instant(until_raw, "until", datetime.now(UTC)) if until_raw else None
+        restriction = await app.runtime.store.restrict(
+            msisdn, code, f"{reason or ''} (by {actor})".strip(), until)
+        await app.runtime.purchases.reload(msisdn)  # other workers follow on NOTIFY
+        return json_response({"msisdn": msisdn, **restriction.as_dict()})
+
+    @app.delete("/v1/admin/mobiles/<raw_msisdn>/restrictions/<code>")
+    async def delete_restriction(raw_msisdn: str, code: str) -> Response:
+        require_admin(settings)
+        msisdn = validate.msisdn(raw_msisdn)
+        if not await app.runtime.store.lift(msisdn, code):
+            raise ApiProblem(404, "RESTRICTION_NOT_FOUND", f"{msisdn} has no restriction {code}",
+                             field="code")
+        await app.runtime.purchases.reload(msisdn)
+        return Response("", status=204)
+
+
+_CODE = re.compile(r"[A-Z0-9_]{1,40}")

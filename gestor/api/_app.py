@@ -86,6 +86,7 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
 
     _routes(app, settings)
     _admin.register(app, settings)
+    _admin.register_restrictions(app, settings)
     return app
 
 

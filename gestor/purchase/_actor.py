@@ -38,6 +38,11 @@ class View:
     """What the actor knows about its subscriber (reply: `SubscriberView`)."""
 
 
+@attrs.frozen
+class Reload:
+    """The subscriber's stored data changed (restrictions): read it again."""
+
+
 @attrs.define
 class SubscriberActor(ActorBase[object, object]):
     msisdn: str
@@ -47,6 +52,9 @@ class SubscriberActor(ActorBase[object, object]):
     restrictions: tuple[str, ...] = ()
 
     async def on_start(self, ctx: ActorContext) -> None:
+        await self._load()
+
+    async def _load(self) -> None:
         deps = self.service.deps
         snapshot = await deps.store.snapshot(deps.snapshot_request(self.msisdn))
         self.counters = snapshot.counters
@@ -59,6 +67,9 @@ class SubscriberActor(ActorBase[object, object]):
             return await self._buy(ctx, message.tx)
         if isinstance(message, View):
             return self.view()
+        if isinstance(message, Reload):
+            await self._load()
+            return None
         raise TypeError(f"unexpected message {message!r}")
 
     def view(self) -> SubscriberView:

@@ -14,6 +14,7 @@ from gestor.store._reconcile import (
     transactions_between,
     transactions_by_id,
 )
+from gestor.store._restrictions import Restriction
 from gestor.store._rule_sets import AuditEntry, RuleSetRecord
 from gestor.store._store import Store, StoreStatistics, open_store
 from gestor.store._transactions import (
@@ -38,6 +39,7 @@ __all__ = [
     "NoEmbeddedDatabase",
     "PendingExists",
     "Replayed",
+    "Restriction",
     "RuleSetRecord",
     "SnapshotRequest",
     "Store",

@@ -25,10 +25,11 @@ from gestor.model import (
     Transaction,
     Transition,
 )
-from gestor.store import _alarms, _rule_sets, _transactions
+from gestor.store import _alarms, _restrictions, _rule_sets, _transactions
 from gestor.store._batch import Batcher, BatcherStatistics
 from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
 from gestor.store._migrate import migrate
+from gestor.store._restrictions import Restriction
 from gestor.store._rule_sets import AuditEntry, RuleSetRecord
 from gestor.store._transactions import AcceptOutcome, SnapshotRequest
 
@@ -139,6 +140,21 @@ class Store:
     async def listen_rules(self, callback: Callable[[int], None]) -> None:
         """`callback(version)` whenever any worker activates a rule set."""
         await self.bridge.add_listener(_rule_sets.RULES_CHANNEL, lambda p: callback(int(p)))
+
+    # -- restrictions ---------------------------------------------------------------------------
+    async def restrictions(self, msisdn: str) -> list[Restriction]:
+        return await self.bridge.run(_restrictions.list_for, msisdn, transaction=False)
+
+    async def restrict(self, msisdn: str, code: str, reason: str | None,
+                       until: datetime | None) -> Restriction:
+        return await self.bridge.run(_restrictions.put, msisdn, code, reason, until)
+
+    async def lift(self, msisdn: str, code: str) -> bool:
+        return await self.bridge.run(_restrictions.delete, msisdn, code)
+
+    async def listen_subscribers(self, callback: Callable[[str], None]) -> None:
+        """`callback(msisdn)` whenever any worker changes a subscriber's restrictions."""
+        await self.bridge.add_listener(_restrictions.SUBSCRIBER_CHANNEL, callback)
 
     async def ping(self) -> bool:
         async def _ping(conn: Any) -> bool:

@@ -108,3 +108,30 @@ async def test_one_pending_purchase_per_mobile_across_workers(
         finally:
             async with httpx.AsyncClient(base_url=platforms_url) as sim:
                 await sim.put("/control/faults", json={"ocs.debit": {"latency_ms": 0}})
+
+
+async def test_restriction_reaches_the_live_actor_in_every_worker(two_workers: str) -> None:
+    msisdn = "5491100000053"
+    path = f"/v1/mobiles/{msisdn}/bonos"
+
+    def data_eligible(r: httpx.Response) -> bool:
+        return bool({b["id"]: b["eligible"] for b in r.json()["bonos"]}["DATA_2GB_7D"])
+
+    with trio.fail_after(60):
+        seen: set[str] = set()
+        while len(seen) < 2:  # an actor for this msisdn is live in both workers
+            r = await fresh_get(two_workers, path)
+            assert data_eligible(r)
+            seen.add(r.headers["Gestor-Worker"])
+        async with httpx.AsyncClient(base_url=two_workers) as admin:
+            r = await admin.put(f"/v1/admin/mobiles/{msisdn}/restrictions/NO_DATA_BONOS",
+                                headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+            assert r.status_code == 200
+        switched: set[str] = set()
+        while switched != seen:
+            r = await fresh_get(two_workers, path)
+            worker = r.headers["Gestor-Worker"]
+            if worker in switched:
+                assert not data_eligible(r)  # never back
+            elif not data_eligible(r):
+                switched.add(worker)

@@ -195,3 +195,35 @@ async def test_a_purchase_in_flight_completes_under_one_version(
         tx = result["tx"]
         assert tx["state"] == "completed"
         assert tx["rules_version"] == 1 and tx["price"] == 60000  # decided wholly under v1
+
+
+async def test_restrictions_change_what_a_mobile_may_buy(client: Any) -> None:
+    base = f"/v1/admin/mobiles/{MSISDN}/restrictions"
+    with trio.fail_after(30):
+        assert (await client.put(f"{base}/NO_DATA_BONOS", headers=CHANNEL)).status_code == 403
+        _, bono = await price_of(client, "DATA_2GB_7D")  # the actor is live from here on
+        assert bono["eligible"] is True
+        r = await client.put(f"{base}/NO_DATA_BONOS", headers=ADMIN,
+                             json={"reason": "parental control"})
+        assert r.status_code == 200 and (await r.get_json())["code"] == "NO_DATA_BONOS"
+        r = await client.put(f"{base}/bad code", headers=ADMIN)
+        assert r.status_code == 422 and (await r.get_json())["field"] == "code"
+        listed = await (await client.get(base, headers=ADMIN)).get_json()
+        assert [x["code"] for x in listed["restrictions"]] == ["NO_DATA_BONOS"]
+        assert "parental control" in listed["restrictions"][0]["reason"]
+
+        async def eligibility() -> tuple[bool, bool]:
+            _, data = await price_of(client, "DATA_2GB_7D")
+            _, sms = await price_of(client, "SMS_200_30D")
+            return data["eligible"], sms["eligible"]
+
+        assert await eligibility() == (False, True)  # read your writes: no restart, no wait
+        r = await client.post("/v1/purchases", json={"msisdn": MSISDN, "bono_id": "DATA_2GB_7D"},
+                              headers={**CHANNEL, "Idempotency-Key": "restricted",
+                                       "Prefer": "wait=5"})
+        tx = await r.get_json()
+        assert tx["state"] == "rejected"
+        assert [x["code"] for x in tx["reasons"]] == ["DATA_BONOS_RESTRICTED"]
+        assert (await client.delete(f"{base}/NO_DATA_BONOS", headers=ADMIN)).status_code == 204
+        assert (await client.delete(f"{base}/NO_DATA_BONOS", headers=ADMIN)).status_code == 404
+        assert await eligibility() == (True, True)
