@@ -1,0 +1,1 @@
+"""Gestor's load tests: `python -m bench SCENARIO` (see bench/README.md)."""
