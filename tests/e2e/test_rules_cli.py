@@ -12,10 +12,10 @@ import trio
 
 from tests.e2e._proc import ROOT, clean_env
 from tests.e2e.conftest import ADMIN_KEY
+from tests.ruletext import SEED, promo, with_first_operation
 
 pytestmark = pytest.mark.e2e
 
-SEED = (ROOT / "config" / "rules.toml").read_text()
 BROKEN = SEED + '''
 [[validation]]
 id = "broken_rule"
@@ -23,13 +23,7 @@ when = "customer.balance >"
 code = "X"
 message = "x"
 '''
-SMS_PROMO = SEED.replace("[[operations]]", '''[[operations]]
-id = "sms_promo"
-when = 'bono.id == "SMS_200_30D"'
-operation = "debit_and_provision"
-price = "1000"
-
-[[operations]]''', 1)
+SMS_PROMO = with_first_operation(promo("SMS_200_30D", 1000))
 
 
 def gestor(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -11,19 +11,11 @@ import pytest
 import trio
 
 from tests.e2e._proc import clean_env, free_port, start, stop
+from tests.ruletext import promo, with_first_operation
 
 pytestmark = pytest.mark.e2e
 
 ADMIN_KEY = "e2e-admin-key-0123456789"
-SEED = (Path(__file__).resolve().parents[2] / "config" / "rules.toml").read_text()
-PROMO = '''
-[[operations]]
-id = "promo_2gb"
-when = 'bono.id == "DATA_2GB_7D"'
-operation = "debit_and_provision"
-price = "45000"
-
-'''
 
 
 @pytest.fixture
@@ -60,8 +52,8 @@ async def test_activation_reaches_every_worker(two_workers: str) -> None:
         async with httpx.AsyncClient(
             base_url=two_workers, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
         ) as admin:
-            head, sep, tail = SEED.partition("[[operations]]")
-            r = await admin.post("/v1/admin/rules", json={"source": head + PROMO + sep + tail})
+            source = with_first_operation(promo("DATA_2GB_7D", 45000))
+            r = await admin.post("/v1/admin/rules", json={"source": source})
             assert r.status_code == 201, r.text
             version = r.json()["version"]
             r = await admin.post(f"/v1/admin/rules/{version}/activate")

@@ -16,19 +16,10 @@ from gestor.platforms import SimulatorHandle
 from gestor.settings import load_settings
 from tests.integration.conftest import ADMIN_KEY, set_faults
 from tests.integration.test_api import MSISDN
+from tests.ruletext import SEED, promo, with_first_operation
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}", "X-Operator": "alice"}
 CHANNEL_KEY = "channel-key-0123456789"
-SEED = (Path(__file__).resolve().parents[2] / "config" / "rules.toml").read_text()
-
-PROMO = '''
-[[operations]]
-id = "promo_2gb"
-when = 'bono.id == "DATA_2GB_7D"'
-operation = "debit_and_provision"
-price = "50000"
-
-'''
 USSD_LIMIT = '''
 [[validation]]
 id = "ussd_small_only"
@@ -40,8 +31,7 @@ message = "Over USSD only bonos up to 1,000.00 can be bought"
 
 
 def new_rules() -> str:
-    head, sep, tail = SEED.partition("[[operations]]")
-    return head + PROMO + sep + tail + USSD_LIMIT
+    return with_first_operation(promo("DATA_2GB_7D", 50000)) + USSD_LIMIT
 
 
 @pytest.fixture
