@@ -1,6 +1,6 @@
 """Micro-benchmark of the seed rule set: µs per purchase decision and per bono listing.
 
-    python -m tests.rules.bench_rules [--n 20000]
+    python -m bench.rules_bench [--n 20000]
 
 Reports the batched plans (the default), the per-rule path (`explain`'s evaluation) for
 comparison, and a fresh customer dict + context per call (no object reuse at all)."""
