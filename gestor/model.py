@@ -187,8 +187,8 @@ class PurchaseCounters:
 
 @attrs.frozen
 class SubscriberSnapshot:
-    """Everything a subscriber actor loads when it activates, in one read."""
+    """Everything a subscriber actor loads when it activates, in one read. (A pending purchase
+    in the database is not part of it: the database guard answers for those.)"""
 
-    pending: Transaction | None
     counters: PurchaseCounters
     restrictions: tuple[str, ...]

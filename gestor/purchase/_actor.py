@@ -59,8 +59,6 @@ class SubscriberActor(ActorBase[object, object]):
         snapshot = await deps.store.snapshot(deps.snapshot_request(self.msisdn))
         self.counters = snapshot.counters
         self.restrictions = snapshot.restrictions
-        # A pending purchase found in the database belongs to another process or to the
-        # recoverer; the database guard answers for it, so it is not our fast path.
 
     async def handle(self, ctx: ActorContext, message: object) -> object:
         if isinstance(message, Buy):

@@ -38,12 +38,12 @@ WriteOutcome = AcceptOutcome | bool
 
 
 async def _write_batch(conn: Any, items: Sequence[Write]) -> list[WriteOutcome]:
-    """One transaction for a mixed batch of acceptances and transitions."""
+    """One statement (and commit) for a mixed batch of acceptances and transitions."""
     accepts = [i for i in items if isinstance(i, NewTransaction)]
     moves = [i for i in items if isinstance(i, Transition)]
-    accepted = iter(await _transactions.accept_batch(conn, accepts) if accepts else [])
-    moved = iter(await _transactions.transition_batch(conn, moves) if moves else [])
-    return [next(accepted) if isinstance(i, NewTransaction) else next(moved) for i in items]
+    accepted, moved = await _transactions.write_batch(conn, accepts, moves)
+    a, m = iter(accepted), iter(moved)
+    return [next(a) if isinstance(i, NewTransaction) else next(m) for i in items]
 
 
 @attrs.frozen
@@ -185,8 +185,9 @@ async def open_store(
             await migrate(bridge)
 
         def batched(fn: Any) -> Callable[[Sequence[Any]], Any]:
+            # Each batch is one statement: atomic without BEGIN/COMMIT round trips.
             async def run(items: Sequence[Any]) -> Any:
-                return await bridge.run(fn, items)
+                return await bridge.run(fn, items, transaction=False)
 
             return run
 

@@ -56,16 +56,36 @@ class PendingExists:
 
 AcceptOutcome = Accepted | Replayed | KeyReused | PendingExists
 
-_INSERT = f"""
-INSERT INTO transactions (id, msisdn, bono_id, channel, client, idempotency_key, request_hash,
-                          state, history, created_at, updated_at)
-SELECT i.id, i.msisdn, i.bono_id, i.channel, i.client, i.key, i.hash,
-       '{TxState.RECEIVED.value}', i.history::jsonb, i.at, i.at
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::timestamptz[])
-     AS i(id, msisdn, bono_id, channel, client, key, hash, history, at)
-ON CONFLICT DO NOTHING
-RETURNING *
+_WRITE = f"""
+WITH ins AS (
+    INSERT INTO transactions (id, msisdn, bono_id, channel, client, idempotency_key,
+                              request_hash, state, history, created_at, updated_at)
+    SELECT i.id, i.msisdn, i.bono_id, i.channel, i.client, i.key, i.hash,
+           '{TxState.RECEIVED.value}', i.history::jsonb, i.at, i.at
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::timestamptz[])
+         AS i(id, msisdn, bono_id, channel, client, key, hash, history, at)
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), upd AS (
+    UPDATE transactions t SET
+        state = u.state,
+        history = t.history || u.events::jsonb,
+        updated_at = u.at,
+        price = COALESCE(u.price, t.price),
+        currency = COALESCE(u.currency, t.currency),
+        operation = COALESCE(u.operation, t.operation),
+        profile_id = COALESCE(u.profile_id, t.profile_id),
+        rules_version = COALESCE(u.rules_version, t.rules_version),
+        reasons = COALESCE(u.reasons::jsonb, t.reasons)
+    FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[], $14::timestamptz[],
+                $15::bigint[], $16::text[], $17::text[], $18::text[], $19::int[], $20::text[])
+         AS u(id, expect, state, events, at, price, currency, operation, profile_id,
+              rules_version, reasons)
+    WHERE t.id = u.id AND t.state = u.expect
+    RETURNING t.id
+)
+SELECT id, true AS inserted FROM ins UNION ALL SELECT id, false FROM upd
 """
 
 _BY_KEYS = """
@@ -79,99 +99,86 @@ SELECT * FROM transactions WHERE msisdn = ANY($1::text[]) AND state = ANY($2::te
 """
 
 
-async def accept_batch(conn: Any, items: Sequence[NewTransaction]) -> list[AcceptOutcome]:
-    """Insert new transactions; explain each one that conflicted."""
-    outcomes: dict[uuid.UUID, AcceptOutcome] = {}
-    todo = list(items)
-    for _attempt in range(3):
-        if not todo:
-            break
-        rows = await conn.fetch(
-            _INSERT,
-            [t.id for t in todo],
-            [t.msisdn for t in todo],
-            [t.bono_id for t in todo],
-            [t.channel for t in todo],
-            [t.client for t in todo],
-            [t.idempotency_key for t in todo],
-            [t.request_hash for t in todo],
-            [encode_history([_received(t)]) for t in todo],
-            [t.at for t in todo],
-        )
-        for row in rows:
-            outcomes[row["id"]] = Accepted(transaction_from_row(row))
-        conflicted = [t for t in todo if t.id not in outcomes]
-        todo = []
-        if not conflicted:
-            break
-        by_key = {
-            (r["client"], r["idempotency_key"]): transaction_from_row(r)
-            for r in await conn.fetch(
-                _BY_KEYS,
-                [t.client for t in conflicted],
-                [t.idempotency_key for t in conflicted],
-            )
-        }
-        pending = {
-            r["msisdn"]: transaction_from_row(r)
-            for r in await conn.fetch(_PENDING_FOR, [t.msisdn for t in conflicted], _PENDING)
-        }
-        for t in conflicted:
-            original = by_key.get((t.client, t.idempotency_key))
-            if original is not None:
-                same = original.request_hash == t.request_hash
-                outcomes[t.id] = Replayed(original) if same else KeyReused(original)
-            elif t.msisdn in pending:
-                outcomes[t.id] = PendingExists(pending[t.msisdn])
-            else:  # the conflicting row settled between our two statements: try again
-                todo.append(t)
-    if todo:  # pragma: no cover - needs a conflict that vanishes three times in a row
-        raise RuntimeError("could not settle the acceptance of a transaction")
-    return [outcomes[t.id] for t in items]
-
-
-def _received(t: NewTransaction) -> HistoryEntry:
-    return HistoryEntry(TxState.RECEIVED, t.at)
-
-
-_TRANSITION = """
-UPDATE transactions t SET
-    state = u.state,
-    history = t.history || u.events::jsonb,
-    updated_at = u.at,
-    price = COALESCE(u.price, t.price),
-    currency = COALESCE(u.currency, t.currency),
-    operation = COALESCE(u.operation, t.operation),
-    profile_id = COALESCE(u.profile_id, t.profile_id),
-    rules_version = COALESCE(u.rules_version, t.rules_version),
-    reasons = COALESCE(u.reasons::jsonb, t.reasons)
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[],
-            $7::text[], $8::text[], $9::text[], $10::int[], $11::text[])
-     AS u(id, expect, state, events, at, price, currency, operation, profile_id, rules_version,
-          reasons)
-WHERE t.id = u.id AND t.state = u.expect
-RETURNING t.id
-"""
-
-
-async def transition_batch(conn: Any, items: Sequence[Transition]) -> list[bool]:
-    """Apply state transitions; each answer says whether that row was still in `expect`."""
-    rows = await conn.fetch(
-        _TRANSITION,
-        [t.id for t in items],
-        [t.expect.value for t in items],
-        [t.state.value for t in items],
-        [encode_history(t.events) for t in items],
-        [t.at for t in items],
-        [t.price for t in items],
-        [t.currency for t in items],
-        [t.operation for t in items],
-        [t.profile_id for t in items],
-        [t.rules_version for t in items],
-        [None if t.reasons is None else encode_reasons(t.reasons) for t in items],
+def _accepted(t: NewTransaction) -> Transaction:
+    """The row as the INSERT wrote it (saves reading it back)."""
+    return Transaction(
+        id=t.id, msisdn=t.msisdn, bono_id=t.bono_id, channel=t.channel, client=t.client,
+        idempotency_key=t.idempotency_key, request_hash=t.request_hash,
+        state=TxState.RECEIVED, created_at=t.at, updated_at=t.at,
+        history=(HistoryEntry(TxState.RECEIVED, t.at),),
     )
-    applied = {r["id"] for r in rows}
-    return [t.id in applied for t in items]
+
+
+async def write_batch(
+    conn: Any, accepts: Sequence[NewTransaction], moves: Sequence[Transition]
+) -> tuple[list[AcceptOutcome], list[bool]]:
+    """Insert new transactions and apply transitions in ONE statement (one round trip, one
+    commit, atomic). Each transition says whether its row was still in `expect`; each
+    acceptance that conflicted is explained (idempotent replay, key reuse, or pending)."""
+    rows = await conn.fetch(
+        _WRITE,
+        [t.id for t in accepts],
+        [t.msisdn for t in accepts],
+        [t.bono_id for t in accepts],
+        [t.channel for t in accepts],
+        [t.client for t in accepts],
+        [t.idempotency_key for t in accepts],
+        [t.request_hash for t in accepts],
+        [encode_history([HistoryEntry(TxState.RECEIVED, t.at)]) for t in accepts],
+        [t.at for t in accepts],
+        [m.id for m in moves],
+        [m.expect.value for m in moves],
+        [m.state.value for m in moves],
+        [encode_history(m.events) for m in moves],
+        [m.at for m in moves],
+        [m.price for m in moves],
+        [m.currency for m in moves],
+        [m.operation for m in moves],
+        [m.profile_id for m in moves],
+        [m.rules_version for m in moves],
+        [None if m.reasons is None else encode_reasons(m.reasons) for m in moves],
+    )
+    inserted = {r["id"] for r in rows if r["inserted"]}
+    updated = {r["id"] for r in rows if not r["inserted"]}
+    outcomes: dict[uuid.UUID, AcceptOutcome] = {
+        t.id: Accepted(_accepted(t)) for t in accepts if t.id in inserted
+    }
+    conflicted = [t for t in accepts if t.id not in inserted]
+    if conflicted:
+        outcomes.update(await _explain_conflicts(conn, conflicted))
+    return [outcomes[t.id] for t in accepts], [m.id in updated for m in moves]
+
+
+async def _explain_conflicts(
+    conn: Any, conflicted: Sequence[NewTransaction], attempts: int = 3
+) -> dict[uuid.UUID, AcceptOutcome]:
+    by_key = {
+        (r["client"], r["idempotency_key"]): transaction_from_row(r)
+        for r in await conn.fetch(
+            _BY_KEYS, [t.client for t in conflicted], [t.idempotency_key for t in conflicted]
+        )
+    }
+    pending = {
+        r["msisdn"]: transaction_from_row(r)
+        for r in await conn.fetch(_PENDING_FOR, [t.msisdn for t in conflicted], _PENDING)
+    }
+    outcomes: dict[uuid.UUID, AcceptOutcome] = {}
+    vanished = []
+    for t in conflicted:
+        original = by_key.get((t.client, t.idempotency_key))
+        if original is not None:
+            same = original.request_hash == t.request_hash
+            outcomes[t.id] = Replayed(original) if same else KeyReused(original)
+        elif t.msisdn in pending:
+            outcomes[t.id] = PendingExists(pending[t.msisdn])
+        else:  # the conflicting row settled between our statements: try again
+            vanished.append(t)
+    if vanished:
+        if attempts == 0:  # pragma: no cover - a conflict that vanishes three times in a row
+            raise RuntimeError("could not settle the acceptance of a transaction")
+        retried, _ = await write_batch(conn, vanished, [])
+        outcomes.update({t.id: o for t, o in zip(vanished, retried, strict=True)})
+    return outcomes
 
 
 async def get_batch(conn: Any, ids: Sequence[uuid.UUID]) -> list[Transaction | None]:
@@ -188,63 +195,53 @@ class SnapshotRequest:
     now: datetime
 
 
-_COUNTERS = f"""
-SELECT t.msisdn,
-       count(*) FILTER (WHERE t.created_at >= r.day_start) AS purchases_today,
-       count(*) AS purchases_month,
-       COALESCE(sum(t.price) FILTER (WHERE t.created_at >= r.day_start), 0) AS spent_today,
-       COALESCE(sum(t.price), 0) AS spent_month
+_SNAPSHOT = f"""
+SELECT r.msisdn, c.purchases_today, c.purchases_month, c.spent_today, c.spent_month,
+       l.last_at, x.codes
 FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS r(msisdn, day_start, month_start)
-JOIN transactions t ON t.msisdn = r.msisdn AND t.created_at >= r.month_start
-WHERE t.state = '{TxState.COMPLETED.value}'
-GROUP BY t.msisdn
-"""
-
-_LAST = f"""
-SELECT DISTINCT ON (msisdn) msisdn, created_at FROM transactions
-WHERE msisdn = ANY($1::text[]) AND state = '{TxState.COMPLETED.value}'
-ORDER BY msisdn, created_at DESC
-"""
-
-_RESTRICTIONS = """
-SELECT msisdn, code FROM restrictions
-WHERE msisdn = ANY($1::text[]) AND (until IS NULL OR until > $2)
-ORDER BY msisdn, code
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE t.created_at >= r.day_start) AS purchases_today,
+           count(*) AS purchases_month,
+           COALESCE(sum(t.price) FILTER (WHERE t.created_at >= r.day_start), 0) AS spent_today,
+           COALESCE(sum(t.price), 0) AS spent_month
+    FROM transactions t
+    WHERE t.msisdn = r.msisdn AND t.state = '{TxState.COMPLETED.value}'
+      AND t.created_at >= r.month_start
+) c ON true
+LEFT JOIN LATERAL (
+    SELECT max(t.created_at) AS last_at FROM transactions t
+    WHERE t.msisdn = r.msisdn AND t.state = '{TxState.COMPLETED.value}'
+) l ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(x.code ORDER BY x.code) AS codes FROM restrictions x
+    WHERE x.msisdn = r.msisdn AND (x.until IS NULL OR x.until > $4)
+) x ON true
 """
 
 
 async def snapshot_batch(conn: Any, items: Sequence[SnapshotRequest]) -> list[SubscriberSnapshot]:
-    """What each subscriber actor needs on activation, for many subscribers at once."""
-    msisdns = [i.msisdn for i in items]
-    pending = {
-        r["msisdn"]: transaction_from_row(r)
-        for r in await conn.fetch(_PENDING_FOR, msisdns, _PENDING)
-    }
-    counters = {
-        r["msisdn"]: r
-        for r in await conn.fetch(
-            _COUNTERS, msisdns, [i.day_start for i in items], [i.month_start for i in items]
-        )
-    }
-    last = {r["msisdn"]: r["created_at"] for r in await conn.fetch(_LAST, msisdns)}
-    restrictions: dict[str, list[str]] = {}
-    now = max(i.now for i in items)
-    for r in await conn.fetch(_RESTRICTIONS, msisdns, now):
-        restrictions.setdefault(r["msisdn"], []).append(r["code"])
+    """What each subscriber actor needs on activation, for many subscribers: one statement."""
+    rows = await conn.fetch(
+        _SNAPSHOT,
+        [i.msisdn for i in items],
+        [i.day_start for i in items],
+        [i.month_start for i in items],
+        max(i.now for i in items),
+    )
+    by_msisdn = {r["msisdn"]: r for r in rows}
     out = []
     for i in items:
-        c = counters.get(i.msisdn)
+        r = by_msisdn[i.msisdn]
         out.append(
             SubscriberSnapshot(
-                pending=pending.get(i.msisdn),
                 counters=PurchaseCounters(
-                    purchases_today=c["purchases_today"] if c else 0,
-                    purchases_month=c["purchases_month"] if c else 0,
-                    spent_today=int(c["spent_today"]) if c else 0,
-                    spent_month=int(c["spent_month"]) if c else 0,
-                    last_purchase_at=last.get(i.msisdn),
+                    purchases_today=r["purchases_today"] or 0,
+                    purchases_month=r["purchases_month"] or 0,
+                    spent_today=int(r["spent_today"] or 0),
+                    spent_month=int(r["spent_month"] or 0),
+                    last_purchase_at=r["last_at"],
                 ),
-                restrictions=tuple(restrictions.get(i.msisdn, ())),
+                restrictions=tuple(r["codes"] or ()),
             )
         )
     return out
