@@ -1,11 +1,11 @@
-"""Clients of the three platforms (dwh, ocs, prov) over one shared keep-alive httpx client.
+"""Clients of the three platforms (dwh, ocs, prov) over one shared keep-alive HTTP client.
 
 Every call is bounded per platform by a :class:`trio.CapacityLimiter`, by a total deadline
 per attempt (``timeout``: waiting for a slot, connecting, sending and reading), retried with
 jittered exponential backoff (every call is a GET or idempotent by id) and guarded by a
 circuit breaker. Failures are sorted into rejected / unavailable / outcome-unknown; a
-mutating request counts as possibly performed as soon as its headers started to go out
-(seen through httpcore's ``trace`` extension).
+mutating request counts as possibly performed as soon as a byte of it may have been written
+(:class:`~gestor.platforms._http.Progress`, also readable after a cancelled attempt).
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import attrs
-import httpx
 import msgspec
 import trio
 
@@ -33,6 +32,7 @@ from ._errors import (
     PlatformRejected,
     PlatformUnavailable,
 )
+from ._http import HTTPClient, HTTPError, Progress, Response
 from ._records import Account, CustomerData, DebitReceipt, Profile, Provisioned, RefundReceipt
 from ._settings import EndpointSettings, PlatformSettings
 
@@ -49,10 +49,12 @@ CircuitCallback = Callable[[str, bool], Awaitable[None]]
 
 _log = logging.getLogger("gestor.platforms")
 _encoder = msgspec.json.Encoder()
-_JSON = {"content-type": "application/json"}
+_JSON = (("content-type", "application/json"),)
 _T = TypeVar("_T")
 #: Seconds allowed for one ledger export (``Platforms.ledger``).
 LEDGER_TIMEOUT = 30.0
+#: Largest ledger export read, in bytes (other answers are capped at the client's 4 MiB).
+LEDGER_MAX_BYTES = 1 << 30
 
 
 def _q(value: str) -> str:
@@ -165,7 +167,7 @@ def _failure(ep: _Endpoint, maybe_performed: bool, message: str) -> PlatformErro
 class Platforms:
     """The three platforms. Build it with :func:`open_platforms`."""
 
-    _client: httpx.AsyncClient
+    _http: HTTPClient
     _endpoints: dict[str, _Endpoint]
 
     # -- dwh -----------------------------------------------------------------------------------
@@ -271,15 +273,14 @@ class Platforms:
         if until is not None:
             params["until"] = _iso(until)
         ep = self._endpoints["ocs"]
+        url = ep.url + "/control/ledger" + (f"?{urlencode(params)}" if params else "")
         try:
             with trio.fail_after(LEDGER_TIMEOUT):
-                response = await self._client.get(
-                    ep.url + "/control/ledger", params=params, timeout=LEDGER_TIMEOUT + 1.0
-                )
-        except (trio.TooSlowError, httpx.RequestError) as exc:
+                response = await self._http.request("GET", url, max_body=LEDGER_MAX_BYTES)
+        except (trio.TooSlowError, HTTPError) as exc:
             text = f"ledger export failed: {type(exc).__name__}: {exc}"
             raise PlatformUnavailable(ep.name, text) from exc
-        status = response.status_code
+        status = response.status
         if 400 <= status < 500:
             raise self._rejection(ep.name, response)
         if status >= 300:
@@ -333,13 +334,13 @@ class Platforms:
             seen.add(ep.url)
             try:
                 with trio.fail_after(ep.settings.timeout):
-                    response = await self._client.get(ep.url + "/healthz")
-            except (trio.TooSlowError, httpx.RequestError) as exc:
+                    response = await self._http.request("GET", ep.url + "/healthz")
+            except (trio.TooSlowError, HTTPError) as exc:
                 text = f"health check failed: {type(exc).__name__}: {exc}"
                 raise PlatformUnavailable(ep.name, text) from exc
-            if response.status_code != 200:
-                text = f"health check answered {response.status_code}"
-                raise PlatformUnavailable(ep.name, text, status=response.status_code)
+            if response.status != 200:
+                text = f"health check answered {response.status}"
+                raise PlatformUnavailable(ep.name, text, status=response.status)
         return True
 
     # -- statistics ----------------------------------------------------------------------------
@@ -404,13 +405,7 @@ class Platforms:
         except CircuitOpen:
             ep.short_circuited += 1
             raise
-        sent = False
-
-        async def trace(event: str, info: Mapping[str, Any]) -> None:
-            nonlocal sent
-            if event.endswith("send_request_headers.started"):
-                sent = True
-
+        progress = Progress()  # whether a byte of the request may have been written
         verdict = False
         acquired = False
         timeout = ep.settings.timeout
@@ -421,22 +416,19 @@ class Platforms:
                     ep.requests += 1
                     ep.in_flight += 1
                     try:
-                        response = await self._client.request(
+                        response = await self._http.request(
                             method,
                             ep.url + path,
                             content=content,
-                            headers=_JSON if content is not None else None,
-                            extensions={"trace": trace},
+                            headers=_JSON if content is not None else (),
+                            progress=progress,
                         )
-                    except httpx.RequestError as exc:
+                    except HTTPError as exc:
                         verdict = True
                         ep.breaker.failure(probe)
-                        if isinstance(exc, httpx.TimeoutException):
-                            ep.timeouts += 1
-                        else:
-                            ep.errors += 1
+                        ep.errors += 1
                         text = f"{type(exc).__name__}: {exc}"
-                        raise _failure(ep, sent and mutating, text) from exc
+                        raise _failure(ep, exc.sent and mutating, text) from exc
                     finally:
                         ep.in_flight -= 1
             if scope.cancelled_caught:
@@ -450,8 +442,8 @@ class Platforms:
                 verdict = True
                 ep.timeouts += 1
                 ep.breaker.failure(probe)
-                raise _failure(ep, sent and mutating, f"no answer within {timeout}s")
-            status = response.status_code
+                raise _failure(ep, progress.sent and mutating, f"no answer within {timeout}s")
+            status = response.status
             if status < 400:
                 verdict = True
                 ep.breaker.success(probe)
@@ -474,21 +466,21 @@ class Platforms:
                 ep.breaker.release(probe)
 
     @staticmethod
-    def _detail(response: httpx.Response) -> dict[str, Any]:
+    def _detail(response: Response) -> dict[str, Any]:
         try:
             detail = msgspec.json.decode(response.content)
         except msgspec.DecodeError:
             return {"message": response.text[:200]}
         return detail if isinstance(detail, dict) else {"message": str(detail)[:200]}
 
-    def _rejection(self, platform: str, response: httpx.Response) -> PlatformRejected:
+    def _rejection(self, platform: str, response: Response) -> PlatformRejected:
         body = self._detail(response)
         code = body.get("code")
         if not isinstance(code, str):
-            code = f"HTTP_{response.status_code}"
+            code = f"HTTP_{response.status}"
         message = body.get("message")
         detail = message if isinstance(message, str) else ""
-        return PlatformRejected(platform, code, response.status_code, detail, body)
+        return PlatformRejected(platform, code, response.status, detail, body)
 
 
 @asynccontextmanager
@@ -497,21 +489,14 @@ async def open_platforms(
     *,
     on_circuit_change: CircuitCallback | None = None,
 ) -> AsyncIterator[Platforms]:
-    """Clients of dwh, ocs and prov sharing one keep-alive HTTP connection pool.
+    """Clients of dwh, ocs and prov sharing one keep-alive HTTP client (:mod:`._http`).
 
     ``on_circuit_change(platform, opened)`` is awaited, in order, from a background task
     when a circuit opens (True) or closes again (False); its exceptions are logged.
     """
     names = ("dwh", "ocs", "prov")
+    # the limiters bound the connections in use; keep as many idle, and no more than that
     pool = sum(settings.endpoint(name).max_concurrency for name in names)
-    limits = httpx.Limits(
-        max_connections=pool,
-        max_keepalive_connections=pool,
-        keepalive_expiry=settings.keepalive_expiry,
-    )
-    longest = max(settings.endpoint(name).timeout for name in names)
-    # the per-attempt trio deadline is what bounds a call; httpx's own timeouts only back it up
-    timeout = httpx.Timeout(longest + 1.0)
     send_changes, receive_changes = trio.open_memory_channel[tuple[str, bool]](math.inf)
 
     def changed(platform: str, opened: bool) -> None:
@@ -545,7 +530,7 @@ async def open_platforms(
             ),
         )
     async with (
-        httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client,
+        HTTPClient(keepalive_expiry=settings.keepalive_expiry, max_idle=pool) as client,
         trio.open_nursery() as nursery,
     ):
         if on_circuit_change is not None:
