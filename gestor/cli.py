@@ -24,7 +24,6 @@ from gestor.logs import configure_logging
 from gestor.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
-
     from gestor.reconcile import ReconciliationReport
 
 logger = logging.getLogger("gestor")

@@ -253,12 +253,6 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         await websocket.accept()
         async with app.runtime.alarms.subscribe(since) as stream:
             async for alarm in stream:
-                await websocket.send(render_alarm(alarm))
+                await websocket.send(render.alarm(alarm))
         # The hub dropped us (too slow): the client reconnects with `since` and loses nothing.
         await websocket.close(1013, "fell behind; reconnect with ?since=<last id>")
-
-
-def render_alarm(alarm: Any) -> str:
-    import msgspec
-
-    return msgspec.json.encode(alarm.as_dict()).decode()

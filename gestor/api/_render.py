@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from gestor.catalogue import Catalogue
-from gestor.model import Transaction
+from gestor.model import Alarm, Transaction
 from gestor.purchase import OfferList
 
 
@@ -62,3 +64,12 @@ def offers(result: OfferList) -> dict[str, Any]:
         "currency": result.currency,
         "bonos": items,
     }
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def alarm(event: Alarm) -> str:
+    """One alarm as a websocket text message."""
+    return _encode(event.as_dict()).decode()
+

@@ -14,7 +14,7 @@ import uuid
 import trio
 
 from gestor.model import NewAlarm, Reason, Severity, Transaction, Transition, TxState
-from gestor.platforms import OutcomeUnknown, PlatformError, PlatformRejected
+from gestor.platforms import DebitReceipt, OutcomeUnknown, PlatformError, PlatformRejected
 from gestor.purchase import _steps as steps
 from gestor.purchase._deps import PurchaseDeps, SubscriberView
 from gestor.store import StoreUnavailable
@@ -97,7 +97,7 @@ async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView
     return await provision_charged(deps, tx)
 
 
-async def _resolve_debit(deps: PurchaseDeps, tx: Transaction) -> object | None:
+async def _resolve_debit(deps: PurchaseDeps, tx: Transaction) -> DebitReceipt | None:
     """An unknown debit outcome is settled by asking the charging system, never by guessing."""
     delay = 0.2
     for _ in range(5):

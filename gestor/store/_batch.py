@@ -76,9 +76,6 @@ class Batcher(Generic[In, Out]):
                 nursery.start_soon(self._worker)
             task_status.started()
 
-    def close(self) -> None:
-        self._send.close()
-
     async def _worker(self) -> None:
         async for first in self._recv:
             batch = [first]

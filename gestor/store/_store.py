@@ -87,11 +87,6 @@ class Store:
             _transactions.list_for_msisdn, msisdn, states, limit, transaction=False
         )
 
-    async def non_terminal(self, updated_before: datetime, limit: int = 500) -> list[Transaction]:
-        return await self.bridge.run(
-            _transactions.non_terminal, updated_before, limit, transaction=False
-        )
-
     async def claim_stale(self, stale_before: datetime, now: datetime, limit: int = 100
                           ) -> list[Transaction]:
         """Lease stale non-terminal transactions for recovery (see `_transactions`)."""

@@ -296,14 +296,3 @@ async def touch(conn: Any, ids: Sequence[uuid.UUID], now: datetime) -> int:
         list(ids), now, _PENDING,
     )
     return int(result.rsplit(" ", 1)[1])
-
-
-async def non_terminal(conn: Any, updated_before: datetime, limit: int) -> list[Transaction]:
-    rows = await conn.fetch(
-        "SELECT * FROM transactions WHERE state = ANY($1::text[]) AND updated_at < $2"
-        " ORDER BY updated_at LIMIT $3",
-        _PENDING,
-        updated_before,
-        limit,
-    )
-    return [transaction_from_row(r) for r in rows]
