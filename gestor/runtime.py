@@ -88,7 +88,10 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                 alarms=alarms, profiles=ProfileCache(platforms, settings.profile_cache_ttl),
                 tz=tz,
             )
-            service = PurchaseService(deps)
+            service = PurchaseService(
+                deps, max_in_flight=settings.max_in_flight,
+                max_accepting=settings.max_accepting,
+            )
             actors: ActorSystem[object, object]
             async with open_actor_system(
                 actor_factory(service),

@@ -52,6 +52,8 @@ class Settings:
     timezone: str = "America/Argentina/Buenos_Aires"
     max_wait: float = 30.0
     profile_cache_ttl: float = 5.0
+    max_in_flight: int = 20000
+    max_accepting: int = 256
     mailbox_size: int = 32
     idle_timeout: float = 60.0
     send_timeout: float = 0.5
@@ -156,6 +158,8 @@ def load_settings(
         "timezone": _get(purchase, "timezone", str, "America/Argentina/Buenos_Aires", "purchase"),
         "max_wait": _get(purchase, "max_wait", float, 30.0, "purchase"),
         "profile_cache_ttl": _get(purchase, "profile_cache_ttl", float, 5.0, "purchase"),
+        "max_in_flight": _get(purchase, "max_in_flight", int, 20000, "purchase"),
+        "max_accepting": _get(purchase, "max_accepting", int, 256, "purchase"),
         "mailbox_size": _get(actors, "mailbox_size", int, 32, "actors"),
         "idle_timeout": _get(actors, "idle_timeout", float, 60.0, "actors"),
         "send_timeout": _get(actors, "send_timeout", float, 0.5, "actors"),

@@ -27,6 +27,7 @@ from gestor.api._auth import request_client
 from gestor.api._problems import ApiProblem, json_response, problem
 from gestor.model import PENDING_STATES, NewTransaction, TxState
 from gestor.platforms import PlatformError
+from gestor.purchase import Busy
 from gestor.runtime import Runtime, open_runtime
 from gestor.settings import Settings
 from gestor.store import Accepted, KeyReused, PendingExists, Replayed, StoreUnavailable
@@ -111,6 +112,11 @@ def _routes(app: GestorApp, settings: Settings) -> None:
     async def _overloaded(exc: Overloaded) -> Response:
         return problem(429, "TOO_MANY_REQUESTS",
                        "too many requests for this mobile at once; retry shortly",
+                       headers={"Retry-After": "1"})
+
+    @app.errorhandler(Busy)
+    async def _busy(exc: Busy) -> Response:
+        return problem(503, "BUSY", f"this server is at capacity ({exc}); retry shortly",
                        headers={"Retry-After": "1"})
 
     @app.errorhandler(AskTimeout)

@@ -5,10 +5,11 @@ from gestor.purchase._actor import Buy, Reload, SubscriberActor, View, actor_fac
 from gestor.purchase._deps import ProfileCache, PurchaseDeps, SubscriberView
 from gestor.purchase._recovery import Recoverer, RecovererStatistics, resume
 from gestor.purchase._saga import SagaAbandoned, final, refund_id, run_purchase
-from gestor.purchase._service import OfferList, PurchaseService, PurchaseStatistics
+from gestor.purchase._service import Busy, OfferList, PurchaseService, PurchaseStatistics
 from gestor.purchase._steps import Verdict
 
 __all__ = [
+    "Busy",
     "Buy",
     "OfferList",
     "ProfileCache",

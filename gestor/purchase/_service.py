@@ -34,11 +34,25 @@ class _Completion:
     final: Transaction | None = None
 
 
+class Busy(Exception):
+    """Admission control refused a purchase: this worker is at `max_in_flight` sagas or
+    `max_accepting` purchases waiting to be accepted. Nothing was written; retry later."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"{what} at its limit of {limit}")
+        self.what = what
+        self.limit = limit
+
+
 @attrs.frozen
 class PurchaseStatistics:
     in_flight: int
     started: int
     finished: int
+    accepting: int
+    shed: int
+    max_in_flight: int
+    max_accepting: int
 
 
 @attrs.define
@@ -46,9 +60,13 @@ class PurchaseService:
     deps: PurchaseDeps
     actors: ActorSystem[object, object] = attrs.field(init=False)
     ask_timeout: float = 5.0
+    max_in_flight: int = 20000
+    max_accepting: int = 256
     _completions: dict[uuid.UUID, _Completion] = attrs.field(factory=dict)
     _started: int = 0
     _finished: int = 0
+    _accepting: int = 0
+    _shed: int = 0
 
     def bind(self, actors: ActorSystem[object, object]) -> None:
         self.actors = actors
@@ -67,7 +85,19 @@ class PurchaseService:
 
     # -- called by the API -------------------------------------------------------------------
     async def purchase(self, tx: NewTransaction) -> AcceptOutcome:
-        outcome = await self.actors.ask(tx.msisdn, Buy(tx), timeout=self.ask_timeout)
+        """Have the mobile's actor accept `tx`, or raise `Busy` at once when this worker is
+        at a bound (cheap shedding keeps the latency of what it does take bounded)."""
+        if len(self._completions) >= self.max_in_flight:
+            self._shed += 1
+            raise Busy("purchases in flight", self.max_in_flight)
+        if self._accepting >= self.max_accepting:
+            self._shed += 1
+            raise Busy("purchases waiting to be accepted", self.max_accepting)
+        self._accepting += 1
+        try:
+            outcome = await self.actors.ask(tx.msisdn, Buy(tx), timeout=self.ask_timeout)
+        finally:
+            self._accepting -= 1
         assert isinstance(outcome, Accepted | Replayed | KeyReused | PendingExists)
         return outcome
 
@@ -149,5 +179,7 @@ class PurchaseService:
 
     def statistics(self) -> PurchaseStatistics:
         return PurchaseStatistics(
-            in_flight=len(self._completions), started=self._started, finished=self._finished
+            in_flight=len(self._completions), started=self._started, finished=self._finished,
+            accepting=self._accepting, shed=self._shed, max_in_flight=self.max_in_flight,
+            max_accepting=self.max_accepting,
         )

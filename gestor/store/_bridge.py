@@ -102,13 +102,21 @@ async def _on_connection(pool: Any, work: Work[T], args: tuple[Any, ...], transa
             return await work(conn, *args)
 
 
+async def _keep_session(conn: Any) -> None:
+    """Pool release without asyncpg's default reset query (`RESET ALL; UNLISTEN *; ...`), a
+    second round trip per crossing: pooled connections never change session state (advisory
+    locks are transaction-scoped, LISTEN has its own connections), and asyncpg still rolls
+    back a transaction left open before calling this."""
+
+
 @contextlib.asynccontextmanager
 async def open_bridge(dsn: str, *, min_size: int = 2, max_size: int = 10) -> AsyncIterator[Bridge]:
     """Open the asyncio loop and the connection pool; close both on exit."""
     async with trio_asyncio.open_loop() as loop:
         try:
             pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool, loop=loop)(
-                dsn, min_size=min_size, max_size=max_size, command_timeout=30
+                dsn, min_size=min_size, max_size=max_size, command_timeout=30,
+                reset=_keep_session,
             )
         except (OSError, asyncpg.exceptions.PostgresError) as exc:
             raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
