@@ -1,8 +1,9 @@
 """Micro-batching (group commit) for the hot database work (DESIGN D1).
 
-Submitters hand one item each to a `Batcher` and wait for its answer; a few worker tasks drain
-whatever is queued, run the whole batch as one statement in one crossing, and answer every
-submitter. Under load a crossing carries tens of items; when idle an item goes alone at once.
+Submitters hand one item each to a `Batcher` and wait for its answer; a few worker tasks (one
+per runner, each runner normally bound to its own database connection) drain whatever is
+queued, run the whole batch as one statement in one crossing, and answer every submitter. Under
+load a crossing carries tens of items; when idle an item goes alone at once.
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ class BatcherStatistics:
 
 @attrs.define
 class Batcher(Generic[In, Out]):
-    """Batches items into calls of `run_batch(items) -> results` (one result per item, same
-    order). If `run_batch` raises, every item of that batch gets the exception."""
+    """Batches items into calls of `runner(items) -> results` (one result per item, same
+    order); one worker task per runner, so at most `len(runners)` batches run at once. If the
+    runner raises, every item of that batch gets the exception."""
 
     name: str
-    run_batch: Callable[[Sequence[In]], Awaitable[Sequence[Out]]]
+    runners: Sequence[Callable[[Sequence[In]], Awaitable[Sequence[Out]]]]
     max_batch: int = 256
-    workers: int = 2
     _send: trio.MemorySendChannel[_Slot[In, Out]] = attrs.field(init=False)
     _recv: trio.MemoryReceiveChannel[_Slot[In, Out]] = attrs.field(init=False)
     _batches: int = 0
@@ -72,11 +73,12 @@ class Batcher(Generic[In, Out]):
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the worker tasks until cancelled."""
         async with trio.open_nursery() as nursery:
-            for _ in range(self.workers):
-                nursery.start_soon(self._worker)
+            for runner in self.runners:
+                nursery.start_soon(self._worker, runner)
             task_status.started()
 
-    async def _worker(self) -> None:
+    async def _worker(self, runner: Callable[[Sequence[In]], Awaitable[Sequence[Out]]]
+                      ) -> None:
         async for first in self._recv:
             batch = [first]
             while len(batch) < self.max_batch:
@@ -84,15 +86,16 @@ class Batcher(Generic[In, Out]):
                     batch.append(self._recv.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
-            await self._run(batch)
+            await self._run(runner, batch)
 
-    async def _run(self, batch: list[_Slot[In, Out]]) -> None:
+    async def _run(self, runner: Callable[[Sequence[In]], Awaitable[Sequence[Out]]],
+                   batch: list[_Slot[In, Out]]) -> None:
         self._batches += 1
         self._items += len(batch)
         self._largest = max(self._largest, len(batch))
         self._in_flight += 1
         try:
-            results = await self.run_batch([slot.item for slot in batch])
+            results = await runner([slot.item for slot in batch])
         except Exception as exc:
             self._errors += 1
             for slot in batch:

@@ -2,8 +2,10 @@
 
 asyncpg only speaks asyncio. `open_bridge` runs a trio-asyncio loop for the life of the store
 and an asyncpg pool inside it; `Bridge.run` executes one asyncio coroutine function on a pooled
-connection, inside one database transaction, in exactly one crossing. Nothing outside
-`gestor.store` sees asyncio.
+connection, inside one database transaction, in exactly one crossing. A `Lane` is a dedicated
+connection for the hot batched work: it skips the pool's acquire/release bookkeeping (asyncio
+timers, a queue), which measured here is nearly half the CPU of a crossing (563 → 301 µs for a
+`SELECT 1`). Nothing outside `gestor.store` sees asyncio.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ class StoreUnavailable(Exception):
     """The database could not be reached or refused the connection."""
 
 
+#: What a lost or unreachable database raises through asyncpg.
+_UNREACHABLE = (
+    OSError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+)
+
+
 @attrs.frozen
 class BridgeStatistics:
     crossings: int
@@ -46,6 +57,7 @@ class Bridge:
     _crossings: int = 0
     _in_flight: int = 0
     _listeners: list[Any] = attrs.field(factory=list)
+    _lanes: list[Lane] = attrs.field(factory=list)
 
     async def run(self, work: Work[T], *args: Any, transaction: bool = True) -> T:
         """Run `await work(conn, *args)` on a pooled connection in one crossing. With
@@ -57,10 +69,17 @@ class Bridge:
                 self._pool, work, args, transaction
             )
             return result
-        except (OSError, asyncpg.exceptions.CannotConnectNowError) as exc:
+        except _UNREACHABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
         finally:
             self._in_flight -= 1
+
+    def lane(self, *, timeout: float = 30.0) -> Lane:
+        """A dedicated connection (opened on first use, reopened after it is lost) for one
+        task's sequential crossings; `timeout` bounds each crossing."""
+        lane = Lane(self, timeout)
+        self._lanes.append(lane)
+        return lane
 
     async def add_listener(self, channel: str, callback: Callable[[str], None]) -> None:
         """LISTEN on `channel` over a dedicated connection; `callback(payload)` is called in
@@ -85,6 +104,9 @@ class Bridge:
         async def _close_all() -> None:
             for conn in self._listeners:
                 await conn.close()
+            for lane in self._lanes:
+                if lane.conn is not None:
+                    await lane.conn.close()
             await self._pool.close()
 
         with trio.move_on_after(10) as scope:
@@ -92,6 +114,44 @@ class Bridge:
         if scope.cancelled_caught:
             logger.warning("database pool did not close within 10 s; terminating it")
             self._pool.terminate()
+            for lane in self._lanes:
+                if lane.conn is not None:
+                    lane.conn.terminate()
+
+
+@attrs.define
+class Lane:
+    """One dedicated connection, used by one task at a time (a batcher's worker)."""
+
+    bridge: Bridge
+    timeout: float
+    conn: Any = None
+
+    async def run(self, work: Work[T], *args: Any) -> T:
+        """`await work(conn, *args)` on this lane's connection, outside a transaction block
+        (each hot statement is atomic on its own), in one crossing."""
+        bridge = self.bridge
+        bridge._crossings += 1
+        bridge._in_flight += 1
+        try:
+            with trio.fail_after(self.timeout):
+                result: T = await trio_asyncio.aio_as_trio(_on_lane, loop=bridge._loop)(
+                    self, work, args
+                )
+            return result
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except trio.TooSlowError as exc:
+            raise StoreUnavailable(f"no answer from the database in {self.timeout} s") from exc
+        finally:
+            bridge._in_flight -= 1
+
+
+async def _on_lane(lane: Lane, work: Work[T], args: tuple[Any, ...]) -> T:
+    if lane.conn is None or lane.conn.is_closed():
+        lane.conn = None
+        lane.conn = await asyncpg.connect(lane.bridge._dsn)
+    return await work(lane.conn, *args)
 
 
 async def _on_connection(pool: Any, work: Work[T], args: tuple[Any, ...], transaction: bool) -> T:

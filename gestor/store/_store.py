@@ -175,22 +175,28 @@ async def open_store(
     apply_migrations: bool = True,
 ) -> AsyncIterator[Store]:
     """Connect, migrate (unless told not to) and run the batchers until exit."""
-    async with open_bridge(dsn, min_size=2, max_size=pool_size) as bridge:
+    async with open_bridge(dsn, min_size=1, max_size=pool_size) as bridge:
         if apply_migrations:
             await migrate(bridge)
 
-        def batched(fn: Any) -> Callable[[Sequence[Any]], Any]:
-            # Each batch is one statement: atomic without BEGIN/COMMIT round trips.
-            async def run(items: Sequence[Any]) -> Any:
-                return await bridge.run(fn, items, transaction=False)
+        def lanes(fn: Any, count: int) -> list[Callable[[Sequence[Any]], Any]]:
+            # Each batch is one statement: atomic without BEGIN/COMMIT round trips. Each
+            # worker of a batcher has its own connection (opened when first needed).
+            def runner() -> Callable[[Sequence[Any]], Any]:
+                lane = bridge.lane()
 
-            return run
+                async def run(items: Sequence[Any]) -> Any:
+                    return await lane.run(fn, items)
+
+                return run
+
+            return [runner() for _ in range(count)]
 
         store = Store(
             bridge,
-            Batcher("writes", batched(_write_batch), max_batch=max_batch, workers=3),
-            Batcher("reads", batched(_transactions.get_batch), max_batch=max_batch),
-            Batcher("snapshots", batched(_transactions.snapshot_batch), max_batch=max_batch),
+            Batcher("writes", lanes(_write_batch, 2), max_batch=max_batch),
+            Batcher("reads", lanes(_transactions.get_batch, 2), max_batch=max_batch),
+            Batcher("snapshots", lanes(_transactions.snapshot_batch, 2), max_batch=max_batch),
         )
         async with trio.open_nursery() as nursery:
             for batcher in (store._writes, store._gets, store._snapshots):
