@@ -47,7 +47,7 @@ def new_histogram() -> HdrHistogram:
 class LoadSpec:
     host: str
     port: int
-    scenario: str               # purchase | mix | hot-mobile | slow-platforms | echo
+    scenario: str               # purchase | mix | hot-mobile | slow-platforms | faults | echo
     mode: str                   # closed | open
     connections: int            # closed: clients of this process; open: connection cap
     rate: float                 # open: arrivals per second of this process
@@ -130,7 +130,7 @@ class Generator:
 
     def next_request(self) -> tuple[str, bytes]:
         scenario = self.spec.scenario
-        if scenario in ("purchase", "slow-platforms"):
+        if scenario in ("purchase", "slow-platforms", "faults"):
             return "purchase", self._purchase(self._distinct_msisdn())
         if scenario == "echo":
             return "echo", self._purchase(self._distinct_msisdn())

@@ -81,7 +81,9 @@ def ms(v: Any) -> str:
 
 # -- Markdown -----------------------------------------------------------------------------------
 def markdown(r: Mapping[str, Any]) -> str:
-    lines = [f"## Gestor bench: `{r['scenario']}`, {r['workers']} worker(s)", ""]
+    label = r.get("label", r["scenario"])
+    name = f"`{r['scenario']}`" + (f" (`{label}`)" if label != r["scenario"] else "")
+    lines = [f"## Gestor bench: {name}, {r['workers']} worker(s)", ""]
     lines.append(f"{r['started']} · {r['mode']} loop · load {fmt(r['duration_s'])} s "
                  f"(first {fmt(r['warmup_s'])} s warm-up, not in the figures) · "
                  f"{r['load']['describe']} · platform latency {r['platform_latency']}")
@@ -115,6 +117,11 @@ def markdown(r: Mapping[str, Any]) -> str:
         f"| invariants | {'**OK**' if r['invariants_ok'] else '**FAILED**'} |",
         "",
     ]
+    half = r.get("half_rate")
+    if half:
+        lines += half_rate_section(half)
+    if r.get("faults"):
+        lines += faults_section(r["faults"], r)
     lines.append("### Latency by request kind and answer (ms)")
     lines += ["", "| kind | n | p50 | p90 | p99 | p99.9 | max |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -177,6 +184,90 @@ def markdown(r: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def half_rate_section(h: Mapping[str, Any]) -> list[str]:
+    lines = ["### Half the saturation rate (open loop, same server)", ""]
+    if h.get("skipped") or not h.get("n"):
+        return [*lines, f"Skipped: {h.get('skipped', 'no answers')}.", ""]
+    met = "met" if h.get("met") else "**missed**"
+    lines += [
+        f"{fmt(h['rate'])} purchases/s scheduled ({h['rate_basis']}; saturation "
+        f"{fmt(h['saturation_per_s'])}/s) for {fmt(h['duration_s'])} s, first "
+        f"{fmt(h['warmup_s'])} s left out; latency from the scheduled time.", "",
+        "| figure | value |", "| --- | --- |",
+        f"| purchase answers/s (final state) | {fmt(h.get('purchases_per_s'))} |",
+        f"| latency p50 / p90 / p99 / p99.9 / max | {ms(h.get('p50_ms'))} / "
+        f"{ms(h.get('p90_ms'))} / **{ms(h.get('p99_ms'))}** / {ms(h.get('p999_ms'))} / "
+        f"{ms(h.get('max_ms'))} |",
+        f"| p99 target | ≤ {fmt(h.get('target_p99_ms'))} ms: {met} |",
+        f"| errors (non-2xx or unanswered) | {fmt(h.get('error_count', 0))}"
+        + (f" ({', '.join(f'`{k}` {v}' for k, v in h['errors'].items())})"
+           if h.get("errors") else "") + " |",
+        f"| server CPU per completed purchase at this rate | "
+        f"{ms(h.get('cpu_per_purchase_ms'))} |",
+        f"| generator lag max | {fmt(h.get('lag_max_s'), 3)} s |",
+        "",
+    ]
+    return lines
+
+
+def faults_section(f: Mapping[str, Any], r: Mapping[str, Any]) -> list[str]:
+    s = f["summary"]
+    by_state = r.get("transactions_by_state", {})
+    sim = r.get("simulator_stats", {})
+    ops = f.get("simulator_requests_by_op", {})
+    lines = ["### Faults and their resolution", "",
+             f"Simulator knobs: {f['describe']}."]
+    out = f.get("outage")
+    if out:
+        lines.append(f"Outage of `{out['scope']}` from t={fmt(out.get('start_s'))} s to "
+                     f"t={fmt(out.get('end_s'))} s of the load.")
+    cfg = f.get("config", {})
+    if cfg:
+        lines.append("Gestor config for this run: " + "; ".join(
+            f"[{k}] " + ", ".join(f"{kk} = {vv}" for kk, vv in v.items())
+            for k, v in cfg.items()) + ".")
+    resolved = s["inconsistent_resolved_as"]
+    rec = f.get("reconcile")
+    lines += [
+        "", "| figure | value |", "| --- | --- |",
+        "| transactions by final state (database, after recovery) | " + ", ".join(
+            f"{k} {fmt(v)}" for k, v in sorted(by_state.items(), key=lambda kv: -kv[1])) + " |",
+        f"| debits / refunds / bundles (simulator) | {fmt(sim.get('debits'))} / "
+        f"{fmt(sim.get('refunds'))} / {fmt(sim.get('provisioned'))} |",
+        f"| debit calls / debit lookups (unknown outcomes settled) | "
+        f"{fmt(ops.get('ocs.debit'))} / {fmt(ops.get('ocs.lookup_debit', 0))} |",
+        f"| provisioning calls / refund calls (incl. recovery retries) | "
+        f"{fmt(ops.get('prov.provision'))} / {fmt(ops.get('ocs.refund', 0))} |",
+        f"| purchases that went `inconsistent` | {fmt(s['inconsistent_total'])} |",
+        "| ... settled by the recoverer | " + (", ".join(
+            f"{k} {fmt(v)}" for k, v in resolved.items()) or "none")
+        + f"; still inconsistent {fmt(s['inconsistent_left'])} |",
+        f"| ... time from inconsistent to settled p50 / max | "
+        f"{fmt(s['resolve_s']['p50'], 2)} s / {fmt(s['resolve_s']['max'], 2)} s |",
+        f"| wait for the server to go quiet after the load | {fmt(f.get('drain_s'), 1)} s |",
+        f"| purchases failed for an unavailable platform (accepted from t= to t=) | "
+        f"{fmt(s['unavailable_failures']['n'])}"
+        + (f" ({fmt(s['unavailable_failures']['first_s'])} s to "
+           f"{fmt(s['unavailable_failures']['last_s'])} s)"
+           if s["unavailable_failures"]["n"] else "") + " |",
+        "| failed / refunded / inconsistent by reason | " + (", ".join(
+            f"{k} {fmt(v)}" for k, v in s["reasons"].items()) or "none") + " |",
+        "| alarms by kind (severity) | " + (", ".join(
+            f"{a['kind']} ({a['severity']}) {fmt(a['n'])}" for a in s["alarms"]) or "none")
+        + " |",
+    ]
+    adm = f.get("admin_statistics", {})
+    if adm.get("recovery"):
+        lines.append(f"| recoverer ({adm['workers_seen']} worker(s), admin statistics) | "
+                     + ", ".join(f"{k} {fmt(v)}" for k, v in adm["recovery"].items()) + " |")
+    if rec is not None:
+        verdict = "**OK**" if rec.get("ok") else "**NOT OK**"
+        lines.append(f"| `gestor reconcile --strict` | {verdict} (exit {rec['exit_code']}, "
+                     f"{fmt(rec.get('mismatches'))} mismatches, {fmt(rec.get('unsettled'))} "
+                     f"unsettled, {fmt(rec.get('seconds'), 1)} s) |")
+    return [*lines, ""]
+
+
 # -- compare ------------------------------------------------------------------------------------
 COMPARE_KEYS = (
     "purchases_per_s", "completed_per_s", "requests_per_s", "p50_ms", "p90_ms", "p99_ms",
@@ -193,6 +284,10 @@ def _scalar_view(r: Mapping[str, Any]) -> dict[str, Any]:
     inflight = r.get("in_flight", {})
     out["peak_db_pending"] = inflight.get("peak_db_pending")
     out["peak_client_outstanding"] = inflight.get("peak_client")
+    half = r.get("half_rate") or {}
+    if half:
+        out["half_rate_per_s"] = half.get("rate")
+        out["half_rate_p99_ms"] = half.get("p99_ms")
     return out
 
 
@@ -212,12 +307,22 @@ def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
             lines.append(f"| {key} | {fmt(a)} | {fmt(b)} | {change} |")
         return [*lines, ""]
 
-    if new.get("scenario") == "all" or old.get("scenario") == "all":
+    if new.get("scenario") in ("all", "goals") or old.get("scenario") in ("all", "goals"):
         out: list[str] = []
         olds = old.get("results", {old.get("scenario"): old})
         for name, res in new.get("results", {new.get("scenario"): new}).items():
             if name in olds:
                 out += table(olds[name], res, f"{name} in the old run")
+        old_goals = {g["goal"]: g for g in old.get("goals", [])}
+        if old_goals and new.get("goals"):
+            out += ["### Goals compared", "", "| goal | old | new | met (old → new) |",
+                    "| --- | --- | --- | --- |"]
+            verdict = {True: "yes", False: "miss", None: "-"}
+            for g in new["goals"]:
+                o = old_goals.get(g["goal"], {})
+                out.append(f"| {g['goal']} | {fmt(o.get('value'))} | {fmt(g['value'])} | "
+                           f"{verdict[o.get('met')]} → {verdict[g['met']]} |")
+            out.append("")
         return "\n".join(out)
     note = "" if old.get("scenario") == new.get("scenario") else \
         f" (a `{old.get('scenario')}` run!)"
