@@ -55,7 +55,7 @@ class Settings:
     max_in_flight: int = 20000
     max_accepting: int = 256
     mailbox_size: int = 32
-    idle_timeout: float = 60.0
+    idle_timeout: float = 15.0
     send_timeout: float = 0.5
     recovery_interval: float = 10.0
     stale_after: float = 30.0
@@ -161,7 +161,7 @@ def load_settings(
         "max_in_flight": _get(purchase, "max_in_flight", int, 20000, "purchase"),
         "max_accepting": _get(purchase, "max_accepting", int, 256, "purchase"),
         "mailbox_size": _get(actors, "mailbox_size", int, 32, "actors"),
-        "idle_timeout": _get(actors, "idle_timeout", float, 60.0, "actors"),
+        "idle_timeout": _get(actors, "idle_timeout", float, 15.0, "actors"),
         "send_timeout": _get(actors, "send_timeout", float, 0.5, "actors"),
         "recovery_interval": _get(recovery, "interval", float, 10.0, "recovery"),
         "stale_after": _get(recovery, "stale_after", float, 30.0, "recovery"),

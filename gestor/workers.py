@@ -9,6 +9,7 @@ finish its in-flight requests and stop.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -47,6 +48,16 @@ def listening_socket(bind: str, *, reuse_port: bool, backlog: int = 2048) -> soc
     return sock
 
 
+def _settle_gc() -> None:
+    """Once started, move everything alive (modules, compiled rules, pools: hundreds of
+    thousands of objects that live as long as the process) out of the collector's sight, and
+    collect the young generation less often. Without it a full collection walks them all:
+    measured here, 50-100 ms stalls every second or so under load, the whole of the p99."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 async def serve_app(app: GestorApp, settings: Settings, sock: socket.socket | None,
                     on_ready: Callable[[], object] | None = None) -> None:
     """Serve `app` with hypercorn's trio worker until SIGINT/SIGTERM, then drain."""
@@ -62,9 +73,10 @@ async def serve_app(app: GestorApp, settings: Settings, sock: socket.socket | No
     config.keep_alive_timeout = 75
     stop = trio.Event()
 
-    if on_ready is not None:
-        @app.before_serving
-        async def _ready() -> None:
+    @app.before_serving
+    async def _ready() -> None:
+        _settle_gc()
+        if on_ready is not None:
             on_ready()
 
     async def watch_signals() -> None:
