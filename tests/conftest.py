@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +22,11 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = start_embedded(tmp_path_factory.mktemp("pg") / "data")
+def postgres() -> Iterator[EmbeddedPostgres]:
+    # Not under pytest's tmp_path: pytest prunes old base temp dirs when a session starts, so a
+    # second session (another checkout, an editor's runner) would delete a running server's data.
+    root = Path(tempfile.mkdtemp(prefix="gestor-test-pg-"))
+    server = start_embedded(root / "data")
     server.psql(f"DROP DATABASE IF EXISTS {TEMPLATE};")
     server.psql(f"CREATE DATABASE {TEMPLATE};")
 
@@ -34,6 +39,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostg
         yield server
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
