@@ -4,10 +4,10 @@ Its turn for a `Buy` is short: check the local pending purchase, record the new 
 database (which takes the cross-process guard), start the saga as a child task, reply. So a
 second purchase while the first is in flight gets its 409 at once instead of queueing behind it.
 
-State (counters, restrictions) is loaded in one batched read that activation starts in the
-background; only what needs it (the saga's rules, `View`) waits for it. A purchase on a fresh
-actor therefore overlaps three waits instead of chaining them: that read, the acceptance write,
-and the customer's profile, whose fetch starts as soon as the local checks pass.
+State (counters, restrictions) is read when first needed: a fresh actor's first purchase
+reads it in the same database crossing as its acceptance (`Store.accept_and_load`), a `View`
+with a batched read. The customer's profile fetch starts as soon as the local checks pass, so
+it overlaps that crossing instead of following it.
 """
 
 from __future__ import annotations
@@ -18,10 +18,15 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
 import attrs
-import trio
 
 from actors import ActorBase, ActorContext
-from gestor.model import NewTransaction, PurchaseCounters, Transaction, TxState
+from gestor.model import (
+    NewTransaction,
+    PurchaseCounters,
+    SubscriberSnapshot,
+    Transaction,
+    TxState,
+)
 from gestor.platforms import PlatformError
 from gestor.purchase._deps import SubscriberView, counters_after
 from gestor.purchase._saga import SagaAbandoned, run_purchase
@@ -57,33 +62,20 @@ class SubscriberActor(ActorBase[object, object]):
     pending: Transaction | None = None
     counters: PurchaseCounters = attrs.field(factory=PurchaseCounters)
     restrictions: tuple[str, ...] = ()
-    _loaded: trio.Event = attrs.field(factory=trio.Event)  # the first load ended, somehow
-    _state_ok: bool = False  # counters and restrictions are the stored ones
-
-    async def on_start(self, ctx: ActorContext) -> None:
-        ctx.start_soon(self._first_load)
-
-    async def _first_load(self) -> None:
-        try:
-            await self._load()
-        except Exception:  # the next `loaded()` tries again and raises to its caller
-            logger.warning("loading subscriber %s failed", self.msisdn, exc_info=True)
-        finally:
-            self._loaded.set()
+    _loaded: bool = False  # counters and restrictions are the stored ones
 
     async def _load(self) -> None:
         deps = self.service.deps
-        snapshot = await deps.store.snapshot(deps.snapshot_request(self.msisdn))
+        self._apply(await deps.store.snapshot(deps.snapshot_request(self.msisdn)))
+
+    def _apply(self, snapshot: SubscriberSnapshot) -> None:
         self.counters = snapshot.counters
         self.restrictions = snapshot.restrictions
-        self._state_ok = True
+        self._loaded = True
 
     async def loaded(self) -> SubscriberView:
-        """The subscriber's view, once its stored state is in memory (reading it again if the
-        first load failed; that failure, if it persists, is raised)."""
-        if not self._loaded.is_set():
-            await self._loaded.wait()
-        if not self._state_ok:
+        """The subscriber's view, its stored state read first if this actor hasn't yet."""
+        if not self._loaded:
             await self._load()
         return self.view()
 
@@ -108,7 +100,13 @@ class SubscriberActor(ActorBase[object, object]):
                 return Replayed(pending) if same else KeyReused(pending)
             return PendingExists(pending)
         ctx.start_soon(self._prefetch_profile)
-        outcome = await self.service.deps.store.accept(new)
+        store = self.service.deps.store
+        if self._loaded:
+            outcome = await store.accept(new)
+        else:
+            request = self.service.deps.snapshot_request(self.msisdn)
+            outcome, snapshot = await store.accept_and_load(new, request)
+            self._apply(snapshot)
         if isinstance(outcome, Accepted):
             tx = outcome.transaction
             self.pending = tx
@@ -125,7 +123,7 @@ class SubscriberActor(ActorBase[object, object]):
         """The saga, as a child task of this actor (it keeps the actor alive while it runs)."""
         final: Transaction | None = None
         try:
-            final = await run_purchase(self.service.deps, tx, await self.loaded())
+            final = await run_purchase(self.service.deps, tx, self.view())
         except SagaAbandoned as exc:
             logger.warning("purchase %s handed to the recoverer: %s", tx.id, exc)
         except Exception:

@@ -58,6 +58,7 @@ class Batcher(Generic[In, Out]):
     _largest: int = 0
     _errors: int = 0
     _in_flight: int = 0
+    _gathering: trio.Lock = attrs.field(factory=trio.Lock)
 
     def __attrs_post_init__(self) -> None:
         self._send, self._recv = trio.open_memory_channel[_Slot[In, Out]](math.inf)
@@ -70,6 +71,19 @@ class Batcher(Generic[In, Out]):
             raise slot.error
         return slot.result  # type: ignore[return-value]
 
+    async def submit_together(self, *items: In) -> list[Out]:
+        """Queue `items` at once, so one batch normally carries them all; their results in
+        order (the first error of any is raised)."""
+        slots: list[_Slot[In, Out]] = [_Slot(item) for item in items]
+        for slot in slots:
+            self._send.send_nowait(slot)
+        for slot in slots:
+            await slot.done.wait()
+        for slot in slots:
+            if slot.error is not None:
+                raise slot.error
+        return [slot.result for slot in slots]  # type: ignore[misc]
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the worker tasks until cancelled."""
         async with trio.open_nursery() as nursery:
@@ -79,13 +93,19 @@ class Batcher(Generic[In, Out]):
 
     async def _worker(self, runner: Callable[[Sequence[In]], Awaitable[Sequence[Out]]]
                       ) -> None:
-        async for first in self._recv:
-            batch = [first]
-            while len(batch) < self.max_batch:
+        while True:
+            # One worker gathers at a time: idle workers all waiting on the channel would each
+            # be handed one item of a burst, and a burst is what a batch is for.
+            async with self._gathering:
                 try:
-                    batch.append(self._recv.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
+                    batch = [await self._recv.receive()]
+                except trio.EndOfChannel:
+                    return
+                while len(batch) < self.max_batch:
+                    try:
+                        batch.append(self._recv.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
             await self._run(runner, batch)
 
     async def _run(self, runner: Callable[[Sequence[In]], Awaitable[Sequence[Out]]],

@@ -33,17 +33,30 @@ from gestor.store._restrictions import Restriction
 from gestor.store._rule_sets import AuditEntry, RuleSetRecord
 from gestor.store._transactions import AcceptOutcome, SnapshotRequest
 
-Write = NewTransaction | Transition
-WriteOutcome = AcceptOutcome | bool
+Write = NewTransaction | Transition | SnapshotRequest
+WriteOutcome = AcceptOutcome | bool | SubscriberSnapshot
 
 
 async def _write_batch(conn: Any, items: Sequence[Write]) -> list[WriteOutcome]:
-    """One statement (and commit) for a mixed batch of acceptances and transitions."""
+    """One statement (and commit) for a mixed batch of acceptances and transitions; then, in
+    the same crossing, one statement for the snapshots of subscribers whose first purchase
+    rode along (their actor needs both before its saga starts)."""
     accepts = [i for i in items if isinstance(i, NewTransaction)]
     moves = [i for i in items if isinstance(i, Transition)]
-    accepted, moved = await _transactions.write_batch(conn, accepts, moves)
-    a, m = iter(accepted), iter(moved)
-    return [next(a) if isinstance(i, NewTransaction) else next(m) for i in items]
+    loads = [i for i in items if isinstance(i, SnapshotRequest)]
+    accepted, moved = (await _transactions.write_batch(conn, accepts, moves)
+                       if accepts or moves else ([], []))
+    loaded = await _transactions.snapshot_batch(conn, loads) if loads else []
+    a, m, s = iter(accepted), iter(moved), iter(loaded)
+    out: list[WriteOutcome] = []
+    for i in items:
+        if isinstance(i, NewTransaction):
+            out.append(next(a))
+        elif isinstance(i, Transition):
+            out.append(next(m))
+        else:
+            out.append(next(s))
+    return out
 
 
 @attrs.frozen
@@ -64,8 +77,17 @@ class Store:
         """Record a new purchase, taking its msisdn's pending slot (D3) and its idempotency
         key (D5); or say why not."""
         outcome = await self._writes.submit(tx)
-        assert not isinstance(outcome, bool)
+        assert not isinstance(outcome, bool | SubscriberSnapshot)
         return outcome
+
+    async def accept_and_load(self, tx: NewTransaction, request: SnapshotRequest
+                              ) -> tuple[AcceptOutcome, SubscriberSnapshot]:
+        """`accept(tx)` and `snapshot(request)` in one crossing: a fresh subscriber actor's
+        first purchase needs both, and a crossing is most of what a statement costs."""
+        outcome, snapshot = await self._writes.submit_together(tx, request)
+        assert not isinstance(outcome, bool | SubscriberSnapshot)
+        assert isinstance(snapshot, SubscriberSnapshot)
+        return outcome, snapshot
 
     async def transition(self, move: Transition) -> bool:
         """Apply a durable state change; False if the row was no longer in `move.expect`."""
