@@ -17,10 +17,19 @@ What the caller must know after a failure is whether the server may have seen th
 once any byte of it may have been written. A reused connection that turns out to have been
 closed by the server (EOF or reset before any answer) is retried once on a fresh connection
 if nothing had been written or the request is a ``GET``.
+
+Cheap per call, because thousands of calls a second go through it: the request head is
+formatted here (validated like h11 would: no CR/LF smuggling); h11 parses each answer (a
+fresh ``h11.Connection`` per exchange, which accepts an answer without having been shown the
+request, unless the answer starts with an interim ``1xx``: then one that was shown it parses
+again); a plain TCP connection is a non-blocking socket driven through
+``trio.lowlevel.wait_readable``/``wait_writable``, so writing the request costs no trip
+through trio's scheduler and reading the answer waits once before its first ``recv``.
 """
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import ssl
@@ -38,9 +47,57 @@ __all__ = ["ConnectError", "HTTPClient", "HTTPError", "HTTPStatistics", "Progres
 
 _T = TypeVar("_T")
 _Origin = tuple[str, str, int]  # scheme, host, port
-_USER_AGENT = ("user-agent", "gestor")
-_JSON_TYPE = ("content-type", "application/json")
 _encoder = msgspec.json.Encoder()
+_RECEIVE_SIZE = 65536
+_HEAD_LIMIT = 64 * 1024  # largest answer head h11 will buffer
+# what h11 would accept in a request head (RFC 9110 token, request-target, field-value)
+_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_TARGET = re.compile(r"[\x21-\x7e]+")
+_FIELD_VALUE = re.compile(r"(?:[\x21-\x7e](?:[ \t\x21-\x7e]*[\x21-\x7e])?)?")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_INTERIM = re.compile(rb"HTTP/1\.[01] 1\d\d")
+
+
+def _request_head(
+    method: str,
+    target: str,
+    host: str,
+    headers: Iterable[tuple[str, str]],
+    json: bool,
+    length: int | None,
+) -> bytes:
+    """The request line and headers, CRLF-terminated; raises ValueError on anything that
+    could not be sent as is (a space or control character in a header, a bad method...)."""
+    if _TOKEN.fullmatch(method) is None:
+        raise ValueError(f"bad HTTP method {method!r}")
+    if _TARGET.fullmatch(target) is None:
+        raise ValueError(f"bad request target {target!r}")
+    if _FIELD_VALUE.fullmatch(host) is None:
+        raise ValueError(f"bad host {host!r}")
+    head = f"{method} {target} HTTP/1.1\r\nhost: {host}\r\nuser-agent: gestor\r\n"
+    for name, value in headers:
+        if _TOKEN.fullmatch(name) is None or _FIELD_VALUE.fullmatch(value) is None:
+            raise ValueError(f"bad header {name!r}: {value!r}")
+        head += f"{name}: {value}\r\n"
+    if json:
+        head += "content-type: application/json\r\n"
+    if length is not None:
+        head += f"content-length: {length}\r\n"
+    return (head + "\r\n").encode("ascii")
+
+
+def _parser() -> h11.Connection:
+    """h11's side of one exchange: it parses an answer without being shown the request."""
+    return h11.Connection(h11.CLIENT, max_incomplete_event_size=_HEAD_LIMIT)
+
+
+def _informed_parser(method: str, target: str, host: str) -> h11.Connection:
+    """A parser shown the request, which also takes interim (1xx) answers before the final
+    one (the slow path: rare, as nothing here asks for them)."""
+    parser = _parser()
+    parser.send(h11.Request(method=method, target=target, headers=[("host", host)]))
+    parser.send(h11.EndOfMessage())
+    return parser
 
 
 class HTTPError(Exception):
@@ -100,30 +157,50 @@ class HTTPStatistics:
 
 @attrs.define(eq=False)
 class _Connection:
-    stream: trio.abc.Stream
-    sock: trio.socket.SocketType
-    protocol: h11.Connection
+    sock: socket.socket  # non-blocking; plain TCP is driven through it directly
+    tls: trio.SSLStream[trio.SocketStream] | None = None  # https: the TLS stream over sock
     expires: float = 0.0  # while idle: close instead of reusing after this trio time
 
     def close(self) -> None:
         self.sock.close()  # synchronous, so it is safe in a cancelled task
 
     async def write(self, data: bytes, progress: Progress) -> None:
-        """``send_all``, noting in ``progress`` when the first byte is written. Over TCP that
-        is exactly when a ``send`` call succeeds (trio returns every byte it sent, even when
-        cancelled); through TLS it is assumed as soon as writing starts."""
-        if isinstance(self.stream, trio.SSLStream):
+        """Send all of ``data``, noting in ``progress`` when the first byte is written. Over
+        TCP that is exactly when a ``send`` call succeeds; through TLS it is assumed as soon
+        as writing starts."""
+        if self.tls is not None:
             progress.sent = True
-            await self.stream.send_all(data)
+            await self.tls.send_all(data)
             return
+        await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller sends nothing
+        sock = self.sock
         with memoryview(data) as view:
             total = 0
             while total < len(view):
                 try:
-                    total += await self.sock.send(view[total:])
+                    total += sock.send(view[total:])
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sock)
+                    continue
                 except OSError as exc:
                     raise trio.BrokenResourceError(f"send failed: {exc}") from exc
                 progress.sent = True
+
+    async def receive(self, first: bool) -> bytes:
+        """Some bytes of the answer (b"" at EOF). ``first``: nothing of the answer has been
+        asked for yet, so it cannot be there before the socket is readable."""
+        if self.tls is not None:
+            return bytes(await self.tls.receive_some(_RECEIVE_SIZE))
+        sock = self.sock
+        if first:
+            await trio.lowlevel.wait_readable(sock)
+        while True:
+            try:
+                return sock.recv(_RECEIVE_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(sock)
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
 
     def looks_closed(self) -> bool:
         """An idle HTTP/1.1 connection has nothing to read unless the server closed it."""
@@ -191,26 +268,33 @@ class HTTPClient:
             raise ValueError(f"not an http(s) URL: {url!r}")
         origin = (scheme, host, port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        all_headers = [("host", parts.netloc.rpartition("@")[2]), _USER_AGENT]
-        all_headers.extend(headers)
+        netloc = parts.netloc.rpartition("@")[2]
         if json is not None:
             content = _encoder.encode(json)
-            all_headers.append(_JSON_TYPE)
-        if content is not None or method in ("POST", "PUT", "PATCH"):
-            all_headers.append(("content-length", str(len(content or b""))))
-        request = h11.Request(method=method, target=target, headers=all_headers)
-        progress = progress if progress is not None else Progress()
-        limit = self.max_body if max_body is None else max_body
-        pool = self._pools.setdefault(origin, deque())
+        length = None
+        if content is not None or method in _BODY_METHODS:
+            length = len(content or b"")
+        head = _request_head(method, target, netloc, headers, json is not None, length)
+        exchange = _Exchange(
+            method,
+            target,
+            netloc,
+            head + content if content else head,
+            progress if progress is not None else Progress(),
+            self.max_body if max_body is None else max_body,
+        )
+        pool = self._pools.get(origin)
+        if pool is None:
+            pool = self._pools[origin] = deque()
         conn = self._checkout(pool)
         if conn is not None:
             try:
-                return await self._exchange(pool, conn, request, content, progress, limit, True)
+                return await self._exchange(pool, conn, exchange, True)
             except _Stale as exc:
-                if progress.sent and method != "GET":
+                if exchange.progress.sent and method != "GET":
                     raise HTTPError(str(exc), sent=True) from exc
-        conn = await self._connect(origin, progress.sent)
-        return await self._exchange(pool, conn, request, content, progress, limit, False)
+        conn = await self._connect(origin, exchange.progress.sent)
+        return await self._exchange(pool, conn, exchange, False)
 
     def _checkout(self, pool: deque[_Connection]) -> _Connection | None:
         now = trio.current_time()
@@ -229,7 +313,6 @@ class HTTPClient:
         if self._closed:
             self._discard(conn)
             return
-        conn.protocol.start_next_cycle()
         conn.expires = now + self.keepalive_expiry
         pool.append(conn)
 
@@ -243,17 +326,20 @@ class HTTPClient:
             tcp = await trio.open_tcp_stream(host, port)
         except OSError as exc:
             raise ConnectError(f"cannot connect to {host}:{port}: {exc}", sent=sent) from exc
-        tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        stream: trio.abc.Stream = tcp
+        # from here on the socket is ours to drive (trio's wrapper lets go of it)
+        sock = socket.socket(fileno=tcp.socket.detach())
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._open += 1
         self._created += 1
-        conn = _Connection(stream, tcp.socket, h11.Connection(h11.CLIENT))
+        conn = _Connection(sock)
         if scheme == "https":
             if self.ssl_context is None:
                 self.ssl_context = ssl.create_default_context()
-            conn.stream = trio.SSLStream(tcp, self.ssl_context, server_hostname=host)
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+            conn.tls = trio.SSLStream(stream, self.ssl_context, server_hostname=host)
             try:
-                await conn.stream.do_handshake()
+                await conn.tls.do_handshake()
             except BaseException as exc:
                 self._discard(conn)
                 if isinstance(exc, trio.BrokenResourceError):
@@ -263,56 +349,75 @@ class HTTPClient:
         return conn
 
     async def _exchange(
-        self,
-        pool: deque[_Connection],
-        conn: _Connection,
-        request: h11.Request,
-        content: bytes | None,
-        progress: Progress,
-        limit: int,
-        reused: bool,
+        self, pool: deque[_Connection], conn: _Connection, exchange: _Exchange, reused: bool
     ) -> Response:
         """One request/answer on ``conn``; gives it back to ``pool`` or closes it."""
         answered = False  # a byte of the answer arrived: a failure is no longer "stale"
+        if exchange.method == "HEAD":  # its answer has no body, whatever it announces
+            parser = _informed_parser(exchange.method, exchange.target, exchange.host)
+        else:
+            parser = _parser()
+        early: list[bytes] | None = []  # what came before the answer's head, in case of 1xx
         try:
-            data = conn.protocol.send(request) or b""
-            if content:
-                data += conn.protocol.send(h11.Data(data=content)) or b""
-            data += conn.protocol.send(h11.EndOfMessage()) or b""
-            await conn.write(data, progress)
+            await conn.write(exchange.data, exchange.progress)
             head: h11.Response | None = None
             body: list[bytes] = []
             size = 0
+            limit = exchange.limit
             while True:
-                event = conn.protocol.next_event()
+                try:
+                    event = parser.next_event()
+                except h11.RemoteProtocolError:
+                    if early is None or not _INTERIM.match(b"".join(early)):
+                        raise
+                    # an interim answer came first: parse again with a parser shown the request
+                    parser = _informed_parser(exchange.method, exchange.target, exchange.host)
+                    parser.receive_data(b"".join(early))
+                    early = None
+                    continue
                 if event is h11.NEED_DATA:
-                    chunk = await conn.stream.receive_some(65536)
+                    chunk = await conn.receive(not answered)
                     answered = answered or bool(chunk)
-                    conn.protocol.receive_data(bytes(chunk))
-                elif isinstance(event, h11.Response):
+                    if early is not None:
+                        early.append(chunk)
+                    parser.receive_data(chunk)
+                elif type(event) is h11.Response:
                     head = event
-                elif isinstance(event, h11.Data):
+                    early = None
+                elif type(event) is h11.Data:
                     size += len(event.data)
                     if size > limit:
                         raise HTTPError(f"answer body over {limit} bytes", sent=True)
                     body.append(event.data)
-                elif isinstance(event, h11.EndOfMessage):
+                elif type(event) is h11.EndOfMessage:
                     break
-                elif isinstance(event, h11.ConnectionClosed):
+                elif type(event) is h11.ConnectionClosed:
                     raise h11.RemoteProtocolError("connection closed before the answer ended")
         except (trio.BrokenResourceError, h11.RemoteProtocolError) as exc:
             self._discard(conn)
             message = f"{type(exc).__name__}: {exc}"
             if reused and not answered:
                 raise _Stale(message) from exc
-            raise HTTPError(message, sent=progress.sent) from exc
+            raise HTTPError(message, sent=exchange.progress.sent) from exc
         except BaseException:
             self._discard(conn)
             raise
         assert head is not None
-        state = conn.protocol.our_state, conn.protocol.their_state
-        if state == (h11.DONE, h11.DONE) and not conn.protocol.trailing_data[0]:
+        if parser.their_state is h11.DONE and not parser.trailing_data[0]:
             self._checkin(pool, conn)
-        else:  # "connection: close", an early answer, or bytes after the answer
+        else:  # "connection: close", HTTP/1.0, an answer to EOF, or bytes after the answer
             self._discard(conn)
-        return Response(head.status_code, list(head.headers), b"".join(body))
+        content = body[0] if len(body) == 1 else b"".join(body)
+        return Response(head.status_code, list(head.headers), content)
+
+
+@attrs.frozen
+class _Exchange:
+    """One request, ready to go: what :meth:`HTTPClient._exchange` needs."""
+
+    method: str
+    target: str
+    host: str
+    data: bytes  # head and body
+    progress: Progress
+    limit: int  # largest answer body

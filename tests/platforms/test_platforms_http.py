@@ -492,3 +492,63 @@ async def test_platforms_ledger(simulator: SimulatorHandle) -> None:
             with pytest.raises(ValueError):
                 await platforms.ledger(since=datetime.now())  # naive
             assert platforms.statistics().ocs.requests == 2  # outside the limiter
+
+
+# -- the request head, and interim answers ------------------------------------------------------
+
+
+async def test_request_heads_that_could_smuggle_are_refused(nursery: trio.Nursery) -> None:
+    server = await start(nursery)
+    with trio.fail_after(5):
+        async with HTTPClient() as client:
+            for method, url, headers in [
+                ("GET", f"{server.url}/a", [("x-evil", "1\r\nx-injected: 2")]),
+                ("GET", f"{server.url}/a", [("x evil", "1")]),
+                ("GET", f"{server.url}/a b", []),
+                ("GET", f"{server.url}/ñ", []),
+                ("GET /x HTTP/1.1\r\n", f"{server.url}/a", []),
+            ]:
+                with pytest.raises(ValueError):
+                    await client.request(method, url, headers=headers)
+            assert server.seen == [] and client.statistics().created == 0
+
+
+async def test_an_answer_to_head_has_no_body(simulator: SimulatorHandle) -> None:
+    url = f"{simulator.url}/ocs/accounts/{WELL_KNOWN}"
+    with trio.fail_after(5):
+        async with HTTPClient() as client:
+            head = await client.request("HEAD", url)  # announces a length, sends no body
+            assert (head.status, head.content) == (405, b"")
+            assert int(dict(head.headers)[b"content-length"]) > 0
+            assert (await client.request("GET", url)).json()["msisdn"] == WELL_KNOWN
+            assert client.statistics() == stats(open=1, idle=1, created=1, reused=1)
+
+
+async def raw_server(nursery: trio.Nursery, answers: list[bytes]) -> str:
+    """A server that reads one request head per connection and writes ``answers``, one
+    write each, then closes."""
+
+    async def handle(stream: trio.SocketStream) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive_some(65536)
+        for answer in answers:
+            await stream.send_all(answer)
+            await trio.sleep(0.01)  # pacing, so that the split answer mostly arrives split
+        await stream.aclose()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    nursery.start_soon(trio.serve_listeners, handle, listeners)
+    return f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("split", [False, True])
+async def test_interim_answers_are_skipped(nursery: trio.Nursery, split: bool) -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"
+    final = b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+    url = await raw_server(nursery, [interim, final] if split else [interim + final])
+    with trio.fail_after(5):
+        async with HTTPClient() as client:
+            response = await client.request("POST", f"{url}/x", json={"n": 1})
+            assert (response.status, response.content) == (201, b"ok")
+            assert client.statistics() == stats(open=0, idle=0, created=1, reused=0)
