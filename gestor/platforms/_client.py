@@ -3,8 +3,11 @@
 Every call is bounded per platform by a :class:`trio.CapacityLimiter`, by a total deadline
 per attempt (``timeout``: waiting for a slot, connecting, sending and reading), retried with
 jittered exponential backoff (every call is a GET or idempotent by id) and guarded by a
-circuit breaker. Failures are sorted into rejected / unavailable / outcome-unknown; a
-mutating request counts as possibly performed as soon as a byte of it may have been written
+circuit breaker, except the settlement lookups (``lookup_debit``, ``lookup_refund``,
+``lookup_provision``): they are attempted while the circuit is open and neither trip nor
+reset it, since they are how money whose outcome is unknown gets settled. Failures are sorted
+into rejected / unavailable / outcome-unknown; a mutating request counts as possibly
+performed as soon as a byte of it may have been written
 (:class:`~gestor.platforms._http.Progress`, also readable after a cancelled attempt).
 """
 
@@ -114,6 +117,7 @@ class PlatformStatistics:
     rejections: int  # 4xx answers
     retries: int
     short_circuited: int  # calls refused by the open circuit
+    lookups: int  # of ``requests``: settlement lookups (outside the circuit breaker)
     saturated: int  # calls that found no free slot within the deadline
     in_flight: int
     waiting: int  # tasks waiting for a slot
@@ -145,6 +149,7 @@ class _Endpoint:
     rejections: int = 0
     retries: int = 0
     short_circuited: int = 0
+    lookups: int = 0
     saturated: int = 0
     in_flight: int = 0
 
@@ -157,6 +162,7 @@ class _Endpoint:
             rejections=self.rejections,
             retries=self.retries,
             short_circuited=self.short_circuited,
+            lookups=self.lookups,
             saturated=self.saturated,
             in_flight=self.in_flight,
             waiting=self.limiter.statistics().tasks_waiting,
@@ -232,9 +238,13 @@ class Platforms:
         return self._decode("ocs", content, DebitReceipt, mutating=True)
 
     async def lookup_debit(self, tx_id: str) -> DebitReceipt | None:
-        """The debit made with ``tx_id``, or None if the charging system has none."""
+        """The debit made with ``tx_id``, or None if the charging system has none.
+
+        A settlement lookup: attempted even while the ocs circuit is open, and its outcome
+        neither opens nor closes the circuit (as ``lookup_refund`` and ``lookup_provision``).
+        """
         try:
-            content = await self._call("ocs", "GET", f"/ocs/debits/{_q(tx_id)}")
+            content = await self._call("ocs", "GET", f"/ocs/debits/{_q(tx_id)}", guarded=False)
         except PlatformRejected as exc:
             if exc.status == 404:
                 return None
@@ -255,8 +265,10 @@ class Platforms:
         return self._decode("ocs", content, RefundReceipt, mutating=True)
 
     async def lookup_refund(self, refund_id: str) -> RefundReceipt | None:
+        """The refund made with ``refund_id``, or None; a settlement lookup (no circuit)."""
         try:
-            content = await self._call("ocs", "GET", f"/ocs/refunds/{_q(refund_id)}")
+            path = f"/ocs/refunds/{_q(refund_id)}"
+            content = await self._call("ocs", "GET", path, guarded=False)
         except PlatformRejected as exc:
             if exc.status == 404:
                 return None
@@ -319,8 +331,9 @@ class Platforms:
         return self._decode("prov", content, Provisioned, mutating=True)
 
     async def lookup_provision(self, tx_id: str) -> Provisioned | None:
+        """The bundle given with ``tx_id``, or None; a settlement lookup (no circuit)."""
         try:
-            content = await self._call("prov", "GET", f"/prov/bundles/{_q(tx_id)}")
+            content = await self._call("prov", "GET", f"/prov/bundles/{_q(tx_id)}", guarded=False)
         except PlatformRejected as exc:
             if exc.status == 404:
                 return None
@@ -380,8 +393,13 @@ class Platforms:
         *,
         body: Mapping[str, Any] | None = None,
         mutating: bool = False,
+        guarded: bool = True,
     ) -> bytes:
-        """One call with retries; returns the body of a 2xx answer."""
+        """One call with retries; returns the body of a 2xx answer.
+
+        ``guarded=False`` (settlement lookups) skips the circuit breaker: the call is attempted
+        whatever the circuit's state, and its outcomes neither trip nor reset it.
+        """
         ep = self._endpoints[platform]
         content = None if body is None else _encoder.encode(body)
         settings = ep.settings
@@ -393,7 +411,7 @@ class Platforms:
                 delay = min(settings.backoff_max, settings.backoff * 2 ** (attempt - 1))
                 await trio.sleep(delay * random.uniform(0.5, 1.0))
             try:
-                return await self._attempt(ep, method, path, content, mutating)
+                return await self._attempt(ep, method, path, content, mutating, guarded)
             except OutcomeUnknown as exc:
                 unknown = last = exc
             except PlatformUnavailable as exc:
@@ -407,15 +425,23 @@ class Platforms:
         raise last
 
     async def _attempt(
-        self, ep: _Endpoint, method: str, path: str, content: bytes | None, mutating: bool
+        self,
+        ep: _Endpoint,
+        method: str,
+        path: str,
+        content: bytes | None,
+        mutating: bool,
+        guarded: bool,
     ) -> bytes:
-        try:
-            probe = ep.breaker.enter()
-        except CircuitOpen:
-            ep.short_circuited += 1
-            raise
+        probe = False
+        if guarded:
+            try:
+                probe = ep.breaker.enter()
+            except CircuitOpen:
+                ep.short_circuited += 1
+                raise
         progress = Progress()  # whether a byte of the request may have been written
-        verdict = False
+        verdict: bool | None = None  # for the breaker: True success, False failure, None none
         acquired = False
         timeout = ep.settings.timeout
         limiter = ep.limiter
@@ -427,6 +453,8 @@ class Platforms:
                     await limiter.acquire()
                 acquired = True
                 ep.requests += 1
+                if not guarded:
+                    ep.lookups += 1
                 ep.in_flight += 1
                 try:
                     response = await self._http.request(
@@ -437,8 +465,7 @@ class Platforms:
                         progress=progress,
                     )
                 except HTTPError as exc:
-                    verdict = True
-                    ep.breaker.failure(probe)
+                    verdict = False
                     ep.errors += 1
                     text = f"{type(exc).__name__}: {exc}"
                     raise _failure(ep, exc.sent and mutating, text) from exc
@@ -453,31 +480,32 @@ class Platforms:
                         f"no free slot within {timeout}s ({ep.settings.max_concurrency} busy)",
                         retryable=False,
                     )
-                verdict = True
+                verdict = False
                 ep.timeouts += 1
-                ep.breaker.failure(probe)
                 raise _failure(ep, progress.sent and mutating, f"no answer within {timeout}s")
             status = response.status
             if status < 400:
                 verdict = True
-                ep.breaker.success(probe)
                 return response.content
             if status < 500:
                 verdict = True
-                ep.breaker.success(probe)
                 ep.rejections += 1
                 raise self._rejection(ep.name, response)
-            verdict = True
+            verdict = False
             ep.errors += 1
-            ep.breaker.failure(probe)
             detail = self._detail(response)
             text = f"{status} {detail.get('code', 'SERVER_ERROR')}"
             if status == 504 and mutating:  # a gateway gave up: the platform may have done it
                 raise OutcomeUnknown(ep.name, text)
             raise PlatformUnavailable(ep.name, text, status=status)
         finally:
-            if not verdict:
-                ep.breaker.release(probe)
+            if guarded:
+                if verdict is None:  # cancelled or saturated: no word on the platform
+                    ep.breaker.release(probe)
+                elif verdict:
+                    ep.breaker.success(probe)
+                else:
+                    ep.breaker.failure(probe)
 
     @staticmethod
     def _detail(response: Response) -> dict[str, Any]:

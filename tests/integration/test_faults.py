@@ -62,6 +62,36 @@ async def test_debit_succeeds_but_answers_late_is_resolved_by_lookup(
         assert stats["debits"] == 1 and stats["refunds"] == 0 and stats["provisioned"] == 1
 
 
+@pytest.mark.parametrize(
+    "platform_settings",
+    # a reset longer than the test: once open, the ocs circuit stays open
+    [{"timeout": 1.0, "retries": 0, "failure_threshold": 3, "reset_timeout": 60.0}],
+)
+async def test_late_debits_open_the_circuit_but_lookups_still_settle_them(
+    client: Any, control: httpx.AsyncClient, app: GestorApp
+) -> None:
+    with trio.fail_after(30):
+        await set_faults(control, {"ocs.debit": {"late_rate": 1.0, "hang_ms": 3000}})
+        msisdns = [f"54911000000{60 + i}" for i in range(5)]
+        done: dict[str, Any] = {}
+
+        async def purchase(msisdn: str) -> None:
+            done[msisdn] = await (await buy(client, msisdn=msisdn, wait=10)).get_json()
+
+        async with trio.open_nursery() as nursery:
+            for msisdn in msisdns:
+                nursery.start_soon(purchase, msisdn)
+        # every debit timed out (late answers): that opened the ocs circuit ...
+        assert app.runtime.platforms.statistics().ocs.circuit == "open"
+        # ... and yet each purchase was settled by asking the charging system
+        assert {tx["state"] for tx in done.values()} == {"completed"}
+        for tx in done.values():
+            assert any("lookup" in (h.get("note") or "") for h in tx["history"])
+        assert "charge_unknown" not in {a.kind for a in await alarms(app)}
+        stats = await sim_stats(control)
+        assert stats["debits"] == 5 and stats["refunds"] == 0 and stats["provisioned"] == 5
+
+
 async def test_debit_timeout_without_debit_fails_cleanly(
     client: Any, control: httpx.AsyncClient
 ) -> None:

@@ -18,6 +18,8 @@ from gestor.platforms import (
 
 from .support import WELL_KNOWN, fast_settings
 
+_BONO = {"id": "SMS_200_30D", "validity_days": 30, "sms": 200}
+
 
 async def test_error_rate_means_unavailable_and_not_performed(
     simulator: SimulatorHandle, http: httpx.AsyncClient
@@ -158,6 +160,100 @@ async def test_half_open_lets_a_single_probe_through(
                     nursery.start_soon(call)
             assert sorted(outcomes) == ["ok", "refused", "refused", "refused"]
             assert platforms.statistics().ocs.circuit == "closed"
+
+
+async def test_settlement_lookups_go_through_an_open_circuit(
+    simulator: SimulatorHandle, http: httpx.AsyncClient
+) -> None:
+    with trio.fail_after(10):
+        # long reset: the circuits stay open for the whole test
+        settings = fast_settings(simulator.url, retries=0, failure_threshold=3,
+                                 reset_timeout=60)
+        async with open_platforms(settings) as platforms:
+            known = await platforms.debit("tx-known", WELL_KNOWN, 100)
+            await http.put("/control/faults", json={
+                "ocs.debit": {"outage": True}, "prov.provision": {"outage": True},
+            })
+            for i in range(3):
+                with pytest.raises(PlatformUnavailable) as info:
+                    await platforms.debit(f"tx-down-{i}", WELL_KNOWN, 100)
+                assert not isinstance(info.value, CircuitOpen)
+                with pytest.raises(PlatformUnavailable) as info:
+                    await platforms.provision(f"tx-down-{i}", WELL_KNOWN, _BONO)
+                assert not isinstance(info.value, CircuitOpen)
+            assert platforms.statistics().ocs.circuit == "open"
+            assert platforms.statistics().prov.circuit == "open"
+
+            # mutating calls and profile reads are short-circuited ...
+            with pytest.raises(CircuitOpen):
+                await platforms.debit("tx-new", WELL_KNOWN, 100)
+            with pytest.raises(CircuitOpen):
+                await platforms.refund("rf-new", "tx-known", WELL_KNOWN, 100)
+            with pytest.raises(CircuitOpen):
+                await platforms.account(WELL_KNOWN)
+            with pytest.raises(CircuitOpen):
+                await platforms.provision("tx-new", WELL_KNOWN, _BONO)
+            # ... the settlement lookups still ask
+            found = await platforms.lookup_debit("tx-known")
+            assert found == known
+            assert await platforms.lookup_debit("tx-down-0") is None
+            assert await platforms.lookup_debit("tx-never") is None
+            assert await platforms.lookup_refund("rf-never") is None
+            assert await platforms.lookup_provision("tx-down-0") is None
+            # a failing lookup is attempted too: the platform's answer, not CircuitOpen
+            await http.put("/control/faults", json={"ocs.lookup_refund": {"outage": True}})
+            with pytest.raises(PlatformUnavailable) as info:
+                await platforms.lookup_refund("rf-never")
+            assert not isinstance(info.value, CircuitOpen) and info.value.status == 503
+
+            # and their successes did not close the circuits
+            ocs = platforms.statistics().ocs
+            assert (ocs.circuit, ocs.short_circuited, ocs.lookups) == ("open", 3, 5)
+            assert ocs.requests == 1 + 3 + 5  # lookups are requests too
+            prov = platforms.statistics().prov
+            assert (prov.circuit, prov.short_circuited, prov.lookups) == ("open", 1, 1)
+            with pytest.raises(CircuitOpen):
+                await platforms.debit("tx-new", WELL_KNOWN, 100)
+        sim_stats = (await http.get("/control/stats")).json()
+        assert sim_stats["debits"] == 1 and sim_stats["requests_by_op"]["ocs.lookup_debit"] == 3
+
+
+async def test_lookups_neither_trip_nor_reset_the_circuit(
+    simulator: SimulatorHandle, http: httpx.AsyncClient
+) -> None:
+    with trio.fail_after(10):
+        await http.put("/control/faults", json={
+            "ocs.lookup_debit": {"outage": True},
+            "ocs.lookup_refund": {"timeout_rate": 1},
+        })
+        settings = fast_settings(simulator.url, timeout=0.2, retries=1, failure_threshold=2,
+                                 reset_timeout=60)
+        async with open_platforms(settings) as platforms:
+            # failing lookups, far more than the threshold: the circuit stays closed
+            for i in range(3):
+                with pytest.raises(PlatformUnavailable) as info:
+                    await platforms.lookup_debit(f"tx-{i}")
+                assert not isinstance(info.value, CircuitOpen) and info.value.status == 503
+            with pytest.raises(PlatformUnavailable) as info:
+                await platforms.lookup_refund("rf-0")  # timed out twice: a read, not unknown
+            assert not isinstance(info.value, OutcomeUnknown | CircuitOpen)
+            ocs = platforms.statistics().ocs
+            assert (ocs.circuit, ocs.consecutive_failures) == ("closed", 0)
+            assert (ocs.requests, ocs.lookups, ocs.errors, ocs.timeouts) == (8, 8, 6, 2)
+            assert (await platforms.debit("tx-ok", WELL_KNOWN, 100)).amount == 100
+
+            # and a successful lookup does not wipe out the debits' failures
+            await http.put("/control/faults", json={
+                "ocs.debit": {"outage": True}, "ocs.lookup_debit": None,
+            })
+            with pytest.raises(PlatformUnavailable):
+                await platforms.debit("tx-a", WELL_KNOWN, 100)  # 2 attempts: threshold
+            assert platforms.statistics().ocs.circuit == "open"
+            await http.put("/control/faults", json={"ocs.debit": {"outage": None}})
+            assert await platforms.lookup_debit("tx-ok") is not None
+            assert platforms.statistics().ocs.circuit == "open"
+            with pytest.raises(CircuitOpen):
+                await platforms.debit("tx-b", WELL_KNOWN, 100)
 
 
 async def test_latency_and_jitter(simulator: SimulatorHandle, http: httpx.AsyncClient) -> None:
