@@ -182,8 +182,6 @@ class DbThread:
     orchestrator to query once a second without paying a connection each time."""
 
     def __init__(self, dsn: str) -> None:
-        # a plain selector loop: gestor.store imports trio_asyncio, whose event loop policy
-        # would hand this thread a trio-asyncio loop
         self._loop = asyncio.SelectorEventLoop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="bench-db")

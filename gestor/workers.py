@@ -55,7 +55,7 @@ def _settle_gc() -> None:
     measured here, 50-100 ms stalls every second or so under load, the whole of the p99."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
+    gc.set_threshold(10_000, 3, 10)
 
 
 async def serve_app(app: GestorApp, settings: Settings, sock: socket.socket | None,

@@ -1,7 +1,8 @@
 """PostgreSQL access: the only package that talks SQL and the only one that sees asyncio.
 
-`open_store(dsn)` gives a `Store` whose hot paths are micro-batched over a trio-asyncio bridge
-to an asyncpg pool (DESIGN D1). `start_embedded(dir)` runs the embedded server (D2).
+`open_store(dsn)` gives a `Store` whose hot paths are micro-batched over a bridge to asyncpg on
+an asyncio loop in a thread of its own (DESIGN D1; `_bridge` says why not trio-asyncio).
+`start_embedded(dir)` runs the embedded server (D2).
 """
 
 from gestor.store._batch import Batcher, BatcherStatistics
