@@ -30,7 +30,7 @@ import tomllib
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -63,6 +63,12 @@ HALF_RATE_P99_TARGET_MS = 100.0
 
 
 # -- plans --------------------------------------------------------------------------------------
+#: slow-platforms' offered rate without --rate: per worker when run alone; in `goals`/`all`, this
+#: share of the purchase saturation rate just measured (a 2 s platform costs more CPU per
+#: purchase than a 20 ms one: thousands of connections and live sagas). Purchases in flight =
+#: rate x saga time (3 calls of 2 s), so the rate the box sustains sets the peak in flight.
+SLOW_RATE_PER_WORKER = 250.0
+SLOW_SHARE_OF_SATURATION = 0.6
 @dataclass(frozen=True)
 class Plan:
     """What one scenario does to Gestor."""
@@ -141,7 +147,8 @@ def make_plan(scenario: str, args: argparse.Namespace, *, workers: int | None = 
             "dwh": {"latency_ms": 2000}, "ocs": {"latency_ms": 2000},
             "prov": {"latency_ms": 2000}}
         return Plan(
-            scenario, "open", args.connections or 2000, args.rate or 2000.0,
+            scenario, "open", args.connections or 2000,
+            args.rate or SLOW_RATE_PER_WORKER * (workers or args.workers),
             0.0 if args.wait is None else args.wait, latency,
             platforms={"timeout": 10.0, "max_concurrency": args.platform_concurrency},
             drain=60.0, **common,
@@ -1110,7 +1117,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "run)")
     p.add_argument("--rate", type=float, default=None,
                    help="open loop at this many arrivals/s (default: closed loop; "
-                        "slow-platforms: 2000/s; faults: 100/s, 0 for a closed loop)")
+                        "slow-platforms: 250/s per worker, or in goals/all 60%% of the purchase "
+                        "saturation just measured; faults: 100/s, 0 for a closed loop)")
     p.add_argument("--connections", type=int, default=None,
                    help="closed loop: concurrent clients (default 64); open loop: connection "
                         "cap (default 64, slow-platforms 2000)")
@@ -1184,6 +1192,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     with open_env(args) as env:
         for plan in runs_of(args.scenario, args):
+            saturation = results.get("purchase", {}).get("purchases_per_s")
+            if plan.scenario == "slow-platforms" and args.rate is None and saturation:
+                rate = round(SLOW_SHARE_OF_SATURATION * saturation)
+                plan = replace(plan, rate=float(max(rate, 10)))
             result = run_scenario(env, plan, args, stamp)
             if many or args.json is None:
                 path = RESULTS_DIR / f"{plan.name}-{stamp}.json"
