@@ -100,7 +100,10 @@ def evaluate(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
             "(d) throughput with 2 workers ≥ 1.6x one worker", scaling, f"≥ {SCALING_MIN:g}x",
             scaling is not None and scaling >= SCALING_MIN,
             f"purchase answers/s (final): {fmt(a)} with {p1.get('workers')} → {fmt(b)} with "
-            f"{p2.get('workers')}", "purchase, purchase-2w"))
+            f"{p2.get('workers')}; all processes' CPU per purchase caps this box at "
+            f"{fmt((p2.get('box') or {}).get('ceiling_per_s'))}/s, "
+            f"{SCALING_MIN:g}x needs {fmt(a * SCALING_MIN if a else None)}/s",
+            "purchase, purchase-2w"))
     return rows
 
 

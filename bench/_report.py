@@ -148,6 +148,15 @@ def markdown(r: Mapping[str, Any]) -> str:
     for name, c in cpu.items():
         lines.append(f"| {name} | {fmt(c['cpu_s'], 2)} | {fmt(c['cpu_share'] * 100)}% | "
                      f"{fmt(c['peak_rss_mb'])} |")
+    box = r.get("box") or {}
+    if box.get("total_ms"):
+        per = box["cpu_ms_per_purchase"]
+        parts = " + ".join(f"{name} {fmt(ms_, 2)}" for name, ms_ in per.items())
+        total = fmt(box["total_ms"], 2)
+        lines += ["", f"Box CPU per completed purchase: {parts} = **{total} ms**; "
+                  f"{box['cores']} cores give at most **{fmt(box['ceiling_per_s'])} purchases/s** "
+                  "at that cost, whatever the worker count (the run reached "
+                  f"{fmt(r.get('completed_per_s'))} completed/s)."]
     e = r["echo"]
     lines += ["", f"Echo baseline: {fmt(e.get('req_per_s'))} req/s, p50 {ms(e.get('p50_ms'))}, "
               f"p99 {ms(e.get('p99_ms'))}, server CPU {fmt(e.get('server_cpu_s'), 2)} s "

@@ -955,6 +955,7 @@ def assemble(**kw: Any) -> dict[str, Any]:
     cpu_table["load generator"] = {"cpu_s": outcome.loadgen_cpu_s,
                                    "cpu_share": outcome.loadgen_cpu_s / quiet_window,
                                    "peak_rss_mb": None}
+    box = box_ceiling(cpu_table, completed_total)
     ts = timeseries(outcome, args, kw["audit_final"])
     peak_db = max((x for x in ts["db_pending"] if not math.isnan(x)), default=0)
     peak_rss = groups["gestor"].peak_rss / 2**20
@@ -984,6 +985,7 @@ def assemble(**kw: Any) -> dict[str, Any]:
         "latency": lat,
         "saga_ms": checks["saga_ms"],
         "cpu_per_purchase_ms": cpu_per_purchase,
+        "box": box,
         "cpu_per_final_purchase_ms": server_cpu * 1000 / final_total if final_total else None,
         "cpu_per_echo_ms": cpu_per_echo,
         "cpu_per_request_ms": cpu_per_request,
@@ -1027,6 +1029,19 @@ def assemble(**kw: Any) -> dict[str, Any]:
                     "loadavg_end": os.getloadavg()},
     }
     return result
+
+
+def box_ceiling(cpu_table: Mapping[str, Mapping[str, Any]], completed: int) -> dict[str, Any]:
+    """Every process of the run shares this box: CPU ms of each group per completed purchase,
+    their sum, and the purchases/s the box's cores could give at that cost (the ceiling no
+    worker count can pass while the database, the simulator and the load run here too)."""
+    if not completed:
+        return {}
+    per = {name: c["cpu_s"] * 1000 / completed for name, c in cpu_table.items()}
+    total = sum(per.values())
+    cores = os.cpu_count() or 1
+    return {"cpu_ms_per_purchase": per, "total_ms": total, "cores": cores,
+            "ceiling_per_s": cores * 1000 / total if total else None}
 
 
 def _describe_load(plan: Plan, args: argparse.Namespace) -> str:
