@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import trio
 
@@ -15,6 +16,7 @@ from gestor.store import (
     PendingExists,
     Replayed,
     SnapshotRequest,
+    StoreUnavailable,
     open_store,
 )
 
@@ -142,3 +144,40 @@ async def test_alarms_persist_replay_and_notify(database_url: str) -> None:
             assert await store.latest_alarm_id() == b.id
             await got_one.wait()
             assert heard[0] == a.id
+
+
+async def test_lost_connections_are_reopened_and_a_lost_write_says_so(database_url: str) -> None:
+    """The hot lanes hold dedicated connections: when the server drops them, the next crossing
+    reports `StoreUnavailable` (never a half-known outcome) or reconnects, and work goes on."""
+    with trio.fail_after(30):
+        async with open_store(database_url) as store:
+            first = await store.accept(_new("5491100000071"))
+            assert isinstance(first, Accepted)
+
+            async def terminate_others(conn: Any) -> int:
+                return int(await conn.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND backend_type = 'client backend'"))
+
+            assert await store.bridge.run(terminate_others, transaction=False) >= 1
+
+            async def retried(op: Any) -> object:
+                for _ in range(3):  # what the saga's `write` does: retry on StoreUnavailable
+                    try:
+                        return await op()
+                    except StoreUnavailable:
+                        continue
+                raise AssertionError("the store did not come back")
+
+            # Sequential items alternate between the two lanes: both meet a dead connection.
+            tx = first.transaction
+            assert await retried(lambda: store.transition(
+                _move(tx.id, TxState.RECEIVED, TxState.REJECTED))) is True
+            for msisdn in ("5491100000071", "5491100000072", "5491100000073"):
+                accepted = await retried(lambda m=msisdn: store.accept(_new(m)))
+                assert isinstance(accepted, Accepted), accepted
+            snapshot = await store.snapshot(SnapshotRequest(
+                "5491100000071", datetime.now(UTC) - timedelta(days=1),
+                datetime.now(UTC) - timedelta(days=30), datetime.now(UTC)))
+            assert snapshot.restrictions == ()
