@@ -34,6 +34,7 @@ from gestor.platforms._http import (
     HTTPStatistics,
     Progress,
     _Connection,
+    _whole_answer,
 )
 
 from .support import WELL_KNOWN, fast_settings
@@ -552,3 +553,42 @@ async def test_interim_answers_are_skipped(nursery: trio.Nursery, split: bool) -
             response = await client.request("POST", f"{url}/x", json={"n": 1})
             assert (response.status, response.content) == (201, b"ok")
             assert client.statistics() == stats(open=0, idle=0, created=1, reused=0)
+
+
+_PLAIN = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n"
+          b'{"ok":true}')
+
+
+def test_a_plain_whole_answer_is_parsed_without_h11() -> None:
+    answer = _whole_answer(_PLAIN, limit=1024)
+    assert answer is not None
+    assert answer.status == 200 and answer.content == b'{"ok":true}'
+    assert answer.headers == [(b"content-type", b"application/json"),
+                              (b"content-length", b"11")]
+    odd_case = _whole_answer(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}", 1024)
+    assert odd_case is not None and odd_case.status == 404
+    assert odd_case.headers == [(b"content-length", b"2")]
+
+
+@pytest.mark.parametrize("data", [
+    _PLAIN[:-1],  # the body is not all there yet
+    _PLAIN + b"HTTP/1.1",  # bytes after the answer
+    _PLAIN.replace(b"1.1 200", b"1.0 200"),  # HTTP/1.0: not kept alive
+    _PLAIN.replace(b"200 OK", b"100 Continue"),  # interim answer
+    _PLAIN.replace(b"200 OK", b"2x0 OK"),
+    _PLAIN.replace(b"content-length: 11", b"transfer-encoding: chunked"),
+    _PLAIN.replace(b"content-type:", b"connection: close\r\ncontent-type:"),
+    _PLAIN.replace(b"content-length: 11", b"content-length: 11\r\ncontent-length: 11"),
+    _PLAIN.replace(b"content-length: 11", b"content-length: +11"),
+    _PLAIN.replace(b"content-type: application/json", b"content-type: a\r\n b"),  # folding
+    _PLAIN.replace(b"application/json", b"application/\x01json"),
+    _PLAIN.replace(b"content-type", b"content type"),
+    _PLAIN.replace(b"\r\n\r\n", b"\r\n"),  # no end of head
+    b"",
+])
+def test_anything_but_a_plain_whole_answer_is_left_to_h11(data: bytes) -> None:
+    assert _whole_answer(data, limit=1024) is None
+
+
+def test_an_answer_over_the_body_limit_is_left_to_h11() -> None:
+    assert _whole_answer(_PLAIN, limit=10) is None
