@@ -71,6 +71,8 @@ async def resume(deps: PurchaseDeps, tx: Transaction) -> Transaction:
 async def _settle_inconsistent(deps: PurchaseDeps, tx: Transaction) -> Transaction:
     price = tx.price
     assert price is not None
+    # A purchase only becomes inconsistent once the saga knew the bundle was not given (an
+    # error, or a lookup that found nothing): a lookup that can't answer now doesn't undo that.
     if await provisioned(deps, tx):
         tx = await write(deps, tx, steps.completed(tx, deps.now()))
     else:

@@ -124,7 +124,18 @@ async def provision_charged(deps: PurchaseDeps, tx: Transaction) -> Transaction:
         await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
     except OutcomeUnknown as exc:
         # It may have been given: ask before refunding a bundle the subscriber has.
-        if await provisioned(deps, tx):
+        given = await provisioned(deps, tx)
+        if given is None:  # can't tell: leave it charged for the recoverer, never guess
+            await deps.alarms.raise_alarm(
+                NewAlarm(
+                    "provision_unknown", Severity.CRITICAL,
+                    "charged; provisioning outcome unknown and provisioning cannot be asked",
+                    msisdn=tx.msisdn, transaction_id=tx.id,
+                    details={"bono_id": tx.bono_id, "price": tx.price},
+                )
+            )
+            raise SagaAbandoned(f"{tx.id}: provisioning outcome unknown") from exc
+        if given:
             return await write(deps, tx, steps.completed(tx, deps.now()))
         reason = _platform_reason(exc, "provisioning")
     except PlatformError as exc:
@@ -135,11 +146,18 @@ async def provision_charged(deps: PurchaseDeps, tx: Transaction) -> Transaction:
     return await refund_charged(deps, tx, Reason("PROVISIONING_FAILED", reason.message))
 
 
-async def provisioned(deps: PurchaseDeps, tx: Transaction) -> bool:
-    try:
-        return await deps.platforms.lookup_provision(str(tx.id)) is not None
-    except PlatformError:
-        return False  # can't tell: refunding is the side that never takes money for nothing
+async def provisioned(deps: PurchaseDeps, tx: Transaction) -> bool | None:
+    """Whether `tx`'s bundle was given, asking provisioning a few times; None if it can't be
+    asked (then neither refunding nor completing is safe: the recoverer asks again later)."""
+    delay = 0.2
+    for attempt in range(3):
+        try:
+            return await deps.platforms.lookup_provision(str(tx.id)) is not None
+        except PlatformError:
+            if attempt < 2:
+                await trio.sleep(delay)
+                delay *= 2
+    return None
 
 
 async def refund_charged(deps: PurchaseDeps, tx: Transaction, reason: Reason) -> Transaction:

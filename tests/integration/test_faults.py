@@ -306,3 +306,28 @@ async def test_recovery_does_not_provision_what_was_already_refunded(
         assert tx is not None and tx.state is TxState.REFUNDED
         stats = await sim_stats(control)
         assert stats["provisioned"] == 0 and stats["refunds"] == 1
+
+
+async def test_an_unknown_provisioning_outcome_is_never_guessed(
+    client: Any, control: httpx.AsyncClient, app: GestorApp
+) -> None:
+    """Provisioning answers too late and provisioning can't be asked: neither refunding (the
+    bundle may be given) nor completing is safe, so the purchase stays `charged`, a critical
+    alarm goes out, and the recoverer settles it once provisioning answers again."""
+    with trio.fail_after(30):
+        await set_faults(control, {"prov.provision": {"late_rate": 1.0, "hang_ms": 2000},
+                                   "prov.lookup_bundle": {"error_rate": 1.0}})
+        response = await buy(client, msisdn="5491100000061", wait=10)
+        tx = await response.get_json()
+        assert response.status_code == 202 and tx["state"] == "charged", tx
+        assert "provision_unknown" in {a.kind for a in await alarms(app)}
+        stats = await sim_stats(control)
+        assert stats["debits"] == 1 and stats["refunds"] == 0
+
+        await set_faults(control, {"prov.provision": {"late_rate": 0.0},
+                                   "prov.lookup_bundle": {"error_rate": 0.0}})
+        assert await recoverer(app).run_pass() == 1
+        settled = await app.runtime.store.get(uuid.UUID(tx["id"]))
+        assert settled is not None and settled.state is TxState.COMPLETED
+        stats = await sim_stats(control)
+        assert stats["debits"] == 1 and stats["refunds"] == 0 and stats["provisioned"] == 1
