@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import attrs
 import trio
 
@@ -37,6 +38,20 @@ Write = NewTransaction | Transition | SnapshotRequest
 WriteOutcome = AcceptOutcome | bool | SubscriberSnapshot
 
 
+async def _write_retrying_deadlocks(
+    conn: Any, accepts: Sequence[NewTransaction], moves: Sequence[Transition], attempts: int = 3
+) -> tuple[list[AcceptOutcome], list[bool]]:
+    """The batch's one statement, again if PostgreSQL broke a deadlock by aborting it: it is
+    atomic, so nothing of it was applied, and running it again is the same request."""
+    for attempt in range(attempts):
+        try:
+            return await _transactions.write_batch(conn, accepts, moves)
+        except asyncpg.exceptions.DeadlockDetectedError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 async def _write_batch(conn: Any, items: Sequence[Write]) -> list[WriteOutcome]:
     """One statement (and commit) for a mixed batch of acceptances and transitions; then, in
     the same crossing, one statement for the snapshots of subscribers whose first purchase
@@ -44,7 +59,7 @@ async def _write_batch(conn: Any, items: Sequence[Write]) -> list[WriteOutcome]:
     accepts = [i for i in items if isinstance(i, NewTransaction)]
     moves = [i for i in items if isinstance(i, Transition)]
     loads = [i for i in items if isinstance(i, SnapshotRequest)]
-    accepted, moved = (await _transactions.write_batch(conn, accepts, moves)
+    accepted, moved = (await _write_retrying_deadlocks(conn, accepts, moves)
                        if accepts or moves else ([], []))
     loaded = await _transactions.snapshot_batch(conn, loads) if loads else []
     a, m, s = iter(accepted), iter(moved), iter(loaded)

@@ -65,6 +65,7 @@ WITH ins AS (
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                 $7::text[], $8::text[], $9::timestamptz[])
          AS i(id, msisdn, bono_id, channel, client, key, hash, history, at)
+    ORDER BY i.msisdn, i.client, i.key  -- one order for every writer: no lock-order deadlock
     ON CONFLICT DO NOTHING
     RETURNING id
 ), upd AS (
@@ -288,11 +289,19 @@ async def claim_stale(conn: Any, stale_before: datetime, now: datetime, limit: i
     return [transaction_from_row(r) for r in rows]
 
 
+_TOUCH = """
+UPDATE transactions SET updated_at = $2
+WHERE id IN (
+    SELECT id FROM transactions
+    WHERE id = ANY($1::uuid[]) AND state = ANY($3::text[]) AND updated_at < $2
+    FOR UPDATE SKIP LOCKED
+)
+"""
+
+
 async def touch(conn: Any, ids: Sequence[uuid.UUID], now: datetime) -> int:
-    """Renew the lease of transactions this worker is driving (non-terminal ones only)."""
-    result = await conn.execute(
-        "UPDATE transactions SET updated_at = $2"
-        " WHERE id = ANY($1::uuid[]) AND state = ANY($3::text[]) AND updated_at < $2",
-        list(ids), now, _PENDING,
-    )
+    """Renew the lease of transactions this worker is driving (non-terminal ones only). Rows a
+    writer holds right now are skipped, not waited for: that write renews them anyway, and
+    waiting on rows in no set order beside the batched writes could deadlock with them."""
+    result = await conn.execute(_TOUCH, list(ids), now, _PENDING)
     return int(result.rsplit(" ", 1)[1])

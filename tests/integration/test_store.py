@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import trio
 
 from gestor.model import HistoryEntry, NewAlarm, NewTransaction, Severity, Transition, TxState
@@ -17,6 +18,7 @@ from gestor.store import (
     Replayed,
     SnapshotRequest,
     StoreUnavailable,
+    _transactions,
     open_store,
 )
 
@@ -181,3 +183,32 @@ async def test_lost_connections_are_reopened_and_a_lost_write_says_so(database_u
                 "5491100000071", datetime.now(UTC) - timedelta(days=1),
                 datetime.now(UTC) - timedelta(days=30), datetime.now(UTC)))
             assert snapshot.restrictions == ()
+
+
+async def test_lease_renewal_skips_rows_a_writer_holds(database_url: str) -> None:
+    """`touch` (the recoverer's heartbeat over every purchase in flight) must never wait on a
+    row a batched write has locked: waiting on many rows in no set order beside those writes
+    deadlocked under load (2 s platforms, a thousand purchases in flight)."""
+    with trio.fail_after(20):
+        async with open_store(database_url) as store:
+            held, free = _new("5491100000081"), _new("5491100000082")
+            for new in (held, free):
+                assert isinstance(await store.accept(new), Accepted)
+            later = datetime.now(UTC) + timedelta(seconds=5)
+
+            async def touch_while_held(conn: Any) -> int:
+                # conn holds `held` (this crossing's transaction); a second session renews
+                other = await asyncpg.connect(database_url)
+                try:
+                    await conn.execute("SELECT 1 FROM transactions WHERE id = $1 FOR UPDATE",
+                                       held.id)
+                    await other.execute("SET statement_timeout = '5s'")
+                    return await _transactions.touch(other, [held.id, free.id], later)
+                finally:
+                    await other.close()
+
+            assert await store.bridge.run(touch_while_held) == 1
+            renewed = await store.get(free.id)
+            skipped = await store.get(held.id)
+            assert renewed is not None and renewed.updated_at == later
+            assert skipped is not None and skipped.updated_at < later
