@@ -143,6 +143,9 @@ class _Endpoint:
     settings: EndpointSettings
     limiter: trio.CapacityLimiter
     breaker: CircuitBreaker
+    #: Settlement lookups have slots of their own: hanging debits that fill `limiter` must not
+    #: keep out the lookups that settle the ones already timed out.
+    lookup_limiter: trio.CapacityLimiter
     requests: int = 0
     errors: int = 0
     timeouts: int = 0
@@ -444,7 +447,7 @@ class Platforms:
         verdict: bool | None = None  # for the breaker: True success, False failure, None none
         acquired = False
         timeout = ep.settings.timeout
-        limiter = ep.limiter
+        limiter = ep.limiter if guarded else ep.lookup_limiter
         try:
             with trio.move_on_after(timeout) as scope:
                 try:  # a free slot: take it without a trip through the scheduler
@@ -570,6 +573,7 @@ async def open_platforms(
             breaker=CircuitBreaker(
                 name, ep_settings.failure_threshold, ep_settings.reset_timeout, changed
             ),
+            lookup_limiter=trio.CapacityLimiter(max(4, ep_settings.max_concurrency // 4)),
         )
     async with (
         HTTPClient(keepalive_expiry=settings.keepalive_expiry, max_idle=pool) as client,

@@ -342,3 +342,25 @@ async def test_no_free_slot_within_timeout_fails_fast_unsent(
             assert stats.waiting == 0 and stats.circuit == "closed"  # not the platform's fault
             release.set()
             assert (await platforms.account(WELL_KNOWN)).msisdn == WELL_KNOWN
+
+
+async def test_lookups_have_slots_of_their_own(simulator: SimulatorHandle) -> None:
+    """Debits hanging on every slot must not keep out the lookups that settle them."""
+    with trio.fail_after(5):
+        settings = fast_settings(simulator.url, max_concurrency=1, timeout=0.2)
+        async with open_platforms(settings) as platforms, trio.open_nursery() as nursery:
+            limiter = platforms._endpoints["ocs"].limiter
+            release = trio.Event()
+
+            async def hold(*, task_status: trio.TaskStatus[None]) -> None:
+                async with limiter:  # every ordinary ocs slot is busy
+                    task_status.started()
+                    await release.wait()
+
+            await nursery.start(hold)
+            with pytest.raises(PlatformUnavailable):
+                await platforms.account(WELL_KNOWN)
+            assert await platforms.lookup_debit("never-debited") is None
+            stats = platforms.statistics().ocs
+            assert (stats.saturated, stats.lookups) == (1, 1)
+            release.set()
