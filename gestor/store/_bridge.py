@@ -90,7 +90,11 @@ class _LoopThread:
             token.run_sync_soon(trio.lowlevel.reschedule, task, result)
 
         def begin() -> None:
-            fut = asyncio.ensure_future(fn(*args), loop=self.loop)
+            try:
+                fut = asyncio.ensure_future(fn(*args), loop=self.loop)
+            except BaseException as exc:  # not even started: the caller must still hear of it
+                token.run_sync_soon(trio.lowlevel.reschedule, task, outcome.Error(exc))
+                return
             started.append(fut)
             fut.add_done_callback(deliver)
 
@@ -107,10 +111,10 @@ class _LoopThread:
         self.loop.call_soon_threadsafe(begin)
         try:
             value: T = await trio.lowlevel.wait_task_rescheduled(abort)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if raise_cancel is not None:
                 raise_cancel()  # raises trio.Cancelled
-            raise
+            raise StoreUnavailable("the database loop stopped") from exc
         return value
 
     async def stop(self) -> None:
