@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import trio
 
@@ -20,6 +22,8 @@ from gestor.purchase._deps import PurchaseDeps, SubscriberView
 from gestor.store import StoreUnavailable
 
 logger = logging.getLogger("gestor.purchase")
+
+T = TypeVar("T")
 
 _REFUND_NAMESPACE = uuid.UUID("5b1f3c8e-9a53-4a57-9d0e-2a4f4f1f0c11")
 
@@ -97,23 +101,42 @@ async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView
     return await provision_charged(deps, tx)
 
 
+class _CantTell:
+    """What `_ask` returns when the platform never answered."""
+
+
+_CANT_TELL = _CantTell()
+
+
+async def _ask(lookup: Callable[[], Awaitable[T]], pauses: Sequence[float]) -> T | _CantTell:
+    """`await lookup()` until it answers, at most `len(pauses)` times, pausing after each
+    failure for the next pause."""
+    for pause in pauses:
+        try:
+            return await lookup()
+        except PlatformError:
+            await trio.sleep(pause)
+    return _CANT_TELL
+
+
+async def _abandon_unknown(deps: PurchaseDeps, tx: Transaction, kind: str, what: str,
+                           details: Mapping[str, Any] | None = None) -> NoReturn:
+    """An outcome nobody can tell yet: a critical alarm, and the transaction stays in its last
+    durable state for the recoverer, which asks again later. Never a guess."""
+    await deps.alarms.raise_alarm(
+        NewAlarm(kind, Severity.CRITICAL, what, msisdn=tx.msisdn, transaction_id=tx.id,
+                 details=dict(details or {}))
+    )
+    raise SagaAbandoned(f"{tx.id}: {what}")
+
+
 async def _resolve_debit(deps: PurchaseDeps, tx: Transaction) -> DebitReceipt | None:
     """An unknown debit outcome is settled by asking the charging system, never by guessing."""
-    delay = 0.2
-    for _ in range(5):
-        try:
-            return await deps.platforms.lookup_debit(str(tx.id))
-        except PlatformError:
-            await trio.sleep(delay)
-            delay *= 2
-    await deps.alarms.raise_alarm(
-        NewAlarm(
-            "charge_unknown", Severity.CRITICAL,
-            "debit outcome unknown and the charging system cannot be asked",
-            msisdn=tx.msisdn, transaction_id=tx.id,
-        )
-    )
-    raise SagaAbandoned(f"{tx.id}: debit outcome unknown")
+    found = await _ask(lambda: deps.platforms.lookup_debit(str(tx.id)), (0.2, 0.4, 0.8, 1.6, 3.2))
+    if isinstance(found, _CantTell):
+        await _abandon_unknown(deps, tx, "charge_unknown",
+                               "debit outcome unknown and the charging system cannot be asked")
+    return found
 
 
 async def provision_charged(deps: PurchaseDeps, tx: Transaction) -> Transaction:
@@ -125,16 +148,12 @@ async def provision_charged(deps: PurchaseDeps, tx: Transaction) -> Transaction:
     except OutcomeUnknown as exc:
         # It may have been given: ask before refunding a bundle the subscriber has.
         given = await provisioned(deps, tx)
-        if given is None:  # can't tell: leave it charged for the recoverer, never guess
-            await deps.alarms.raise_alarm(
-                NewAlarm(
-                    "provision_unknown", Severity.CRITICAL,
-                    "charged; provisioning outcome unknown and provisioning cannot be asked",
-                    msisdn=tx.msisdn, transaction_id=tx.id,
-                    details={"bono_id": tx.bono_id, "price": tx.price},
-                )
+        if given is None:  # can't tell: leave it charged for the recoverer
+            await _abandon_unknown(
+                deps, tx, "provision_unknown",
+                "charged; provisioning outcome unknown and provisioning cannot be asked",
+                {"bono_id": tx.bono_id, "price": tx.price},
             )
-            raise SagaAbandoned(f"{tx.id}: provisioning outcome unknown") from exc
         if given:
             return await write(deps, tx, steps.completed(tx, deps.now()))
         reason = _platform_reason(exc, "provisioning")
@@ -149,15 +168,8 @@ async def provision_charged(deps: PurchaseDeps, tx: Transaction) -> Transaction:
 async def provisioned(deps: PurchaseDeps, tx: Transaction) -> bool | None:
     """Whether `tx`'s bundle was given, asking provisioning a few times; None if it can't be
     asked (then neither refunding nor completing is safe: the recoverer asks again later)."""
-    delay = 0.2
-    for attempt in range(3):
-        try:
-            return await deps.platforms.lookup_provision(str(tx.id)) is not None
-        except PlatformError:
-            if attempt < 2:
-                await trio.sleep(delay)
-                delay *= 2
-    return None
+    found = await _ask(lambda: deps.platforms.lookup_provision(str(tx.id)), (0.2, 0.4, 0.0))
+    return None if isinstance(found, _CantTell) else found is not None
 
 
 async def refund_charged(deps: PurchaseDeps, tx: Transaction, reason: Reason) -> Transaction:
