@@ -151,10 +151,14 @@ class Bridge:
     async def run(self, work: Work[T], *args: Any, transaction: bool = True) -> T:
         """Run `await work(conn, *args)` on a pooled connection in one crossing. With
         `transaction` (the default) it runs inside BEGIN/COMMIT."""
+        return await self._cross(_on_connection, self._pool, work, args, transaction)
+
+    async def _cross(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """One crossing, counted; a lost or unreachable database is `StoreUnavailable`."""
         self._crossings += 1
         self._in_flight += 1
         try:
-            return await self._side.call(_on_connection, self._pool, work, args, transaction)
+            return await self._side.call(fn, *args)
         except _UNREACHABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
         finally:
@@ -224,18 +228,11 @@ class Lane:
     async def run(self, work: Work[T], *args: Any) -> T:
         """`await work(conn, *args)` on this lane's connection, outside a transaction block
         (each hot statement is atomic on its own), in one crossing."""
-        bridge = self.bridge
-        bridge._crossings += 1
-        bridge._in_flight += 1
         try:
             with trio.fail_after(self.timeout):
-                return await bridge._side.call(_on_lane, self, work, args)
-        except _UNREACHABLE as exc:
-            raise StoreUnavailable(str(exc)) from exc
+                return await self.bridge._cross(_on_lane, self, work, args)
         except trio.TooSlowError as exc:
             raise StoreUnavailable(f"no answer from the database in {self.timeout} s") from exc
-        finally:
-            bridge._in_flight -= 1
 
 
 async def _on_lane(lane: Lane, work: Work[T], args: tuple[Any, ...]) -> T:
