@@ -288,7 +288,7 @@ def _describe(text: str, section: Section) -> str:
     as `line:column: message (in: source line)`, several joined with `; `."""
     text = _STATUS_SUFFIX.sub("", _STATUS_PREFIX.sub("", text.strip()))
     text = text.replace(" (in container '')", "")
-    errors: list[str] = []
+    errors: list[tuple[str, str]] = []
     for block in re.split(r"\n?ERROR: ", text):
         lines = block.strip().splitlines()
         if not lines:
