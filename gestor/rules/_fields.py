@@ -80,7 +80,9 @@ def field_list() -> str:
 
 def unknown_field_message(name: str) -> str:
     """The compile error for `customer.<name>` when `name` is not a customer field."""
-    close = difflib.get_close_matches(name, CUSTOMER_FIELDS, n=1, cutoff=0.75)
+    close = difflib.get_close_matches(name, CUSTOMER_FIELDS, n=1, cutoff=0.75) or [
+        f for f in CUSTOMER_FIELDS if len(name) >= 4 and f.startswith(name.lower())
+    ][:1]
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return (
         f"unknown customer field {name!r}{hint}; customer fields: {field_list()} "
