@@ -321,14 +321,14 @@ def _explain(head: str, excerpt: str, section: Section) -> tuple[str, str]:
         ]
         types = ", ".join(f"customer.{f.name} is {f.type_name}" for f in fields)
         return "type error", head + where + (f" [{types}]" if types else "")
-    position = head[: head.find(":", head.find(":") + 1) + 1] if head[:1].isdigit() else ""
+    position = head[: head.find(":", head.find(":") + 1) + 2] if head[:1].isdigit() else ""
     parts = m.group(1).split(".")
     name = parts[0]
     if name == CUSTOMER and len(parts) > 1 and parts[1] not in CUSTOMER_FIELDS:
-        return "unknown variable or function", f"{position} {unknown_field_message(parts[1])}"
+        return "unknown variable or function", position + unknown_field_message(parts[1])
     if name == CUSTOMER and len(parts) == 1:
         return "unknown variable or function", (
-            f"{position} `customer` is not a value: use its fields, customer.<field> "
+            f"{position}`customer` is not a value: use its fields, customer.<field> "
             f"({field_list()})"
         )
     message = head + where
