@@ -21,7 +21,13 @@ from gestor.api._auth import require_admin
 from gestor.api._problems import ApiProblem, json_response
 from gestor.reconcile import run_reconciliation
 from gestor.rulebook import check_source, compile_source
-from gestor.rules import CompiledRules, PurchaseContext, RuleSetError, UnknownBonoError
+from gestor.rules import (
+    CompiledRules,
+    PurchaseContext,
+    RuleSetError,
+    UnknownBonoError,
+    customer_problems,
+)
 from gestor.settings import Settings
 from gestor.store import RuleSetRecord
 
@@ -256,6 +262,10 @@ def register(app: GestorApp, settings: Settings) -> None:
             if not isinstance(customer, Mapping):
                 raise ApiProblem(422, "INVALID_FIELD", "a customer is a JSON object",
                                  field=f"customers[{i}]")
+            problems = customer_problems(customer)
+            if problems:
+                key, problem = problems[0]
+                raise ApiProblem(422, "INVALID_FIELD", problem, field=f"customers[{i}].{key}")
             contexts.append(({"customer": i},
                              PurchaseContext(customer=dict(customer), channel=channel, now=now)))
         results = []

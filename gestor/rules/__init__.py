@@ -15,6 +15,7 @@ from gestor.rules._context import (
     RuleLimits,
 )
 from gestor.rules._engine import CompiledRules, UnknownBonoError
+from gestor.rules._fields import CUSTOMER_FIELDS, CustomerField, customer_problems
 from gestor.rules._model import (
     BONO_NOT_OFFERED,
     CHANNELS,
@@ -40,12 +41,14 @@ __all__ = [
     "BASE_VARIABLES",
     "BONO_NOT_OFFERED",
     "CHANNELS",
+    "CUSTOMER_FIELDS",
     "DEFAULT_PROFILE_ID",
     "HISTORY_DEFAULTS",
     "NEVER_AGE_S",
     "OPERATIONS",
     "SECTION_VARIABLES",
     "CompiledRules",
+    "CustomerField",
     "Decision",
     "Failure",
     "Listing",
@@ -62,6 +65,7 @@ __all__ = [
     "UnknownBonoError",
     "ValidationRule",
     "compile_rules",
+    "customer_problems",
     "load_rules",
     "parse_rules",
     "rules_from_dict",

@@ -29,6 +29,7 @@ from gestor.rules._engine import (
     CompiledRules,
     CompiledValidation,
 )
+from gestor.rules._fields import CUSTOMER, CUSTOMER_FIELDS, field_list, unknown_field_message
 from gestor.rules._model import (
     EMPTY_ATTRIBUTES,
     OPERATIONS,
@@ -49,7 +50,7 @@ from gestor.rules._plan import (
     ValidationSource,
     build_plans,
 )
-from gestor.rules._source import SourceInfo, scan
+from gestor.rules._source import SourceInfo, scan, selected_fields, tests_presence
 
 _BOOL = cel.Type.BOOL
 _INT = cel.Type.INT
@@ -58,6 +59,7 @@ _DYN = cel.Type.DYN
 _STATUS_PREFIX = re.compile(r"^[A-Z_]+: (?:ERROR: )?")
 _STATUS_SUFFIX = re.compile(r"\s*\[[A-Z_]+\]\s*$")
 _UNDECLARED = re.compile(r"undeclared reference to '([^']+)'")
+_CUSTOMER_SELECTION = re.compile(r"\bcustomer\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 _BONO_ID_LITERALS = (
     re.compile(r"""bono\.id\s*(?:==|!=)\s*(["'])(.*?)\1"""),
     re.compile(r"""(["'])(.*?)\1\s*(?:==|!=)\s*bono\.id"""),
@@ -239,6 +241,17 @@ class _Compiler:
             return None
         info = scan(src)
         self.names |= info.names
+        if CUSTOMER in info.names:
+            if tests_presence(src, CUSTOMER):
+                self.error(
+                    section,
+                    rule_id,
+                    field,
+                    "has(customer.<field>): every customer field is always present "
+                    "(docs/rules.md); has() is for open maps such as `attributes`",
+                )
+                return None
+            self.names |= {f"{CUSTOMER}.{name}" for name in selected_fields(src, CUSTOMER)}
         max_depth = self.limits.max_comprehension_depth
         if info.comprehension_depth > max_depth:
             self.error(
@@ -271,23 +284,57 @@ class _Compiler:
 
 
 def _describe(text: str, section: Section) -> str:
-    """A CEL compiler error as one readable message, classified."""
+    """A CEL compiler error as one readable line, classified: each error of the expression
+    as `line:column: message (in: source line)`, several joined with `; `."""
     text = _STATUS_SUFFIX.sub("", _STATUS_PREFIX.sub("", text.strip()))
-    text = text.replace("ERROR: <input>:", "").replace("<input>:", "")
     text = text.replace(" (in container '')", "")
-    if "Syntax error" in text:
-        kind = "syntax error"
-    elif "undeclared reference" in text:
-        kind = "unknown variable or function"
-        m = _UNDECLARED.search(text)
-        name = m.group(1).split(".")[0] if m else ""
-        if name in ALL_VARIABLES:
-            text += f"\n(`{name}` is not available in {section} rules)"
-    elif "recursion" in text:
-        kind = "too deeply nested"
-    else:
-        kind = "type error"
-    return f"{kind}: {text}"
+    errors: list[tuple[str, str]] = []
+    for block in re.split(r"\n?ERROR: ", text):
+        lines = block.strip().splitlines()
+        if not lines:
+            continue
+        head = lines[0].replace("<input>:", "")
+        excerpt = next((ln[3:].strip() for ln in lines[1:2] if ln.startswith(" | ")), "")
+        errors.append(_explain(head, excerpt, section))
+    kinds = [kind for kind, _ in errors]
+    kind = next(
+        (k for k in ("syntax error", "unknown variable or function", "too deeply nested")
+         if k in kinds),
+        "type error",
+    )
+    return f"{kind}: " + "; ".join(message for _, message in errors)
+
+
+def _explain(head: str, excerpt: str, section: Section) -> tuple[str, str]:
+    """(kind, message) for one CEL error line and the source line it points into."""
+    where = f" (in: {excerpt[:80]}{'…' if len(excerpt) > 80 else ''})" if excerpt else ""
+    if "Syntax error" in head:
+        return "syntax error", head + where
+    if "recursion" in head:
+        return "too deeply nested", head + where
+    m = _UNDECLARED.search(head)
+    if m is None:
+        fields = [
+            CUSTOMER_FIELDS[name]
+            for name in dict.fromkeys(_CUSTOMER_SELECTION.findall(excerpt))
+            if name in CUSTOMER_FIELDS
+        ]
+        types = ", ".join(f"customer.{f.name} is {f.type_name}" for f in fields)
+        return "type error", head + where + (f" [{types}]" if types else "")
+    position = head[: head.find(":", head.find(":") + 1) + 2] if head[:1].isdigit() else ""
+    parts = m.group(1).split(".")
+    name = parts[0]
+    if name == CUSTOMER and len(parts) > 1 and parts[1] not in CUSTOMER_FIELDS:
+        return "unknown variable or function", position + unknown_field_message(parts[1])
+    if name == CUSTOMER and len(parts) == 1:
+        return "unknown variable or function", (
+            f"{position}`customer` is not a value: use its fields, customer.<field> "
+            f"({field_list()})"
+        )
+    message = head + where
+    if name in ALL_VARIABLES:
+        message += f" (`{name}` is not available in {section} rules)"
+    return "unknown variable or function", message
 
 
 def _check_ids(spec: RuleSetSpec, issues: list[RuleIssue]) -> None:

@@ -12,6 +12,7 @@ import attrs
 from cel_expr_python import cel
 from cel_expr_python.ext import ext_bindings, ext_math, ext_strings
 
+from gestor.rules._fields import CUSTOMER_FIELDS, CUSTOMER_VARIABLES
 from gestor.rules._model import PurchaseContext, Section
 
 #: `history.last_purchase_age_s` when the customer never bought (about 68 years).
@@ -30,9 +31,10 @@ _STR = cel.Type.STRING
 _INT = cel.Type.INT
 _DYN_MAP = cel.Type.Map(cel.Type.STRING, cel.Type.DYN)
 
-#: Variables every section sees, computed from the `PurchaseContext`.
+#: Variables every section sees, computed from the `PurchaseContext`. `customer` is declared
+#: field by field (`customer.segment`: string, ... see `_fields`).
 BASE_VARIABLES: Mapping[str, Any] = {
-    "customer": _DYN_MAP,
+    **CUSTOMER_VARIABLES,
     "channel": _STR,
     "now": cel.Type.TIMESTAMP,
     "hour": _INT,
@@ -56,7 +58,8 @@ SECTION_VARIABLES: Mapping[Section, Mapping[str, Any]] = {
     "operations": {**BASE_VARIABLES, **PROFILE_VARIABLES},
     "validation": {**BASE_VARIABLES, **PROFILE_VARIABLES, **OPERATION_VARIABLES},
 }
-ALL_VARIABLES = frozenset(SECTION_VARIABLES["validation"])
+#: Top-level names (`customer`, not `customer.segment`).
+ALL_VARIABLES = frozenset(name.split(".")[0] for name in SECTION_VARIABLES["validation"])
 
 #: The variables of the batched plans (see `_plan`): the rest are bound inside the plan.
 PLAN_VARIABLES: Mapping[str, Any] = {
@@ -99,15 +102,22 @@ def make_env(variables: Mapping[str, Any], limits: RuleLimits, *, plan: bool = F
 _LOCAL_TIME = frozenset({"hour", "weekday", "day", "month"})
 
 
+_ABSENT = object()
+
+
 class Binder:
     """Builds the base variable bindings of a `PurchaseContext`, limited to the variables
-    a rule set references (each binding costs time in the activation)."""
+    a rule set references (each binding costs time in the activation): `needed` names
+    variables and customer fields (`customer.segment`). A customer field absent from the
+    context's mapping stays unbound: a rule reading it gets a run-time error."""
 
     def __init__(self, tz: tzinfo, needed: Iterable[str] = BASE_VARIABLES) -> None:
         needed = frozenset(needed) & BASE_VARIABLES.keys()
         self.tz = tz
         self.needed = needed
-        self._customer = "customer" in needed
+        self._customer = tuple(
+            (f.name, f.variable) for f in CUSTOMER_FIELDS.values() if f.variable in needed
+        )
         self._channel = "channel" in needed
         self._now = "now" in needed
         self._local = bool(needed & _LOCAL_TIME)
@@ -118,8 +128,11 @@ class Binder:
         """A fresh dict of bindings (the caller may add to it)."""
         out: dict[str, Any] = {}
         if self._customer:
-            customer = ctx.customer
-            out["customer"] = customer if type(customer) is dict else dict(customer)
+            get = ctx.customer.get
+            for name, variable in self._customer:
+                value = get(name, _ABSENT)
+                if value is not _ABSENT:
+                    out[variable] = value
         if self._channel:
             out["channel"] = ctx.channel
         if self._now:

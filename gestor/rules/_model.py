@@ -156,7 +156,9 @@ def _check_aware(_: object, __: attrs.Attribute[datetime], value: datetime) -> N
 class PurchaseContext:
     """What rules see about one request (see docs/rules.md, "Context").
 
-    `customer` and `history` values must be CEL-compatible: None, bool, int, float, str,
+    `customer` maps the customer fields (`CUSTOMER_FIELDS`) to values of their types (a
+    `CustomerData` from the platforms, or a dict; an absent field is a run-time error of the
+    rules reading it). `history` values must be CEL-compatible: None, bool, int, float, str,
     bytes, datetime (aware), timedelta, list and dict (not tuples or sets).
     """
 

@@ -130,6 +130,36 @@ def scan(src: str) -> SourceInfo:
     return SourceInfo(frozenset(names), max_depth, count)
 
 
+def _root(tokens: list[Token], k: int, var: str) -> bool:
+    """Whether token k is the variable `var` itself (not a member named like it)."""
+    tok = tokens[k]
+    return tok.kind == "ident" and tok.text == var and not _selected(tokens, k)
+
+
+def selected_fields(src: str, var: str) -> frozenset[str]:
+    """The field names selected from `var` (`var.field`) in CEL source."""
+    tokens = tokenize(src)
+    return frozenset(
+        tokens[k + 2].text
+        for k in range(len(tokens) - 2)
+        if _root(tokens, k, var) and tokens[k + 1].text == "." and tokens[k + 2].kind == "ident"
+    )
+
+
+def tests_presence(src: str, var: str) -> bool:
+    """Whether CEL source applies `has()` to a field of `var`: `has(var.f)`, `has(.var.f)`."""
+    tokens = tokenize(src)
+    for k in range(len(tokens)):
+        if not _root(tokens, k, var):
+            continue
+        j = k - 1
+        if j >= 0 and tokens[j].text == ".":
+            j -= 1
+        if j >= 1 and tokens[j].text == "(" and tokens[j - 1].text == "has":
+            return True
+    return False
+
+
 def cel_literal(value: Any) -> str:
     """CEL source for a bool, int or str value."""
     if isinstance(value, bool):

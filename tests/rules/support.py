@@ -29,11 +29,16 @@ SEGMENTS: dict[str, tuple[str, int]] = {
 }
 
 
+#: An override that removes the field from the customer (an absent field).
+ABSENT: Any = object()
+
+
 def customer(**overrides: Any) -> dict[str, Any]:
     """An active prepaid line with a healthy balance, shaped like the simulator's subscribers
     (dwh profile + ocs account); override any field. Overriding `segment` with a known
     segment also gives that segment's `plan` and `credit_limit`, unless they are overridden
-    too; an unknown segment (e.g. "wholesale") keeps the prepaid plan and a 0 credit limit."""
+    too; an unknown segment (e.g. "wholesale") keeps the prepaid plan and a 0 credit limit.
+    A field overridden with `ABSENT` is left out."""
     base: dict[str, Any] = {
         "msisdn": "5491123456789",
         "segment": "prepaid",
@@ -53,7 +58,7 @@ def customer(**overrides: Any) -> dict[str, Any]:
     if isinstance(segment, str) and segment in SEGMENTS:
         base["plan"], base["credit_limit"] = SEGMENTS[segment]
     base.update(overrides)
-    return base
+    return {k: v for k, v in base.items() if v is not ABSENT}
 
 
 def context(

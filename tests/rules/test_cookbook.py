@@ -29,14 +29,14 @@ operation = "debit_and_provision"
 
 
 def cookbook() -> dict[str, str]:
-    """Rule id -> TOML snippet, for every ```toml block of the Cookbook section."""
+    """Rule id -> TOML snippet, for every ```toml block of the Cookbook section (a block of
+    several rules is keyed by its last rule's id)."""
     text = (DOCS / "rules.md").read_text(encoding="utf-8")
     section = text.split("## Cookbook", 1)[1].split("\n## ", 1)[0]
     snippets: dict[str, str] = {}
     for block in re.findall(r"```toml\n(.*?)```", section, re.S):
         doc = tomllib.loads(block)
-        ((_, rules),) = doc.items()
-        (rule,) = rules
+        rule = [r for rules in doc.values() for r in rules][-1]
         assert rule["id"] not in snippets, f"duplicate cookbook id {rule['id']}"
         snippets[rule["id"]] = block
     return snippets
@@ -187,9 +187,10 @@ CASES: dict[str, list[Case]] = {
         Case("DATA_2GB_7D", {"history": {"spent_month": 10**9}}, ("codes", [])),
     ],
     "cb_loyalty_gold": [
-        Case("COMBO_5GB_300MIN_30D", {"loyalty_tier": "gold"}, ("op", "cb_loyalty_gold", 230000)),
-        Case("COMBO_5GB_300MIN_30D", {"loyalty_tier": "silver"}, ("op", "default_sell", 250000)),
+        Case("COMBO_5GB_300MIN_30D", {"tenure_months": 150}, ("op", "cb_loyalty_gold", 230000)),
+        Case("COMBO_5GB_300MIN_30D", {"tenure_months": 80}, ("op", "default_sell", 250000)),
         Case("COMBO_5GB_300MIN_30D", {}, ("op", "default_sell", 250000)),
+        Case("DATA_2GB_7D", {"tenure_months": 150}, ("op", "default_sell", 60000)),
     ],
     "cb_postpaid_topup": [
         Case(

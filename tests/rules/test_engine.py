@@ -18,6 +18,7 @@ from gestor.rules import (
     UnknownBonoError,
 )
 from tests.rules.support import (
+    ABSENT,
     NOW,
     assert_paths_agree,
     compile_text,
@@ -241,14 +242,14 @@ ERRORS = compile_text(
     """
 [[profiling]]
 id = "p_missing"
-when = 'customer.corporate_account != ""'
+when = 'customer.region != ""'
 profile_id = "CORP"
 
 [[profiling]]
 id = "p_bad_attr"
 when = 'customer.segment == "vip"'
 profile_id = "VIP"
-attributes = { tier = "customer.tier" }
+attributes = { tier = "int(customer.plan)" }
 
 [[profiling]]
 id = "p_all"
@@ -257,14 +258,14 @@ profile_id = "ANY"
 
 [[operations]]
 id = "o_missing"
-when = 'customer.promo_code == "X"'
+when = 'customer.language == "X"'
 operation = "provision_only"
 
 [[operations]]
 id = "o_bad_price"
 when = 'bono.kind == "voice"'
 operation = "debit_and_provision"
-price = 'int(customer.voice_price)'
+price = 'bono.price * 24 / customer.tenure_months'
 
 [[operations]]
 id = "o_negative"
@@ -279,20 +280,20 @@ operation = "debit_and_provision"
 
 [[validation]]
 id = "v_missing"
-when = "customer.score > 10"
+when = "customer.credit_limit > 10"
 code = "LOW_SCORE"
 message = "Score too low"
 
 [[validation]]
 id = "v_guard"
-applies_to = "customer.flagged"
+applies_to = 'customer.currency == "ARS"'
 when = "true"
 code = "FLAGGED"
 message = "Flagged"
 
 [[validation]]
 id = "v_dyn"
-when = "customer.segment"
+when = "dyn(customer.segment)"
 code = "NOT_BOOL"
 message = "Not a bool"
 
@@ -305,8 +306,18 @@ message = "Inactive"
 )
 
 
+#: A customer for which ERRORS' rules fail at run time: absent fields, a zero divisor.
+BROKEN: dict[str, Any] = {
+    "tenure_months": 0,
+    "region": ABSENT,
+    "language": ABSENT,
+    "credit_limit": ABSENT,
+    "currency": ABSENT,
+}
+
+
 def test_runtime_errors_never_crash_a_purchase() -> None:
-    ctx = context(segment="vip", voice_price="abc")
+    ctx = context(segment="vip", **BROKEN)
     d = decide_checked(ERRORS, ctx, "DATA_2GB_7D")
     # Profiling: p_missing errors (skipped), p_bad_attr's attribute errors (skipped).
     assert (d.profile_id, d.profile_rule_id) == ("ANY", "p_all")
@@ -316,13 +327,13 @@ def test_runtime_errors_never_crash_a_purchase() -> None:
     codes = [(f.rule_id, f.code) for f in d.failures]
     assert codes == [("v_missing", "LOW_SCORE"), ("v_guard", "FLAGGED"), ("v_dyn", "NOT_BOOL")]
     assert d.failures[0].message.startswith("Score too low (rule error: when: ")
-    assert "score" in d.failures[0].message
+    assert "customer.credit_limit" in d.failures[0].message
     assert "applies_to:" in d.failures[1].message
     assert d.failures[2].message == "Not a bool (rule error: when: expected bool, got string)"
 
 
 def test_an_erroring_price_means_not_offered() -> None:
-    ctx = context(voice_price="abc")
+    ctx = context(tenure_months=0)
     d = decide_checked(ERRORS, ctx, "VOICE_100MIN_7D")
     assert d.operation is None
     (failure,) = d.failures
@@ -337,7 +348,7 @@ def test_an_erroring_price_means_not_offered() -> None:
 
 
 def test_explain_shows_every_rule_outcome() -> None:
-    report = ERRORS.explain(context(segment="vip", voice_price="abc"), "VOICE_100MIN_7D")
+    report = ERRORS.explain(context(segment="vip", **BROKEN), "VOICE_100MIN_7D")
     outcomes = {
         section: [(e["id"], e["outcome"]) for e in report[section]]
         for section in ("profiling", "operations", "validation")
@@ -604,8 +615,9 @@ def test_plans_agree_with_per_rule_evaluation_on_random_customers() -> None:
         "roaming": [True, False],
         "birthday_month": [1, 11, 12],
         "credit_limit": [0, 100000, 10**7],
-        "currency": ["ARS", "USD"],
-        "voice_price": ["12", "abc"],
+        "region": ["AMBA", ABSENT],
+        "language": ["es", ABSENT],
+        "currency": ["ARS", "USD", ABSENT],
     }
     for _ in range(60):
         overrides: dict[str, Any] = {
@@ -637,6 +649,6 @@ def test_large_catalogues_are_listed_in_several_plan_groups(
     for rules in (RULES, ERRORS):
         small = compile_rules(rules.spec, rules.catalogue, tz=rules.tz)
         assert small._plans is not None and len(small._plans.offers) == len(rules.catalogue)
-        for ctx in (context(), context(segment="vip", voice_price="abc"), context(segment=1)):
+        for ctx in (context(), context(segment="vip", **BROKEN), context(segment=1)):
             assert small.listing(ctx) == rules.listing(ctx)
             assert_paths_agree(small, ctx)
