@@ -190,7 +190,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         # Honest answers (README, "Buy a bono"): a 503 SERVICE_UNAVAILABLE/BUSY or a 429 means
         # nothing was written and nothing will be; OUTCOME_UNKNOWN that it may have been.
         if isinstance(outcome, Expired):
-            logger.info("purchase refused, nothing written: %s", outcome.reason)
+            logger.debug("purchase refused, nothing written: %s", outcome.reason)
             raise ApiProblem(
                 503, "SERVICE_UNAVAILABLE",
                 f"nothing was done: {outcome.reason}; safe to retry, with this "
