@@ -174,15 +174,26 @@ class PurchaseService:
             else:  # running in another worker or under the recoverer: poll the database
                 delay = 0.05
                 while True:
-                    with contextlib.suppress(StoreUnavailable):
-                        latest = await self.deps.store.get(tx.id) or latest
-                        if final(latest):
-                            return latest
+                    latest = await self._read(latest)
+                    if final(latest):
+                        return latest
                     await trio.sleep(delay)
                     delay = min(delay * 2, 0.5)
-        with trio.move_on_after(1.0), contextlib.suppress(StoreUnavailable):
-            latest = await self.deps.store.get(tx.id) or latest
+        with trio.move_on_after(1.0):
+            latest = await self._read(latest)
         return latest
+
+    async def _read(self, latest: Transaction) -> Transaction:
+        """`latest` read again, or as it was if the database can't answer now (any failure to
+        read is not the purchase's: it must not turn an accepted purchase's answer into a 5xx)."""
+        try:
+            return await self.deps.store.get(latest.id) or latest
+        except StoreUnavailable:
+            return latest
+        except Exception:
+            logger.exception("reading transaction %s failed; answering its last known state",
+                             latest.id)
+            return latest
 
     async def view(self, msisdn: str) -> SubscriberView:
         view = await self.actors.ask(msisdn, View(), timeout=self.ask_timeout)

@@ -78,12 +78,12 @@ async def _load(base: str, db: Any) -> dict[str, tuple[str, str, Any]]:
         finally:
             db.signal_all(signal.SIGCONT)
 
-    async with httpx.AsyncClient(base_url=base, timeout=60,
-                                 limits=httpx.Limits(max_connections=CLIENTS)) as http:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(fault)
-            for _ in range(CLIENTS):
-                nursery.start_soon(client, http)
+    limits = httpx.Limits(max_connections=CLIENTS)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http, \
+            trio.open_nursery() as nursery:
+        nursery.start_soon(fault)
+        for _ in range(CLIENTS):
+            nursery.start_soon(client, http)
     return answers
 
 
