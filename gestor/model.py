@@ -83,7 +83,7 @@ class NewTransaction:
     request_hash: str
     at: datetime
     #: The acceptance deadline: the INSERT refuses the row once the database's clock has passed
-    #: it, so a purchase whose requester was told "nothing was done" can't be written later.
+    #: it, so a statement that reaches a stalled database too late writes nothing.
     accept_by: datetime | None = None
 
 

@@ -193,8 +193,9 @@ def _routes(app: GestorApp, settings: Settings) -> None:
             logger.debug("purchase refused, nothing written: %s", outcome.reason)
             raise ApiProblem(
                 503, "SERVICE_UNAVAILABLE",
-                f"nothing was done: {outcome.reason}; safe to retry, with this "
-                "Idempotency-Key or a new one", headers={"Retry-After": "1"},
+                f"nothing was done by this request: {outcome.reason}; safe to retry, with "
+                "this Idempotency-Key or, unless an earlier request with it was answered "
+                "OUTCOME_UNKNOWN, a new one", headers={"Retry-After": "1"},
             )
         if isinstance(outcome, Unsettled):
             raise ApiProblem(

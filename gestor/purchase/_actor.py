@@ -94,6 +94,9 @@ class SubscriberActor(ActorBase[object, object]):
     counters: PurchaseCounters = attrs.field(factory=PurchaseCounters)
     restrictions: tuple[str, ...] = ()
     _loaded: bool = False  # counters and restrictions are the stored ones
+    #: (client, Idempotency-Key) of acceptances whose answer is awaited after their turn gave
+    #: up: a retry with the same key is still "unknown" until that answer comes.
+    _unsettled: set[tuple[str, str]] = attrs.field(factory=set)
 
     async def _load(self) -> None:
         deps = self.service.deps
@@ -134,6 +137,8 @@ class SubscriberActor(ActorBase[object, object]):
                 same = pending.request_hash == new.request_hash
                 return Replayed(pending) if same else KeyReused(pending)
             return PendingExists(pending)
+        if (new.client, new.idempotency_key) in self._unsettled:
+            return Unsettled("an earlier request with this Idempotency-Key is still unsettled")
         if trio.current_time() >= deadline:
             return Expired("the subscriber's actor took it after its acceptance deadline")
         ctx.start_soon(self._prefetch_profile)
@@ -151,6 +156,7 @@ class SubscriberActor(ActorBase[object, object]):
         if isinstance(outcome, Accepted):
             self._start(ctx, outcome.transaction)
         elif isinstance(outcome, Unsettled) and outcome.answer is not None:
+            self._unsettled.add((new.client, new.idempotency_key))
             ctx.start_soon(self._settle, ctx, new, outcome.answer)
             return Unsettled(outcome.reason)
         return outcome
@@ -170,6 +176,8 @@ class SubscriberActor(ActorBase[object, object]):
             logger.warning("purchase %s (key %r): acceptance unsettled (%r); if it was "
                            "written, the recoverer resumes it", new.id, new.idempotency_key, exc)
             return
+        finally:
+            self._unsettled.discard((new.client, new.idempotency_key))
         if not isinstance(outcome, Accepted):
             logger.info("purchase %s (key %r): late answer %s, nothing written", new.id,
                         new.idempotency_key, type(outcome).__name__)

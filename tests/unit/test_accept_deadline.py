@@ -115,3 +115,46 @@ async def test_an_asker_that_gives_up_withdraws_a_queued_buy_and_reports_a_start
         await trio.sleep(30)  # the stalled acceptance ends; the queued Buy gets its turn
         assert actors.statistics().messages == 2
     assert store.seen == ["first"]
+
+
+@attrs.define
+class _UnsettledStore:
+    """The first acceptance is unsettled; its late answer (`Expired`) comes when `late` is
+    set. Later ones find another purchase pending."""
+
+    late: trio.Event = attrs.field(factory=trio.Event)
+    seen: list[str] = attrs.field(factory=list)
+
+    async def accept_and_load(self, new: NewTransaction, request: Any, **_: Any) -> Any:
+        self.seen.append(new.idempotency_key)
+        if len(self.seen) == 1:
+            async def answer() -> Any:
+                await self.late.wait()
+                return Expired("the database took it after its acceptance deadline")
+
+            return Unsettled("the database did not answer in time", answer), None
+        return PendingExists(_pending()), SubscriberSnapshot(PurchaseCounters(), ())
+
+    async def accept(self, new: NewTransaction, **_: Any) -> Any:
+        outcome, _snapshot = await self.accept_and_load(new, None)
+        return outcome
+
+
+async def test_a_retry_with_the_key_of_an_unsettled_purchase_stays_unknown_until_it_settles(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    store = _UnsettledStore()
+    service = PurchaseService(_Deps(store), accept_timeout=3.0)  # type: ignore[arg-type]
+    async with open_actor_system(actor_factory(service)) as actors:
+        service.bind(actors)
+        first = await service.purchase(_new("k"))
+        assert isinstance(first, Unsettled) and first.answer is None  # the actor keeps it
+        again = await service.purchase(_new("k"))
+        # Not "nothing was done": the first may still be written.
+        assert isinstance(again, Unsettled) and "still unsettled" in again.reason
+        assert isinstance(await service.purchase(_new("other")), PendingExists)
+        assert store.seen == ["k", "other"]
+        store.late.set()  # the first's late answer: nothing was written
+        await trio.testing.wait_all_tasks_blocked()
+        assert isinstance(await service.purchase(_new("k")), PendingExists)
+        assert store.seen == ["k", "other", "k"]  # now the key goes to the database again
