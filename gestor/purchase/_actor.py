@@ -96,7 +96,7 @@ class SubscriberActor(ActorBase[object, object]):
     _loaded: bool = False  # counters and restrictions are the stored ones
     #: (client, Idempotency-Key) of acceptances whose answer is awaited after their turn gave
     #: up: a retry with the same key is still "unknown" until that answer comes.
-    _unsettled: set[tuple[str, str]] = attrs.field(factory=set)
+    _unsettled: dict[tuple[str, str], trio.Event] = attrs.field(factory=dict)
 
     async def _load(self) -> None:
         deps = self.service.deps
@@ -131,14 +131,19 @@ class SubscriberActor(ActorBase[object, object]):
         if ticket.withdrawn:  # its asker gave up and answered "nothing was done"
             return Expired("its asker gave up before the subscriber's actor took it")
         ticket.started = True
+        settled = self._unsettled.get((new.client, new.idempotency_key))
+        if settled is not None:  # an earlier request with this key may still be written
+            with trio.move_on_at(deadline):
+                await settled.wait()
+            if not settled.is_set():
+                return Unsettled("an earlier request with this Idempotency-Key is still "
+                                 "unsettled")
         pending = self.pending
         if pending is not None:  # fast path: one of ours is in flight
             if (pending.client, pending.idempotency_key) == (new.client, new.idempotency_key):
                 same = pending.request_hash == new.request_hash
                 return Replayed(pending) if same else KeyReused(pending)
             return PendingExists(pending)
-        if (new.client, new.idempotency_key) in self._unsettled:
-            return Unsettled("an earlier request with this Idempotency-Key is still unsettled")
         if trio.current_time() >= deadline:
             return Expired("the subscriber's actor took it after its acceptance deadline")
         ctx.start_soon(self._prefetch_profile)
@@ -156,42 +161,50 @@ class SubscriberActor(ActorBase[object, object]):
         if isinstance(outcome, Accepted):
             self._start(ctx, outcome.transaction)
         elif isinstance(outcome, Unsettled) and outcome.answer is not None:
-            self._unsettled.add((new.client, new.idempotency_key))
             ctx.start_soon(self._settle, ctx, new, outcome.answer)
+            self._unsettled[(new.client, new.idempotency_key)] = trio.Event()
             return Unsettled(outcome.reason)
         return outcome
 
     def _start(self, ctx: ActorContext, tx: Transaction) -> None:
+        ctx.start_soon(self._run, tx)  # first: it raises if the actor is stopping
         self.pending = tx
         self.service.track(tx.id)
-        ctx.start_soon(self._run, tx)
 
     async def _settle(self, ctx: ActorContext, new: NewTransaction,
                       answer: Callable[[], Awaitable[AcceptOutcome]]) -> None:
         """The late answer of an acceptance its turn gave up on: if the database accepted it
-        after all, run its saga here, as its turn would have."""
+        after all, run its saga here, as its turn would have. Retries with its key wait for
+        this (within their own deadline)."""
+        key = (new.client, new.idempotency_key)
+        try:
+            await self._take_late(ctx, new, answer)
+        finally:
+            settled = self._unsettled.pop(key, None)
+            if settled is not None:
+                settled.set()
+
+    async def _take_late(self, ctx: ActorContext, new: NewTransaction,
+                         answer: Callable[[], Awaitable[AcceptOutcome]]) -> None:
         try:
             outcome = await answer()
         except Exception as exc:  # the crossing broke: if the row was written, it is stale
             logger.warning("purchase %s (key %r): acceptance unsettled (%r); if it was "
                            "written, the recoverer resumes it", new.id, new.idempotency_key, exc)
             return
-        finally:
-            self._unsettled.discard((new.client, new.idempotency_key))
         if not isinstance(outcome, Accepted):
             logger.info("purchase %s (key %r): late answer %s, nothing written", new.id,
                         new.idempotency_key, type(outcome).__name__)
             return
         logger.info("purchase %s (key %r) accepted late: its saga starts now", new.id,
                     new.idempotency_key)
-        if not self._loaded:
-            try:
+        try:
+            if not self._loaded:
                 await self._load()
-            except StoreUnavailable as exc:
-                logger.warning("purchase %s accepted late, its subscriber can't be read (%s): "
-                               "the recoverer resumes it", new.id, exc)
-                return
-        self._start(ctx, outcome.transaction)
+            self._start(ctx, outcome.transaction)
+        except (StoreUnavailable, RuntimeError) as exc:  # can't read it, or stopping
+            logger.warning("purchase %s accepted late, but its saga can't start here (%r): "
+                           "the recoverer resumes it", new.id, exc)
 
     async def _prefetch_profile(self) -> None:
         # The saga's own fetch joins this one (or finds it cached); a failure is its to report.
