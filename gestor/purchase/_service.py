@@ -77,6 +77,8 @@ class PurchaseStatistics:
     shed: int
     max_in_flight: int
     max_accepting: int
+    expired: int = 0  # answered "nothing was done" after the acceptance deadline
+    unsettled: int = 0  # answered "outcome unknown" (503 OUTCOME_UNKNOWN)
 
 
 @attrs.define
@@ -97,6 +99,8 @@ class PurchaseService:
     _finished: int = 0
     _accepting: int = 0
     _shed: int = 0
+    _expired: int = 0
+    _unsettled: int = 0
 
     def bind(self, actors: ActorSystem[object, object]) -> None:
         self.actors = actors
@@ -140,6 +144,10 @@ class PurchaseService:
             outcome = self._gave_up(tx, ticket, exc)
         finally:
             self._accepting -= 1
+        if isinstance(outcome, Expired):
+            self._expired += 1
+        elif isinstance(outcome, Unsettled):
+            self._unsettled += 1
         assert isinstance(outcome, Accepted | Replayed | KeyReused | PendingExists | Expired
                           | Unsettled)
         return outcome
@@ -254,5 +262,6 @@ class PurchaseService:
         return PurchaseStatistics(
             in_flight=len(self._completions), started=self._started, finished=self._finished,
             accepting=self._accepting, shed=self._shed, max_in_flight=self.max_in_flight,
-            max_accepting=self.max_accepting,
+            max_accepting=self.max_accepting, expired=self._expired,
+            unsettled=self._unsettled,
         )

@@ -22,7 +22,16 @@ from gestor.api import GestorApp, create_app
 from gestor.model import NewTransaction
 from gestor.platforms import SimulatorHandle
 from gestor.settings import load_settings
-from gestor.store import Accepted, Expired, Store, Unsettled, _transactions, open_store
+from gestor.store import (
+    Accepted,
+    Expired,
+    Store,
+    StoreUnavailable,
+    Unsettled,
+    _transactions,
+    open_store,
+)
+from tests.e2e._proc import free_port
 from tests.integration.conftest import ADMIN_KEY, set_faults, sim_stats
 
 MSISDN = "5491100000031"
@@ -90,6 +99,19 @@ async def test_the_insert_refuses_a_row_past_its_deadline_by_the_database_clock(
             in_time = await store.accept(_new("in-time", accept_in=5))
             assert isinstance(in_time, Accepted)
             assert await _count(store, "in-time") == 1
+
+
+async def test_a_lane_that_cannot_connect_says_nothing_was_sent(database_url: str) -> None:
+    with trio.fail_after(20):
+        async with open_store(database_url) as store:
+            nowhere = attrs.evolve(store.bridge, dsn=f"postgresql://127.0.0.1:{free_port()}/x")
+
+            async def work(conn: Any) -> None:
+                raise AssertionError("never runs")
+
+            with pytest.raises(StoreUnavailable) as caught:
+                await nowhere.lane().run(work)
+            assert caught.value.sent is False
 
 
 async def test_a_database_that_wakes_after_the_deadline_writes_nothing(

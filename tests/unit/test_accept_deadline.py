@@ -91,6 +91,8 @@ async def test_a_buy_whose_turn_comes_after_its_deadline_writes_nothing(
     assert isinstance(out["second"], Expired)
     assert "after its acceptance deadline" in out["second"].reason
     assert store.seen == ["first"]  # the second never reached the store
+    stats = service.statistics()
+    assert (stats.expired, stats.unsettled) == (1, 0)
 
 
 async def test_an_asker_that_gives_up_withdraws_a_queued_buy_and_reports_a_started_one(
