@@ -82,6 +82,9 @@ class NewTransaction:
     idempotency_key: str
     request_hash: str
     at: datetime
+    #: The acceptance deadline: the INSERT refuses the row once the database's clock has passed
+    #: it, so a statement that reaches a stalled database too late writes nothing.
+    accept_by: datetime | None = None
 
 
 @attrs.frozen

@@ -91,6 +91,7 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
             service = PurchaseService(
                 deps, max_in_flight=settings.max_in_flight,
                 max_accepting=settings.max_accepting,
+                accept_timeout=settings.accept_timeout,
             )
             actors: ActorSystem[object, object]
             async with open_actor_system(

@@ -54,6 +54,7 @@ class Settings:
     profile_cache_ttl: float = 5.0
     max_in_flight: int = 20000
     max_accepting: int = 256
+    accept_timeout: float = 3.0
     mailbox_size: int = 32
     idle_timeout: float = 15.0
     send_timeout: float = 0.5
@@ -160,6 +161,7 @@ def load_settings(
         "profile_cache_ttl": _get(purchase, "profile_cache_ttl", float, 5.0, "purchase"),
         "max_in_flight": _get(purchase, "max_in_flight", int, 20000, "purchase"),
         "max_accepting": _get(purchase, "max_accepting", int, 256, "purchase"),
+        "accept_timeout": _get(purchase, "accept_timeout", float, 3.0, "purchase"),
         "mailbox_size": _get(actors, "mailbox_size", int, 32, "actors"),
         "idle_timeout": _get(actors, "idle_timeout", float, 15.0, "actors"),
         "send_timeout": _get(actors, "send_timeout", float, 0.5, "actors"),
@@ -201,4 +203,7 @@ def load_settings(
     parse_bind(settings.bind)
     if settings.workers < 1:
         raise SettingsError("server.workers must be at least 1")
+    if not 0 < settings.accept_timeout <= 60:
+        raise SettingsError("purchase.accept_timeout must be more than 0 and at most 60 "
+                            "seconds")
     return settings

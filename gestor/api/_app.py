@@ -30,7 +30,15 @@ from gestor.platforms import PlatformError
 from gestor.purchase import Busy
 from gestor.runtime import Runtime, open_runtime
 from gestor.settings import Settings
-from gestor.store import Accepted, KeyReused, PendingExists, Replayed, StoreUnavailable
+from gestor.store import (
+    Accepted,
+    Expired,
+    KeyReused,
+    PendingExists,
+    Replayed,
+    StoreUnavailable,
+    Unsettled,
+)
 
 logger = logging.getLogger("gestor.api")
 
@@ -179,6 +187,24 @@ def _routes(app: GestorApp, settings: Settings) -> None:
             at=datetime.now(UTC),
         )
         outcome = await rt.purchases.purchase(new)
+        # Honest answers (README, "Buy a bono"): a 503 SERVICE_UNAVAILABLE/BUSY or a 429 means
+        # nothing was written and nothing will be; OUTCOME_UNKNOWN that it may have been.
+        if isinstance(outcome, Expired):
+            logger.debug("purchase refused, nothing written: %s", outcome.reason)
+            raise ApiProblem(
+                503, "SERVICE_UNAVAILABLE",
+                f"nothing was done by this request: {outcome.reason}; safe to retry, with "
+                "this Idempotency-Key or, unless an earlier request with it was answered "
+                "OUTCOME_UNKNOWN, a new one", headers={"Retry-After": "1"},
+            )
+        if isinstance(outcome, Unsettled):
+            raise ApiProblem(
+                503, "OUTCOME_UNKNOWN",
+                f"the purchase may or may not have been accepted ({outcome.reason}); ask again "
+                "with the same Idempotency-Key: that returns it if it was accepted, or starts "
+                "it if it was not", field="Idempotency-Key", idempotency_key=key,
+                headers={"Retry-After": "1"},
+            )
         if isinstance(outcome, PendingExists):
             pending = outcome.transaction
             raise ApiProblem(

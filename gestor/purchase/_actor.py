@@ -8,16 +8,24 @@ State (counters, restrictions) is read when first needed: a fresh actor's first 
 reads it in the same database crossing as its acceptance (`Store.accept_and_load`), a `View`
 with a batched read. The customer's profile fetch starts as soon as the local checks pass, so
 it overlaps that crossing instead of following it.
+
+Honest answers: a `Buy` carries its acceptance deadline. A turn that starts after it writes
+nothing (`Expired`); the store withdraws an acceptance no batch has taken by then, and bounds the
+wait for one that was sent (`Unsettled`). When an unsettled acceptance's late answer is
+`Accepted`, the actor takes the purchase on as if it had been accepted in its turn: the client
+was told "outcome unknown, ask again with the same Idempotency-Key", and that retry finds it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Hashable
+import math
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING
 
 import attrs
+import trio
 
 from actors import ActorBase, ActorContext
 from gestor.model import (
@@ -30,7 +38,16 @@ from gestor.model import (
 from gestor.platforms import PlatformError
 from gestor.purchase._deps import SubscriberView, counters_after
 from gestor.purchase._saga import SagaAbandoned, run_purchase
-from gestor.store import Accepted, AcceptOutcome, KeyReused, PendingExists, Replayed
+from gestor.store import (
+    Accepted,
+    AcceptOutcome,
+    Expired,
+    KeyReused,
+    PendingExists,
+    Replayed,
+    StoreUnavailable,
+    Unsettled,
+)
 
 if TYPE_CHECKING:
     from gestor.purchase._service import PurchaseService
@@ -38,11 +55,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger("gestor.purchase")
 
 
+@attrs.define
+class Ticket:
+    """Where a `Buy` stands, shared by its asker and the actor (one trio thread, no races): an
+    asker that gives up can tell "never started, and now never will" from "may be written"."""
+
+    started: bool = False  # the actor's turn for it began
+    sent: bool = False  # the acceptance was handed to the store (it may be written)
+    withdrawn: bool = False  # the asker gave up before the turn began: it must not start
+
+
 @attrs.frozen
 class Buy:
-    """Start a purchase (reply: the store's `AcceptOutcome`)."""
+    """Start a purchase (reply: the store's `AcceptOutcome`, or `Unsettled`). Nothing is
+    written once `deadline` (trio clock) has passed before the turn, or its ticket is
+    withdrawn."""
 
     tx: NewTransaction
+    deadline: float = math.inf
+    ticket: Ticket = attrs.field(factory=Ticket, eq=False)
 
 
 @attrs.frozen
@@ -63,6 +94,9 @@ class SubscriberActor(ActorBase[object, object]):
     counters: PurchaseCounters = attrs.field(factory=PurchaseCounters)
     restrictions: tuple[str, ...] = ()
     _loaded: bool = False  # counters and restrictions are the stored ones
+    #: (client, Idempotency-Key) of acceptances whose answer is awaited after their turn gave
+    #: up: a retry with the same key is still "unknown" until that answer comes.
+    _unsettled: dict[tuple[str, str], trio.Event] = attrs.field(factory=dict)
 
     async def _load(self) -> None:
         deps = self.service.deps
@@ -81,7 +115,7 @@ class SubscriberActor(ActorBase[object, object]):
 
     async def handle(self, ctx: ActorContext, message: object) -> object:
         if isinstance(message, Buy):
-            return await self._buy(ctx, message.tx)
+            return await self._buy(ctx, message)
         if isinstance(message, View):
             return await self.loaded()
         if isinstance(message, Reload):
@@ -92,27 +126,85 @@ class SubscriberActor(ActorBase[object, object]):
     def view(self) -> SubscriberView:
         return SubscriberView(self.msisdn, self.pending, self.counters, self.restrictions)
 
-    async def _buy(self, ctx: ActorContext, new: NewTransaction) -> AcceptOutcome:
+    async def _buy(self, ctx: ActorContext, buy: Buy) -> AcceptOutcome | Unsettled:
+        new, deadline, ticket = buy.tx, buy.deadline, buy.ticket
+        if ticket.withdrawn:  # its asker gave up and answered "nothing was done"
+            return Expired("its asker gave up before the subscriber's actor took it")
+        ticket.started = True
+        settled = self._unsettled.get((new.client, new.idempotency_key))
+        if settled is not None:  # an earlier request with this key may still be written
+            with trio.move_on_at(deadline):
+                await settled.wait()
+            if not settled.is_set():
+                return Unsettled("an earlier request with this Idempotency-Key is still "
+                                 "unsettled")
         pending = self.pending
         if pending is not None:  # fast path: one of ours is in flight
             if (pending.client, pending.idempotency_key) == (new.client, new.idempotency_key):
                 same = pending.request_hash == new.request_hash
                 return Replayed(pending) if same else KeyReused(pending)
             return PendingExists(pending)
+        if trio.current_time() >= deadline:
+            return Expired("the subscriber's actor took it after its acceptance deadline")
         ctx.start_soon(self._prefetch_profile)
         store = self.service.deps.store
+        settle = self.service.accept_settle
+        ticket.sent = True
         if self._loaded:
-            outcome = await store.accept(new)
+            outcome = await store.accept(new, deadline=deadline, settle=settle)
         else:
             request = self.service.deps.snapshot_request(self.msisdn)
-            outcome, snapshot = await store.accept_and_load(new, request)
-            self._apply(snapshot)
+            outcome, snapshot = await store.accept_and_load(new, request, deadline=deadline,
+                                                            settle=settle)
+            if snapshot is not None:
+                self._apply(snapshot)
         if isinstance(outcome, Accepted):
-            tx = outcome.transaction
-            self.pending = tx
-            self.service.track(tx.id)
-            ctx.start_soon(self._run, tx)
+            self._start(ctx, outcome.transaction)
+        elif isinstance(outcome, Unsettled) and outcome.answer is not None:
+            ctx.start_soon(self._settle, ctx, new, outcome.answer)
+            self._unsettled[(new.client, new.idempotency_key)] = trio.Event()
+            return Unsettled(outcome.reason)
         return outcome
+
+    def _start(self, ctx: ActorContext, tx: Transaction) -> None:
+        ctx.start_soon(self._run, tx)  # first: it raises if the actor is stopping
+        self.pending = tx
+        self.service.track(tx.id)
+
+    async def _settle(self, ctx: ActorContext, new: NewTransaction,
+                      answer: Callable[[], Awaitable[AcceptOutcome]]) -> None:
+        """The late answer of an acceptance its turn gave up on: if the database accepted it
+        after all, run its saga here, as its turn would have. Retries with its key wait for
+        this (within their own deadline)."""
+        key = (new.client, new.idempotency_key)
+        try:
+            await self._take_late(ctx, new, answer)
+        finally:
+            settled = self._unsettled.pop(key, None)
+            if settled is not None:
+                settled.set()
+
+    async def _take_late(self, ctx: ActorContext, new: NewTransaction,
+                         answer: Callable[[], Awaitable[AcceptOutcome]]) -> None:
+        try:
+            outcome = await answer()
+        except Exception as exc:  # the crossing broke: if the row was written, it is stale
+            logger.warning("purchase %s (key %r): acceptance unsettled (%r); if it was "
+                           "written, the recoverer resumes it", new.id, new.idempotency_key, exc)
+            return
+        if not isinstance(outcome, Accepted):
+            logger.info("purchase %s (key %r): late answer %s, nothing written", new.id,
+                        new.idempotency_key, type(outcome).__name__)
+            return
+        logger.info("purchase %s (key %r) accepted late: its saga starts now", new.id,
+                    new.idempotency_key)
+        try:
+            if not self._loaded:
+                await self._load()
+            self._start(ctx, outcome.transaction)
+        except (StoreUnavailable, RuntimeError) as exc:  # can't read it, or stopping
+            logger.warning("purchase %s accepted late, but its saga can't start here (%r): "
+                           "the recoverer resumes it", new.id, exc)
 
     async def _prefetch_profile(self) -> None:
         # The saga's own fetch joins this one (or finds it cached); a failure is its to report.

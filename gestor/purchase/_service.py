@@ -4,19 +4,43 @@ lets clients wait for a purchase's final state, lists offers, reads transactions
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 
 import attrs
 import trio
 
-from actors import ActorError, ActorSystem
+from actors import (
+    ActorCrashed,
+    ActorError,
+    ActorStopped,
+    ActorSystem,
+    AskTimeout,
+    SystemStopped,
+)
 from gestor.model import NewTransaction, Transaction
-from gestor.purchase._actor import Buy, Reload, View
+from gestor.purchase._actor import Buy, Reload, Ticket, View
 from gestor.purchase._deps import PurchaseDeps, SubscriberView
 from gestor.purchase._saga import final
 from gestor.rules import Offer
-from gestor.store import Accepted, AcceptOutcome, KeyReused, PendingExists, Replayed
+from gestor.store import (
+    Accepted,
+    AcceptOutcome,
+    Expired,
+    KeyReused,
+    PendingExists,
+    Replayed,
+    StoreUnavailable,
+    Unsettled,
+)
+
+logger = logging.getLogger("gestor.purchase")
+
+#: How much longer than its actor's turn (bounded by the deadline plus `accept_settle`) a
+#: purchase's ask waits: normally the turn answers first, so an ask that times out is rare.
+ASK_SLACK = 1.0
 
 
 @attrs.frozen
@@ -53,6 +77,8 @@ class PurchaseStatistics:
     shed: int
     max_in_flight: int
     max_accepting: int
+    expired: int = 0  # answered "nothing was done" after the acceptance deadline
+    unsettled: int = 0  # answered "outcome unknown" (503 OUTCOME_UNKNOWN)
 
 
 @attrs.define
@@ -62,11 +88,19 @@ class PurchaseService:
     ask_timeout: float = 5.0
     max_in_flight: int = 20000
     max_accepting: int = 256
+    #: A purchase must be taken by the database within this many seconds of arriving, or it is
+    #: refused with nothing written (`Expired`).
+    accept_timeout: float = 3.0
+    #: An acceptance the database took (the statement may have been sent) gets this much
+    #: longer to answer; after that the client is told the outcome is unknown (`Unsettled`).
+    accept_settle: float = 1.0
     _completions: dict[uuid.UUID, _Completion] = attrs.field(factory=dict)
     _started: int = 0
     _finished: int = 0
     _accepting: int = 0
     _shed: int = 0
+    _expired: int = 0
+    _unsettled: int = 0
 
     def bind(self, actors: ActorSystem[object, object]) -> None:
         self.actors = actors
@@ -84,43 +118,90 @@ class PurchaseService:
             completion.done.set()
 
     # -- called by the API -------------------------------------------------------------------
-    async def purchase(self, tx: NewTransaction) -> AcceptOutcome:
-        """Have the mobile's actor accept `tx`, or raise `Busy` at once when this worker is
-        at a bound (cheap shedding keeps the latency of what it does take bounded)."""
+    async def purchase(self, tx: NewTransaction) -> AcceptOutcome | Unsettled:
+        """Have the mobile's actor accept `tx` within `accept_timeout`, or raise `Busy` at
+        once when this worker is at a bound (cheap shedding keeps the latency of what it does
+        take bounded). `Busy`, `Overloaded` (from the actor system) and `Expired` mean nothing
+        was written and nothing will be; `Unsettled` that it may have been: only a retry with
+        the same Idempotency-Key can tell."""
         if len(self._completions) >= self.max_in_flight:
             self._shed += 1
             raise Busy("purchases in flight", self.max_in_flight)
         if self._accepting >= self.max_accepting:
             self._shed += 1
             raise Busy("purchases waiting to be accepted", self.max_accepting)
+        if tx.accept_by is None:
+            tx = attrs.evolve(tx, accept_by=tx.at + timedelta(seconds=self.accept_timeout))
+        deadline = trio.current_time() + self.accept_timeout
+        ticket = Ticket()
         self._accepting += 1
         try:
-            outcome = await self.actors.ask(tx.msisdn, Buy(tx), timeout=self.ask_timeout)
+            outcome = await self.actors.ask(
+                tx.msisdn, Buy(tx, deadline, ticket),
+                timeout=self.accept_timeout + self.accept_settle + ASK_SLACK,
+            )
+        except (AskTimeout, ActorCrashed, ActorStopped, SystemStopped) as exc:
+            outcome = self._gave_up(tx, ticket, exc)
         finally:
             self._accepting -= 1
-        assert isinstance(outcome, Accepted | Replayed | KeyReused | PendingExists)
+        if isinstance(outcome, Expired):
+            self._expired += 1
+        elif isinstance(outcome, Unsettled):
+            self._unsettled += 1
+        assert isinstance(outcome, Accepted | Replayed | KeyReused | PendingExists | Expired
+                          | Unsettled)
         return outcome
 
+    @staticmethod
+    def _gave_up(tx: NewTransaction, ticket: Ticket, exc: Exception) -> Expired | Unsettled:
+        """What can truthfully be said of a purchase whose actor gave no answer."""
+        if not ticket.started:  # still in the mailbox (or never handled): it never will be
+            ticket.withdrawn = True
+            return Expired(f"its subscriber's actor did not take it in time ({exc!r})")
+        crashed = exc.__cause__ if isinstance(exc, ActorCrashed) else None
+        if not ticket.sent or (isinstance(crashed, StoreUnavailable) and not crashed.sent):
+            return Expired(f"it failed before anything was written ({exc!r})")
+        logger.warning("purchase %s (key %r): outcome unknown: %r", tx.id, tx.idempotency_key,
+                       exc)
+        return Unsettled(f"its subscriber's actor gave no answer ({exc!r})")
+
     async def wait_final(self, tx: Transaction, patience: float) -> Transaction:
-        """`tx` once final, or as it stands after `patience` seconds."""
+        """`tx` once final, or as it stands after `patience` seconds. Never raises for want of
+        the database: an accepted purchase goes on whether or not it can be read now, so the
+        answer is the latest state known (a 202 with it), not an error that would suggest the
+        purchase failed."""
         if final(tx):
             return tx
+        latest = tx
         completion = self._completions.get(tx.id)
-        if completion is not None:
-            with trio.move_on_after(patience):
+        with trio.move_on_after(patience):
+            if completion is not None:
                 await completion.done.wait()
-            if completion.final is not None:
-                return completion.final
-        else:  # running in another worker or under the recoverer: poll the database
-            with trio.move_on_after(patience):
+                if completion.final is not None:
+                    return completion.final
+            else:  # running in another worker or under the recoverer: poll the database
                 delay = 0.05
                 while True:
-                    current = await self.deps.store.get(tx.id)
-                    if current is not None and final(current):
-                        return current
+                    latest = await self._read(latest)
+                    if final(latest):
+                        return latest
                     await trio.sleep(delay)
                     delay = min(delay * 2, 0.5)
-        return await self.deps.store.get(tx.id) or tx
+        with trio.move_on_after(1.0):
+            latest = await self._read(latest)
+        return latest
+
+    async def _read(self, latest: Transaction) -> Transaction:
+        """`latest` read again, or as it was if the database can't answer now (any failure to
+        read is not the purchase's: it must not turn an accepted purchase's answer into a 5xx)."""
+        try:
+            return await self.deps.store.get(latest.id) or latest
+        except StoreUnavailable:
+            return latest
+        except Exception:
+            logger.exception("reading transaction %s failed; answering its last known state",
+                             latest.id)
+            return latest
 
     async def view(self, msisdn: str) -> SubscriberView:
         view = await self.actors.ask(msisdn, View(), timeout=self.ask_timeout)
@@ -181,5 +262,6 @@ class PurchaseService:
         return PurchaseStatistics(
             in_flight=len(self._completions), started=self._started, finished=self._finished,
             accepting=self._accepting, shed=self._shed, max_in_flight=self.max_in_flight,
-            max_accepting=self.max_accepting,
+            max_accepting=self.max_accepting, expired=self._expired,
+            unsettled=self._unsettled,
         )

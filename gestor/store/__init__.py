@@ -5,7 +5,7 @@ an asyncio loop in a thread of its own (DESIGN D1; `_bridge` says why not trio-a
 `start_embedded(dir)` runs the embedded server (D2).
 """
 
-from gestor.store._batch import Batcher, BatcherStatistics
+from gestor.store._batch import Batcher, BatcherStatistics, Queued, Withdrawn
 from gestor.store._bridge import Bridge, BridgeStatistics, StoreUnavailable, open_bridge
 from gestor.store._embedded import EmbeddedPostgres, start_embedded
 from gestor.store._migrate import migrate, migration_files
@@ -17,10 +17,11 @@ from gestor.store._reconcile import (
 )
 from gestor.store._restrictions import Restriction
 from gestor.store._rule_sets import AuditEntry, RuleSetRecord
-from gestor.store._store import Store, StoreStatistics, open_store
+from gestor.store._store import Store, StoreStatistics, Unsettled, open_store
 from gestor.store._transactions import (
     Accepted,
     AcceptOutcome,
+    Expired,
     KeyReused,
     PendingExists,
     Replayed,
@@ -36,9 +37,11 @@ __all__ = [
     "Bridge",
     "BridgeStatistics",
     "EmbeddedPostgres",
+    "Expired",
     "KeyReused",
     "NoEmbeddedDatabase",
     "PendingExists",
+    "Queued",
     "Replayed",
     "Restriction",
     "RuleSetRecord",
@@ -46,6 +49,8 @@ __all__ = [
     "Store",
     "StoreStatistics",
     "StoreUnavailable",
+    "Unsettled",
+    "Withdrawn",
     "attach_embedded",
     "migrate",
     "migration_files",

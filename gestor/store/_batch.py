@@ -4,6 +4,11 @@ Submitters hand one item each to a `Batcher` and wait for its answer; a few work
 per runner, each runner normally bound to its own database connection) drain whatever is
 queued, run the whole batch as one statement in one crossing, and answer every submitter. Under
 load a crossing carries tens of items; when idle an item goes alone at once.
+
+A submitter may withdraw an item that no worker has taken into a batch yet (`Queued.withdraw`):
+it is then guaranteed never to run. Once taken, the statement may have been sent, so its fate is
+only known when the crossing answers: that is what lets a caller that gives up say truthfully
+whether nothing was done or the outcome is unknown.
 """
 
 from __future__ import annotations
@@ -19,12 +24,52 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 
+class Withdrawn(Exception):
+    """The item was withdrawn before any worker took it: it never ran."""
+
+
 @attrs.define(slots=True)
 class _Slot(Generic[In, Out]):
     item: In
     done: trio.Event = attrs.field(factory=trio.Event)
     result: Out | None = None
     error: BaseException | None = None
+    taken: bool = False  # a worker has put it into a batch (it may have run)
+    withdrawn: bool = False  # its submitter took it back before that: it never runs
+
+
+@attrs.define(eq=False)
+class Queued(Generic[In, Out]):
+    """Items handed to a `Batcher` by `Batcher.put`: wait for their answers, or take them back
+    while no worker has taken any of them."""
+
+    _slots: list[_Slot[In, Out]]
+
+    @property
+    def taken(self) -> bool:
+        """Whether a worker has taken any of the items into a batch (it may have run)."""
+        return any(slot.taken for slot in self._slots)
+
+    def withdraw(self) -> bool:
+        """Take the items back if no worker has taken any: True, and none of them will ever
+        run (waiting for them raises `Withdrawn`). False if one was taken already: then they
+        run, and `results()` tells how."""
+        if self.taken:
+            return False
+        for slot in self._slots:
+            slot.withdrawn = True
+            slot.error = Withdrawn()
+            slot.done.set()
+        return True
+
+    async def results(self) -> list[Out]:
+        """Their results in order, once every item has one (the first error is raised)."""
+        for slot in self._slots:
+            await slot.done.wait()
+        for slot in self._slots:
+            if slot.error is not None:
+                raise slot.error
+        return [slot.result for slot in self._slots]  # type: ignore[misc]
 
 
 @attrs.frozen
@@ -36,6 +81,7 @@ class BatcherStatistics:
     items: int
     largest_batch: int
     errors: int
+    withdrawn: int = 0  # items their submitters took back before a worker took them
 
     @property
     def mean_batch(self) -> float:
@@ -58,6 +104,7 @@ class Batcher(Generic[In, Out]):
     _largest: int = 0
     _errors: int = 0
     _in_flight: int = 0
+    _withdrawn: int = 0
     _gathering: trio.Lock = attrs.field(factory=trio.Lock)
 
     def __attrs_post_init__(self) -> None:
@@ -74,15 +121,15 @@ class Batcher(Generic[In, Out]):
     async def submit_together(self, *items: In) -> list[Out]:
         """Queue `items` at once, so one batch normally carries them all; their results in
         order (the first error of any is raised)."""
+        return await self.put(*items).results()
+
+    def put(self, *items: In) -> Queued[In, Out]:
+        """Queue `items` at once (one batch normally carries them all) and return at once:
+        the caller waits for `results()` or withdraws them while none is taken."""
         slots: list[_Slot[In, Out]] = [_Slot(item) for item in items]
         for slot in slots:
             self._send.send_nowait(slot)
-        for slot in slots:
-            await slot.done.wait()
-        for slot in slots:
-            if slot.error is not None:
-                raise slot.error
-        return [slot.result for slot in slots]  # type: ignore[misc]
+        return Queued(slots)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the worker tasks until cancelled."""
@@ -97,16 +144,25 @@ class Batcher(Generic[In, Out]):
             # One worker gathers at a time: idle workers all waiting on the channel would each
             # be handed one item of a burst, and a burst is what a batch is for.
             async with self._gathering:
-                try:
-                    batch = [await self._recv.receive()]
-                except trio.EndOfChannel:
-                    return
+                batch: list[_Slot[In, Out]] = []
+                while not batch:  # withdrawn items are dropped here, never run
+                    try:
+                        self._take(await self._recv.receive(), batch)
+                    except trio.EndOfChannel:
+                        return
                 while len(batch) < self.max_batch:
                     try:
-                        batch.append(self._recv.receive_nowait())
+                        self._take(self._recv.receive_nowait(), batch)
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
             await self._run(runner, batch)
+
+    def _take(self, slot: _Slot[In, Out], batch: list[_Slot[In, Out]]) -> None:
+        if slot.withdrawn:
+            self._withdrawn += 1
+        else:
+            slot.taken = True
+            batch.append(slot)
 
     async def _run(self, runner: Callable[[Sequence[In]], Awaitable[Sequence[Out]]],
                    batch: list[_Slot[In, Out]]) -> None:
@@ -137,4 +193,5 @@ class Batcher(Generic[In, Out]):
             items=self._items,
             largest_batch=self._largest,
             errors=self._errors,
+            withdrawn=self._withdrawn,
         )

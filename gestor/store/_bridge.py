@@ -45,7 +45,17 @@ SWITCH_INTERVAL = 0.0005
 
 
 class StoreUnavailable(Exception):
-    """The database could not be reached or refused the connection."""
+    """The database could not be reached or refused the connection. `sent` is False when no
+    connection could be made, so the work certainly did not run; True when it may have (the
+    connection was lost or the answer late after the work was sent)."""
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class _NotConnected(Exception):
+    """A lane could not open its connection: nothing was sent."""
 
 
 #: What a lost or unreachable database raises through asyncpg.
@@ -159,6 +169,8 @@ class Bridge:
         self._in_flight += 1
         try:
             return await self._side.call(fn, *args)
+        except _NotConnected as exc:
+            raise StoreUnavailable(str(exc), sent=False) from exc.__cause__
         except _UNREACHABLE as exc:
             raise StoreUnavailable(str(exc)) from exc
         finally:
@@ -238,7 +250,10 @@ class Lane:
 async def _on_lane(lane: Lane, work: Work[T], args: tuple[Any, ...]) -> T:
     if lane.conn is None or lane.conn.is_closed():
         lane.conn = None
-        lane.conn = await asyncpg.connect(lane.bridge._dsn)
+        try:
+            lane.conn = await asyncpg.connect(lane.bridge._dsn)
+        except _UNREACHABLE as exc:
+            raise _NotConnected(str(exc) or type(exc).__name__) from exc
     return await work(lane.conn, *args)
 
 

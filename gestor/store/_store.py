@@ -9,8 +9,9 @@ once per call.
 from __future__ import annotations
 
 import contextlib
+import math
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,15 +28,27 @@ from gestor.model import (
     Transition,
 )
 from gestor.store import _alarms, _restrictions, _rule_sets, _transactions
-from gestor.store._batch import Batcher, BatcherStatistics
-from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
+from gestor.store._batch import Batcher, BatcherStatistics, Queued
+from gestor.store._bridge import Bridge, BridgeStatistics, StoreUnavailable, open_bridge
 from gestor.store._migrate import migrate
 from gestor.store._restrictions import Restriction
 from gestor.store._rule_sets import AuditEntry, RuleSetRecord
-from gestor.store._transactions import AcceptOutcome, SnapshotRequest
+from gestor.store._transactions import AcceptOutcome, Expired, SnapshotRequest
 
 Write = NewTransaction | Transition | SnapshotRequest
 WriteOutcome = AcceptOutcome | bool | SubscriberSnapshot
+
+
+@attrs.frozen
+class Unsettled:
+    """The acceptance was sent to the database but its answer did not come within the bound
+    (or the connection broke): the purchase may have been written or not, nobody knows yet.
+    `answer()`, when given, waits for the crossing's late answer (or raises its error)."""
+
+    reason: str
+    answer: Callable[[], Awaitable[AcceptOutcome]] | None = attrs.field(
+        default=None, eq=False, repr=False
+    )
 
 
 async def _write_retrying_deadlocks(
@@ -88,21 +101,67 @@ class Store:
     _snapshots: Batcher[SnapshotRequest, SubscriberSnapshot]
 
     # -- hot, batched ------------------------------------------------------------------------
-    async def accept(self, tx: NewTransaction) -> AcceptOutcome:
+    async def accept(self, tx: NewTransaction, *, deadline: float = math.inf,
+                     settle: float = 1.0) -> AcceptOutcome | Unsettled:
         """Record a new purchase, taking its msisdn's pending slot (D3) and its idempotency
-        key (D5); or say why not."""
-        outcome = await self._writes.submit(tx)
+        key (D5); or say why not. With a `deadline` (trio clock), see `_accept`."""
+        results = await self._accept(self._writes.put(tx), deadline, settle)
+        if isinstance(results, Expired | Unsettled):
+            return results
+        outcome = results[0]
         assert not isinstance(outcome, bool | SubscriberSnapshot)
         return outcome
 
-    async def accept_and_load(self, tx: NewTransaction, request: SnapshotRequest
-                              ) -> tuple[AcceptOutcome, SubscriberSnapshot]:
+    async def accept_and_load(
+        self, tx: NewTransaction, request: SnapshotRequest, *, deadline: float = math.inf,
+        settle: float = 1.0,
+    ) -> tuple[AcceptOutcome | Unsettled, SubscriberSnapshot | None]:
         """`accept(tx)` and `snapshot(request)` in one crossing: a fresh subscriber actor's
-        first purchase needs both, and a crossing is most of what a statement costs."""
-        outcome, snapshot = await self._writes.submit_together(tx, request)
+        first purchase needs both, and a crossing is most of what a statement costs. The
+        snapshot is None when the acceptance is `Expired` or `Unsettled`."""
+        results = await self._accept(self._writes.put(tx, request), deadline, settle)
+        if isinstance(results, Expired | Unsettled):
+            return results, None
+        outcome, snapshot = results
         assert not isinstance(outcome, bool | SubscriberSnapshot)
         assert isinstance(snapshot, SubscriberSnapshot)
         return outcome, snapshot
+
+    @staticmethod
+    async def _accept(queued: Queued[Write, WriteOutcome], deadline: float, settle: float
+                      ) -> list[WriteOutcome] | Expired | Unsettled:
+        """The crossing's answer for an acceptance, or the truth about why there is none:
+
+        - still queued at `deadline` (no worker took it into a batch): withdrawn, and so
+          certainly never written → `Expired`;
+        - taken (the statement may have been sent): its answer is awaited until
+          `deadline + settle`; the INSERT itself refuses rows past their `accept_by` by the
+          database's clock, so a stalled database that wakes late answers `Expired`. No answer
+          by then → `Unsettled`, whose `answer()` waits for the late one;
+        - the crossing failed before a connection could be made → `Expired` (nothing was
+          sent); any other failure → `Unsettled` (it may have committed before it broke).
+        """
+        def failed(exc: Exception) -> Expired | Unsettled:
+            if isinstance(exc, StoreUnavailable) and not exc.sent:
+                return Expired(f"the database could not be reached: {exc}")
+            return Unsettled(f"the database crossing failed: {exc!r}")
+
+        try:
+            with trio.move_on_at(deadline):
+                return await queued.results()
+            if queued.withdraw():
+                return Expired("the database did not take it before its acceptance deadline")
+            with trio.move_on_at(deadline + settle):
+                return await queued.results()
+        except Exception as exc:
+            return failed(exc)
+
+        async def answer() -> AcceptOutcome:
+            outcome = (await queued.results())[0]
+            assert not isinstance(outcome, bool | SubscriberSnapshot)
+            return outcome
+
+        return Unsettled("the database did not answer in time", answer)
 
     async def transition(self, move: Transition) -> bool:
         """Apply a durable state change; False if the row was no longer in `move.expect`."""

@@ -54,7 +54,16 @@ class PendingExists:
     transaction: Transaction
 
 
-AcceptOutcome = Accepted | Replayed | KeyReused | PendingExists
+@attrs.frozen
+class Expired:
+    """Nothing was written: the purchase's acceptance deadline passed before the database could
+    take it (it was still queued, or the database's clock was past `accept_by` when the INSERT
+    ran). Safe to retry, with the same Idempotency-Key or a new one."""
+
+    reason: str
+
+
+AcceptOutcome = Accepted | Replayed | KeyReused | PendingExists | Expired
 
 _WRITE = f"""
 WITH ins AS (
@@ -63,8 +72,11 @@ WITH ins AS (
     SELECT i.id, i.msisdn, i.bono_id, i.channel, i.client, i.key, i.hash,
            '{TxState.RECEIVED.value}', i.history::jsonb, i.at, i.at
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::text[], $8::text[], $9::timestamptz[])
-         AS i(id, msisdn, bono_id, channel, client, key, hash, history, at)
+                $7::text[], $8::text[], $9::timestamptz[], $21::timestamptz[])
+         AS i(id, msisdn, bono_id, channel, client, key, hash, history, at, accept_by)
+    -- The acceptance deadline, by the database's clock at the moment the row is inserted: a
+    -- statement that reaches a stalled server too late writes nothing (see `Expired`).
+    WHERE i.accept_by IS NULL OR clock_timestamp() < i.accept_by
     ORDER BY i.msisdn, i.client, i.key  -- one order for every writer: no lock-order deadlock
     ON CONFLICT DO NOTHING
     RETURNING id
@@ -138,6 +150,7 @@ async def write_batch(
         [m.profile_id for m in moves],
         [m.rules_version for m in moves],
         [None if m.reasons is None else encode_reasons(m.reasons) for m in moves],
+        [t.accept_by for t in accepts],
     )
     inserted = {r["id"] for r in rows if r["inserted"]}
     updated = {r["id"] for r in rows if not r["inserted"]}
@@ -165,6 +178,7 @@ async def _explain_conflicts(
     }
     outcomes: dict[uuid.UUID, AcceptOutcome] = {}
     vanished = []
+    db_now: datetime | None = None
     for t in conflicted:
         original = by_key.get((t.client, t.idempotency_key))
         if original is not None:
@@ -172,6 +186,10 @@ async def _explain_conflicts(
             outcomes[t.id] = Replayed(original) if same else KeyReused(original)
         elif t.msisdn in pending:
             outcomes[t.id] = PendingExists(pending[t.msisdn])
+        elif t.accept_by is not None and t.accept_by <= (
+            db_now := db_now or await conn.fetchval("SELECT clock_timestamp()")
+        ):  # refused by the deadline (or late now): nothing was written, nor will be
+            outcomes[t.id] = Expired("the database took it after its acceptance deadline")
         else:  # the conflicting row settled between our statements: try again
             vanished.append(t)
     if vanished:
