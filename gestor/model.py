@@ -81,7 +81,7 @@ class NewTransaction:
     client: str
     idempotency_key: str
     request_hash: str
-    at: datetime
+    at: datetime  # when the request arrived, on the worker's clock (not the record's time)
 
 
 @attrs.frozen
