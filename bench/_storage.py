@@ -257,9 +257,8 @@ async def check_database(dsn: str, answers: list[tuple[str, str, str, int, float
                     held.discard(tx)
                     if state in TERMINAL:
                         saga_ms.append((r["at"] - first_at[tx]).total_seconds() * 1000)
-        # the brief's simpler interval check, [created_at, updated_at] per msisdn (informational:
-        # a request timestamped before the previous purchase's final write committed, then
-        # accepted after it, shows up here although nothing overlapped)
+        # the records' own check, [created_at, updated_at] per msisdn: both are the database's
+        # clock (acceptance, last commit), so a mobile's records never overlap
         ts_overlaps = await conn.fetchval("""
             SELECT count(*) FROM (
               SELECT created_at, lag(updated_at) OVER w AS prev_end FROM transactions
@@ -294,7 +293,7 @@ async def check_database(dsn: str, answers: list[tuple[str, str, str, int, float
         "audit_events": audit_events,
         "overlaps": overlaps,
         "overlap_count": overlap_count,
-        "timestamp_overlaps_info": int(ts_overlaps or 0),
+        "timestamp_overlaps": int(ts_overlaps or 0),
         "answers_checked": len(final_answers),
         "answers_missing_in_db": len(missing),
         "answers_state_mismatch": len(mismatched),

@@ -81,7 +81,7 @@ class NewTransaction:
     client: str
     idempotency_key: str
     request_hash: str
-    at: datetime
+    at: datetime  # when the request arrived, on the worker's clock (not the record's time)
     #: The acceptance deadline: the INSERT refuses the row once the database's clock has passed
     #: it, so a statement that reaches a stalled database too late writes nothing.
     accept_by: datetime | None = None

@@ -107,7 +107,6 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                                       stuck_after=settings.stuck_after,
                                       live=service.in_flight)
                 await recovery.start(recoverer.run)
-                await recovery.start(service.follow_subscriber_changes)
                 yield Runtime(settings, store, alarms, platforms, catalogue, rulebook, actors,
                               service, recoverer, webhooks)
                 recovery.cancel_scope.cancel()

@@ -313,7 +313,6 @@ def register_restrictions(app: GestorApp, settings: Settings) -> None:
         until = _instant(until_raw, "until", datetime.now(UTC)) if until_raw else None
         restriction = await app.runtime.store.restrict(
             msisdn, code, f"{reason or ''} (by {actor})".strip(), until)
-        await app.runtime.purchases.reload(msisdn)  # other workers follow on NOTIFY
         return json_response({"msisdn": msisdn, **restriction.as_dict()})
 
     @app.delete("/v1/admin/mobiles/<raw_msisdn>/restrictions/<code>")
@@ -323,7 +322,6 @@ def register_restrictions(app: GestorApp, settings: Settings) -> None:
         if not await app.runtime.store.lift(msisdn, code):
             raise ApiProblem(404, "RESTRICTION_NOT_FOUND", f"{msisdn} has no restriction {code}",
                              field="code")
-        await app.runtime.purchases.reload(msisdn)
         return Response("", status=204)
 
 

@@ -45,6 +45,21 @@ _provision_decoder = msgspec.json.Decoder(ProvisionRequest)
 _override_decoder = msgspec.json.Decoder(AccountOverride)
 _any_decoder = msgspec.json.Decoder()
 
+
+class _DebitPeek(msgspec.Struct):
+    msisdn: str
+
+
+_debit_peek = msgspec.json.Decoder(_DebitPeek)
+
+
+def _debit_msisdn(body: bytes) -> str | None:
+    """The msisdn a debit request names (for the per-msisdn in-flight count), if it parses."""
+    try:
+        return _debit_peek.decode(body).msisdn
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
 _NOT_FOUND = {"code": "NOT_FOUND", "message": "not found"}
 _NOT_FOUND_ANSWER: Answer = (404, _encoder.encode(_NOT_FOUND))
 
@@ -219,6 +234,9 @@ class SimulatorRouter:
         sim.in_flight += 1
         if sim.in_flight > sim.peak_in_flight:
             sim.peak_in_flight = sim.in_flight
+        debiting = _debit_msisdn(body) if op == "ocs.debit" else None
+        if debiting is not None:
+            sim.debit_arrived(debiting)
         try:
             faults = sim.faults.for_op(op)
             if faults.quiet:
@@ -244,6 +262,8 @@ class SimulatorRouter:
             return answer
         finally:
             sim.in_flight -= 1
+            if debiting is not None:
+                sim.debit_left(debiting)
 
     @staticmethod
     def _run(route: _Route, sim: Simulator, arg: str, body: bytes, query: bytes) -> Answer:

@@ -274,6 +274,10 @@ class Simulator:
     requests_by_op: dict[str, int] = attrs.field(factory=dict)
     in_flight: int = 0  # platform requests being served right now
     peak_in_flight: int = 0
+    #: Debit requests being served right now, and the most ever at once, per msisdn (a client
+    #: that serialises a mobile's purchases never has two of its debits in flight).
+    _debits_in_flight: dict[str, int] = attrs.field(factory=dict)
+    _peak_debits: dict[str, int] = attrs.field(factory=dict)
 
     @classmethod
     def create(cls, config: SimulatorConfig) -> Simulator:
@@ -337,6 +341,19 @@ class Simulator:
 
     def count(self, op: str) -> None:
         self.requests_by_op[op] = self.requests_by_op.get(op, 0) + 1
+
+    def debit_arrived(self, msisdn: str) -> None:
+        """A debit request for `msisdn` is being served (until `debit_left`)."""
+        now = self._debits_in_flight[msisdn] = self._debits_in_flight.get(msisdn, 0) + 1
+        if now > self._peak_debits.get(msisdn, 0):
+            self._peak_debits[msisdn] = now
+
+    def debit_left(self, msisdn: str) -> None:
+        left = self._debits_in_flight[msisdn] - 1
+        if left:
+            self._debits_in_flight[msisdn] = left
+        else:
+            del self._debits_in_flight[msisdn]
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -547,6 +564,7 @@ class Simulator:
         self._debited_total = self._refunded_total = 0
         self.requests_by_op.clear()
         self.peak_in_flight = self.in_flight
+        self._peak_debits = dict(self._debits_in_flight)
 
     def ledger(self, since: float | None = None, until: float | None = None) -> list[LedgerEntry]:
         """Debits and refunds with ``since <= ts < until`` (epoch seconds), oldest first."""
@@ -566,6 +584,7 @@ class Simulator:
             "requests_by_op": dict(sorted(self.requests_by_op.items())),
             "in_flight": self.in_flight,
             "peak_in_flight": self.peak_in_flight,
+            "max_concurrent_debits_per_msisdn": max(self._peak_debits.values(), default=0),
         }
         if msisdn is not None and is_valid_msisdn(msisdn):
             account = self._account(msisdn)
@@ -578,6 +597,7 @@ class Simulator:
                 "refunds": account.refunds,
                 "refunded_total": account.refunded_total,
                 "provisioned": account.provisioned,
+                "max_concurrent_debits": self._peak_debits.get(msisdn, 0),
             }
         return out
 

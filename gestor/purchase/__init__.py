@@ -1,7 +1,7 @@
 """The purchase: the saga that runs one (`_saga`, over the pure state machine in `_steps`), the
 subscriber actor that serialises a mobile's purchases (`_actor`) and the service the API calls."""
 
-from gestor.purchase._actor import Buy, Reload, SubscriberActor, Ticket, View, actor_factory
+from gestor.purchase._actor import Buy, SubscriberActor, Ticket, actor_factory
 from gestor.purchase._deps import ProfileCache, PurchaseDeps, SubscriberView
 from gestor.purchase._recovery import Recoverer, RecovererStatistics, resume
 from gestor.purchase._saga import SagaAbandoned, final, refund_id, run_purchase
@@ -18,13 +18,11 @@ __all__ = [
     "PurchaseStatistics",
     "Recoverer",
     "RecovererStatistics",
-    "Reload",
     "SagaAbandoned",
     "SubscriberActor",
     "SubscriberView",
     "Ticket",
     "Verdict",
-    "View",
     "actor_factory",
     "final",
     "refund_id",

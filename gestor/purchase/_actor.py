@@ -4,10 +4,11 @@ Its turn for a `Buy` is short: check the local pending purchase, record the new 
 database (which takes the cross-process guard), start the saga as a child task, reply. So a
 second purchase while the first is in flight gets its 409 at once instead of queueing behind it.
 
-State (counters, restrictions) is read when first needed: a fresh actor's first purchase
-reads it in the same database crossing as its acceptance (`Store.accept_and_load`), a `View`
-with a batched read. The customer's profile fetch starts as soon as the local checks pass, so
-it overlaps that crossing instead of following it.
+The actor keeps nothing about its subscriber but the purchase it runs: what the rules read about
+the subscriber's history and restrictions comes with every acceptance, read in the same database
+crossing as the insert that took the guard (`Store.accept`), so limits hold across workers and
+nodes (DESIGN D1). The customer's profile fetch starts as soon as the local checks pass, so it
+overlaps that crossing instead of following it.
 
 Honest answers: a `Buy` carries its acceptance deadline. A turn that starts after it writes
 nothing (`Expired`); the store withdraws an acceptance no batch has taken by then, and bounds the
@@ -28,15 +29,9 @@ import attrs
 import trio
 
 from actors import ActorBase, ActorContext
-from gestor.model import (
-    NewTransaction,
-    PurchaseCounters,
-    SubscriberSnapshot,
-    Transaction,
-    TxState,
-)
+from gestor.model import NewTransaction, Transaction
 from gestor.platforms import PlatformError
-from gestor.purchase._deps import SubscriberView, counters_after
+from gestor.purchase._deps import SubscriberView
 from gestor.purchase._saga import SagaAbandoned, run_purchase
 from gestor.store import (
     Accepted,
@@ -45,7 +40,6 @@ from gestor.store import (
     KeyReused,
     PendingExists,
     Replayed,
-    StoreUnavailable,
     Unsettled,
 )
 
@@ -76,55 +70,19 @@ class Buy:
     ticket: Ticket = attrs.field(factory=Ticket, eq=False)
 
 
-@attrs.frozen
-class View:
-    """What the actor knows about its subscriber (reply: `SubscriberView`)."""
-
-
-@attrs.frozen
-class Reload:
-    """The subscriber's stored data changed (restrictions): read it again."""
-
-
 @attrs.define
 class SubscriberActor(ActorBase[object, object]):
     msisdn: str
     service: PurchaseService
     pending: Transaction | None = None
-    counters: PurchaseCounters = attrs.field(factory=PurchaseCounters)
-    restrictions: tuple[str, ...] = ()
-    _loaded: bool = False  # counters and restrictions are the stored ones
     #: (client, Idempotency-Key) of acceptances whose answer is awaited after their turn gave
     #: up: a retry with the same key is still "unknown" until that answer comes.
     _unsettled: dict[tuple[str, str], trio.Event] = attrs.field(factory=dict)
 
-    async def _load(self) -> None:
-        deps = self.service.deps
-        self._apply(await deps.store.snapshot(deps.snapshot_request(self.msisdn)))
-
-    def _apply(self, snapshot: SubscriberSnapshot) -> None:
-        self.counters = snapshot.counters
-        self.restrictions = snapshot.restrictions
-        self._loaded = True
-
-    async def loaded(self) -> SubscriberView:
-        """The subscriber's view, its stored state read first if this actor hasn't yet."""
-        if not self._loaded:
-            await self._load()
-        return self.view()
-
     async def handle(self, ctx: ActorContext, message: object) -> object:
         if isinstance(message, Buy):
             return await self._buy(ctx, message)
-        if isinstance(message, View):
-            return await self.loaded()
-        if isinstance(message, Reload):
-            await self._load()
-            return None
         raise TypeError(f"unexpected message {message!r}")
-
-    def view(self) -> SubscriberView:
-        return SubscriberView(self.msisdn, self.pending, self.counters, self.restrictions)
 
     async def _buy(self, ctx: ActorContext, buy: Buy) -> AcceptOutcome | Unsettled:
         new, deadline, ticket = buy.tx, buy.deadline, buy.ticket
@@ -147,27 +105,22 @@ class SubscriberActor(ActorBase[object, object]):
         if trio.current_time() >= deadline:
             return Expired("the subscriber's actor took it after its acceptance deadline")
         ctx.start_soon(self._prefetch_profile)
-        store = self.service.deps.store
-        settle = self.service.accept_settle
+        deps = self.service.deps
         ticket.sent = True
-        if self._loaded:
-            outcome = await store.accept(new, deadline=deadline, settle=settle)
-        else:
-            request = self.service.deps.snapshot_request(self.msisdn)
-            outcome, snapshot = await store.accept_and_load(new, request, deadline=deadline,
-                                                            settle=settle)
-            if snapshot is not None:
-                self._apply(snapshot)
+        outcome = await deps.store.accept(new, deps.snapshot_request(self.msisdn),
+                                          deadline=deadline, settle=self.service.accept_settle)
         if isinstance(outcome, Accepted):
-            self._start(ctx, outcome.transaction)
+            self._start(ctx, outcome)
         elif isinstance(outcome, Unsettled) and outcome.answer is not None:
             ctx.start_soon(self._settle, ctx, new, outcome.answer)
             self._unsettled[(new.client, new.idempotency_key)] = trio.Event()
             return Unsettled(outcome.reason)
         return outcome
 
-    def _start(self, ctx: ActorContext, tx: Transaction) -> None:
-        ctx.start_soon(self._run, tx)  # first: it raises if the actor is stopping
+    def _start(self, ctx: ActorContext, accepted: Accepted) -> None:
+        tx = accepted.transaction
+        view = SubscriberView.of(self.msisdn, accepted.subscriber, tx.created_at)
+        ctx.start_soon(self._run, tx, view)  # first: it raises if the actor is stopping
         self.pending = tx
         self.service.track(tx.id)
 
@@ -199,10 +152,8 @@ class SubscriberActor(ActorBase[object, object]):
         logger.info("purchase %s (key %r) accepted late: its saga starts now", new.id,
                     new.idempotency_key)
         try:
-            if not self._loaded:
-                await self._load()
-            self._start(ctx, outcome.transaction)
-        except (StoreUnavailable, RuntimeError) as exc:  # can't read it, or stopping
+            self._start(ctx, outcome)
+        except RuntimeError as exc:  # stopping
             logger.warning("purchase %s accepted late, but its saga can't start here (%r): "
                            "the recoverer resumes it", new.id, exc)
 
@@ -211,11 +162,12 @@ class SubscriberActor(ActorBase[object, object]):
         with contextlib.suppress(PlatformError):
             await self.service.deps.profiles.get(self.msisdn)
 
-    async def _run(self, tx: Transaction) -> None:
-        """The saga, as a child task of this actor (it keeps the actor alive while it runs)."""
+    async def _run(self, tx: Transaction, view: SubscriberView) -> None:
+        """The saga, as a child task of this actor (it keeps the actor alive while it runs),
+        deciding on the history its acceptance read."""
         final: Transaction | None = None
         try:
-            final = await run_purchase(self.service.deps, tx, self.view())
+            final = await run_purchase(self.service.deps, tx, view)
         except SagaAbandoned as exc:
             logger.warning("purchase %s handed to the recoverer: %s", tx.id, exc)
         except Exception:
@@ -227,8 +179,6 @@ class SubscriberActor(ActorBase[object, object]):
         # Runs in the saga's task, but is synchronous: no other turn of this actor interleaves.
         if self.pending is not None and self.pending.id == tx.id:
             self.pending = None
-        if final is not None and final.state is TxState.COMPLETED:
-            self.counters = counters_after(self.counters, final, self.service.deps.tz)
         self.service.deps.profiles.forget(self.msisdn)
         self.service.finished(tx.id, final)
 

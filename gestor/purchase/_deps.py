@@ -13,7 +13,7 @@ import trio
 
 from gestor.alarms import AlarmHub
 from gestor.catalogue import Catalogue
-from gestor.model import PurchaseCounters, Reason, Transaction
+from gestor.model import PurchaseCounters, Reason, SubscriberSnapshot, Transaction
 from gestor.platforms import Platforms
 from gestor.purchase._steps import Verdict
 from gestor.rulebook import RuleBook
@@ -23,17 +23,23 @@ from gestor.store import SnapshotRequest, Store
 
 @attrs.frozen
 class SubscriberView:
-    """What the subscriber actor knows: its local pending purchase, counters, restrictions."""
+    """A subscriber's history counters and restrictions as committed at `at`: for a purchase,
+    read in the crossing that accepted it (`at` is its `created_at`, the database's clock); for
+    a listing, read for it. Never a per-process cache (DESIGN D1)."""
 
     msisdn: str
-    pending: Transaction | None
     counters: PurchaseCounters
     restrictions: tuple[str, ...]
+    at: datetime
+
+    @classmethod
+    def of(cls, msisdn: str, snapshot: SubscriberSnapshot, at: datetime) -> SubscriberView:
+        return cls(msisdn, snapshot.counters, snapshot.restrictions, at)
 
 
 def history_of(counters: PurchaseCounters, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
-    """The `history` map the rules see. Counters loaded on an earlier day (or month) than `now`
-    have rolled over."""
+    """The `history` map the rules see, as of `now`. Counters of an earlier day (or month) than
+    `now` have rolled over."""
     last = counters.last_purchase_at
     today = now.astimezone(tz).date()
     last_day = last.astimezone(tz).date() if last else None
@@ -115,6 +121,8 @@ class PurchaseDeps:
         return self.rulebook.current
 
     def snapshot_request(self, msisdn: str) -> SnapshotRequest:
+        """The windows (today, this month, in the operator's time zone) of a subscriber's
+        history, as of now."""
         now = self.now()
         local = now.astimezone(self.tz)
         day = local.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -128,7 +136,7 @@ class PurchaseDeps:
             channel=channel,
             now=now,
             restrictions=list(view.restrictions),
-            history=history_of(view.counters, now, self.tz),
+            history=history_of(view.counters, view.at, self.tz),
         )
 
     def decide(self, tx: Transaction, customer: Mapping[str, Any], view: SubscriberView,
@@ -145,21 +153,3 @@ class PurchaseDeps:
             price=op.price if op else None,
             reasons=reasons,
         )
-
-
-def counters_after(counters: PurchaseCounters, tx: Transaction, tz: ZoneInfo) -> PurchaseCounters:
-    """The counters once `tx` completed (the actor keeps them current without a read)."""
-    price = tx.price or 0
-    local = tx.created_at.astimezone(tz)
-    last = counters.last_purchase_at
-    same_day = last is not None and last.astimezone(tz).date() == local.date()
-    same_month = last is not None and (last.astimezone(tz).year, last.astimezone(tz).month) == (
-        local.year, local.month)
-    return PurchaseCounters(
-        purchases_today=(counters.purchases_today if same_day else 0) + 1,
-        purchases_month=(counters.purchases_month if same_month else 0) + 1,
-        spent_today=(counters.spent_today if same_day else 0) + price,
-        spent_month=(counters.spent_month if same_month else 0) + price,
-        last_purchase_at=tx.created_at,
-    )
-

@@ -42,8 +42,9 @@ async def write(deps: PurchaseDeps, tx: Transaction, move: Transition) -> Transa
     delay = 0.05
     for attempt in range(6):
         try:
-            if await deps.store.transition(move):
-                return steps.applied(tx, move)
+            at = await deps.store.transition(move)
+            if at is not None:
+                return steps.applied(tx, move, at)
             raise SagaAbandoned(f"{tx.id}: no longer in state {move.expect}")
         except StoreUnavailable:
             if attempt == 5:

@@ -3,7 +3,6 @@ lets clients wait for a purchase's final state, lists offers, reads transactions
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
@@ -14,14 +13,13 @@ import trio
 
 from actors import (
     ActorCrashed,
-    ActorError,
     ActorStopped,
     ActorSystem,
     AskTimeout,
     SystemStopped,
 )
 from gestor.model import NewTransaction, Transaction
-from gestor.purchase._actor import Buy, Reload, Ticket, View
+from gestor.purchase._actor import Buy, Ticket
 from gestor.purchase._deps import PurchaseDeps, SubscriberView
 from gestor.purchase._saga import final
 from gestor.rules import Offer
@@ -204,9 +202,11 @@ class PurchaseService:
             return latest
 
     async def view(self, msisdn: str) -> SubscriberView:
-        view = await self.actors.ask(msisdn, View(), timeout=self.ask_timeout)
-        assert isinstance(view, SubscriberView)
-        return view
+        """The subscriber's history and restrictions as committed now (a batched read per
+        call, never a per-process cache: another worker or node may have just sold them a
+        bono)."""
+        request = self.deps.snapshot_request(msisdn)
+        return SubscriberView.of(msisdn, await self.deps.store.snapshot(request), request.now)
 
     async def offers(self, msisdn: str, channel: str) -> OfferList:
         view = await self.view(msisdn)
@@ -228,31 +228,6 @@ class PurchaseService:
     async def transactions(self, msisdn: str, states: Sequence[str] | None, limit: int
                            ) -> list[Transaction]:
         return await self.deps.store.transactions_for(msisdn, states, limit)
-
-    async def follow_subscriber_changes(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Have live subscriber actors reload what any worker changed about them."""
-        changed_send, changed = trio.open_memory_channel[str](1000)
-
-        def on_change(msisdn: str) -> None:
-            # In a burst beyond the buffer, those actors read it when they next activate.
-            with contextlib.suppress(trio.WouldBlock):
-                changed_send.send_nowait(msisdn)
-
-        await self.deps.store.listen_subscribers(on_change)
-        task_status.started()
-        async for msisdn in changed:
-            if self.actors.is_live(msisdn):
-                # Passivating or stopped: the next activation reads it anyway.
-                with contextlib.suppress(ActorError):
-                    await self.actors.tell(msisdn, Reload())
-
-    async def reload(self, msisdn: str) -> None:
-        """Make this worker's actor for `msisdn`, if live, re-read its stored data now."""
-        if self.actors.is_live(msisdn):
-            with contextlib.suppress(ActorError):
-                await self.actors.ask(msisdn, Reload(), timeout=self.ask_timeout)
 
     def in_flight(self) -> list[uuid.UUID]:
         """Transactions whose saga runs in this worker right now."""

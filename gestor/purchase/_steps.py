@@ -104,13 +104,14 @@ def inconsistent(tx: Transaction, reason: Reason, at: datetime) -> Transition:
     return _move(tx, TxState.INCONSISTENT, at, events, reasons=(reason,))
 
 
-def applied(tx: Transaction, move: Transition) -> Transaction:
-    """The transaction as it is after `move` was written (saves a read after each write)."""
+def applied(tx: Transaction, move: Transition, at: datetime) -> Transaction:
+    """The transaction as it is after `move` was written, committed at `at` (the database's
+    clock, which also stamps its history entries): saves a read after each write."""
     return attrs.evolve(
         tx,
         state=move.state,
-        updated_at=move.at,
-        history=tx.history + move.events,
+        updated_at=at,
+        history=tx.history + tuple(attrs.evolve(e, at=at) for e in move.events),
         price=move.price if move.price is not None else tx.price,
         currency=move.currency or tx.currency,
         operation=move.operation or tx.operation,

@@ -1,5 +1,6 @@
-"""SQL for per-subscriber restrictions (codes the rules see as `restrictions`); changes NOTIFY
-every worker so live subscriber actors reload them."""
+"""SQL for per-subscriber restrictions (codes the rules see as `restrictions`). Nothing caches
+them: every acceptance and listing reads them in the crossing that decides, so a change holds at
+once in every worker and node."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-
-SUBSCRIBER_CHANNEL = "gestor_subscribers"
 
 
 @attrs.frozen
@@ -45,7 +44,6 @@ async def put(conn: Any, msisdn: str, code: str, reason: str | None,
         " until = EXCLUDED.until RETURNING *",
         msisdn, code, reason, until,
     )
-    await conn.execute("SELECT pg_notify($1, $2)", SUBSCRIBER_CHANNEL, msisdn)
     return _restriction(row)
 
 
@@ -53,5 +51,4 @@ async def delete(conn: Any, msisdn: str, code: str) -> bool:
     result = await conn.execute(
         "DELETE FROM restrictions WHERE msisdn = $1 AND code = $2", msisdn, code
     )
-    await conn.execute("SELECT pg_notify($1, $2)", SUBSCRIBER_CHANNEL, msisdn)
     return bool(result != "DELETE 0")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -28,7 +28,9 @@ def encode_json(value: Any) -> str:
 
 def _history(raw: str) -> tuple[HistoryEntry, ...]:
     return tuple(
-        HistoryEntry(TxState(e["state"]), datetime.fromisoformat(e["at"]), e.get("note"))
+        # In UTC like the row's columns (the database stamps entries in its session time zone).
+        HistoryEntry(TxState(e["state"]), datetime.fromisoformat(e["at"]).astimezone(UTC),
+                     e.get("note"))
         for e in _json_decode(raw)
     )
 

@@ -33,10 +33,29 @@ from gestor.store._bridge import Bridge, BridgeStatistics, StoreUnavailable, ope
 from gestor.store._migrate import migrate
 from gestor.store._restrictions import Restriction
 from gestor.store._rule_sets import AuditEntry, RuleSetRecord
-from gestor.store._transactions import AcceptOutcome, Expired, SnapshotRequest
+from gestor.store._transactions import (
+    Accepted,
+    AcceptOutcome,
+    Expired,
+    KeyReused,
+    PendingExists,
+    Replayed,
+    SnapshotRequest,
+)
 
-Write = NewTransaction | Transition | SnapshotRequest
-WriteOutcome = AcceptOutcome | bool | SubscriberSnapshot
+
+@attrs.frozen
+class _Accept:
+    """An acceptance as the write batcher carries it: the purchase, and the windows of the
+    history its rules will read."""
+
+    tx: NewTransaction
+    window: SnapshotRequest
+
+
+Write = _Accept | Transition
+_ACCEPT_OUTCOMES = (Accepted, Replayed, KeyReused, PendingExists, Expired)
+WriteOutcome = AcceptOutcome | datetime | None
 
 
 @attrs.frozen
@@ -53,7 +72,7 @@ class Unsettled:
 
 async def _write_retrying_deadlocks(
     conn: Any, accepts: Sequence[NewTransaction], moves: Sequence[Transition], attempts: int = 3
-) -> tuple[list[AcceptOutcome], list[bool]]:
+) -> tuple[list[_transactions.WriteOutcome], list[datetime | None]]:
     """The batch's one statement, again if PostgreSQL broke a deadlock by aborting it: it is
     atomic, so nothing of it was applied, and running it again is the same request."""
     for attempt in range(attempts):
@@ -67,24 +86,19 @@ async def _write_retrying_deadlocks(
 
 async def _write_batch(conn: Any, items: Sequence[Write]) -> list[WriteOutcome]:
     """One statement (and commit) for a mixed batch of acceptances and transitions; then, in
-    the same crossing, one statement for the snapshots of subscribers whose first purchase
-    rode along (their actor needs both before its saga starts)."""
-    accepts = [i for i in items if isinstance(i, NewTransaction)]
+    the same crossing, one statement reading the accepted rows as committed with their
+    subscribers' history (`_transactions.read_accepted`: exact, whatever process wrote what)."""
+    accepts = [i for i in items if isinstance(i, _Accept)]
     moves = [i for i in items if isinstance(i, Transition)]
-    loads = [i for i in items if isinstance(i, SnapshotRequest)]
-    accepted, moved = (await _write_retrying_deadlocks(conn, accepts, moves)
-                       if accepts or moves else ([], []))
-    loaded = await _transactions.snapshot_batch(conn, loads) if loads else []
-    a, m, s = iter(accepted), iter(moved), iter(loaded)
-    out: list[WriteOutcome] = []
-    for i in items:
-        if isinstance(i, NewTransaction):
-            out.append(next(a))
-        elif isinstance(i, Transition):
-            out.append(next(m))
-        else:
-            out.append(next(s))
-    return out
+    written, moved = await _write_retrying_deadlocks(conn, [a.tx for a in accepts], moves)
+    inserted = [(a.tx.id, a.window) for a, w in zip(accepts, written, strict=True)
+                if isinstance(w, _transactions.Inserted)]
+    read = iter(await _transactions.read_accepted(conn, inserted) if inserted else [])
+    accepted: list[AcceptOutcome] = [
+        next(read) if isinstance(w, _transactions.Inserted) else w for w in written
+    ]
+    a, m = iter(accepted), iter(moved)
+    return [next(a) if isinstance(i, _Accept) else next(m) for i in items]
 
 
 @attrs.frozen
@@ -101,31 +115,20 @@ class Store:
     _snapshots: Batcher[SnapshotRequest, SubscriberSnapshot]
 
     # -- hot, batched ------------------------------------------------------------------------
-    async def accept(self, tx: NewTransaction, *, deadline: float = math.inf,
-                     settle: float = 1.0) -> AcceptOutcome | Unsettled:
+    async def accept(self, tx: NewTransaction, window: SnapshotRequest, *,
+                     deadline: float = math.inf, settle: float = 1.0
+                     ) -> AcceptOutcome | Unsettled:
         """Record a new purchase, taking its msisdn's pending slot (D3) and its idempotency
-        key (D5); or say why not. With a `deadline` (trio clock), see `_accept`."""
-        results = await self._accept(self._writes.put(tx), deadline, settle)
+        key (D5); or say why not. `Accepted` carries the row as committed (`created_at` is the
+        database's clock at the guard) and the subscriber's history over `window`'s day and
+        month as committed at that moment, read in the same crossing: what its rules read.
+        With a `deadline` (trio clock), see `_accept`."""
+        results = await self._accept(self._writes.put(_Accept(tx, window)), deadline, settle)
         if isinstance(results, Expired | Unsettled):
             return results
         outcome = results[0]
-        assert not isinstance(outcome, bool | SubscriberSnapshot)
+        assert isinstance(outcome, _ACCEPT_OUTCOMES)
         return outcome
-
-    async def accept_and_load(
-        self, tx: NewTransaction, request: SnapshotRequest, *, deadline: float = math.inf,
-        settle: float = 1.0,
-    ) -> tuple[AcceptOutcome | Unsettled, SubscriberSnapshot | None]:
-        """`accept(tx)` and `snapshot(request)` in one crossing: a fresh subscriber actor's
-        first purchase needs both, and a crossing is most of what a statement costs. The
-        snapshot is None when the acceptance is `Expired` or `Unsettled`."""
-        results = await self._accept(self._writes.put(tx, request), deadline, settle)
-        if isinstance(results, Expired | Unsettled):
-            return results, None
-        outcome, snapshot = results
-        assert not isinstance(outcome, bool | SubscriberSnapshot)
-        assert isinstance(snapshot, SubscriberSnapshot)
-        return outcome, snapshot
 
     @staticmethod
     async def _accept(queued: Queued[Write, WriteOutcome], deadline: float, settle: float
@@ -158,21 +161,24 @@ class Store:
 
         async def answer() -> AcceptOutcome:
             outcome = (await queued.results())[0]
-            assert not isinstance(outcome, bool | SubscriberSnapshot)
+            assert outcome is not None and not isinstance(outcome, datetime)  # not a transition
             return outcome
 
         return Unsettled("the database did not answer in time", answer)
 
-    async def transition(self, move: Transition) -> bool:
-        """Apply a durable state change; False if the row was no longer in `move.expect`."""
+    async def transition(self, move: Transition) -> datetime | None:
+        """Apply a durable state change: its committed `updated_at` (the database's clock;
+        `move.events` are stamped with it), or None if the row was no longer in
+        `move.expect`."""
         outcome = await self._writes.submit(move)
-        assert isinstance(outcome, bool)
+        assert outcome is None or isinstance(outcome, datetime)
         return outcome
 
     async def get(self, tx_id: uuid.UUID) -> Transaction | None:
         return await self._gets.submit(tx_id)
 
     async def snapshot(self, request: SnapshotRequest) -> SubscriberSnapshot:
+        """A subscriber's history and restrictions as committed now (listings, dry runs)."""
         return await self._snapshots.submit(request)
 
     # -- cold ----------------------------------------------------------------------------------
@@ -242,10 +248,6 @@ class Store:
 
     async def lift(self, msisdn: str, code: str) -> bool:
         return await self.bridge.run(_restrictions.delete, msisdn, code)
-
-    async def listen_subscribers(self, callback: Callable[[str], None]) -> None:
-        """`callback(msisdn)` whenever any worker changes a subscriber's restrictions."""
-        await self.bridge.add_listener(_restrictions.SUBSCRIBER_CHANNEL, callback)
 
     async def ping(self) -> bool:
         async def _ping(conn: Any) -> bool:

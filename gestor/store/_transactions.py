@@ -28,9 +28,11 @@ _PENDING = sorted(s.value for s in PENDING_STATES)
 
 @attrs.frozen
 class Accepted:
-    """The purchase was recorded; it holds the pending slot of its msisdn."""
+    """The purchase was recorded; it holds the pending slot of its msisdn. `subscriber` is its
+    subscriber's history and restrictions as committed at that moment: what its rules read."""
 
     transaction: Transaction
+    subscriber: SubscriberSnapshot
 
 
 @attrs.frozen
@@ -65,40 +67,54 @@ class Expired:
 
 AcceptOutcome = Accepted | Replayed | KeyReused | PendingExists | Expired
 
+
+def _stamped(events: str, at: str) -> str:
+    """SQL: the JSON history entries `events` (text), each stamped `at` (the database's time of
+    the write that records them, so a record's history agrees with its `updated_at`)."""
+    return (f"(SELECT COALESCE(jsonb_agg(e.v || jsonb_build_object('at', {at}) ORDER BY e.n),"
+            f" '[]'::jsonb) FROM jsonb_array_elements({events}::jsonb) WITH ORDINALITY AS e(v, n))")
+
+
 _WRITE = f"""
 WITH ins AS (
     INSERT INTO transactions (id, msisdn, bono_id, channel, client, idempotency_key,
                               request_hash, state, history, created_at, updated_at)
     SELECT i.id, i.msisdn, i.bono_id, i.channel, i.client, i.key, i.hash,
-           '{TxState.RECEIVED.value}', i.history::jsonb, i.at, i.at
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::text[], $8::text[], $9::timestamptz[], $21::timestamptz[])
-         AS i(id, msisdn, bono_id, channel, client, key, hash, history, at, accept_by)
+           '{TxState.RECEIVED.value}', {_stamped("i.history", "i.ts")}, i.ts, i.ts
+    -- The database's clock, per row (i.at, the request's arrival on the app's clock, is not
+    -- the record's time); trigger transactions_after_previous (0003) settles the rest.
+    FROM (SELECT i.*, clock_timestamp() AS ts
+          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                      $7::text[], $8::text[], $9::timestamptz[], $21::timestamptz[])
+               AS i(id, msisdn, bono_id, channel, client, key, hash, history, at, accept_by)) i
     -- The acceptance deadline, by the database's clock at the moment the row is inserted: a
     -- statement that reaches a stalled server too late writes nothing (see `Expired`).
-    WHERE i.accept_by IS NULL OR clock_timestamp() < i.accept_by
+    WHERE i.accept_by IS NULL OR i.ts < i.accept_by
     ORDER BY i.msisdn, i.client, i.key  -- one order for every writer: no lock-order deadlock
     ON CONFLICT DO NOTHING
     RETURNING id
 ), upd AS (
     UPDATE transactions t SET
         state = u.state,
-        history = t.history || u.events::jsonb,
-        updated_at = u.at,
+        history = t.history || {_stamped("u.events", "greatest(u.ts, t.created_at)")},
+        updated_at = greatest(u.ts, t.created_at),
         price = COALESCE(u.price, t.price),
         currency = COALESCE(u.currency, t.currency),
         operation = COALESCE(u.operation, t.operation),
         profile_id = COALESCE(u.profile_id, t.profile_id),
         rules_version = COALESCE(u.rules_version, t.rules_version),
         reasons = COALESCE(u.reasons::jsonb, t.reasons)
-    FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[], $14::timestamptz[],
-                $15::bigint[], $16::text[], $17::text[], $18::text[], $19::int[], $20::text[])
-         AS u(id, expect, state, events, at, price, currency, operation, profile_id,
-              rules_version, reasons)
+    FROM (SELECT u.*, clock_timestamp() AS ts  -- the database's clock, as it commits
+          FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[], $14::timestamptz[],
+                      $15::bigint[], $16::text[], $17::text[], $18::text[], $19::int[],
+                      $20::text[])
+               AS u(id, expect, state, events, at, price, currency, operation, profile_id,
+                    rules_version, reasons)) u
     WHERE t.id = u.id AND t.state = u.expect
-    RETURNING t.id
+    RETURNING t.id, t.updated_at
 )
-SELECT id, true AS inserted FROM ins UNION ALL SELECT id, false FROM upd
+SELECT id, true AS inserted, NULL::timestamptz AS at FROM ins
+UNION ALL SELECT id, false, updated_at FROM upd
 """
 
 _BY_KEYS = """
@@ -112,22 +128,24 @@ SELECT * FROM transactions WHERE msisdn = ANY($1::text[]) AND state = ANY($2::te
 """
 
 
-def _accepted(t: NewTransaction) -> Transaction:
-    """The row as the INSERT wrote it (saves reading it back)."""
-    return Transaction(
-        id=t.id, msisdn=t.msisdn, bono_id=t.bono_id, channel=t.channel, client=t.client,
-        idempotency_key=t.idempotency_key, request_hash=t.request_hash,
-        state=TxState.RECEIVED, created_at=t.at, updated_at=t.at,
-        history=(HistoryEntry(TxState.RECEIVED, t.at),),
-    )
+@attrs.frozen
+class Inserted:
+    """`write_batch`'s word for an acceptance whose row it inserted; `read_accepted` then reads
+    the row as committed and its subscriber's history (`Accepted`)."""
+
+    id: uuid.UUID
+
+
+WriteOutcome = Inserted | Replayed | KeyReused | PendingExists | Expired
 
 
 async def write_batch(
     conn: Any, accepts: Sequence[NewTransaction], moves: Sequence[Transition]
-) -> tuple[list[AcceptOutcome], list[bool]]:
+) -> tuple[list[WriteOutcome], list[datetime | None]]:
     """Insert new transactions and apply transitions in ONE statement (one round trip, one
-    commit, atomic). Each transition says whether its row was still in `expect`; each
-    acceptance that conflicted is explained (idempotent replay, key reuse, or pending)."""
+    commit, atomic). Each transition gets its committed `updated_at` (the database's clock), or
+    None if its row was no longer in `expect`; each acceptance that conflicted is explained
+    (idempotent replay, key reuse, or pending)."""
     rows = await conn.fetch(
         _WRITE,
         [t.id for t in accepts],
@@ -153,19 +171,19 @@ async def write_batch(
         [t.accept_by for t in accepts],
     )
     inserted = {r["id"] for r in rows if r["inserted"]}
-    updated = {r["id"] for r in rows if not r["inserted"]}
-    outcomes: dict[uuid.UUID, AcceptOutcome] = {
-        t.id: Accepted(_accepted(t)) for t in accepts if t.id in inserted
+    updated = {r["id"]: r["at"] for r in rows if not r["inserted"]}
+    outcomes: dict[uuid.UUID, WriteOutcome] = {
+        t.id: Inserted(t.id) for t in accepts if t.id in inserted
     }
     conflicted = [t for t in accepts if t.id not in inserted]
     if conflicted:
         outcomes.update(await _explain_conflicts(conn, conflicted))
-    return [outcomes[t.id] for t in accepts], [m.id in updated for m in moves]
+    return [outcomes[t.id] for t in accepts], [updated.get(m.id) for m in moves]
 
 
 async def _explain_conflicts(
     conn: Any, conflicted: Sequence[NewTransaction], attempts: int = 3
-) -> dict[uuid.UUID, AcceptOutcome]:
+) -> dict[uuid.UUID, WriteOutcome]:
     by_key = {
         (r["client"], r["idempotency_key"]): transaction_from_row(r)
         for r in await conn.fetch(
@@ -176,7 +194,7 @@ async def _explain_conflicts(
         r["msisdn"]: transaction_from_row(r)
         for r in await conn.fetch(_PENDING_FOR, [t.msisdn for t in conflicted], _PENDING)
     }
-    outcomes: dict[uuid.UUID, AcceptOutcome] = {}
+    outcomes: dict[uuid.UUID, WriteOutcome] = {}
     vanished = []
     db_now: datetime | None = None
     for t in conflicted:
@@ -214,32 +232,69 @@ class SnapshotRequest:
     now: datetime
 
 
-_SNAPSHOT = f"""
-SELECT r.msisdn, c.purchases_today, c.purchases_month, c.spent_today, c.spent_month,
-       l.last_at, x.codes
-FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS r(msisdn, day_start, month_start)
+def _subscriber(msisdn: str, day_start: str, month_start: str, at: str) -> str:
+    """SQL joins: a subscriber's history counters (`c`: over its completed purchases of this
+    month, an index-only range scan of transactions_completed_by_msisdn; `l`: the last one) and
+    its restrictions in force at `at` (`x`)."""
+    return f"""
 LEFT JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE t.created_at >= r.day_start) AS purchases_today,
+    SELECT count(*) FILTER (WHERE h.created_at >= {day_start}) AS purchases_today,
            count(*) AS purchases_month,
-           COALESCE(sum(t.price) FILTER (WHERE t.created_at >= r.day_start), 0) AS spent_today,
-           COALESCE(sum(t.price), 0) AS spent_month
-    FROM transactions t
-    WHERE t.msisdn = r.msisdn AND t.state = '{TxState.COMPLETED.value}'
-      AND t.created_at >= r.month_start
+           COALESCE(sum(h.price) FILTER (WHERE h.created_at >= {day_start}), 0) AS spent_today,
+           COALESCE(sum(h.price), 0) AS spent_month
+    FROM transactions h
+    WHERE h.msisdn = {msisdn} AND h.state = '{TxState.COMPLETED.value}'
+      AND h.created_at >= {month_start}
 ) c ON true
 LEFT JOIN LATERAL (
-    SELECT max(t.created_at) AS last_at FROM transactions t
-    WHERE t.msisdn = r.msisdn AND t.state = '{TxState.COMPLETED.value}'
+    SELECT h.created_at AS last_at FROM transactions h
+    WHERE h.msisdn = {msisdn} AND h.state = '{TxState.COMPLETED.value}'
+    ORDER BY h.created_at DESC LIMIT 1
 ) l ON true
 LEFT JOIN LATERAL (
     SELECT array_agg(x.code ORDER BY x.code) AS codes FROM restrictions x
-    WHERE x.msisdn = r.msisdn AND (x.until IS NULL OR x.until > $4)
+    WHERE x.msisdn = {msisdn} AND (x.until IS NULL OR x.until > {at})
 ) x ON true
 """
 
 
+_SNAPSHOT = f"""
+SELECT r.msisdn, c.purchases_today, c.purchases_month, c.spent_today, c.spent_month,
+       l.last_at, x.codes
+FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS r(msisdn, day_start, month_start)
+{_subscriber("r.msisdn", "r.day_start", "r.month_start", "$4")}
+"""
+
+# The accepted rows as committed (their times settled by the trigger) with their subscribers'
+# history, read right after the acceptance committed, in the same crossing. Exact for the whole
+# saga, whatever worker or node runs it: the accepted purchase holds its msisdn's only pending
+# slot (the partial unique index over non-terminal states), so every other purchase of that
+# mobile is terminal and committed now, and none can complete until this one ends; terminal rows
+# never change. Restrictions are those in force at the acceptance.
+_ACCEPTED = f"""
+SELECT t.*, c.purchases_today, c.purchases_month, c.spent_today, c.spent_month,
+       l.last_at, x.codes
+FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS r(id, day_start, month_start)
+JOIN transactions t ON t.id = r.id
+{_subscriber("t.msisdn", "r.day_start", "r.month_start", "t.created_at")}
+"""
+
+
+def _snapshot(r: Any) -> SubscriberSnapshot:
+    return SubscriberSnapshot(
+        counters=PurchaseCounters(
+            purchases_today=r["purchases_today"] or 0,
+            purchases_month=r["purchases_month"] or 0,
+            spent_today=int(r["spent_today"] or 0),
+            spent_month=int(r["spent_month"] or 0),
+            last_purchase_at=r["last_at"],
+        ),
+        restrictions=tuple(r["codes"] or ()),
+    )
+
+
 async def snapshot_batch(conn: Any, items: Sequence[SnapshotRequest]) -> list[SubscriberSnapshot]:
-    """What each subscriber actor needs on activation, for many subscribers: one statement."""
+    """Many subscribers' history and restrictions (for listings and dry runs): one statement."""
     rows = await conn.fetch(
         _SNAPSHOT,
         [i.msisdn for i in items],
@@ -248,22 +303,21 @@ async def snapshot_batch(conn: Any, items: Sequence[SnapshotRequest]) -> list[Su
         max(i.now for i in items),
     )
     by_msisdn = {r["msisdn"]: r for r in rows}
-    out = []
-    for i in items:
-        r = by_msisdn[i.msisdn]
-        out.append(
-            SubscriberSnapshot(
-                counters=PurchaseCounters(
-                    purchases_today=r["purchases_today"] or 0,
-                    purchases_month=r["purchases_month"] or 0,
-                    spent_today=int(r["spent_today"] or 0),
-                    spent_month=int(r["spent_month"] or 0),
-                    last_purchase_at=r["last_at"],
-                ),
-                restrictions=tuple(r["codes"] or ()),
-            )
-        )
-    return out
+    return [_snapshot(by_msisdn[i.msisdn]) for i in items]
+
+
+async def read_accepted(conn: Any, items: Sequence[tuple[uuid.UUID, SnapshotRequest]]
+                        ) -> list[Accepted]:
+    """Transactions just inserted (committed), each with its subscriber's history at that
+    moment (see `_ACCEPTED`): one statement."""
+    rows = await conn.fetch(
+        _ACCEPTED,
+        [i for i, _ in items],
+        [w.day_start for _, w in items],
+        [w.month_start for _, w in items],
+    )
+    by_id = {r["id"]: r for r in rows}
+    return [Accepted(transaction_from_row(by_id[i]), _snapshot(by_id[i])) for i, _ in items]
 
 
 async def list_for_msisdn(

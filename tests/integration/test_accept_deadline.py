@@ -24,7 +24,9 @@ from gestor.platforms import SimulatorHandle
 from gestor.settings import load_settings
 from gestor.store import (
     Accepted,
+    AcceptOutcome,
     Expired,
+    SnapshotRequest,
     Store,
     StoreUnavailable,
     Unsettled,
@@ -41,6 +43,12 @@ def _new(key: str, msisdn: str = MSISDN, accept_in: float = 0.5) -> NewTransacti
     now = datetime.now(UTC)
     return NewTransaction(uuid.uuid4(), msisdn, "SMS_200_30D", "ussd", "public", key, "h", now,
                           accept_by=now + timedelta(seconds=accept_in))
+
+
+async def _accept(store: Store, new: NewTransaction, **kw: Any) -> AcceptOutcome | Unsettled:
+    now = datetime.now(UTC)
+    window = SnapshotRequest(new.msisdn, now - timedelta(hours=1), now - timedelta(days=1), now)
+    return await store.accept(new, window, **kw)
 
 
 class _Rollback(Exception):
@@ -75,7 +83,7 @@ async def _lock_table(conn: Any) -> None:
 def _same_key(key: str) -> Callable[[Any], Any]:
     async def insert(conn: Any) -> None:
         outcomes, _ = await _transactions.write_batch(conn, [_new(key, accept_in=60)], [])
-        assert isinstance(outcomes[0], Accepted)
+        assert isinstance(outcomes[0], _transactions.Inserted)
 
     return insert
 
@@ -93,10 +101,10 @@ async def test_the_insert_refuses_a_row_past_its_deadline_by_the_database_clock(
 ) -> None:
     with trio.fail_after(20):
         async with open_store(database_url) as store:
-            late = await store.accept(_new("late", accept_in=-0.001))
+            late = await _accept(store, _new("late", accept_in=-0.001))
             assert isinstance(late, Expired)
             assert await _count(store, "late") == 0
-            in_time = await store.accept(_new("in-time", accept_in=5))
+            in_time = await _accept(store, _new("in-time", accept_in=5))
             assert isinstance(in_time, Accepted)
             assert await _count(store, "in-time") == 1
 
@@ -120,7 +128,7 @@ async def test_a_database_that_wakes_after_the_deadline_writes_nothing(
     with trio.fail_after(30):
         async with open_store(database_url) as store, trio.open_nursery() as nursery:
             await _hold(nursery, store, 2.5, _lock_table)
-            outcome = await store.accept(_new("stalled"), deadline=trio.current_time() + 0.5,
+            outcome = await _accept(store, _new("stalled"), deadline=trio.current_time() + 0.5,
                                          settle=0.5)
             # The statement was sent and got no answer in time: unknown, not failed.
             assert isinstance(outcome, Unsettled) and outcome.answer is not None
@@ -135,7 +143,7 @@ async def test_a_row_past_the_check_that_commits_late_is_unknown_then_accepted(
     with trio.fail_after(30):
         async with open_store(database_url) as store, trio.open_nursery() as nursery:
             await _hold(nursery, store, 2.0, _same_key("corner"))
-            outcome = await store.accept(_new("corner"), deadline=trio.current_time() + 0.5,
+            outcome = await _accept(store, _new("corner"), deadline=trio.current_time() + 0.5,
                                          settle=0.5)
             assert isinstance(outcome, Unsettled) and outcome.answer is not None
             late = await outcome.answer()  # the other insert rolls back: ours goes in

@@ -41,7 +41,7 @@ async def orphan(app: GestorApp, msisdn: str = MSISDN, state: TxState = TxState.
     now = datetime.now(UTC)
     new = NewTransaction(uuid.uuid4(), msisdn, "SMS_200_30D", "ussd", "public",
                          uuid.uuid4().hex, "h", now)
-    await app.runtime.store.accept(new)
+    await app.runtime.store.accept(new, app.runtime.purchases.deps.snapshot_request(msisdn))
     if state is not TxState.RECEIVED:
         moved = await app.runtime.store.transition(Transition(
             new.id, TxState.RECEIVED, state, now, (HistoryEntry(state, now),), price=price,

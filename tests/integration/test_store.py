@@ -13,10 +13,12 @@ import trio
 from gestor.model import HistoryEntry, NewAlarm, NewTransaction, Severity, Transition, TxState
 from gestor.store import (
     Accepted,
+    AcceptOutcome,
     KeyReused,
     PendingExists,
     Replayed,
     SnapshotRequest,
+    Store,
     StoreUnavailable,
     Unsettled,
     _transactions,
@@ -37,6 +39,15 @@ def _new(msisdn: str = "5491100000001", key: str | None = None, body: str = "h1"
     )
 
 
+def _window(msisdn: str) -> SnapshotRequest:
+    now = datetime.now(UTC)
+    return SnapshotRequest(msisdn, now - timedelta(hours=1), now - timedelta(days=1), now)
+
+
+async def _accept(store: Store, tx: NewTransaction) -> AcceptOutcome | Unsettled:
+    return await store.accept(tx, _window(tx.msisdn))
+
+
 def _move(tx_id: uuid.UUID, expect: TxState, state: TxState, **kw: object) -> Transition:
     now = datetime.now(UTC)
     return Transition(tx_id, expect, state, now, (HistoryEntry(state, now),), **kw)  # type: ignore[arg-type]
@@ -46,21 +57,21 @@ async def test_accept_then_guards(database_url: str) -> None:
     with trio.fail_after(20):
         async with open_store(database_url) as store:
             first = _new(key="k1")
-            out = await store.accept(first)
+            out = await _accept(store, first)
             assert isinstance(out, Accepted)
             assert out.transaction.state is TxState.RECEIVED
             # Same key, same body: the original.
-            again = await store.accept(_new(key="k1"))
+            again = await _accept(store, _new(key="k1"))
             assert isinstance(again, Replayed) and again.transaction.id == first.id
             # Same key, other body: refused.
-            other = await store.accept(_new(key="k1", body="h2"))
+            other = await _accept(store, _new(key="k1", body="h2"))
             assert isinstance(other, KeyReused) and other.transaction.id == first.id
             # Another key on the same msisdn while pending: the pending one is named.
-            second = await store.accept(_new(key="k2"))
+            second = await _accept(store, _new(key="k2"))
             assert isinstance(second, PendingExists) and second.transaction.id == first.id
             # Once terminal, the msisdn is free again.
             assert await store.transition(_move(first.id, TxState.RECEIVED, TxState.REJECTED))
-            third = await store.accept(_new(key="k3"))
+            third = await _accept(store, _new(key="k3"))
             assert isinstance(third, Accepted)
 
 
@@ -70,7 +81,7 @@ async def test_concurrent_accepts_one_msisdn_exactly_one_wins(database_url: str)
             outcomes: list[object] = []
 
             async def one() -> None:
-                outcomes.append(await store.accept(_new()))
+                outcomes.append(await _accept(store, _new()))
 
             async with trio.open_nursery() as nursery:
                 for _ in range(100):
@@ -88,7 +99,7 @@ async def test_transition_is_optimistic_and_records_history(database_url: str) -
     with trio.fail_after(20):
         async with open_store(database_url) as store:
             tx = _new()
-            await store.accept(tx)
+            await _accept(store, tx)
             ok = await store.transition(
                 _move(tx.id, TxState.RECEIVED, TxState.CHARGED, price=60000, currency="ARS",
                       operation="debit_and_provision", profile_id="PREPAID", rules_version=1)
@@ -110,12 +121,12 @@ async def test_snapshot_counts_completed_purchases(database_url: str) -> None:
             msisdn = "5491100000007"
             for _ in range(2):
                 tx = _new(msisdn)
-                await store.accept(tx)
+                await _accept(store, tx)
                 await store.transition(
                     _move(tx.id, TxState.RECEIVED, TxState.COMPLETED, price=1000)
                 )
             pending = _new(msisdn)
-            await store.accept(pending)
+            await _accept(store, pending)
             now = datetime.now(UTC)
             snap = await store.snapshot(
                 SnapshotRequest(msisdn, now - timedelta(hours=1), now - timedelta(days=1), now)
@@ -155,7 +166,7 @@ async def test_lost_connections_are_reopened_and_a_lost_write_says_so(database_u
     reconnects, and work goes on."""
     with trio.fail_after(30):
         async with open_store(database_url) as store:
-            first = await store.accept(_new("5491100000071"))
+            first = await _accept(store, _new("5491100000071"))
             assert isinstance(first, Accepted)
 
             async def terminate_others(conn: Any) -> int:
@@ -177,13 +188,13 @@ async def test_lost_connections_are_reopened_and_a_lost_write_says_so(database_u
             # Sequential items alternate between the two lanes: both meet a dead connection.
             tx = first.transaction
             assert await retried(lambda: store.transition(
-                _move(tx.id, TxState.RECEIVED, TxState.REJECTED))) is True
+                _move(tx.id, TxState.RECEIVED, TxState.REJECTED))) is not None
             for msisdn in ("5491100000071", "5491100000072", "5491100000073"):
                 # An acceptance that met a dead connection is `Unsettled` (it may have been
                 # written): asked again with the same key, it is accepted or replayed.
                 new = _new(msisdn)
                 for _ in range(3):
-                    accepted = await store.accept(new)
+                    accepted = await _accept(store, new)
                     if not isinstance(accepted, Unsettled):
                         break
                 assert isinstance(accepted, Accepted | Replayed), accepted
@@ -201,7 +212,7 @@ async def test_lease_renewal_skips_rows_a_writer_holds(database_url: str) -> Non
         async with open_store(database_url) as store:
             held, free = _new("5491100000081"), _new("5491100000082")
             for new in (held, free):
-                assert isinstance(await store.accept(new), Accepted)
+                assert isinstance(await _accept(store, new), Accepted)
             later = datetime.now(UTC) + timedelta(seconds=5)
 
             async def touch_while_held(conn: Any) -> int:

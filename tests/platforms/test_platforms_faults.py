@@ -300,6 +300,36 @@ async def test_bounded_concurrency(simulator: SimulatorHandle, http: httpx.Async
         assert stats["peak_in_flight"] == 2
 
 
+async def test_concurrent_debits_are_counted_per_msisdn(
+    simulator: SimulatorHandle, http: httpx.AsyncClient
+) -> None:
+    """`max_concurrent_debits`: the most debits of one msisdn served at once (latency
+    included); other mobiles' debits don't count."""
+    other = "5491100000002"
+    with trio.fail_after(10):
+        await http.put("/control/faults", json={"ocs.debit": {"latency_ms": 200}})
+
+        async def debit(msisdn: str, n: int) -> None:
+            r = await http.post("/ocs/debits", json={"id": f"{msisdn}-{n}", "msisdn": msisdn,
+                                                      "amount": 10})
+            assert r.status_code == 200
+
+        for n in range(2):  # one after the other
+            await debit(other, n)
+        async with trio.open_nursery() as nursery:  # three at once
+            for n in range(3):
+                nursery.start_soon(debit, WELL_KNOWN, n)
+        stats = (await http.get("/control/stats", params={"msisdn": other})).json()
+        assert stats["per_msisdn"]["max_concurrent_debits"] == 1
+        assert stats["max_concurrent_debits_per_msisdn"] == 3
+        stats = (await http.get("/control/stats", params={"msisdn": WELL_KNOWN})).json()
+        assert stats["per_msisdn"]["max_concurrent_debits"] == 3
+        await http.post("/control/reset")
+        stats = (await http.get("/control/stats", params={"msisdn": WELL_KNOWN})).json()
+        assert stats["per_msisdn"]["max_concurrent_debits"] == 0
+        assert stats["max_concurrent_debits_per_msisdn"] == 0
+
+
 async def test_callers_queue_for_a_free_slot(
     simulator: SimulatorHandle, http: httpx.AsyncClient
 ) -> None:

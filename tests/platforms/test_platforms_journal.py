@@ -33,6 +33,7 @@ async def _snapshot(url: str) -> dict[str, object]:
         stats = (await http.get("/control/stats")).json()
         stats.pop("requests_by_op")  # request counts are not state
         stats.pop("peak_in_flight")
+        stats.pop("max_concurrent_debits_per_msisdn")  # nor are request concurrencies
         return {
             "stats": stats,
             "ledger": (await http.get("/control/ledger")).json(),

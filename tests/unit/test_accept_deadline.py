@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 from actors import open_actor_system
-from gestor.model import NewTransaction, PurchaseCounters, SubscriberSnapshot, Transaction, TxState
+from gestor.model import NewTransaction, Transaction, TxState
 from gestor.purchase import PurchaseService, actor_factory
 from gestor.store import Expired, PendingExists, Unsettled
 
@@ -41,14 +41,10 @@ class _StalledStore:
     stall: float
     seen: list[str] = attrs.field(factory=list)
 
-    async def accept_and_load(self, new: NewTransaction, request: Any, **_: Any) -> Any:
+    async def accept(self, new: NewTransaction, window: Any, **_: Any) -> Any:
         self.seen.append(new.idempotency_key)
         await trio.sleep(self.stall)
-        return PendingExists(_pending()), SubscriberSnapshot(PurchaseCounters(), ())
-
-    async def accept(self, new: NewTransaction, **_: Any) -> Any:
-        outcome, _snapshot = await self.accept_and_load(new, None)
-        return outcome
+        return PendingExists(_pending())
 
 
 @attrs.define
@@ -127,19 +123,15 @@ class _UnsettledStore:
     late: trio.Event = attrs.field(factory=trio.Event)
     seen: list[str] = attrs.field(factory=list)
 
-    async def accept_and_load(self, new: NewTransaction, request: Any, **_: Any) -> Any:
+    async def accept(self, new: NewTransaction, window: Any, **_: Any) -> Any:
         self.seen.append(new.idempotency_key)
         if len(self.seen) == 1:
             async def answer() -> Any:
                 await self.late.wait()
                 return Expired("the database took it after its acceptance deadline")
 
-            return Unsettled("the database did not answer in time", answer), None
-        return PendingExists(_pending()), SubscriberSnapshot(PurchaseCounters(), ())
-
-    async def accept(self, new: NewTransaction, **_: Any) -> Any:
-        outcome, _snapshot = await self.accept_and_load(new, None)
-        return outcome
+            return Unsettled("the database did not answer in time", answer)
+        return PendingExists(_pending())
 
 
 async def test_a_retry_with_the_key_of_an_unsettled_purchase_stays_unknown_until_it_settles(

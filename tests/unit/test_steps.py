@@ -46,12 +46,12 @@ def test_charge_then_complete() -> None:
     assert move.state is TxState.CHARGED and move.price == 60000
     assert [e.state for e in move.events] == [TxState.PROFILED, TxState.VALIDATED,
                                              TxState.CHARGED]
-    tx = steps.applied(tx, move)
+    tx = steps.applied(tx, move, AT)
     assert tx.state is TxState.CHARGED and tx.price == 60000 and tx.operation == OK.operation
     done = steps.completed(tx, AT)
     assert done.expect is TxState.CHARGED and [e.state for e in done.events] == [
         TxState.COMPLETED]
-    final = steps.applied(tx, done)
+    final = steps.applied(tx, done, AT)
     assert final.state.terminal and len(final.history) == 4
 
 
