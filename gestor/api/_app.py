@@ -20,7 +20,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors import ActorCrashed, AskTimeout, Overloaded, SystemStopped
-from gestor.api import _admin, _guards
+from gestor.api import _admin, _guards, _protocol_fixes
 from gestor.api import _render as render
 from gestor.api import _validate as validate
 from gestor.api._auth import request_client
@@ -45,6 +45,7 @@ class GestorApp(QuartTrio):
 
 
 def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:
+    _protocol_fixes.apply()
     app = GestorApp("gestor")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["JSON_SORT_KEYS"] = False

@@ -52,7 +52,7 @@ async def served(database_url: str, simulator: SimulatorHandle, config_dir: Path
     config = Config()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
-    config.graceful_timeout = 5
+    config.graceful_timeout = 2
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         with trio.fail_after(60):

@@ -1,0 +1,49 @@
+"""Local fixes to hypercorn's HTTP/1.1 layer (hypercorn 0.18) for requests too broken for the
+app to see, applied once by `create_app` (so `gestor serve` and the tests get them alike).
+
+1. A request whose framing h11 cannot parse is answered with h11's status hint, which is
+   `501` for a `Transfer-Encoding` other than `chunked`: a 5xx for the client's bad input.
+   Gestor answers every unparseable request `400` (`431` for oversized heads stays).
+   Upstream: `H11Protocol._handle_events` could cap `error.error_status_hint` to 4xx (or make
+   the mapping configurable).
+2. When a client pipelines garbage behind a request, hypercorn closes the connection while the
+   app may still be sending its answer: `TCPServer._close` half-closes the socket (`send_eof`)
+   without the send lock, so the app's concurrent `send_all` fails with `BusyResourceError`,
+   logged as "Error in ASGI Framework" with a traceback. That send is treated like one to a
+   peer that has gone (`BrokenResourceError`), which is what it is.
+   Upstream: `TCPServer._close` should take `send_lock` around `send_eof` (or `protocol_send`
+   should catch `BusyResourceError` with the other two).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from hypercorn.events import Closed
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.trio.tcp_server import TCPServer
+
+_APPLIED = False
+
+
+def apply() -> None:
+    """Patch hypercorn's classes (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _APPLIED = True
+    send_error_response = H11Protocol._send_error_response
+    protocol_send = TCPServer.protocol_send
+
+    async def _send_error_response(self: H11Protocol, status_code: int) -> None:
+        await send_error_response(self, 400 if status_code >= 500 else status_code)
+
+    async def _protocol_send(self: TCPServer, event: Any) -> None:
+        try:
+            await protocol_send(self, event)
+        except trio.BusyResourceError:  # the connection is being closed under this send
+            await self.protocol.handle(Closed())
+
+    H11Protocol._send_error_response = _send_error_response  # type: ignore[method-assign]
+    TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
