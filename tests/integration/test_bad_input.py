@@ -68,6 +68,12 @@ CASES: list[tuple[str, str, dict[str, Any], bytes | None, int, str, str]] = [
      415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type"),
     ("POST", "/v1/purchases", {**JSON_HEADERS, "Prefer": "wait=\u00b2".encode()},
      b'{"msisdn": "5491100000001", "bono_id": "DATA_2GB_7D"}', 400, "INVALID_PREFER", "Prefer"),
+    ("POST", "/v1/purchases", {**JSON_HEADERS, "X-Client-Id": "two words"},
+     b'{"msisdn": "5491100000001", "bono_id": "DATA_2GB_7D"}',
+     400, "INVALID_CLIENT_ID", "X-Client-Id"),
+    ("POST", "/v1/purchases", {**JSON_HEADERS, "X-Client-Id": "c" * 65},
+     b'{"msisdn": "5491100000001", "bono_id": "DATA_2GB_7D"}',
+     400, "INVALID_CLIENT_ID", "X-Client-Id"),
     ("GET", f"/v1/mobiles/{MSISDN}/transactions?limit=%C2%B2", {}, None,
      422, "INVALID_LIMIT", "limit"),
     ("GET", f"/v1/mobiles/{MSISDN}/transactions?limit=" + "9" * 5000, {}, None,
@@ -141,6 +147,24 @@ async def test_alarm_feed_refuses_a_bad_since_in_the_handshake(served: Served) -
             assert answer.headers["content-type"] == PROBLEM
             problem = httpx.Response(400, content=answer.body).json()
             assert problem["code"] == "INVALID_SINCE" and problem["field"] == "since"
+
+
+async def test_a_request_too_broken_for_http_is_a_400_from_the_http_layer(
+    served: Served, control: httpx.AsyncClient,
+) -> None:
+    """h11 hints 501 for a Transfer-Encoding it does not implement; the client is told 400."""
+    with trio.fail_after(30):
+        before = await served.counts()
+        for coding in (b"gzip", b"", b"chunked, gzip"):
+            answer = await raw_exchange(
+                served.host, served.port,
+                b"POST /v1/purchases HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Idempotency-Key: te\r\nTransfer-Encoding: " + coding + b"\r\n\r\n"
+                b'{"msisdn": "5491100000001", "bono_id": "DATA_2GB_7D"}')
+            assert answer.status == 400, (coding, answer)
+            assert "gestor-worker" not in answer.headers  # answered before the app
+        assert await served.counts() == before
+        assert (await sim_stats(control))["debits"] == 0
 
 
 async def test_a_json_body_with_the_header_still_buys(http: httpx.AsyncClient) -> None:
