@@ -167,6 +167,29 @@ async def test_a_request_too_broken_for_http_is_a_400_from_the_http_layer(
         assert (await sim_stats(control))["debits"] == 0
 
 
+async def test_bytes_after_a_connection_close_request_do_not_replace_its_answer(
+    served: Served, control: httpx.AsyncClient,
+) -> None:
+    """The app's answer, not a 400 from the HTTP layer, for what the app did (RFC 9112 9.6)."""
+    def request(body: bytes, content_type: bytes) -> bytes:
+        return (b"POST /v1/purchases HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                b"Idempotency-Key: after-close\r\nPrefer: wait=10\r\nContent-Type: "
+                + content_type + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+                + b"GARBAGE / HTTP/1.1\r\n\r\n\x00\xff")
+
+    body = b'{"msisdn": "5491100000001", "bono_id": "DATA_2GB_7D"}'
+    with trio.fail_after(30):
+        before = await served.counts()
+        refused = await raw_exchange(served.host, served.port, request(body, b"text/plain"))
+        assert refused.status == 415 and refused.headers["content-type"] == PROBLEM
+        assert await served.counts() == before
+        bought = await raw_exchange(served.host, served.port, request(body, b"application/json"))
+        assert bought.status == 200 and "gestor-worker" in bought.headers
+        assert httpx.Response(200, content=bought.body).json()["state"] == "completed"
+        assert (await served.counts())["transactions"] == before["transactions"] + 1
+        assert (await sim_stats(control))["debits"] == 1
+
+
 async def test_a_json_body_with_the_header_still_buys(http: httpx.AsyncClient) -> None:
     """The strict decoding refuses only what is wrong: charset=utf-8 and any key order pass."""
     with trio.fail_after(30):
