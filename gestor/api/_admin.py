@@ -8,7 +8,6 @@ for changes is "admin", refined by an optional `X-Operator` header naming the pe
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from quart import Response, request
 
 from gestor.api import _validate as validate
 from gestor.api._auth import require_admin
+from gestor.api._body import JSON
 from gestor.api._problems import ApiProblem, json_response
 from gestor.reconcile import run_reconciliation
 from gestor.rulebook import check_source, compile_source
@@ -53,7 +53,7 @@ async def _source_from_request() -> tuple[str, str, int | None]:
     assert isinstance(raw, bytes)
     if len(raw) > MAX_RULES_BYTES:
         raise ApiProblem(413, "REQUEST_TOO_LARGE", "a rule set is at most 256 KiB")
-    if (request.mimetype or "") == "application/json":
+    if (request.mimetype or "") == JSON:  # else application/toml (see _guards)
         body = validate.json_object(raw)
         source = body.get("source")
         if not isinstance(source, str) or not source.strip():
@@ -64,7 +64,8 @@ async def _source_from_request() -> tuple[str, str, int | None]:
         if not isinstance(description, str) or len(description) > 500:
             raise ApiProblem(422, "INVALID_DESCRIPTION", "description: text up to 500 chars",
                              field="description")
-        if based_on is not None and not isinstance(based_on, int):
+        if based_on is not None and (isinstance(based_on, bool) or not isinstance(based_on, int)
+                                     or not 1 <= based_on <= validate.INTEGER_MAX):
             raise ApiProblem(422, "INVALID_BASED_ON", "based_on must be a version number",
                              field="based_on")
         return source, description, based_on
@@ -73,17 +74,6 @@ async def _source_from_request() -> tuple[str, str, int | None]:
     except UnicodeDecodeError:
         raise ApiProblem(400, "INVALID_ENCODING", "the rule set must be UTF-8 text",
                          field="body") from None
-
-
-def _instant(raw: str | None, field: str, default: datetime) -> datetime:
-    if raw is None:
-        return default
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise ApiProblem(422, "INVALID_TIME", f"{field} must be an ISO 8601 time",
-                         field=field) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _offers(rules: CompiledRules, ctx: PurchaseContext) -> dict[str, Any]:
@@ -111,11 +101,7 @@ def _evaluate(rules: CompiledRules, ctx: PurchaseContext, bono_id: str | None) -
 
 
 def register(app: GestorApp, settings: Settings) -> None:
-    def version_of(raw: str) -> int:
-        if not raw.isdigit():
-            raise ApiProblem(400, "INVALID_VERSION", "a rule-set version is a whole number",
-                             field="version")
-        return int(raw)
+    version_of = validate.rule_version
 
     async def record_of(version: int) -> RuleSetRecord:
         record = await app.runtime.store.rules(version)
@@ -145,11 +131,11 @@ def register(app: GestorApp, settings: Settings) -> None:
         (`since`/`until`, ISO 8601; default the last 24 h; `strict=true` counts unsettled)."""
         require_admin(settings)
         now = datetime.now(UTC)
-        since = _instant(request.args.get("since"), "since", now - timedelta(days=1))
-        until = _instant(request.args.get("until"), "until", now)
+        since = validate.instant(request.args.get("since"), "since", now - timedelta(days=1))
+        until = validate.instant(request.args.get("until"), "until", now)
         if since >= until:
             raise ApiProblem(422, "INVALID_PERIOD", "since must be before until", field="since")
-        strict = request.args.get("strict", "false").lower() in {"1", "true", "yes"}
+        strict = validate.flag(request.args.get("strict"), "strict")
         report = await run_reconciliation(app.runtime.store, app.runtime.platforms, since,
                                           until, strict=strict)
         return json_response(report.as_dict(), 200 if report.ok else 409)
@@ -239,6 +225,8 @@ def register(app: GestorApp, settings: Settings) -> None:
         active = rt.rulebook.current
         channel = validate.channel(body.get("channel"))
         bono_id = body.get("bono_id")
+        if bono_id is not None:
+            bono_id = validate.bono_id(bono_id)
         if bono_id is not None and rt.catalogue.get(bono_id) is None:
             raise ApiProblem(422, "UNKNOWN_BONO", f"there is no bono {bono_id!r}",
                              field="bono_id")
@@ -297,9 +285,7 @@ def register_restrictions(app: GestorApp, settings: Settings) -> None:
     async def put_restriction(raw_msisdn: str, code: str) -> Response:
         actor = require_admin(settings)
         msisdn = validate.msisdn(raw_msisdn)
-        if not _CODE.fullmatch(code):
-            raise ApiProblem(422, "INVALID_CODE", "a restriction code is 1-40 of A-Z, 0-9, _",
-                             field="code")
+        code = validate.restriction_code(code)
         raw = await request.get_data(cache=False, as_text=False)
         body = validate.json_object(raw) if raw else {}
         reason = body.get("reason")
@@ -310,7 +296,7 @@ def register_restrictions(app: GestorApp, settings: Settings) -> None:
         if until_raw is not None and not isinstance(until_raw, str):
             raise ApiProblem(422, "INVALID_TIME", "until must be an ISO 8601 time",
                              field="until")
-        until = _instant(until_raw, "until", datetime.now(UTC)) if until_raw else None
+        until = validate.instant(until_raw, "until", datetime.now(UTC)) if until_raw else None
         restriction = await app.runtime.store.restrict(
             msisdn, code, f"{reason or ''} (by {actor})".strip(), until)
         return json_response({"msisdn": msisdn, **restriction.as_dict()})
@@ -319,10 +305,8 @@ def register_restrictions(app: GestorApp, settings: Settings) -> None:
     async def delete_restriction(raw_msisdn: str, code: str) -> Response:
         require_admin(settings)
         msisdn = validate.msisdn(raw_msisdn)
+        code = validate.restriction_code(code)
         if not await app.runtime.store.lift(msisdn, code):
             raise ApiProblem(404, "RESTRICTION_NOT_FOUND", f"{msisdn} has no restriction {code}",
                              field="code")
         return Response("", status=204)
-
-
-_CODE = re.compile(r"[A-Z0-9_]{1,40}")

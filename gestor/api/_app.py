@@ -20,7 +20,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors import ActorCrashed, AskTimeout, Overloaded, SystemStopped
-from gestor.api import _admin
+from gestor.api import _admin, _guards, _protocol_fixes
 from gestor.api import _render as render
 from gestor.api import _validate as validate
 from gestor.api._auth import request_client
@@ -53,6 +53,7 @@ class GestorApp(QuartTrio):
 
 
 def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:
+    _protocol_fixes.apply()
     app = GestorApp("gestor")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["JSON_SORT_KEYS"] = False
@@ -93,6 +94,7 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
             response.headers["Connection"] = "close"
         return response
 
+    _guards.install(app, settings.max_request_bytes)
     _routes(app, settings)
     _admin.register(app, settings)
     _admin.register_restrictions(app, settings)
@@ -256,10 +258,8 @@ def _routes(app: GestorApp, settings: Settings) -> None:
                                  f"state must be 'pending' or among {sorted(_STATES)}",
                                  field="state")
             states = wanted
-        limit_raw = request.args.get("limit", "50")
-        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 500:
-            raise ApiProblem(422, "INVALID_LIMIT", "limit must be 1..500", field="limit")
-        txs = await rt.purchases.transactions(msisdn, states, int(limit_raw))
+        limit = validate.limit(request.args.get("limit"))
+        txs = await rt.purchases.transactions(msisdn, states, limit)
         return json_response({
             "msisdn": msisdn,
             "transactions": [render.transaction(tx, rt.catalogue) for tx in txs],
@@ -275,13 +275,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
 
     @app.websocket("/v1/alarms")
     async def alarms() -> None:
-        since_raw = websocket.args.get("since")
-        since: int | None = None
-        if since_raw is not None:
-            if not since_raw.isdigit():
-                await websocket.close(1008, "since must be an alarm id (a whole number)")
-                return
-            since = int(since_raw)
+        since = validate.alarm_since(websocket.args.get("since"))  # 400 refuses the handshake
         await websocket.accept()
         async with app.runtime.alarms.subscribe(since) as stream:
             async for alarm in stream:

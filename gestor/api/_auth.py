@@ -17,7 +17,8 @@ from quart import request
 from gestor.api._problems import ApiProblem
 from gestor.settings import Settings
 
-_OPERATOR = re.compile(r"[\w.@-]{1,64}")
+_OPERATOR = re.compile(r"[\w.@-]{1,64}", re.ASCII)
+_CLIENT_ID = re.compile(r"[\x21-\x7e]{1,64}")
 
 
 def _bearer(headers: Any) -> bytes | None:
@@ -40,7 +41,11 @@ def request_client(settings: Settings, headers: Any = None) -> str:
     """The calling client's name, or a 401 problem."""
     headers = headers if headers is not None else request.headers
     if not settings.api_keys:
-        return str(headers.get("X-Client-Id", "public"))[:64]
+        client = str(headers.get("X-Client-Id", "public"))
+        if not _CLIENT_ID.fullmatch(client):
+            raise ApiProblem(400, "INVALID_CLIENT_ID", "X-Client-Id must be 1 to 64 printable "
+                             "ASCII characters without spaces", field="X-Client-Id")
+        return client
     token = _bearer(headers)
     name = _channel_name(token, settings)
     if name is not None:

@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
+from gestor.api._body import json_object
 from gestor.api._problems import ApiProblem
+
+__all__ = [
+    "CHANNELS", "alarm_since", "bono_id", "channel", "flag", "idempotency_key", "instant",
+    "json_object", "limit", "msisdn", "prefer_wait", "purchase_body", "restriction_code",
+    "rule_version", "transaction_id", "whole_number",
+]
 
 _MSISDN = re.compile(r"\+?([1-9][0-9]{7,14})")
 _KEY = re.compile(r"[\x21-\x7e]{1,200}")
+_DIGITS = re.compile(r"[0-9]{1,20}")  # ASCII only: '²'.isdigit() is True in Python
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+                   r"[0-9a-fA-F]{12}")
+_CODE = re.compile(r"[A-Z0-9_]{1,40}")
+_SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
+#: Largest values of PostgreSQL's bigint (alarm ids) and integer (rule-set versions): ids
+#: beyond them cannot exist.
+BIGINT_MAX = 2**63 - 1
+INTEGER_MAX = 2**31 - 1
+#: Times the API takes (reconciliation periods, restriction ends) lie within these years.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 CHANNELS = frozenset({"ussd", "app", "ivr", "web", "retail", "api"})
 _PURCHASE_FIELDS = frozenset({"msisdn", "bono_id", "channel"})
 
@@ -59,23 +77,86 @@ def idempotency_key(value: str | None) -> str:
 
 
 def transaction_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
+    if not _UUID.fullmatch(value):
         raise ApiProblem(
             400, "INVALID_TRANSACTION_ID", "the transaction id must be a UUID", field="id"
-        ) from None
+        )
+    return uuid.UUID(value)
 
 
-def json_object(raw: bytes | str) -> dict[str, Any]:
+def whole_number(raw: str, field: str, code: str, low: int = 0, high: int = BIGINT_MAX) -> int:
+    """`raw` as an int in low..high: ASCII digits only, at most 20 of them."""
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
+        raise ApiProblem(400, code, f"{field} must be a whole number from {low} to {high}",
+                         field=field)
+    return int(raw)
+
+
+def limit(raw: str | None, default: int = 50, high: int = 500) -> int:
+    """The `limit` query parameter of a listing."""
+    if raw is None:
+        return default
+    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= high:
+        raise ApiProblem(422, "INVALID_LIMIT", f"limit must be 1..{high}", field="limit")
+    return int(raw)
+
+
+def alarm_since(raw: str | None) -> int | None:
+    """`?since=<alarm id>` of the alarm feed: None (live only) or the last id seen."""
+    if raw is None:
+        return None
+    return whole_number(raw, "since", "INVALID_SINCE")
+
+
+def rule_version(raw: str) -> int:
+    """A rule-set version in a path: a whole number 1..INTEGER_MAX."""
+    return whole_number(raw, "version", "INVALID_VERSION", 1, INTEGER_MAX)
+
+
+def restriction_code(raw: str) -> str:
+    if not _CODE.fullmatch(raw):
+        raise ApiProblem(422, "INVALID_CODE", "a restriction code is 1-40 of A-Z, 0-9, _",
+                         field="code")
+    return raw
+
+
+def bono_id(value: Any, field: str = "bono_id") -> str:
+    if not isinstance(value, str) or not value or len(value) > 64:
+        raise ApiProblem(422, "INVALID_BONO_ID", f"{field} must be a non-empty string "
+                         "of at most 64 characters", field=field)
+    return value
+
+
+def instant(raw: Any, field: str, default: datetime) -> datetime:
+    """An ISO 8601 time (UTC when it names no offset) within EARLIEST..LATEST."""
+    if raw is None:
+        return default
+    if not isinstance(raw, str) or not raw.isascii() or len(raw) > 40:
+        raise ApiProblem(422, "INVALID_TIME", f"{field} must be an ISO 8601 time", field=field)
     try:
-        body = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise ApiProblem(400, "INVALID_JSON", f"the body is not valid JSON: {exc}",
-                         field="body") from None
-    if not isinstance(body, dict):
-        raise ApiProblem(400, "INVALID_JSON", "the body must be a JSON object", field="body")
-    return body
+        value = datetime.fromisoformat(raw)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ApiProblem(422, "INVALID_TIME", f"{field} must be an ISO 8601 time",
+                         field=field) from None
+    if not EARLIEST <= value < LATEST:
+        raise ApiProblem(422, "INVALID_TIME", f"{field} must lie between "
+                         f"{EARLIEST.date()} and {LATEST.date()}", field=field)
+    return value
+
+
+def flag(raw: str | None, field: str) -> bool:
+    """A boolean query parameter: true/false, 1/0, yes/no (any case); absent is false."""
+    if raw is None:
+        return False
+    value = raw.lower()
+    if value in {"1", "true", "yes"}:
+        return True
+    if value in {"0", "false", "no", ""}:
+        return False
+    raise ApiProblem(422, "INVALID_FLAG", f"{field} must be true or false", field=field)
 
 
 def purchase_body(body: dict[str, Any]) -> tuple[str, str, str]:
@@ -86,11 +167,7 @@ def purchase_body(body: dict[str, Any]) -> tuple[str, str, str]:
         raise ApiProblem(422, "MISSING_FIELD", "msisdn is required", field="msisdn")
     if "bono_id" not in body:
         raise ApiProblem(422, "MISSING_FIELD", "bono_id is required", field="bono_id")
-    bono = body["bono_id"]
-    if not isinstance(bono, str) or not bono or len(bono) > 64:
-        raise ApiProblem(422, "INVALID_BONO_ID", "bono_id must be a non-empty string",
-                         field="bono_id")
-    return msisdn(body["msisdn"]), bono, channel(body.get("channel"))
+    return msisdn(body["msisdn"]), bono_id(body["bono_id"]), channel(body.get("channel"))
 
 
 def prefer_wait(header: str | None, max_wait: float) -> float:
@@ -101,13 +178,8 @@ def prefer_wait(header: str | None, max_wait: float) -> float:
         for token in part.split(";"):
             name, _, value = token.strip().partition("=")
             if name.strip().lower() == "wait":
-                try:
-                    seconds = float(value.strip())
-                except ValueError:
+                if not _SECONDS.fullmatch(value.strip()):
                     raise ApiProblem(400, "INVALID_PREFER", "Prefer: wait=N needs a number of "
-                                     "seconds", field="Prefer") from None
-                if seconds < 0 or seconds != seconds:
-                    raise ApiProblem(400, "INVALID_PREFER", "Prefer: wait=N must be >= 0",
-                                     field="Prefer")
-                return min(seconds, max_wait)
+                                     "seconds (N >= 0)", field="Prefer")
+                return min(float(value.strip()), max_wait)
     return 0.0

@@ -54,6 +54,9 @@ def parse_rules(text: str) -> RuleSetSpec:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RuleSetError([RuleIssue("", None, None, f"not valid TOML: {exc}")]) from None
+    except RecursionError:  # `a = [[[[…` or `{a = {a = …` thousands deep
+        raise RuleSetError([RuleIssue("", None, None, "not valid TOML: arrays or inline "
+                                      "tables nest too deeply")]) from None
     return rules_from_dict(doc)
 
 

@@ -7,6 +7,7 @@ an asyncio loop in a thread of its own (DESIGN D1; `_bridge` says why not trio-a
 
 from gestor.store._batch import Batcher, BatcherStatistics, Queued, Withdrawn
 from gestor.store._bridge import Bridge, BridgeStatistics, StoreUnavailable, open_bridge
+from gestor.store._counts import TABLES, table_counts
 from gestor.store._embedded import EmbeddedPostgres, start_embedded
 from gestor.store._migrate import migrate, migration_files
 from gestor.store._reconcile import (
@@ -29,6 +30,7 @@ from gestor.store._transactions import (
 )
 
 __all__ = [
+    "TABLES",
     "AcceptOutcome",
     "Accepted",
     "AuditEntry",
@@ -57,6 +59,7 @@ __all__ = [
     "open_bridge",
     "open_store",
     "start_embedded",
+    "table_counts",
     "transactions_between",
     "transactions_by_id",
 ]

@@ -51,7 +51,8 @@ async def test_buy_over_http_and_bad_input(server: str) -> None:
                 assert r.headers["content-type"] == "application/problem+json"
                 assert r.json()["code"] == code
             r = await http.post("/v1/purchases", content=b"{not json",
-                                headers={"Idempotency-Key": "e2e-bad-json"})
+                                headers={"Idempotency-Key": "e2e-bad-json",
+                                         "Content-Type": "application/json"})
             assert r.status_code == 400 and r.json()["code"] == "INVALID_JSON"
             r = await http.post("/v1/purchases", json={"msisdn": msisdn, "bono_id": bono["id"]})
             assert r.status_code == 400 and r.json()["field"] == "Idempotency-Key"
