@@ -66,6 +66,9 @@ class Settings:
     #: set, the channel calls need one, and it names the client (idempotency scope).
     api_keys: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     webhooks: tuple[str, ...] = ()
+    #: Seconds one write to an alarm-feed websocket may block (its client not reading) before
+    #: the server disconnects it.
+    alarm_send_timeout: float = 5.0
     platforms: Mapping[str, Any] = attrs.field(factory=dict)
     simulator: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -142,7 +145,8 @@ def load_settings(
     purchase = data.get("purchase", {})
     actors = data.get("actors", {})
     recovery = data.get("recovery", {})
-    webhooks = data.get("alarms", {}).get("webhooks", [])
+    alarms = data.get("alarms", {})
+    webhooks = alarms.get("webhooks", [])
     if not isinstance(webhooks, list) or not all(
         isinstance(u, str) and u.startswith(("http://", "https://")) for u in webhooks
     ):
@@ -168,6 +172,7 @@ def load_settings(
         "stuck_after": _get(recovery, "stuck_after", float, 600.0, "recovery"),
         "platforms_url": _get(platforms, "url", str, "", "platforms"),
         "webhooks": tuple(webhooks),
+        "alarm_send_timeout": _get(alarms, "send_timeout", float, 5.0, "alarms"),
         "platforms": platforms,
         "simulator": dict(data.get("simulator", {})),
     }
@@ -201,4 +206,6 @@ def load_settings(
     parse_bind(settings.bind)
     if settings.workers < 1:
         raise SettingsError("server.workers must be at least 1")
+    if not 0 < settings.alarm_send_timeout <= 3600:
+        raise SettingsError("alarms.send_timeout must be more than 0 and at most 3600 seconds")
     return settings
