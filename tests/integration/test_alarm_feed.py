@@ -182,3 +182,22 @@ async def test_admin_alarms_need_the_admin_key_and_valid_parameters(client: Any)
             assert r.status_code == 422, (query, r.status_code)
             assert r.mimetype == "application/problem+json"
             assert (await r.get_json())["field"] == field, query
+
+
+async def test_a_subscriber_that_overflows_its_buffer_catches_up_from_the_database(
+    app: GestorApp
+) -> None:
+    hub = app.runtime.alarms
+    hub.subscriber_buffer = 10
+    with trio.fail_after(60):
+        async with hub.subscribe() as stream:
+            probe = await hub.raise_alarm(NewAlarm("probe", Severity.INFO, "probe"))
+            assert (await anext(stream)).id == probe.id
+            # 1,500 arrive while this subscriber reads nothing: its buffer of 10 overflows.
+            burst = await bulk_alarms(app, 1_500, notify=True)
+            while hub.statistics().last_id < burst[-1]:
+                await hub.raise_alarm(NewAlarm("nudge", Severity.INFO, "wait for the hub"))
+            assert hub.statistics().catch_ups >= 1
+            expected = [i for i in await all_ids(app) if i > probe.id]
+            got = [(await anext(stream)).id for _ in expected]
+        assert got == expected
