@@ -12,6 +12,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
+from gestor.api import FELL_BEHIND
 from gestor.store import open_bridge
 from tests.e2e.conftest import ADMIN_KEY
 from tests.integration.test_alarm_websocket import frames
@@ -79,9 +80,10 @@ async def test_a_client_that_never_reads_is_disconnected_within_the_send_timeout
             assert (await http.get("/healthz")).status_code == 200
     head, _, rest = bytes(received).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101")
-    texts, _, _ = frames(rest)
+    texts, close, cut = frames(rest)
     assert len(texts) < len(ids)
     assert [json.loads(t)["id"] for t in texts] == ids[: len(texts)]
+    assert close == (1013, FELL_BEHIND) and not cut  # after the last whole frame
 
 
 async def test_a_replay_of_20000_alarms_over_a_real_websocket_misses_none(
