@@ -18,6 +18,7 @@ import trio
 import trio.testing
 from hypercorn.config import Config
 from hypercorn.trio import serve
+from trio_websocket import open_websocket_url
 
 from gestor.api import FELL_BEHIND, bound_websocket_sends, create_app
 from gestor.platforms import SimulatorHandle
@@ -136,3 +137,38 @@ async def test_a_client_that_never_reads_is_disconnected_and_its_socket_freed(
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     # Whole frames, then the close frame telling the client why and what to do.
     assert close == (1013, FELL_BEHIND) and not cut
+
+
+async def test_a_client_that_pauses_shorter_than_the_timeout_gets_everything(
+    database_url: str, simulator: SimulatorHandle, config_dir: Path, tmp_path: Path,
+    nursery: trio.Nursery, disconnects: _Disconnects,
+) -> None:
+    settings = attrs.evolve(load_settings(config_dir, environ={}, data_dir=tmp_path),
+                            admin_key=ADMIN_KEY, alarm_send_timeout=SEND_TIMEOUT)
+    app = create_app(settings, database_url, simulator.url)
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    bound_websocket_sends(config, settings.alarm_send_timeout)
+    with trio.fail_after(120):
+        binds = await nursery.start(serve, app, config)
+        url = binds[0].replace("http://", "ws://")
+
+        async def insert(conn: Any) -> list[int]:
+            rows = await conn.fetch(
+                "INSERT INTO alarms (kind, severity, message)"
+                " SELECT 'bulk', 'info', repeat('x', 4000) || i FROM generate_series(1, $1) i"
+                " RETURNING id", BACKLOG)
+            return sorted(int(r["id"]) for r in rows)
+
+        ids = await app.runtime.store.bridge.run(insert)
+        got: list[int] = []
+        async with open_websocket_url(f"{url}/v1/alarms?since=0") as ws:
+            while len(got) < len(ids):
+                for _ in range(min(500, len(ids) - len(got))):
+                    got.append(json.loads(await ws.get_message())["id"])
+                # A slow client: it stops reading for a while, shorter than the send timeout.
+                await trio.sleep(SEND_TIMEOUT * 0.6)
+            assert not ws.closed
+        assert got == ids
+        assert not disconnects.event.is_set()
