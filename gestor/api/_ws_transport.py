@@ -89,40 +89,48 @@ async def _room_for(sock: trio.socket.SocketType, size: int, deadline: float) ->
         pause = min(pause * 2, _LAST_PAUSE)
 
 
+async def write_websocket(sock: trio.socket.SocketType, data: bytes, seconds: float) -> bool:
+    """Write `data` (whole websocket frames) to `sock` within `seconds`, shielded from
+    cancellation (as hypercorn writes). False when the client did not read in time: then the
+    1013 "fell behind" close frame has been offered after the last whole frame, and the caller
+    must close the connection. A broken connection raises OSError or trio's resource errors."""
+    view = memoryview(data)
+    sent = 0
+    deadline = trio.current_time() + seconds
+    with trio.CancelScope(shield=True):
+        if await _room_for(sock, len(view), deadline):
+            with trio.move_on_after(deadline - trio.current_time()):
+                while sent < len(view):
+                    sent += await sock.send(view[sent:])
+        if sent == len(view):
+            return True
+        logger.warning("websocket client %s did not read for %.1f s: disconnected",
+                       _peer(sock), seconds)
+        if sent == 0:  # at a frame boundary: the close frame can follow
+            with trio.move_on_after(_TRY_CLOSE_FOR):
+                await sock.send(_FELL_BEHIND_FRAME)
+    return False
+
+
+def is_websocket(server: TCPServer) -> bool:
+    """Whether hypercorn's connection `server` carries a websocket (HTTP/1.1 upgrade, no TLS)."""
+    inner = getattr(getattr(server, "protocol", None), "protocol", None)
+    return hasattr(server.stream, "socket") and isinstance(getattr(inner, "stream", None),
+                                                             WSStream)
+
+
 class WebsocketSendTimeoutServer(TCPServer):
     """Hypercorn's trio TCP server, with each websocket write bounded in time (see module)."""
 
-    def _websocket_send_timeout(self) -> float | None:
-        timeout = getattr(self.config, "websocket_send_timeout", None)
-        if timeout is None or not hasattr(self.stream, "socket"):  # TLS: as hypercorn does
-            return None
-        inner = getattr(getattr(self, "protocol", None), "protocol", None)
-        return timeout if isinstance(getattr(inner, "stream", None), WSStream) else None
-
     async def protocol_send(self, event: Event) -> None:
-        timeout = self._websocket_send_timeout() if isinstance(event, RawData) else None
-        if timeout is None:
+        timeout = getattr(self.config, "websocket_send_timeout", None)
+        if not isinstance(event, RawData) or timeout is None or not is_websocket(self):
             await super().protocol_send(event)
             return
-        assert isinstance(event, RawData)
-        sock = self.stream.socket
-        data = memoryview(event.data)
-        sent = 0
         async with self.send_lock:
-            deadline = trio.current_time() + timeout
             try:
-                with trio.CancelScope(shield=True):
-                    if await _room_for(sock, len(data), deadline):
-                        with trio.move_on_after(deadline - trio.current_time()):
-                            while sent < len(data):
-                                sent += await sock.send(data[sent:])
-                    if sent == len(data):
-                        return
-                    logger.warning("websocket client %s did not read for %.1f s: disconnected",
-                                   _peer(sock), timeout)
-                    if sent == 0:  # at a frame boundary: the close frame can follow
-                        with trio.move_on_after(_TRY_CLOSE_FOR):
-                            await sock.send(_FELL_BEHIND_FRAME)
+                if await write_websocket(self.stream.socket, event.data, timeout):
+                    return
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
             await self.stream.aclose()
