@@ -156,6 +156,22 @@ class AlarmHub:
         self._announce(alarm)
         return alarm
 
+    async def resolve_by_hand(self, alarm_id: int, operator: str, note: str = ""
+                              ) -> tuple[Alarm | None, Alarm | None]:
+        """An operator declares alarm `alarm_id` settled (say a `platform_down` raised by a
+        worker that died before its circuit closed). (the `resolved` alarm, None) if it was
+        open; (None, the alarm) if it was not; (None, None) if there is no such alarm."""
+        message = f"resolved by {operator}" + (f": {note}" if note else "")
+        resolution = NewAlarm("resolved", Severity.INFO, message,
+                              details={"by": operator, "note": note})
+        outcome = await self.store.resolve_alarm(alarm_id, resolution)
+        if not isinstance(outcome, tuple):
+            return None, outcome
+        alarm, opened = outcome
+        self._resolved += len(opened)
+        self._announce(alarm)
+        return alarm, None
+
     async def resolve_transaction(self, tx: Transaction) -> Alarm | None:
         """Resolve the alarms `tx`'s state settles: all of its alarms once it is final; its
         unknown debit once `charged`; both unknown outcomes once `inconsistent`."""

@@ -1,9 +1,11 @@
-"""Admin route over the persisted alarms: `GET /v1/admin/alarms?state=&kind=&since=&limit=`.
+"""Admin routes over the persisted alarms: `GET /v1/admin/alarms?state=&kind=&since=&limit=`
+lists them; `POST /v1/admin/alarms/<id>/resolve` resolves an open one by hand.
 
 `state=open` lists the alarms still waiting for their cause to settle (a `resolved` alarm names
 each once it does), `state=resolved` those settled; without it, every alarm. Pages go by id:
 `since` is the last id of the previous page, and `next` links the following page (null on the
-last one). Needs the admin key like every admin route.
+last one). Resolving by hand (optional JSON `{"note"}`) is for an alarm whose cause went away
+unseen. Both need the admin key like every admin route.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from urllib.parse import urlencode
 
 from quart import Response, request
 
+from gestor.api import _validate as validate
 from gestor.api._auth import require_admin
 from gestor.api._problems import ApiProblem, json_response
 from gestor.model import Alarm
@@ -88,3 +91,32 @@ def register(app: GestorApp, settings: Settings) -> None:
             query = urlencode({k: v for k, v in params.items() if v is not None})
             next_page = f"/v1/admin/alarms?{query}"
         return json_response({"alarms": [listed(a) for a in alarms], "next": next_page})
+
+    @app.post("/v1/admin/alarms/<raw_id>/resolve")
+    async def resolve_alarm(raw_id: str) -> Response:
+        """An operator declares an open alarm settled (one whose cause went away unseen, such
+        as a `platform_down` raised by a worker that died): a `resolved` alarm names it."""
+        actor = require_admin(settings)
+        if not _ID.fullmatch(raw_id) or int(raw_id) == 0:
+            raise ApiProblem(400, "INVALID_ALARM_ID", "an alarm id is a whole number from 1",
+                             field="id")
+        alarm_id = int(raw_id)
+        raw = await request.get_data(cache=False, as_text=False)
+        note = ""
+        if raw.strip():
+            body = validate.json_object(raw)
+            unknown = sorted(set(body) - {"note"})
+            if unknown:
+                raise ApiProblem(422, "UNKNOWN_FIELD", f"unknown field {unknown[0]!r}",
+                                 field=unknown[0])
+            note = body.get("note", "")
+            if not isinstance(note, str) or len(note) > 500:
+                raise ApiProblem(422, "INVALID_NOTE", "note: text up to 500 characters",
+                                 field="note")
+        resolved, other = await app.runtime.alarms.resolve_by_hand(alarm_id, actor, note)
+        if resolved is not None:
+            return json_response(listed(resolved))
+        if other is None:
+            raise ApiProblem(404, "ALARM_NOT_FOUND", f"no alarm {alarm_id}", field="id")
+        raise ApiProblem(409, "ALARM_NOT_OPEN",
+                         f"alarm {alarm_id} is not open (state {other.state})", field="id")

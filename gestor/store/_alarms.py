@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from gestor.model import Alarm, NewAlarm
 from gestor.store._rows import alarm_from_row, encode_json
 
@@ -59,6 +61,26 @@ async def resolve_alarms(conn: Any, kinds: Sequence[str], subject: str, resoluti
         f"SELECT * FROM alarms WHERE {_OPEN} AND kind = ANY($1::text[]) AND subject = $2"
         " ORDER BY id", list(kinds), subject,
     )
+    return await _resolve(conn, rows, resolution)
+
+
+async def resolve_alarm(conn: Any, alarm_id: int, resolution: NewAlarm
+                        ) -> tuple[Alarm, list[Alarm]] | Alarm | None:
+    """Resolve the one alarm `alarm_id` if it is open (as `resolve_alarms`); the alarm itself
+    if it is not open (resolved already, or an event); None if there is none."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+    row = await conn.fetchrow("SELECT * FROM alarms WHERE id = $1", alarm_id)
+    if row is None:
+        return None
+    found = alarm_from_row(row)
+    if found.state != "open":
+        return found
+    about = attrs.evolve(resolution, msisdn=found.msisdn, transaction_id=found.transaction_id)
+    return await _resolve(conn, [row], about)
+
+
+async def _resolve(conn: Any, rows: Sequence[Any], resolution: NewAlarm
+                   ) -> tuple[Alarm, list[Alarm]] | None:
     if not rows:
         return None
     opened = [alarm_from_row(r) for r in rows]

@@ -149,6 +149,12 @@ class Store:
         resolved by it, in one transaction; None if none was open."""
         return await self.bridge.run(_alarms.resolve_alarms, list(kinds), subject, resolution)
 
+    async def resolve_alarm(self, alarm_id: int, resolution: NewAlarm
+                            ) -> tuple[Alarm, list[Alarm]] | Alarm | None:
+        """Resolve alarm `alarm_id` by `resolution` if it is open; else the alarm as it is, or
+        None if there is none."""
+        return await self.bridge.run(_alarms.resolve_alarm, alarm_id, resolution)
+
     async def open_transaction_alarms(self, kinds: Sequence[str]
                                       ) -> list[tuple[uuid.UUID, str, str, str]]:
         """(transaction id, msisdn, kind, transaction state) of each open alarm of `kinds`."""

@@ -201,3 +201,41 @@ async def test_a_subscriber_that_overflows_its_buffer_catches_up_from_the_databa
             expected = [i for i in await all_ids(app) if i > probe.id]
             got = [(await anext(stream)).id for _ in expected]
         assert got == expected
+
+
+async def test_an_operator_resolves_an_open_alarm_by_hand(client: Any, app: GestorApp) -> None:
+    hub = app.runtime.alarms
+    operator = {**ADMIN, "X-Operator": "alice"}
+    with trio.fail_after(30):
+        async with client.websocket("/v1/alarms") as ws:
+            down = await hub.raise_alarm(NewAlarm("platform_down", Severity.CRITICAL, "prov",
+                                                  details={"platform": "prov"}))
+            event = await hub.raise_alarm(NewAlarm("platform_recovered", Severity.INFO, "x"))
+            r = await client.post(f"/v1/admin/alarms/{down.id}/resolve", headers=operator,
+                                  json={"note": "prov was restarted"})
+            assert r.status_code == 200
+            resolved = await r.get_json()
+            assert resolved["kind"] == "resolved"
+            assert resolved["details"]["resolves"] == [down.id]
+            assert resolved["details"]["by"] == "admin:alice"
+            assert "prov was restarted" in resolved["message"]
+            # The feed carries it like any other alarm.
+            feed = [json.loads(await ws.receive()) for _ in range(3)]
+            assert [a["id"] for a in feed] == [down.id, event.id, resolved["id"]]
+        body = await (await client.get("/v1/admin/alarms?state=open", headers=ADMIN)).get_json()
+        assert body["alarms"] == []
+        for alarm_id, status, code in [(down.id, 409, "ALARM_NOT_OPEN"),
+                                       (event.id, 409, "ALARM_NOT_OPEN"),
+                                       (10**9, 404, "ALARM_NOT_FOUND")]:
+            r = await client.post(f"/v1/admin/alarms/{alarm_id}/resolve", headers=ADMIN)
+            assert r.status_code == status
+            assert (await r.get_json())["code"] == code
+        for path, body_, status, field in [
+            ("x", None, 400, "id"), ("0", None, 400, "id"), ("%C2%B2", None, 400, "id"),
+            ("9" * 5000, None, 400, "id"), (str(down.id), {"note": 5}, 422, "note"),
+            (str(down.id), {"why": "?"}, 422, "why"),
+        ]:
+            r = await client.post(f"/v1/admin/alarms/{path}/resolve", headers=ADMIN, json=body_)
+            assert r.status_code == status, (path, body_)
+            assert (await r.get_json())["field"] == field
+        assert (await client.post(f"/v1/admin/alarms/{down.id}/resolve")).status_code == 401
