@@ -1,53 +1,208 @@
-"""Alarms: persisted first, then fanned out (DESIGN D8).
+"""Alarms: persisted first, then fanned out (DESIGN D8), and resolved when their cause settles.
 
 `AlarmHub.raise_alarm` writes the alarm (the store NOTIFYs every worker in the same transaction)
-and logs it. Each worker's hub LISTENs, reads what is new since the last id it saw and hands it to
-its local subscribers, so an alarm raised by any worker reaches every websocket once, in id order.
-A subscriber that connects with `since` first gets what it missed from the database. Sinks
-(webhooks) get each alarm from the worker that raised it, so N workers don't send N copies.
+and logs it. Each worker's hub LISTENs (and polls every few seconds, in case a NOTIFY was lost),
+reads everything new since the last id it saw, page after page until it has caught up, and hands
+it to its local subscribers, so an alarm raised by any worker reaches every websocket once, in
+id order. A subscriber that connects with `since`, or whose buffer overflows while its client is
+slow, reads from the database page by page until it has caught up, then follows the live ones
+again: no gap and no duplicate, whatever the backlog. Sinks (webhooks) get each alarm from the
+worker that raised it, so N workers don't send N copies.
+
+Critical alarms (`OPENING_KINDS`) stay open, in the database, until `resolve` raises a
+`resolved` alarm naming them (`details.resolves`: their ids). One already open of a kind on the
+same subject is not raised twice.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any
 
 import attrs
 import trio
 
-from gestor.model import Alarm, NewAlarm, Severity
-from gestor.store import Store
+from gestor.model import Alarm, NewAlarm, Severity, Transaction, TxState
+from gestor.store import Store, StoreUnavailable
 
 logger = logging.getLogger("gestor.alarms")
 
 _LOG_LEVEL = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING,
               Severity.CRITICAL: logging.ERROR}
 
+#: Kinds of alarm that stay open until resolved, and what each is about: "transaction" (its
+#: transaction id), "platform" (`details["platform"]`) or "system" (no key).
+OPENING_KINDS: Mapping[str, str] = {
+    "charge_unknown": "transaction",
+    "provision_unknown": "transaction",
+    "refund_failed": "transaction",
+    "stuck": "transaction",
+    "platform_down": "platform",
+    "database_down": "system",
+}
+
+#: The transaction alarms a state settles: once final, all of them; once `inconsistent` (the
+#: refund failed, so what happened is known), the unknown outcomes; once `charged`, the debit's.
+_SETTLED_BY: Mapping[TxState, tuple[str, ...]] = {
+    TxState.CHARGED: ("charge_unknown",),
+    TxState.INCONSISTENT: ("charge_unknown", "provision_unknown"),
+}
+_TRANSACTION_KINDS = tuple(k for k, about in OPENING_KINDS.items() if about == "transaction")
+
+
+def _settled_kinds(state: TxState) -> tuple[str, ...]:
+    return _TRANSACTION_KINDS if state.terminal else _SETTLED_BY.get(state, ())
+
+
+def subject_of(alarm: NewAlarm) -> str | None:
+    """The key an alarm of an opening kind is resolved by; None for an event alarm."""
+    about = OPENING_KINDS.get(alarm.kind)
+    if about is None:
+        return None
+    if about == "transaction":
+        if alarm.transaction_id is None:
+            raise ValueError(f"a {alarm.kind} alarm needs its transaction id")
+        return str(alarm.transaction_id)
+    if about == "platform":
+        return str(alarm.details.get("platform", ""))
+    return ""
+
+
+def _key(key: uuid.UUID | str | None) -> str:
+    return "" if key is None else str(key)
+
 
 @attrs.frozen
 class AlarmHubStatistics:
     subscribers: int
     raised: int
+    resolved: int
     delivered: int
-    dropped_subscribers: int
+    #: Times a subscriber's buffer overflowed and it caught up from the database instead.
+    catch_ups: int
     last_id: int
+
+
+@attrs.define(eq=False)
+class _Subscriber:
+    send: trio.MemorySendChannel[Alarm]
+    receive: trio.MemoryReceiveChannel[Alarm]
+    #: Set when live alarms were not buffered for it (replay pending, or its buffer overflowed):
+    #: it reads the database from its last id before following the live ones again.
+    behind: bool
 
 
 @attrs.define
 class AlarmHub:
     store: Store
     subscriber_buffer: int = 1000
+    #: Alarms read per database query (the hub following the table, a subscriber catching up).
+    page_size: int = 500
+    #: Seconds between reads of the table with no NOTIFY (a lost NOTIFY never strands alarms).
+    poll_interval: float = 5.0
     sinks: list[Callable[[Alarm], None]] = attrs.field(factory=list)
-    _subscribers: set[trio.MemorySendChannel[Alarm]] = attrs.field(factory=set)
+    _subscribers: set[_Subscriber] = attrs.field(factory=set)
     _wakeup: trio.Event = attrs.field(factory=trio.Event)
     _last_id: int = 0
     _raised: int = 0
+    _resolved: int = 0
     _delivered: int = 0
-    _dropped: int = 0
+    _catch_ups: int = 0
 
     async def raise_alarm(self, new: NewAlarm) -> Alarm:
-        alarm = await self.store.raise_alarm(new)
+        """Persist `new`, log it, wake the local fan-out and hand it to the sinks. An alarm of an
+        `OPENING_KINDS` kind stays open until `resolve` names it; while one of its kind is open
+        on the same subject, raising it again returns that one and raises nothing new."""
+        subject = subject_of(new)
+        if subject is None:
+            alarm, created = await self.store.raise_alarm(new), True
+        else:
+            alarm, created = await self.store.raise_open_alarm(new, subject)
+        if not created:
+            logger.debug("alarm %s on %r already open as %d", new.kind, subject, alarm.id)
+            return alarm
+        self._announce(alarm)
+        return alarm
+
+    async def resolve(self, kinds: str | Iterable[str], key: uuid.UUID | str | None,
+                      message: str, *, msisdn: str | None = None,
+                      transaction_id: uuid.UUID | None = None,
+                      details: Mapping[str, Any] | None = None) -> Alarm | None:
+        """Resolve every open alarm of `kinds` whose key is `key`: a transaction id for the
+        transaction kinds, a platform's name for `platform_down`, None for system-wide kinds
+        such as `database_down`. In one database transaction this persists an info `resolved`
+        alarm carrying `message`, `details` plus `{"resolves": [ids], "resolves_kinds": [...]}`,
+        and marks those alarms resolved by it (so `GET /v1/admin/alarms?state=open` no longer
+        lists them); the `resolved` alarm is fanned out like any other. Returns it, or None when
+        nothing of those kinds was open for `key` (then nothing is written). Safe to call from
+        any worker, any number of times: each open alarm is resolved once.
+
+        Example (the database supervisor, once the database answers again)::
+
+            await hub.raise_alarm(NewAlarm("database_recovered", Severity.INFO, "..."))
+            await hub.resolve("database_down", None, "the database answers again")
+        """
+        wanted = [kinds] if isinstance(kinds, str) else sorted(set(kinds))
+        resolution = NewAlarm("resolved", Severity.INFO, message, msisdn=msisdn,
+                              transaction_id=transaction_id, details=dict(details or {}))
+        outcome = await self.store.resolve_alarms(wanted, _key(key), resolution)
+        if outcome is None:
+            return None
+        alarm, opened = outcome
+        self._resolved += len(opened)
+        self._announce(alarm)
+        return alarm
+
+    async def resolve_by_hand(self, alarm_id: int, operator: str, note: str = ""
+                              ) -> tuple[Alarm | None, Alarm | None]:
+        """An operator declares alarm `alarm_id` settled (say a `platform_down` raised by a
+        worker that died before its circuit closed). (the `resolved` alarm, None) if it was
+        open; (None, the alarm) if it was not; (None, None) if there is no such alarm."""
+        message = f"resolved by {operator}" + (f": {note}" if note else "")
+        resolution = NewAlarm("resolved", Severity.INFO, message,
+                              details={"by": operator, "note": note})
+        outcome = await self.store.resolve_alarm(alarm_id, resolution)
+        if not isinstance(outcome, tuple):
+            return None, outcome
+        alarm, opened = outcome
+        self._resolved += len(opened)
+        self._announce(alarm)
+        return alarm, None
+
+    async def resolve_transaction(self, tx: Transaction) -> Alarm | None:
+        """Resolve the alarms `tx`'s state settles: all of its alarms once it is final; its
+        unknown debit once `charged`; both unknown outcomes once `inconsistent`."""
+        return await self._resolve_settled(tx.id, tx.msisdn, tx.state, _settled_kinds(tx.state))
+
+    async def resolve_settled(self) -> int:
+        """Resolve every open transaction alarm whose transaction has since reached a state
+        that settles it, whoever moved it there (a saga, another worker, a recoverer that died
+        before resolving); the recoverer calls this on each pass. Returns how many resolved."""
+        pending: dict[uuid.UUID, tuple[str, TxState, set[str]]] = {}
+        for tx_id, msisdn, kind, state in await self.store.open_transaction_alarms(
+                _TRANSACTION_KINDS):
+            tx_state = TxState(state)
+            if kind in _settled_kinds(tx_state):
+                pending.setdefault(tx_id, (msisdn, tx_state, set()))[2].add(kind)
+        count = 0
+        for tx_id, (msisdn, tx_state, kinds) in pending.items():
+            if await self._resolve_settled(tx_id, msisdn, tx_state, tuple(kinds)) is not None:
+                count += 1
+        return count
+
+    async def _resolve_settled(self, tx_id: uuid.UUID, msisdn: str, state: TxState,
+                               kinds: tuple[str, ...]) -> Alarm | None:
+        if not kinds:
+            return None
+        return await self.resolve(
+            kinds, tx_id, f"purchase settled: {state}", msisdn=msisdn,
+            transaction_id=tx_id, details={"state": state.value},
+        )
+
+    def _announce(self, alarm: Alarm) -> None:
         self._raised += 1
         logger.log(
             _LOG_LEVEL[alarm.severity], "alarm %d %s: %s (msisdn=%s transaction=%s)",
@@ -56,7 +211,6 @@ class AlarmHub:
         self._wakeup.set()  # don't wait for our own NOTIFY to come back
         for sink in self.sinks:
             sink(alarm)
-        return alarm
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Follow the alarms table and fan new alarms out, until cancelled."""
@@ -64,38 +218,64 @@ class AlarmHub:
         await self.store.listen_alarms(lambda _id: self._wakeup.set())
         task_status.started()
         while True:
-            await self._wakeup.wait()
+            with trio.move_on_after(self.poll_interval):
+                await self._wakeup.wait()
             self._wakeup = trio.Event()
-            for alarm in await self.store.alarms_after(self._last_id):
+            try:
+                await self._catch_up()
+            except StoreUnavailable as exc:
+                logger.warning("alarm feed paused: %s", exc)
+
+    async def _catch_up(self) -> None:
+        """Fan out everything after the last id seen, page after page, until caught up."""
+        while True:
+            page = await self.store.alarms_after(self._last_id, self.page_size)
+            for alarm in page:
                 self._last_id = alarm.id
                 self._fan_out(alarm)
+            if len(page) < self.page_size:
+                return
 
     def _fan_out(self, alarm: Alarm) -> None:
-        for channel in list(self._subscribers):
+        for sub in list(self._subscribers):
+            if sub.behind:
+                continue  # it reads this one from the database
             try:
-                channel.send_nowait(alarm)
+                sub.send.send_nowait(alarm)
                 self._delivered += 1
             except trio.WouldBlock:
-                # Too slow to keep up: cut it loose; it reconnects with `since` and loses nothing.
-                self._subscribers.discard(channel)
-                channel.close()
-                self._dropped += 1
-            except trio.BrokenResourceError:
-                self._subscribers.discard(channel)
+                sub.behind = True  # its client is slow: it catches up from the database
+                self._catch_ups += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.discard(sub)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, since: int | None = None) -> AsyncIterator[AsyncIterator[Alarm]]:
-        """Alarms in id order: those after `since` from the database, then live ones."""
+        """Alarms in id order, each once: those after `since` (every one, read from the
+        database a page at a time), then live ones; without `since`, live ones only."""
         send, receive = trio.open_memory_channel[Alarm](self.subscriber_buffer)
-        self._subscribers.add(send)
+        sub = _Subscriber(send, receive, behind=since is not None)
+        seen = since if since is not None else self._last_id
+        self._subscribers.add(sub)
 
         async def stream() -> AsyncIterator[Alarm]:
-            seen = since if since is not None else self._last_id
-            if since is not None:
-                for alarm in await self.store.alarms_after(since, limit=10_000):
-                    seen = alarm.id
-                    yield alarm
-            async for alarm in receive:
+            nonlocal seen
+            while True:
+                if sub.behind:
+                    # What was buffered before it fell behind is in the database too.
+                    with contextlib.suppress(trio.WouldBlock):
+                        while True:
+                            receive.receive_nowait()
+                    sub.behind = False  # live alarms are buffered again from here on
+                    while True:
+                        page = await self.store.alarms_after(seen, self.page_size)
+                        for alarm in page:
+                            seen = alarm.id
+                            yield alarm
+                        if len(page) < self.page_size:
+                            break
+                    continue
+                alarm = await receive.receive()
                 if alarm.id > seen:
                     seen = alarm.id
                     yield alarm
@@ -103,7 +283,7 @@ class AlarmHub:
         try:
             yield stream()
         finally:
-            self._subscribers.discard(send)
+            self._subscribers.discard(sub)
             send.close()
             receive.close()
 
@@ -111,7 +291,8 @@ class AlarmHub:
         return AlarmHubStatistics(
             subscribers=len(self._subscribers),
             raised=self._raised,
+            resolved=self._resolved,
             delivered=self._delivered,
-            dropped_subscribers=self._dropped,
+            catch_ups=self._catch_ups,
             last_id=self._last_id,
         )

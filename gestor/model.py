@@ -163,6 +163,19 @@ class Alarm:
     msisdn: str | None
     transaction_id: uuid.UUID | None
     details: dict[str, Any]
+    #: What an alarm that must be resolved is about (transaction id, platform, '' for the
+    #: system); None for an alarm that is an event only.
+    subject: str | None = None
+    #: The `resolved` alarm that settled it, and when (None while open).
+    resolved_by: int | None = None
+    resolved_at: datetime | None = None
+
+    @property
+    def state(self) -> str | None:
+        """'open' or 'resolved' for an alarm that must be resolved; None for an event."""
+        if self.resolved_at is not None:
+            return "resolved"
+        return None if self.subject is None else "open"
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -77,6 +77,10 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                                  f"{platform} answers again: circuit closed",
                                  details={"platform": platform})
             await alarms.raise_alarm(alarm)
+            if not opened:
+                await alarms.resolve("platform_down", platform,
+                                     f"{platform} answers again: circuit closed",
+                                     details={"platform": platform})
 
         platform_settings = PlatformSettings.from_mapping(
             {**settings.platforms, "url": platforms_url}

@@ -67,6 +67,9 @@ class Settings:
     #: set, the channel calls need one, and it names the client (idempotency scope).
     api_keys: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     webhooks: tuple[str, ...] = ()
+    #: Seconds one write to an alarm-feed websocket may block (its client not reading) before
+    #: the server disconnects it.
+    alarm_send_timeout: float = 5.0
     platforms: Mapping[str, Any] = attrs.field(factory=dict)
     simulator: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -143,7 +146,8 @@ def load_settings(
     purchase = data.get("purchase", {})
     actors = data.get("actors", {})
     recovery = data.get("recovery", {})
-    webhooks = data.get("alarms", {}).get("webhooks", [])
+    alarms = data.get("alarms", {})
+    webhooks = alarms.get("webhooks", [])
     if not isinstance(webhooks, list) or not all(
         isinstance(u, str) and u.startswith(("http://", "https://")) for u in webhooks
     ):
@@ -170,6 +174,7 @@ def load_settings(
         "stuck_after": _get(recovery, "stuck_after", float, 600.0, "recovery"),
         "platforms_url": _get(platforms, "url", str, "", "platforms"),
         "webhooks": tuple(webhooks),
+        "alarm_send_timeout": _get(alarms, "send_timeout", float, 5.0, "alarms"),
         "platforms": platforms,
         "simulator": dict(data.get("simulator", {})),
     }
@@ -206,4 +211,6 @@ def load_settings(
     if not 0 < settings.accept_timeout <= 60:
         raise SettingsError("purchase.accept_timeout must be more than 0 and at most 60 "
                             "seconds")
+    if not 0 < settings.alarm_send_timeout <= 3600:
+        raise SettingsError("alarms.send_timeout must be more than 0 and at most 3600 seconds")
     return settings

@@ -65,12 +65,15 @@ async def serve_app(app: GestorApp, settings: Settings, sock: socket.socket | No
     from hypercorn.trio.run import worker_serve
     from hypercorn.utils import wrap_app
 
+    from gestor.api import bound_websocket_sends
+
     config = Config()
     config.bind = [settings.bind]
     config.graceful_timeout = settings.shutdown_grace
     config.accesslog = None
     config.errorlog = "-"
     config.keep_alive_timeout = 75
+    bound_websocket_sends(config, settings.alarm_send_timeout)
     stop = trio.Event()
 
     @app.before_serving

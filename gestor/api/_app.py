@@ -20,7 +20,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors import ActorCrashed, AskTimeout, Overloaded, SystemStopped
-from gestor.api import _admin, _guards, _protocol_fixes
+from gestor.api import _admin, _admin_alarms, _guards, _protocol_fixes
 from gestor.api import _render as render
 from gestor.api import _validate as validate
 from gestor.api._auth import request_client
@@ -98,6 +98,7 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _routes(app, settings)
     _admin.register(app, settings)
     _admin.register_restrictions(app, settings)
+    _admin_alarms.register(app, settings)
     return app
 
 
@@ -277,8 +278,12 @@ def _routes(app: GestorApp, settings: Settings) -> None:
     async def alarms() -> None:
         since = validate.alarm_since(websocket.args.get("since"))  # 400 refuses the handshake
         await websocket.accept()
-        async with app.runtime.alarms.subscribe(since) as stream:
-            async for alarm in stream:
-                await websocket.send(render.alarm(alarm))
-        # The hub dropped us (too slow): the client reconnects with `since` and loses nothing.
-        await websocket.close(1013, "fell behind; reconnect with ?since=<last id>")
+        # Every alarm after `since`, then live ones, each once. A slow client is fed from the
+        # database when it falls behind the live buffer; one that stops reading for
+        # `[alarms] send_timeout` is disconnected by the transport (gestor/api/_ws_transport).
+        try:
+            async with app.runtime.alarms.subscribe(since) as stream:
+                async for alarm in stream:
+                    await websocket.send(render.alarm(alarm))
+        except StoreUnavailable:
+            await websocket.close(1013, "database unavailable; reconnect with ?since=<last id>")

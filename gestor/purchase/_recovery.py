@@ -11,10 +11,13 @@ died, each orphan is resumed exactly where its last durable state left it:
   saga refunded and died before recording it — → `refunded`. Otherwise provision (idempotent by
   transaction id) → `completed`; failure → refund.
 - `inconsistent`: if the bundle turned out to be provisioned → `completed`; otherwise retry the
-  refund (idempotent by its derived id) → `refunded`, and say the alarm is resolved. While it
-  keeps failing it stays visible and is retried every `stale_after`.
+  refund (idempotent by its derived id) → `refunded`. While it keeps failing it stays visible
+  and is retried every `stale_after`.
 
 A transaction still unsettled `stuck_after` seconds after it was created raises a `stuck` alarm.
+Whatever settles a transaction's cause for alarm (it reaches a final state, or its debit's
+outcome becomes known) is followed by a `resolved` alarm naming the alarms it settles; each pass
+also resolves those whose transaction was settled elsewhere (`AlarmHub.resolve_settled`).
 
 Exclusive: a worker never recovers a transaction it is already driving (a recovery or a live
 saga), and every `stale_after / 3` seconds it renews the lease of all of those, so no other
@@ -59,6 +62,7 @@ async def resume(deps: PurchaseDeps, tx: Transaction) -> Transaction:
             return await write(deps, tx, steps.failed(tx, INTERRUPTED, deps.now()))
         move = steps.charge_found(tx, receipt.amount, deps.catalogue.currency, deps.now())
         tx = await write(deps, tx, move)
+        await deps.alarms.resolve_transaction(tx)  # the debit's outcome is known now
     if tx.state is TxState.CHARGED:
         if await deps.platforms.lookup_refund(refund_id(tx.id)) is not None:
             return await write(deps, tx, steps.refunded(tx, REFUNDED_BEFORE, deps.now()))
@@ -83,11 +87,6 @@ async def _settle_inconsistent(deps: PurchaseDeps, tx: Transaction) -> Transacti
             return tx
         reason = Reason("PROVISIONING_FAILED", "not provisioned; refunded by recovery")
         tx = await write(deps, tx, steps.refunded(tx, reason, deps.now()))
-    await deps.alarms.raise_alarm(
-        NewAlarm("resolved", Severity.INFO, f"inconsistent purchase settled as {tx.state}",
-                 msisdn=tx.msisdn, transaction_id=tx.id,
-                 details={"resolves": "refund_failed", "state": tx.state.value})
-    )
     return tx
 
 
@@ -99,6 +98,7 @@ class RecovererStatistics:
     still_pending: int
     errors: int
     stuck_alarms: int
+    alarms_resolved: int
 
 
 @attrs.define
@@ -117,6 +117,7 @@ class Recoverer:
     _pending: int = 0
     _errors: int = 0
     _stuck: set[object] = attrs.field(factory=set)
+    _resolved: int = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """A pass now (what a crash left behind), then one every `interval`, until cancelled;
@@ -151,7 +152,7 @@ class Recoverer:
                 now - timedelta(seconds=self.stale_after), now, self.batch
             )
             if not batch:
-                return total
+                break
             total += len(batch)
             self._claimed += len(batch)
             mine = self._active.union(self.live())
@@ -161,7 +162,9 @@ class Recoverer:
                         self._active.add(tx.id)
                         nursery.start_soon(self._recover, tx)
             if len(batch) < self.batch:
-                return total
+                break
+        self._resolved += await self.deps.alarms.resolve_settled()
+        return total
 
     async def _recover(self, tx: Transaction) -> None:
         try:
@@ -180,6 +183,11 @@ class Recoverer:
             self._errors += 1
             logger.exception("recovery of %s (%s) failed", tx.id, tx.state)
             final = tx
+        if final is not tx or final.state.terminal:
+            try:
+                await self.deps.alarms.resolve_transaction(final)
+            except StoreUnavailable as exc:  # the next pass's sweep resolves them
+                logger.warning("alarms of %s not resolved yet: %s", tx.id, exc)
         if final.state.terminal:
             self._settled += 1
             self.deps.profiles.forget(tx.msisdn)
@@ -200,4 +208,5 @@ class Recoverer:
         return RecovererStatistics(
             passes=self._passes, claimed=self._claimed, settled=self._settled,
             still_pending=self._pending, errors=self._errors, stuck_alarms=len(self._stuck),
+            alarms_resolved=self._resolved,
         )

@@ -1,28 +1,103 @@
-"""SQL for alarms: insert (and NOTIFY every worker, DESIGN D8), replay since an id."""
+"""SQL for alarms: insert (and NOTIFY every worker, DESIGN D8), replay since an id, resolve the
+open ones, list them for the admin API.
+
+Every write takes one transaction-scoped advisory lock before its insert, so alarm ids are
+committed in id order across workers and nodes: a reader that has seen id N never later finds
+an id below N committed (a plain sequence would let a slow transaction commit a lower id after a
+higher one, and a feed following `id > last` would skip it).
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from typing import Any
+
+import attrs
 
 from gestor.model import Alarm, NewAlarm
 from gestor.store._rows import alarm_from_row, encode_json
 
 ALARM_CHANNEL = "gestor_alarms"
+_LOCK_ID = 0x616C_726D  # "alrm"
+
+_INSERT = (
+    "INSERT INTO alarms (kind, severity, message, msisdn, transaction_id, details, subject)"
+    " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) RETURNING *"
+)
+_OPEN = "subject IS NOT NULL AND resolved_at IS NULL"
 
 
-async def insert_alarm(conn: Any, alarm: NewAlarm) -> Alarm:
+async def _insert(conn: Any, alarm: NewAlarm, subject: str | None) -> Alarm:
     row = await conn.fetchrow(
-        "INSERT INTO alarms (kind, severity, message, msisdn, transaction_id, details)"
-        " VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING *",
-        alarm.kind,
-        alarm.severity.value,
-        alarm.message,
-        alarm.msisdn,
-        alarm.transaction_id,
-        encode_json(alarm.details),
+        _INSERT, alarm.kind, alarm.severity.value, alarm.message, alarm.msisdn,
+        alarm.transaction_id, encode_json(alarm.details), subject,
     )
     await conn.execute("SELECT pg_notify($1, $2)", ALARM_CHANNEL, str(row["id"]))
     return alarm_from_row(row)
+
+
+async def insert_alarm(conn: Any, alarm: NewAlarm, subject: str | None) -> tuple[Alarm, bool]:
+    """Insert `alarm` (open on `subject` when that is not None); (alarm, True). An alarm of the
+    same kind already open on the same subject is not raised twice: (that one, False)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+    if subject is not None:
+        row = await conn.fetchrow(
+            f"SELECT * FROM alarms WHERE {_OPEN} AND kind = $1 AND subject = $2"
+            " ORDER BY id LIMIT 1", alarm.kind, subject,
+        )
+        if row is not None:
+            return alarm_from_row(row), False
+    return await _insert(conn, alarm, subject), True
+
+
+async def resolve_alarms(conn: Any, kinds: Sequence[str], subject: str, resolution: NewAlarm
+                         ) -> tuple[Alarm, list[Alarm]] | None:
+    """Mark every open alarm of `kinds` on `subject` resolved by a new `resolution` alarm, whose
+    details gain `resolves` (their ids) and `resolves_kinds`. None (nothing written) when none is
+    open."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+    rows = await conn.fetch(
+        f"SELECT * FROM alarms WHERE {_OPEN} AND kind = ANY($1::text[]) AND subject = $2"
+        " ORDER BY id", list(kinds), subject,
+    )
+    return await _resolve(conn, rows, resolution)
+
+
+async def resolve_alarm(conn: Any, alarm_id: int, resolution: NewAlarm
+                        ) -> tuple[Alarm, list[Alarm]] | Alarm | None:
+    """Resolve the one alarm `alarm_id` if it is open (as `resolve_alarms`); the alarm itself
+    if it is not open (resolved already, or an event); None if there is none."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+    row = await conn.fetchrow("SELECT * FROM alarms WHERE id = $1", alarm_id)
+    if row is None:
+        return None
+    found = alarm_from_row(row)
+    if found.state != "open":
+        return found
+    about = attrs.evolve(resolution, msisdn=found.msisdn, transaction_id=found.transaction_id)
+    return await _resolve(conn, [row], about)
+
+
+async def _resolve(conn: Any, rows: Sequence[Any], resolution: NewAlarm
+                   ) -> tuple[Alarm, list[Alarm]] | None:
+    if not rows:
+        return None
+    opened = [alarm_from_row(r) for r in rows]
+    details = {
+        **resolution.details,
+        "resolves": [a.id for a in opened],
+        "resolves_kinds": sorted({a.kind for a in opened}),
+    }
+    new = NewAlarm(resolution.kind, resolution.severity, resolution.message,
+                   msisdn=resolution.msisdn, transaction_id=resolution.transaction_id,
+                   details=details)
+    resolved = await _insert(conn, new, None)
+    await conn.execute(
+        "UPDATE alarms SET resolved_by = $1, resolved_at = $2 WHERE id = ANY($3::bigint[])",
+        resolved.id, resolved.at, [a.id for a in opened],
+    )
+    return resolved, opened
 
 
 async def alarms_after(conn: Any, after_id: int, limit: int) -> list[Alarm]:
@@ -30,6 +105,38 @@ async def alarms_after(conn: Any, after_id: int, limit: int) -> list[Alarm]:
         "SELECT * FROM alarms WHERE id > $1 ORDER BY id LIMIT $2", after_id, limit
     )
     return [alarm_from_row(r) for r in rows]
+
+
+async def list_alarms(conn: Any, after_id: int, limit: int, state: str | None,
+                      kinds: Sequence[str] | None) -> list[Alarm]:
+    """Alarms after `after_id` in id order; `state` 'open' or 'resolved' keeps only those."""
+    where = ["id > $1"]
+    if state == "open":
+        where.append(_OPEN)
+    elif state == "resolved":
+        where.append("resolved_at IS NOT NULL")
+    elif state is not None:
+        raise ValueError(f"unknown alarm state {state!r}")
+    args: list[Any] = [after_id, limit]
+    if kinds:
+        args.append(list(kinds))
+        where.append("kind = ANY($3::text[])")
+    rows = await conn.fetch(
+        f"SELECT * FROM alarms WHERE {' AND '.join(where)} ORDER BY id LIMIT $2", *args
+    )
+    return [alarm_from_row(r) for r in rows]
+
+
+async def open_transaction_alarms(conn: Any, kinds: Sequence[str]
+                                  ) -> list[tuple[uuid.UUID, str, str, str]]:
+    """(transaction id, msisdn, alarm kind, transaction state) of every open alarm of `kinds`."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT t.id, t.msisdn, a.kind, t.state FROM alarms a"
+        " JOIN transactions t ON t.id = a.transaction_id"
+        " WHERE a.subject IS NOT NULL AND a.resolved_at IS NULL AND a.kind = ANY($1::text[])",
+        list(kinds),
+    )
+    return [(r["id"], r["msisdn"], r["kind"], r["state"]) for r in rows]
 
 
 async def latest_alarm_id(conn: Any) -> int:

@@ -71,4 +71,7 @@ def alarm_from_row(row: Mapping[str, Any]) -> Alarm:
         msisdn=row["msisdn"],
         transaction_id=row["transaction_id"],
         details=_json_decode(row["details"]),
+        subject=row.get("subject"),
+        resolved_by=row.get("resolved_by"),
+        resolved_at=row.get("resolved_at"),
     )

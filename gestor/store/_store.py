@@ -199,10 +199,41 @@ class Store:
         return await self.bridge.run(_transactions.touch, list(ids), now)
 
     async def raise_alarm(self, alarm: NewAlarm) -> Alarm:
-        return await self.bridge.run(_alarms.insert_alarm, alarm)
+        """Persist an event alarm (one that needs no resolution) and NOTIFY every worker."""
+        created, _ = await self.bridge.run(_alarms.insert_alarm, alarm, None)
+        return created
+
+    async def raise_open_alarm(self, alarm: NewAlarm, subject: str) -> tuple[Alarm, bool]:
+        """Persist `alarm`, open on `subject` until resolved, and NOTIFY; if one of its kind is
+        already open on that subject, that one instead, and False (nothing written)."""
+        return await self.bridge.run(_alarms.insert_alarm, alarm, subject)
+
+    async def resolve_alarms(self, kinds: Sequence[str], subject: str, resolution: NewAlarm
+                             ) -> tuple[Alarm, list[Alarm]] | None:
+        """Persist `resolution` naming every open alarm of `kinds` on `subject` and mark them
+        resolved by it, in one transaction; None if none was open."""
+        return await self.bridge.run(_alarms.resolve_alarms, list(kinds), subject, resolution)
+
+    async def resolve_alarm(self, alarm_id: int, resolution: NewAlarm
+                            ) -> tuple[Alarm, list[Alarm]] | Alarm | None:
+        """Resolve alarm `alarm_id` by `resolution` if it is open; else the alarm as it is, or
+        None if there is none."""
+        return await self.bridge.run(_alarms.resolve_alarm, alarm_id, resolution)
+
+    async def open_transaction_alarms(self, kinds: Sequence[str]
+                                      ) -> list[tuple[uuid.UUID, str, str, str]]:
+        """(transaction id, msisdn, kind, transaction state) of each open alarm of `kinds`."""
+        return await self.bridge.run(_alarms.open_transaction_alarms, list(kinds),
+                                     transaction=False)
 
     async def alarms_after(self, after_id: int, limit: int = 1000) -> list[Alarm]:
         return await self.bridge.run(_alarms.alarms_after, after_id, limit, transaction=False)
+
+    async def list_alarms(self, after_id: int = 0, limit: int = 100, state: str | None = None,
+                          kinds: Sequence[str] | None = None) -> list[Alarm]:
+        """Alarms after `after_id` in id order, `state` 'open'/'resolved' and `kinds` filtering."""
+        return await self.bridge.run(_alarms.list_alarms, after_id, limit, state,
+                                     list(kinds) if kinds else None, transaction=False)
 
     async def latest_alarm_id(self) -> int:
         return await self.bridge.run(_alarms.latest_alarm_id, transaction=False)

@@ -1,0 +1,122 @@
+"""Admin routes over the persisted alarms: `GET /v1/admin/alarms?state=&kind=&since=&limit=`
+lists them; `POST /v1/admin/alarms/<id>/resolve` resolves an open one by hand.
+
+`state=open` lists the alarms still waiting for their cause to settle (a `resolved` alarm names
+each once it does), `state=resolved` those settled; without it, every alarm. Pages go by id:
+`since` is the last id of the previous page, and `next` links the following page (null on the
+last one). Resolving by hand (optional JSON `{"note"}`) is for an alarm whose cause went away
+unseen. Both need the admin key like every admin route.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from quart import Response, request
+
+from gestor.api import _validate as validate
+from gestor.api._auth import require_admin
+from gestor.api._problems import ApiProblem, json_response
+from gestor.model import Alarm
+from gestor.settings import Settings
+
+if TYPE_CHECKING:
+    from gestor.api._app import GestorApp
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+STATES = ("open", "resolved")
+_ID = re.compile(r"[0-9]{1,18}")
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_MAX_KINDS = 32
+
+
+def _state(raw: str | None) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if raw not in STATES:
+        raise ApiProblem(422, "INVALID_STATE", "state must be 'open' or 'resolved'",
+                         field="state")
+    return raw
+
+
+def _kinds(raw: str | None) -> list[str] | None:
+    if raw is None or raw == "":
+        return None
+    kinds = raw.split(",")
+    if len(kinds) > _MAX_KINDS or not all(_KIND.fullmatch(k) for k in kinds):
+        raise ApiProblem(
+            422, "INVALID_KIND",
+            f"kind must be up to {_MAX_KINDS} comma-separated alarm kinds (such as "
+            "charge_unknown): lower-case letters, digits and '_'", field="kind",
+        )
+    return sorted(set(kinds))
+
+
+def _whole(raw: str | None, field: str, default: int, low: int, high: int) -> int:
+    if raw is None:
+        return default
+    if not _ID.fullmatch(raw) or not low <= int(raw) <= high:
+        raise ApiProblem(422, f"INVALID_{field.upper()}",
+                         f"{field} must be a whole number from {low} to {high}", field=field)
+    return int(raw)
+
+
+def listed(alarm: Alarm) -> dict[str, Any]:
+    """An alarm as the admin API lists it: the feed's fields plus its state."""
+    return {
+        **alarm.as_dict(),
+        "state": alarm.state,
+        "resolved_by": alarm.resolved_by,
+        "resolved_at": alarm.resolved_at.isoformat() if alarm.resolved_at else None,
+    }
+
+
+def register(app: GestorApp, settings: Settings) -> None:
+    @app.get("/v1/admin/alarms")
+    async def list_alarms() -> Response:
+        """Persisted alarms in id order, filtered by state and kind, a page at a time."""
+        require_admin(settings)
+        state = _state(request.args.get("state"))
+        kinds = _kinds(request.args.get("kind"))
+        since = _whole(request.args.get("since"), "since", 0, 0, 10**18 - 1)
+        limit = _whole(request.args.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        alarms = await app.runtime.store.list_alarms(since, limit, state, kinds)
+        next_page = None
+        if len(alarms) == limit:
+            params = {"state": state, "kind": ",".join(kinds) if kinds else None,
+                      "since": alarms[-1].id, "limit": limit}
+            query = urlencode({k: v for k, v in params.items() if v is not None})
+            next_page = f"/v1/admin/alarms?{query}"
+        return json_response({"alarms": [listed(a) for a in alarms], "next": next_page})
+
+    @app.post("/v1/admin/alarms/<raw_id>/resolve")
+    async def resolve_alarm(raw_id: str) -> Response:
+        """An operator declares an open alarm settled (one whose cause went away unseen, such
+        as a `platform_down` raised by a worker that died): a `resolved` alarm names it."""
+        actor = require_admin(settings)
+        if not _ID.fullmatch(raw_id) or int(raw_id) == 0:
+            raise ApiProblem(400, "INVALID_ALARM_ID", "an alarm id is a whole number from 1",
+                             field="id")
+        alarm_id = int(raw_id)
+        raw = await request.get_data(cache=False, as_text=False)
+        note = ""
+        if raw.strip():
+            body = validate.json_object(raw)
+            unknown = sorted(set(body) - {"note"})
+            if unknown:
+                raise ApiProblem(422, "UNKNOWN_FIELD", f"unknown field {unknown[0]!r}",
+                                 field=unknown[0])
+            note = body.get("note", "")
+            if not isinstance(note, str) or len(note) > 500:
+                raise ApiProblem(422, "INVALID_NOTE", "note: text up to 500 characters",
+                                 field="note")
+        resolved, other = await app.runtime.alarms.resolve_by_hand(alarm_id, actor, note)
+        if resolved is not None:
+            return json_response(listed(resolved))
+        if other is None:
+            raise ApiProblem(404, "ALARM_NOT_FOUND", f"no alarm {alarm_id}", field="id")
+        raise ApiProblem(409, "ALARM_NOT_OPEN",
+                         f"alarm {alarm_id} is not open (state {other.state})", field="id")

@@ -1,0 +1,144 @@
+"""A time bound on each write to a websocket client: a hypercorn shim.
+
+Hypercorn's trio `TCPServer.protocol_send` writes under a shielded cancel scope with no
+timeout, so once a websocket client stops reading and the socket buffers are full, the write
+(and the application task sending, and the socket) wait for ever: an alarm-feed client that
+never reads held its connection for good. `WebsocketSendTimeoutServer` bounds each write on a
+websocket connection by `config.websocket_send_timeout` seconds.
+
+A write first waits while the kernel holds more than a few KiB it could not send (the client's
+receive window is closed: it is not reading), so frames are handed to the kernel whole and there
+is always room left for one more small frame. A write that cannot start in time ends the
+connection: a close frame 1013 "fell behind; reconnect with ?since=<last id>" follows the last
+whole frame, then the socket is closed, which frees it and tells the application its client went
+away. The client reads its backlog, then the close frame. (Where the kernel can't report unsent
+bytes, the write itself is bounded; cut mid-frame, the connection is closed without the frame.)
+Plain HTTP connections are left as hypercorn writes them.
+
+Upstream, the change would be a `websocket_send_timeout` (or a general write timeout) in
+hypercorn's `Config`, honoured by `protocol_send` in its trio and asyncio TCP servers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import struct
+
+import hypercorn.trio.run
+import trio
+from hypercorn.config import Config
+from hypercorn.events import Closed, Event, RawData
+from hypercorn.protocol.ws_stream import WSStream
+from hypercorn.trio.tcp_server import TCPServer
+
+logger = logging.getLogger("gestor.api")
+
+FELL_BEHIND = "fell behind; reconnect with ?since=<last id>"
+_TRY_CLOSE_FOR = 0.05
+_SIOCOUTQNSD = 0x894B
+#: Unsent bytes a websocket connection may hold before a write waits for its client to read:
+#: below what the kernel takes before a write blocks (about 16 KiB on a closed window here).
+_UNSENT_LIMIT = 8192
+#: How often a waiting write looks again (doubling from the first to the last pause, seconds).
+_FIRST_PAUSE = 0.001
+_LAST_PAUSE = 0.05
+
+
+def _close_frame(code: int, reason: str) -> bytes:
+    payload = struct.pack("!H", code) + reason.encode("utf-8")
+    assert len(payload) <= 125  # a control frame's payload fits its first length byte
+    return bytes([0x88, len(payload)]) + payload  # FIN + close; a server's frames are unmasked
+
+
+_FELL_BEHIND_FRAME = _close_frame(1013, FELL_BEHIND)
+
+
+def _peer(sock: trio.socket.SocketType) -> str:
+    try:
+        host, port, *_ = sock.getpeername()
+    except (OSError, ValueError):
+        return "?"
+    return f"{host}:{port}"
+
+
+def _unsent(sock: trio.socket.SocketType) -> int | None:
+    """Bytes written to the socket that the kernel has not sent yet (Linux's SIOCOUTQNSD): they
+    pile up only while the peer's receive window is closed. None where the kernel can't tell."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), _SIOCOUTQNSD, b"\0\0\0\0")
+    except OSError:
+        return None
+    return int(struct.unpack("i", raw)[0])
+
+
+async def _room_for(sock: trio.socket.SocketType, size: int, deadline: float) -> bool:
+    """Wait until `size` more bytes fit under `_UNSENT_LIMIT` unsent bytes (or none are
+    unsent), or the deadline passes (False). Writes of a reading client never wait here; one
+    that stops reading is caught while the kernel still takes whole frames, so the frame in
+    hand is never cut and a close frame still fits. Where unsent bytes can't be measured, True
+    at once: the write itself then waits, and may be cut by the deadline."""
+    pause = _FIRST_PAUSE
+    while True:
+        unsent = _unsent(sock)
+        if unsent is None or unsent == 0 or unsent + size <= _UNSENT_LIMIT:
+            return True
+        if trio.current_time() >= deadline:
+            return False
+        await trio.sleep(min(pause, max(deadline - trio.current_time(), 0.0)))
+        pause = min(pause * 2, _LAST_PAUSE)
+
+
+async def write_websocket(sock: trio.socket.SocketType, data: bytes, seconds: float) -> bool:
+    """Write `data` (whole websocket frames) to `sock` within `seconds`, shielded from
+    cancellation (as hypercorn writes). False when the client did not read in time: then the
+    1013 "fell behind" close frame has been offered after the last whole frame, and the caller
+    must close the connection. A broken connection raises OSError or trio's resource errors."""
+    view = memoryview(data)
+    sent = 0
+    deadline = trio.current_time() + seconds
+    with trio.CancelScope(shield=True):
+        if await _room_for(sock, len(view), deadline):
+            with trio.move_on_after(deadline - trio.current_time()):
+                while sent < len(view):
+                    sent += await sock.send(view[sent:])
+        if sent == len(view):
+            return True
+        logger.warning("websocket client %s did not read for %.1f s: disconnected",
+                       _peer(sock), seconds)
+        if sent == 0:  # at a frame boundary: the close frame can follow
+            with trio.move_on_after(_TRY_CLOSE_FOR):
+                await sock.send(_FELL_BEHIND_FRAME)
+    return False
+
+
+def is_websocket(server: TCPServer) -> bool:
+    """Whether hypercorn's connection `server` carries a websocket (HTTP/1.1 upgrade, no TLS)."""
+    inner = getattr(getattr(server, "protocol", None), "protocol", None)
+    return hasattr(server.stream, "socket") and isinstance(getattr(inner, "stream", None),
+                                                             WSStream)
+
+
+class WebsocketSendTimeoutServer(TCPServer):
+    """Hypercorn's trio TCP server, with each websocket write bounded in time (see module)."""
+
+    async def protocol_send(self, event: Event) -> None:
+        timeout = getattr(self.config, "websocket_send_timeout", None)
+        if not isinstance(event, RawData) or timeout is None or not is_websocket(self):
+            await super().protocol_send(event)
+            return
+        async with self.send_lock:
+            try:
+                if await write_websocket(self.stream.socket, event.data, timeout):
+                    return
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            await self.stream.aclose()
+        await self.protocol.handle(Closed())
+
+
+def bound_websocket_sends(config: Config, timeout: float) -> None:
+    """Have hypercorn's trio worker serve with `WebsocketSendTimeoutServer`, bounding each
+    websocket write to `timeout` seconds. Call before `hypercorn.trio.serve`/`worker_serve`."""
+    config.websocket_send_timeout = timeout  # type: ignore[attr-defined]
+    setattr(hypercorn.trio.run, "TCPServer", WebsocketSendTimeoutServer)  # noqa: B010
