@@ -253,9 +253,9 @@ def _start_simulator(settings: Settings, stack: contextlib.ExitStack) -> str:
 
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
-    """Until the server runs (and handles SIGTERM itself), SIGTERM unwinds the start-up like
-    Ctrl-C does, so what was started is stopped."""
-    raise KeyboardInterrupt
+    """Until the server handles SIGTERM itself, SIGTERM is Ctrl-C: it unwinds the start-up, so
+    what was started is stopped (as SIGINT, which trio turns into KeyboardInterrupt safely)."""
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -273,6 +273,7 @@ def serve(args: argparse.Namespace) -> int:
     settings = _settings(args, bind=args.bind, workers=args.workers,
                          platforms_url=args.platforms).with_admin_key()
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if ignored
     try:
         with contextlib.ExitStack() as stack:
             sock = open_listener(settings)
@@ -310,6 +311,7 @@ def serve(args: argparse.Namespace) -> int:
                 code = _serve_many(settings, dsn, platforms_url)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     logger.info("stopped")
     return code
 

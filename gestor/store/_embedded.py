@@ -3,7 +3,9 @@ for `gestor serve` with no database configured, for the tests and for the bench.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import subprocess
 import warnings
 from pathlib import Path
@@ -53,6 +55,7 @@ def start_embedded(data_dir: Path) -> EmbeddedPostgres:
     pg_logger.setLevel(logging.CRITICAL)  # it logs the whole server log on failure; we name it
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
+        _forget_dead_users(data_dir)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
             import pgserver
@@ -66,6 +69,32 @@ def start_embedded(data_dir: Path) -> EmbeddedPostgres:
         pg_logger.setLevel(level)
     logger.debug("embedded PostgreSQL running in %s", data_dir)
     return EmbeddedPostgres(data_dir, server)
+
+
+def _forget_dead_users(data_dir: Path) -> None:
+    """Drop the processes that died without letting go from pgserver's list of the server's
+    users (`.handle_pids.json`): the server stops when its last user does, so one stale entry
+    (a `gestor serve` killed outright) would otherwise keep every later server running."""
+    path = data_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _why(data_dir: Path, exc: subprocess.CalledProcessError) -> str:
