@@ -180,6 +180,32 @@ async def test_simulator_stops_when_its_parent_dies(tmp_path: Path, database_url
                 await sim.get("/healthz")
 
 
+def test_sigterm_during_start_up_stops_what_was_started(tmp_path: Path) -> None:
+    """A SIGTERM to the group while the database is up but the server is not yet: the start-up
+    unwinds (the embedded PostgreSQL it started stops) instead of leaving it behind."""
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gestor", "serve", "--data-dir", str(data),
+         "--bind", f"127.0.0.1:{free_port()}"],
+        cwd=ROOT, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "database: embedded PostgreSQL" in line:
+                os.killpg(proc.pid, signal.SIGTERM)
+                break
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode in (0, 130)  # 0 if it was already serving when the signal came
+    assert leftovers(proc.pid, data) == []
+    assert not (data / "pg" / "postmaster.pid").exists()
+
+
 # -- start-up errors ------------------------------------------------------------------------------
 def serve_fails(tmp_path: Path, *args: str, env: dict[str, str] | None = None
                 ) -> tuple[int, str, str]:
