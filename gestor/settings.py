@@ -164,6 +164,13 @@ class _Table(dict[str, Any]):
     def name(self, key: str | None = None) -> str:
         return ".".join((*self.path, key) if key is not None else self.path)
 
+    def read_whole(self) -> None:
+        """Mark every key, in sub-tables too, as read (by an owner that checks them)."""
+        self.read.update(self)
+        for value in self.values():
+            if isinstance(value, _Table):
+                value.read_whole()
+
     def unread(self) -> list[tuple[_Table, str]]:
         """Keys never read, here and in the sub-tables that were read: (table, key)."""
         left: list[tuple[_Table, str]] = []
@@ -359,8 +366,8 @@ def load_settings(
     for name, check in (("platforms", _check_platforms), ("simulator", _check_simulator)):
         table = data.get(name)
         if isinstance(table, _Table):
-            table.read.update(table)  # read whole by its owner, checked here
             check(table)
+            table.read_whole()  # read whole by its owner, checked just now
     _check_unknown(data)
     sources: dict[str, str] = {}
     for var, key in (

@@ -76,6 +76,14 @@ def test_bad_values_are_named_with_their_line(
     assert (error.message, error.where) == (message, f"{tmp_path / 'gestor.toml'}, line {line}")
 
 
+def test_whole_tables_with_sub_tables_load(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, (
+        "[platforms]\ntimeout = 3.0\n[platforms.ocs]\nretries = 0\n"
+        "[simulator]\nseed = 2\n[simulator.faults.ocs]\nlatency_ms = 5\n")), environ={})
+    assert settings.platforms["ocs"] == {"retries": 0}
+    assert settings.simulator["faults"] == {"ocs": {"latency_ms": 5}}
+
+
 def test_a_toml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
     error = refusal(tmp_path, "[server]\nworkers = = 2\n")
     assert error.message.startswith("not valid TOML: ")
