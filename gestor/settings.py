@@ -122,24 +122,43 @@ class Settings:
         return attrs.evolve(self, admin_key=path.read_text().strip())
 
 
-#: Range of a numeric setting, by (table, key): (minimum, whether the minimum itself is
-#: allowed). A key with none declared may be any value of its type.
-_BOUNDS: dict[tuple[str, str], tuple[float, bool]] = {
-    ("server", "workers"): (1, True),
-    ("server", "max_request_bytes"): (1, True),
-    ("server", "shutdown_grace"): (0, True),
-    ("database", "pool_size"): (1, True),
-    ("purchase", "max_wait"): (0, True),
-    ("purchase", "profile_cache_ttl"): (0, True),
-    ("purchase", "max_in_flight"): (1, True),
-    ("purchase", "max_accepting"): (1, True),
-    ("actors", "mailbox_size"): (1, True),
-    ("actors", "idle_timeout"): (0, False),
-    ("actors", "send_timeout"): (0, False),
-    ("recovery", "interval"): (0, False),
-    ("recovery", "stale_after"): (0, False),
-    ("recovery", "stuck_after"): (0, False),
+@attrs.frozen
+class _Range:
+    """Allowed values of a numeric setting: from `minimum` (itself allowed if `inclusive`) up
+    to `maximum` (allowed), if any."""
+
+    minimum: float
+    inclusive: bool = True
+    maximum: float | None = None
+
+    def refusal(self, value: Any) -> str | None:
+        if value < self.minimum or (value == self.minimum and not self.inclusive):
+            low = f"at least {self.minimum}" if self.inclusive else f"more than {self.minimum}"
+            return low if self.maximum is None else f"{low} and at most {self.maximum}"
+        if self.maximum is not None and value > self.maximum:
+            return f"at most {self.maximum}"
+        return None
+
+
+#: Range of a numeric setting, by (table, key). A key with none declared may be any value of
+#: its type.
+_BOUNDS: dict[tuple[str, str], _Range] = {
+    ("server", "workers"): _Range(1),
+    ("server", "max_request_bytes"): _Range(1),
+    ("server", "shutdown_grace"): _Range(0),
+    ("database", "pool_size"): _Range(1),
+    ("purchase", "max_wait"): _Range(0),
+    ("purchase", "profile_cache_ttl"): _Range(0),
+    ("purchase", "max_in_flight"): _Range(1),
+    ("purchase", "max_accepting"): _Range(1),
+    ("actors", "mailbox_size"): _Range(1),
+    ("actors", "idle_timeout"): _Range(0, inclusive=False),
+    ("actors", "send_timeout"): _Range(0, inclusive=False),
+    ("recovery", "interval"): _Range(0, inclusive=False),
+    ("recovery", "stale_after"): _Range(0, inclusive=False),
+    ("recovery", "stuck_after"): _Range(0, inclusive=False),
 }
+
 
 class _Table(dict[str, Any]):
     """A table of the settings file that remembers which keys were read, and where it is."""
@@ -210,19 +229,14 @@ def _get(table: Mapping[str, Any], key: str, kind: type, default: Any, where: st
         raise SettingsError(f"{where}.{key} must be {_KIND_NAMES.get(kind, kind.__name__)}, "
                             f"got {value!r}", _where(table, key))
     bounds = _BOUNDS.get((where, key))
-    if bounds is not None and key in table:
-        _check_bound(f"{where}.{key}", value, bounds, _where(table, key))
+    refusal = bounds.refusal(value) if bounds is not None and key in table else None
+    if refusal is not None:
+        raise SettingsError(f"{where}.{key} must be {refusal}, got {value!r}",
+                            _where(table, key))
     return value
 
 
 _KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
-
-
-def _check_bound(name: str, value: Any, bounds: tuple[float, bool], where: str) -> None:
-    minimum, inclusive = bounds
-    if value < minimum or (value == minimum and not inclusive):
-        limit = f"at least {minimum}" if inclusive else f"more than {minimum}"
-        raise SettingsError(f"{name} must be {limit}, got {value!r}", where)
 
 
 def _read_file(path: Path) -> _Table:

@@ -84,6 +84,19 @@ def test_whole_tables_with_sub_tables_load(tmp_path: Path) -> None:
     assert settings.simulator["faults"] == {"ocs": {"latency_ms": 5}}
 
 
+def test_a_declared_range_with_a_maximum(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    """Another part's setting only needs its range declared to be checked like the rest."""
+    from gestor import settings as module
+
+    monkeypatch.setitem(module._BOUNDS, ("purchase", "max_wait"), module._Range(0, False, 60))
+    error = refusal(tmp_path, "[purchase]\nmax_wait = 61\n")
+    assert str(error) == (f"purchase.max_wait must be at most 60, got 61.0 "
+                          f"({tmp_path / 'gestor.toml'}, line 2)")
+    error = refusal(tmp_path, "[purchase]\nmax_wait = 0\n")
+    assert error.message == "purchase.max_wait must be more than 0 and at most 60, got 0.0"
+
+
 def test_a_toml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
     error = refusal(tmp_path, "[server]\nworkers = = 2\n")
     assert error.message.startswith("not valid TOML: ")
