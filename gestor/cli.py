@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,13 +16,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import trio
 
 from gestor import cli_rules
 from gestor.logs import configure_logging
 from gestor.settings import Settings, SettingsError, load_settings
+from gestor.startup import StartupError
 
 if TYPE_CHECKING:
     from gestor.reconcile import ReconciliationReport
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "127.0.0.1:8090; port 0 picks a free one)")
     sim.add_argument("--state-dir", type=Path, help="keep the simulator's state here across "
                      "restarts")
+    sim.add_argument("--stop-on-eof", action="store_true", help="also stop when standard input "
+                     "closes (how `gestor serve` runs it: it never outlives its parent)")
     rec = sub.add_parser(
         "reconcile", help="compare transactions with the charging system's ledger",
         description="Compare Gestor's transactions created in [--since, --until) with the "
@@ -83,8 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_rules.run(args)
         return simulate(args)
     except SettingsError as exc:
-        print(f"gestor: configuration error: {exc}", file=sys.stderr)
+        print(f"gestor: {exc}", file=sys.stderr)
         return 2
+    except StartupError as exc:
+        print(f"gestor: {exc}", file=sys.stderr)
+        return exc.status
     except KeyboardInterrupt:
         return 130
 
@@ -105,12 +111,29 @@ def simulate(args: argparse.Namespace) -> int:
         mapping["state_dir"] = str(args.state_dir)
     config = SimulatorConfig.from_mapping(mapping)
 
+    async def until_eof() -> None:
+        stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+        async with stdin:
+            while await stdin.receive_some():
+                pass
+
     async def run() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run_simulator, config, host, port)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    break
+                async with trio.open_nursery() as waiting:
+                    async def on_signal() -> None:
+                        async for _ in signals:
+                            break
+                        waiting.cancel_scope.cancel()
+
+                    async def on_eof() -> None:
+                        await until_eof()
+                        waiting.cancel_scope.cancel()
+
+                    waiting.start_soon(on_signal)
+                    if args.stop_on_eof:
+                        waiting.start_soon(on_eof)
             nursery.cancel_scope.cancel()
 
     trio.run(run)
@@ -192,20 +215,27 @@ async def _reconcile(settings: Settings, dsn: str, since: datetime, until: datet
 
 # -- serve ---------------------------------------------------------------------------------------
 def _start_simulator(settings: Settings, stack: contextlib.ExitStack) -> str:
-    """Start `gestor simulate` as a child process on a free port; return its URL."""
-    cmd = [sys.executable, "-m", "gestor", "simulate", "--bind", "127.0.0.1:0",
+    """Start `gestor simulate` as a child process on a free port; return its URL.
+
+    The child runs in a session of its own, so a Ctrl-C in the terminal (SIGINT to the
+    foreground process group) or a SIGTERM to our group does not stop it while the workers
+    drain: purchases in flight still reach it. It stops when we close its standard input
+    (`--stop-on-eof`), which also happens if this process dies."""
+    cmd = [sys.executable, "-m", "gestor", "simulate", "--bind", "127.0.0.1:0", "--stop-on-eof",
            "--config", str(settings.config_dir),
            "--state-dir", str(settings.data_dir / "simulator")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
 
     def stop() -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        assert proc.stdin is not None
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     stack.callback(stop)
     assert proc.stdout is not None
@@ -213,63 +243,84 @@ def _start_simulator(settings: Settings, stack: contextlib.ExitStack) -> str:
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
-            raise SystemExit("gestor: the platform simulator exited before it was ready")
+            raise StartupError("the platform simulator exited before it was ready",
+                               " ".join(cmd[1:4]))
         if "listening on " in line:
             url = line.strip().rsplit("listening on ", 1)[1]
             logger.info("platform simulator (pid %d) at %s", proc.pid, url)
             return url
-    raise SystemExit("gestor: the platform simulator did not start within 30 s")
+    raise StartupError("the platform simulator did not start within 30 s", " ".join(cmd[1:4]))
 
 
-def _migrate(dsn: str) -> None:
-    from gestor.store import migrate, open_bridge
-
-    async def run() -> None:
-        async with open_bridge(dsn, min_size=1, max_size=1) as bridge:
-            applied = await migrate(bridge)
-            if applied:
-                logger.info("database migrated: %s", ", ".join(applied))
-
-    trio.run(run)
-
-
-def _describe(dsn: str) -> str:
-    """A database URL without credentials, for logs."""
-    parts = urlsplit(dsn)
-    return f"{parts.scheme}://{parts.hostname or 'localhost'}{':' if parts.port else ''}" \
-           f"{parts.port or ''}{parts.path}"
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    """Until the server handles SIGTERM itself, SIGTERM is Ctrl-C: it unwinds the start-up, so
+    what was started is stopped (as SIGINT, which trio turns into KeyboardInterrupt safely)."""
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def serve(args: argparse.Namespace) -> int:
+    """Check what can be checked before starting anything (settings, port, catalogue, seed
+    rules), then the database, then start the simulator and the workers. On SIGINT/SIGTERM
+    the workers drain first; the simulator and the embedded database stop after them."""
+    from gestor.startup import (
+        check_catalogue,
+        check_seed_rules,
+        describe_dsn,
+        open_listener,
+        prepare_database,
+    )
+
     settings = _settings(args, bind=args.bind, workers=args.workers,
                          platforms_url=args.platforms).with_admin_key()
-    if not os.environ.get("GESTOR_ADMIN_KEY"):
-        logger.info("admin API key: in %s", settings.data_dir / "admin.key")
-    with contextlib.ExitStack() as stack:
-        dsn = settings.database_url
-        if dsn:
-            logger.info("database: %s", _describe(dsn))
-        else:
-            from gestor.store import start_embedded
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if ignored
+    try:
+        with contextlib.ExitStack() as stack:
+            sock = open_listener(settings)
+            stack.callback(sock.close)
+            if settings.workers > 1:
+                sock.close()  # a probe: each worker binds its own
+            catalogue = check_catalogue(settings)
+            seed_problem = check_seed_rules(settings, catalogue)
+            dsn = settings.database_url
+            if dsn:
+                where = describe_dsn(dsn)
+            else:
+                from gestor.store import EmbeddedStartError, start_embedded
 
-            embedded = start_embedded(settings.data_dir / "pg")
-            stack.callback(embedded.stop)
-            dsn = embedded.dsn
-            logger.info("database: embedded PostgreSQL in %s", embedded.data_dir)
-        _migrate(dsn)
-        platforms_url = settings.platforms_url or _start_simulator(settings, stack)
-        serve_workers = _serve_one if settings.workers == 1 else _serve_many
-        code = serve_workers(settings, dsn, platforms_url)
+                try:
+                    embedded = start_embedded(settings.data_dir / "pg")
+                except EmbeddedStartError as exc:
+                    raise StartupError(f"the embedded PostgreSQL did not start: {exc}",
+                                       str(settings.data_dir / "pg")) from None
+                stack.callback(embedded.stop)
+                dsn = embedded.dsn
+                where = f"embedded PostgreSQL in {embedded.data_dir}"
+            prepared = prepare_database(dsn, where)
+            if seed_problem is not None and not prepared.has_rules:
+                raise seed_problem
+            if not os.environ.get("GESTOR_ADMIN_KEY"):
+                logger.info("admin API key: in %s", settings.data_dir / "admin.key")
+            logger.info("database: %s", where)
+            if prepared.applied:
+                logger.info("database migrated: %s", ", ".join(prepared.applied))
+            platforms_url = settings.platforms_url or _start_simulator(settings, stack)
+            if settings.workers == 1:
+                code = _serve_one(settings, dsn, platforms_url, sock)
+            else:
+                code = _serve_many(settings, dsn, platforms_url)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     logger.info("stopped")
     return code
 
 
-def _serve_one(settings: Settings, dsn: str, platforms_url: str) -> int:
+def _serve_one(settings: Settings, dsn: str, platforms_url: str, sock: socket.socket) -> int:
     from gestor.api import create_app
-    from gestor.workers import listening_socket, serve_app
+    from gestor.workers import serve_app
 
     app = create_app(settings, dsn, platforms_url)
-    sock = listening_socket(settings.bind, reuse_port=False)
     announce = f"gestor listening on http://{settings.bind}"
     trio.run(serve_app, app, settings, sock, lambda: print(announce, flush=True))
     return 0

@@ -17,7 +17,17 @@ PACKAGE_CONFIG = Path(__file__).resolve().parent.parent / "config"
 
 
 class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names it."""
+    """A setting is missing or malformed; the message names it, `where` says where it was given
+    (a file and line, an environment variable, an option), and `str()` is both."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def __str__(self) -> str:
+        text = f"{self.message} ({self.where})" if self.where else self.message
+        return " ".join(text.split())  # always one line
 
 
 def default_config_dir() -> Path:
@@ -116,13 +126,207 @@ class Settings:
         return attrs.evolve(self, admin_key=path.read_text().strip())
 
 
+@attrs.frozen
+class _Range:
+    """Allowed values of a numeric setting: from `minimum` (itself allowed if `inclusive`) up
+    to `maximum` (allowed), if any."""
+
+    minimum: float
+    inclusive: bool = True
+    maximum: float | None = None
+
+    def refusal(self, value: Any) -> str | None:
+        if value < self.minimum or (value == self.minimum and not self.inclusive):
+            low = f"at least {self.minimum}" if self.inclusive else f"more than {self.minimum}"
+            return low if self.maximum is None else f"{low} and at most {self.maximum}"
+        if self.maximum is not None and value > self.maximum:
+            return f"at most {self.maximum}"
+        return None
+
+
+#: Range of a numeric setting, by (table, key). A key with none declared may be any value of
+#: its type.
+_BOUNDS: dict[tuple[str, str], _Range] = {
+    ("server", "workers"): _Range(1),
+    ("server", "max_request_bytes"): _Range(1),
+    ("server", "shutdown_grace"): _Range(0),
+    ("database", "pool_size"): _Range(1),
+    ("purchase", "max_wait"): _Range(0),
+    ("purchase", "profile_cache_ttl"): _Range(0),
+    ("purchase", "max_in_flight"): _Range(1),
+    ("purchase", "max_accepting"): _Range(1),
+    ("purchase", "accept_timeout"): _Range(0, inclusive=False, maximum=60),
+    ("actors", "mailbox_size"): _Range(1),
+    ("actors", "idle_timeout"): _Range(0, inclusive=False),
+    ("actors", "send_timeout"): _Range(0, inclusive=False),
+    ("recovery", "interval"): _Range(0, inclusive=False),
+    ("recovery", "stale_after"): _Range(0, inclusive=False),
+    ("recovery", "stuck_after"): _Range(0, inclusive=False),
+    ("alarms", "send_timeout"): _Range(0, inclusive=False, maximum=3600),
+}
+
+
+class _Table(dict[str, Any]):
+    """A table of the settings file that remembers which keys were read, and where it is."""
+
+    def __init__(self, data: Mapping[str, Any], path: tuple[str, ...], source: _Source) -> None:
+        super().__init__(data)
+        self.path = path
+        self.source = source
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        value = super().get(key, default)
+        if isinstance(value, dict) and not isinstance(value, _Table):
+            value = _Table(value, (*self.path, key), self.source)
+            self[key] = value
+        return value
+
+    def where(self, key: str | None = None) -> str:
+        return self.source.where((*self.path, key) if key is not None else self.path)
+
+    def name(self, key: str | None = None) -> str:
+        return ".".join((*self.path, key) if key is not None else self.path)
+
+    def read_whole(self) -> None:
+        """Mark every key, in sub-tables too, as read (by an owner that checks them)."""
+        self.read.update(self)
+        for value in self.values():
+            if isinstance(value, _Table):
+                value.read_whole()
+
+    def unread(self) -> list[tuple[_Table, str]]:
+        """Keys never read, here and in the sub-tables that were read: (table, key)."""
+        left: list[tuple[_Table, str]] = []
+        for key, value in self.items():
+            if key not in self.read:
+                left.append((self, key))
+            elif isinstance(value, _Table):
+                left.extend(value.unread())
+        return left
+
+
+@attrs.frozen
+class _Source:
+    """The settings file's path and text, to name lines in messages."""
+
+    path: Path
+    text: str
+
+    def where(self, path: tuple[str, ...]) -> str:
+        from gestor.tomlines import line_of
+
+        line = line_of(self.text, path)
+        return f"{self.path}, line {line}" if line else str(self.path)
+
+
+def _where(table: Mapping[str, Any], key: str) -> str:
+    return table.where(key) if isinstance(table, _Table) else ""
+
+
 def _get(table: Mapping[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
+    if not isinstance(table, Mapping):
+        raise SettingsError(f"[{where}] must be a table, got {table!r}")
     value = table.get(key, default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise SettingsError(f"{where}.{key} must be {kind.__name__}, got {value!r}")
+        raise SettingsError(f"{where}.{key} must be {_KIND_NAMES.get(kind, kind.__name__)}, "
+                            f"got {value!r}", _where(table, key))
+    bounds = _BOUNDS.get((where, key))
+    refusal = bounds.refusal(value) if bounds is not None and key in table else None
+    if refusal is not None:
+        raise SettingsError(f"{where}.{key} must be {refusal}, got {value!r}",
+                            _where(table, key))
     return value
+
+
+_KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _read_file(path: Path) -> _Table:
+    if not path.is_file():
+        return _Table({}, (), _Source(path, ""))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"cannot read the settings file: {exc}", str(path)) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        from gestor.tomlines import syntax_location
+
+        what, at = syntax_location(str(exc))
+        raise SettingsError(f"not valid TOML: {what}", f"{path}, {at}" if at else str(path)
+                            ) from exc
+    source = _Source(path, text)
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            raise SettingsError(f"'{key}' must be a [{key}] table"
+                                if key in _KNOWN_TABLES else f"unknown key '{key}'",
+                                source.where((key,)))
+    return _Table(data, (), source)
+
+
+#: The tables of gestor.toml (other tables are refused as unknown).
+_KNOWN_TABLES = frozenset({"server", "database", "embedded", "purchase", "actors", "recovery",
+                           "alarms", "platforms", "simulator"})
+
+
+def _check_keys(table: _Table, known: frozenset[str]) -> None:
+    for key in table:
+        if key not in known:
+            raise SettingsError(f"unknown key '{key}' in [{table.name()}]", table.where(key))
+
+
+def _check_platforms(table: _Table) -> None:
+    """The [platforms] table (and its [platforms.dwh|ocs|prov] sub-tables), as the platform
+    clients will read it."""
+    from gestor.platforms import EndpointSettings, PlatformSettings
+
+    endpoint = frozenset(f.name for f in attrs.fields(EndpointSettings))
+    platforms = frozenset(f.name for f in attrs.fields(PlatformSettings)
+                          if isinstance(f.default, EndpointSettings))
+    _check_keys(table, endpoint | platforms | {"base_url", "keepalive_expiry"})
+    for name in platforms:
+        sub = table.get(name)
+        if isinstance(sub, _Table):
+            _check_keys(sub, endpoint)
+    try:
+        PlatformSettings.from_mapping({**table, "url": table.get("url") or "http://check"})
+    except ValueError as exc:
+        raise SettingsError(str(exc), _locate_message(table, str(exc))) from None
+
+
+def _check_simulator(table: _Table) -> None:
+    from gestor.platforms import SimulatorConfig
+
+    _check_keys(table, frozenset(f.name for f in attrs.fields(SimulatorConfig)))
+    try:
+        SimulatorConfig.from_mapping(table)
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(str(exc), _locate_message(table, str(exc))) from None
+
+
+def _locate_message(table: _Table, message: str) -> str:
+    """Where the first key of `table` (or of a sub-table) quoted in `message` is."""
+    import re
+
+    sub = re.search(r"\[platforms\.(\w+)\]", message)
+    path = (*table.path, sub.group(1)) if sub else table.path
+    for name in re.findall(r"'(\w+)'", message):
+        return table.source.where((*path, name))
+    return table.source.where(path)
+
+
+def _check_unknown(data: _Table) -> None:
+    """Refuse any key of the file that no setting read, naming its table and line."""
+    for table, key in data.unread():
+        if not table.path:
+            raise SettingsError(f"unknown table [{key}]" if isinstance(table[key], dict)
+                                else f"unknown key '{key}'", table.where(key))
+        raise SettingsError(f"unknown key '{key}' in [{table.name()}]", table.where(key))
 
 
 def load_settings(
@@ -132,14 +336,12 @@ def load_settings(
     **overrides: Any,
 ) -> Settings:
     """Read `gestor.toml` from `config_dir`, then apply environment and explicit overrides
-    (None values are ignored)."""
+    (None values are ignored). Any key the file has that no setting reads is refused, with
+    its table and line; so is a value of the wrong type or out of range."""
     env = os.environ if environ is None else environ
     config_dir = config_dir or default_config_dir()
     path = config_dir / "gestor.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{path}: {exc}") from exc
+    data = _read_file(path)
     server = data.get("server", {})
     database = data.get("database", {})
     embedded = data.get("embedded", {})
@@ -147,11 +349,12 @@ def load_settings(
     actors = data.get("actors", {})
     recovery = data.get("recovery", {})
     alarms = data.get("alarms", {})
-    webhooks = alarms.get("webhooks", [])
+    webhooks = alarms.get("webhooks", []) if isinstance(alarms, Mapping) else None
     if not isinstance(webhooks, list) or not all(
         isinstance(u, str) and u.startswith(("http://", "https://")) for u in webhooks
     ):
-        raise SettingsError("alarms.webhooks must be a list of http(s) URLs")
+        raise SettingsError("alarms.webhooks must be a list of http(s) URLs",
+                            _where(alarms, "webhooks"))
     platforms = dict(data.get("platforms", {}))
     values: dict[str, Any] = {
         "bind": _get(server, "bind", str, "127.0.0.1:8080", "server"),
@@ -181,6 +384,14 @@ def load_settings(
     data_dir = _get(embedded, "data_dir", str, "", "embedded")
     if data_dir:
         values["data_dir"] = Path(data_dir).expanduser()
+    _check_timezone(values["timezone"], _where(purchase, "timezone"))
+    for name, check in (("platforms", _check_platforms), ("simulator", _check_simulator)):
+        table = data.get(name)
+        if isinstance(table, _Table):
+            check(table)
+            table.read_whole()  # read whole by its owner, checked just now
+    _check_unknown(data)
+    sources: dict[str, str] = {}
     for var, key in (
         ("GESTOR_BIND", "bind"),
         ("GESTOR_DATABASE_URL", "database_url"),
@@ -189,6 +400,7 @@ def load_settings(
     ):
         if env.get(var):
             values[key] = env[var]
+            sources[key] = var
     if env.get("GESTOR_DATA_DIR"):
         values["data_dir"] = Path(env["GESTOR_DATA_DIR"]).expanduser()
     if env.get("GESTOR_API_KEYS"):
@@ -196,21 +408,39 @@ def load_settings(
         for entry in env["GESTOR_API_KEYS"].split(","):
             name, sep, key = entry.strip().partition("=")
             if not sep or not name or len(key) < 16:
-                raise SettingsError("GESTOR_API_KEYS is name=key,... with keys of 16+ chars")
+                raise SettingsError("API keys must be name=key,... with keys of 16+ characters",
+                                    "GESTOR_API_KEYS")
             keys[name] = key
         values["api_keys"] = keys
     if env.get("GESTOR_WORKERS"):
         if not env["GESTOR_WORKERS"].isdigit():
-            raise SettingsError("GESTOR_WORKERS must be a whole number")
+            raise SettingsError("workers must be a whole number, got "
+                                f"{env['GESTOR_WORKERS']!r}", "GESTOR_WORKERS")
         values["workers"] = int(env["GESTOR_WORKERS"])
-    values.update({k: v for k, v in overrides.items() if v is not None})
+        sources["workers"] = "GESTOR_WORKERS"
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values.update(given)
+    sources.update({k: _OPTIONS.get(k, k) for k in given})
     settings = Settings(config_dir=config_dir, **values)
-    parse_bind(settings.bind)
+    try:
+        parse_bind(settings.bind)
+    except SettingsError as exc:
+        raise SettingsError(exc.message, sources.get("bind", _where(server, "bind"))) from None
     if settings.workers < 1:
-        raise SettingsError("server.workers must be at least 1")
-    if not 0 < settings.accept_timeout <= 60:
-        raise SettingsError("purchase.accept_timeout must be more than 0 and at most 60 "
-                            "seconds")
-    if not 0 < settings.alarm_send_timeout <= 3600:
-        raise SettingsError("alarms.send_timeout must be more than 0 and at most 3600 seconds")
+        raise SettingsError(f"workers must be at least 1, got {settings.workers}",
+                            sources.get("workers", ""))
     return settings
+
+
+#: The command-line option behind each override of `load_settings`, for messages.
+_OPTIONS = {"bind": "--bind", "workers": "--workers", "platforms_url": "--platforms",
+            "data_dir": "--data-dir"}
+
+
+def _check_timezone(name: str, where: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"purchase.timezone: unknown time zone {name!r}", where) from None

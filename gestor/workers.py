@@ -16,6 +16,7 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping
 from multiprocessing.context import SpawnProcess
@@ -24,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from gestor.settings import Settings, parse_bind
+from gestor.settings import Settings, SettingsError, parse_bind
+from gestor.startup import StartupError
 
 if TYPE_CHECKING:
     from gestor.api import GestorApp
@@ -99,25 +101,76 @@ async def serve_app(app: GestorApp, settings: Settings, sock: socket.socket | No
         nursery.cancel_scope.cancel()
 
 
-def _worker_main(env: Mapping[str, str], ready: SimpleQueue[int]) -> None:
-    """Body of one worker process (started with the spawn method)."""
+def _describe(exc: BaseException) -> str:
+    """One line for an exception (the only one of a group, if so)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, SettingsError | OSError) else f"{type(exc).__name__}: {text}"
+
+
+async def _exit_with_parent() -> None:
+    """Drain and stop if the supervisor dies (its sentinel becomes readable): a worker never
+    outlives it, holding the port."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    await trio.lowlevel.wait_readable(parent.sentinel)
+    logger.warning("the supervisor is gone; finishing in-flight requests")
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def _serve_worker(app: GestorApp, settings: Settings, sock: socket.socket,
+                        on_ready: Callable[[], object]) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_exit_with_parent)
+        await serve_app(app, settings, sock, on_ready)
+        nursery.cancel_scope.cancel()
+
+
+def _worker_main(env: Mapping[str, str], ready: SimpleQueue[int | str]) -> None:
+    """Body of one worker process (started with the spawn method). It puts its pid on `ready`
+    once serving, or one line saying why it could not start (and exits with status 1)."""
     os.environ.update(env)
     from gestor.api import create_app
     from gestor.logs import configure_logging
     from gestor.settings import load_settings
 
     configure_logging()
-    settings = load_settings()
-    app = create_app(settings, env["GESTOR_DATABASE_URL"], env["GESTOR_PLATFORMS_URL"])
-    sock = listening_socket(settings.bind, reuse_port=True)
-    trio.run(serve_app, app, settings, sock, lambda: ready.put(os.getpid()))
+    started = False
+
+    def on_ready() -> None:
+        nonlocal started
+        started = True
+        ready.put(os.getpid())
+
+    try:
+        settings = load_settings()
+        app = create_app(settings, env["GESTOR_DATABASE_URL"], env["GESTOR_PLATFORMS_URL"])
+        sock = listening_socket(settings.bind, reuse_port=True)
+        trio.run(_serve_worker, app, settings, sock, on_ready)
+    except KeyboardInterrupt:
+        if started:
+            raise
+        sys.exit(1)  # stopped while starting: the supervisor is stopping too
+    except Exception as exc:
+        if started:
+            raise
+        ready.put(_describe(exc))
+        sys.exit(1)
 
 
 def supervise(settings: Settings, env: Mapping[str, str]) -> int:
-    """Run `settings.workers` worker processes until SIGINT/SIGTERM; returns an exit code."""
+    """Run `settings.workers` worker processes until SIGINT/SIGTERM; returns an exit code, or
+    raises `StartupError` (once every worker has stopped) when one could not start.
+
+    A Ctrl-C in a terminal reaches the workers too (they are in our process group); a signal
+    to this process alone is passed on. Either way each worker drains, then exits; a worker
+    whose supervisor dies drains and exits by itself."""
     ctx = multiprocessing.get_context("spawn")
-    ready: SimpleQueue[int] = ctx.SimpleQueue()
+    ready: SimpleQueue[int | str] = ctx.SimpleQueue()
     stopping = False
+    failure = ""
 
     def start_one() -> SpawnProcess:
         process = ctx.Process(target=_worker_main, args=(dict(env), ready), daemon=False)
@@ -138,17 +191,21 @@ def supervise(settings: Settings, env: Mapping[str, str]) -> int:
         deadline = time.monotonic() + _READY_TIMEOUT
         started = 0
         while started < settings.workers and not stopping:
-            if any(not p.is_alive() for p in workers):
-                logger.error("a worker exited while starting; stopping")
-                on_signal(signal.SIGTERM, None)
-                break
-            if time.monotonic() > deadline:
-                logger.error("workers not ready within %.0f s; stopping", _READY_TIMEOUT)
-                on_signal(signal.SIGTERM, None)
-                break
             if multiprocessing.connection.wait([ready._reader], timeout=0.2):  # type: ignore[attr-defined]
-                ready.get()
+                message = ready.get()
+                if isinstance(message, str):
+                    failure = message
+                    on_signal(signal.SIGTERM, None)
+                    break
                 started += 1
+            elif any(not p.is_alive() for p in workers):
+                failure = "a worker exited while starting"
+                on_signal(signal.SIGTERM, None)
+                break
+            elif time.monotonic() > deadline:
+                failure = f"the workers were not ready within {_READY_TIMEOUT:.0f} s"
+                on_signal(signal.SIGTERM, None)
+                break
         if started == settings.workers:
             print(f"gestor listening on http://{settings.bind} ({settings.workers} workers)",
                   flush=True)
@@ -161,6 +218,8 @@ def supervise(settings: Settings, env: Mapping[str, str]) -> int:
                     workers[i] = start_one()
         for process in workers:
             process.join()
+        if failure:
+            raise StartupError(failure, f"{settings.workers} workers on {settings.bind}")
         return 0 if all(p.exitcode == 0 for p in workers) else 1
     finally:
         for signum, handler in previous.items():

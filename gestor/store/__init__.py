@@ -8,7 +8,7 @@ an asyncio loop in a thread of its own (DESIGN D1; `_bridge` says why not trio-a
 from gestor.store._batch import Batcher, BatcherStatistics, Queued, Withdrawn
 from gestor.store._bridge import Bridge, BridgeStatistics, StoreUnavailable, open_bridge
 from gestor.store._counts import TABLES, table_counts
-from gestor.store._embedded import EmbeddedPostgres, start_embedded
+from gestor.store._embedded import EmbeddedPostgres, EmbeddedStartError, start_embedded
 from gestor.store._migrate import migrate, migration_files
 from gestor.store._reconcile import (
     NoEmbeddedDatabase,
@@ -17,7 +17,7 @@ from gestor.store._reconcile import (
     transactions_by_id,
 )
 from gestor.store._restrictions import Restriction
-from gestor.store._rule_sets import AuditEntry, RuleSetRecord
+from gestor.store._rule_sets import AuditEntry, RuleSetRecord, has_active_rules
 from gestor.store._store import Store, StoreStatistics, Unsettled, open_store
 from gestor.store._transactions import (
     Accepted,
@@ -39,6 +39,7 @@ __all__ = [
     "Bridge",
     "BridgeStatistics",
     "EmbeddedPostgres",
+    "EmbeddedStartError",
     "Expired",
     "KeyReused",
     "NoEmbeddedDatabase",
@@ -54,6 +55,7 @@ __all__ = [
     "Unsettled",
     "Withdrawn",
     "attach_embedded",
+    "has_active_rules",
     "migrate",
     "migration_files",
     "open_bridge",

@@ -3,7 +3,10 @@ for `gestor serve` with no database configured, for the tests and for the bench.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
@@ -35,13 +38,75 @@ class EmbeddedPostgres:
         self._server.cleanup()
 
 
-def start_embedded(data_dir: Path) -> EmbeddedPostgres:
-    """Start (or attach to) the embedded server whose data lives in `data_dir` (blocking)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import pgserver
+class EmbeddedStartError(Exception):
+    """The embedded server could not be started; the message says why in one line and
+    names the log to read."""
 
-        server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
-    logger.info("embedded PostgreSQL running in %s", data_dir)
+
+def start_embedded(data_dir: Path) -> EmbeddedPostgres:
+    """Start (or attach to) the embedded server whose data lives in `data_dir` (blocking).
+
+    `pg_ctl` starts the server in a session of its own, so a Ctrl-C (SIGINT to the terminal's
+    foreground process group) or a SIGTERM to Gestor's group never reaches it: it keeps
+    serving while the workers drain, and stops when `stop()` is called. Raises
+    `EmbeddedStartError` when it cannot start."""
+    pg_logger = logging.getLogger("pgserver")
+    level = pg_logger.level
+    pg_logger.setLevel(logging.CRITICAL)  # it logs the whole server log on failure; we name it
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _forget_dead_users(data_dir)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            import pgserver
+
+            server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+    except subprocess.CalledProcessError as exc:
+        raise EmbeddedStartError(_why(data_dir, exc)) from exc
+    except (OSError, subprocess.SubprocessError, AssertionError) as exc:
+        raise EmbeddedStartError(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        pg_logger.setLevel(level)
+    logger.debug("embedded PostgreSQL running in %s", data_dir)
     return EmbeddedPostgres(data_dir, server)
+
+
+def _forget_dead_users(data_dir: Path) -> None:
+    """Drop the processes that died without letting go from pgserver's list of the server's
+    users (`.handle_pids.json`): the server stops when its last user does, so one stale entry
+    (a `gestor serve` killed outright) would otherwise keep every later server running."""
+    path = data_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _why(data_dir: Path, exc: subprocess.CalledProcessError) -> str:
+    """The last FATAL/ERROR line of the server's log, or the failed command's name."""
+    log = data_dir / "log"
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        if "FATAL:" in line or "ERROR:" in line:
+            reason = line.split("FATAL:" if "FATAL:" in line else "ERROR:", 1)[1].strip()
+            return f"{reason}; see {log}"
+    command = Path(str(exc.cmd[0] if isinstance(exc.cmd, list | tuple) else exc.cmd)).name
+    return f"{command} failed with exit status {exc.returncode}; see {log}"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    from gestor.store._bridge import Bridge
 
 RULES_CHANNEL = "gestor_rules"
 
@@ -88,6 +91,17 @@ async def get(conn: Any, version: int) -> RuleSetRecord | None:
 async def active(conn: Any) -> RuleSetRecord | None:
     row = await conn.fetchrow("SELECT * FROM rule_sets WHERE status = 'active'")
     return None if row is None else _record(row)
+
+
+async def has_active_rules(bridge: Bridge) -> bool:
+    """Whether the database has an active rule set yet (before it has, `config/rules.toml`
+    seeds version 1); for start-up checks, over a bare bridge."""
+    return await bridge.run(_has_active, transaction=False)
+
+
+async def _has_active(conn: Any) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM rule_sets WHERE status = 'active')"))
 
 
 async def listing(conn: Any) -> list[RuleSetRecord]:
