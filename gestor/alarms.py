@@ -12,14 +12,19 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 
 import attrs
 import trio
 
 from gestor.model import Alarm, NewAlarm, Severity
-from gestor.store import Store
+from gestor.store import Store, StoreUnavailable
 
 logger = logging.getLogger("gestor.alarms")
+
+#: In `details` of an alarm stored after it was announced live: replay shows it, the live
+#: feed (which already had it) does not repeat it.
+_ANNOUNCED = "announced_live"
 
 _LOG_LEVEL = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING,
               Severity.CRITICAL: logging.ERROR}
@@ -58,6 +63,27 @@ class AlarmHub:
             sink(alarm)
         return alarm
 
+    def announce_unsaved(self, new: NewAlarm, *, to_sinks: bool) -> Alarm:
+        """Deliver `new` to this worker's subscribers (and, with `to_sinks`, its sinks) now,
+        although it can't be stored yet (the database is down): it goes out with id 0
+        (rendered `null`). Store it later with `store_announced`."""
+        alarm = Alarm(0, datetime.now(UTC), new.kind, new.severity, new.message, new.msisdn,
+                      new.transaction_id, dict(new.details))
+        self._raised += 1
+        self._fan_out(alarm)
+        if to_sinks:
+            for sink in self.sinks:
+                sink(alarm)
+        return alarm
+
+    async def store_announced(self, new: NewAlarm) -> Alarm:
+        """Persist an alarm already announced live (`announce_unsaved`) so that replay with
+        `?since=` shows it; live subscribers don't get it a second time."""
+        alarm = await self.store.raise_alarm(
+            attrs.evolve(new, details={**new.details, _ANNOUNCED: True}))
+        self._wakeup.set()
+        return alarm
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Follow the alarms table and fan new alarms out, until cancelled."""
         self._last_id = await self.store.latest_alarm_id()
@@ -66,9 +92,14 @@ class AlarmHub:
         while True:
             await self._wakeup.wait()
             self._wakeup = trio.Event()
-            for alarm in await self.store.alarms_after(self._last_id):
+            try:
+                after = await self.store.alarms_after(self._last_id)
+            except StoreUnavailable:
+                continue  # the LISTEN's resumption wakes us once the database is back
+            for alarm in after:
                 self._last_id = alarm.id
-                self._fan_out(alarm)
+                if not alarm.details.get(_ANNOUNCED):
+                    self._fan_out(alarm)
 
     def _fan_out(self, alarm: Alarm) -> None:
         for channel in list(self._subscribers):
@@ -96,7 +127,9 @@ class AlarmHub:
                     seen = alarm.id
                     yield alarm
             async for alarm in receive:
-                if alarm.id > seen:
+                if alarm.id == 0:  # announced before it could be stored (database down)
+                    yield alarm
+                elif alarm.id > seen:
                     seen = alarm.id
                     yield alarm
 

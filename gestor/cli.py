@@ -250,10 +250,11 @@ def serve(args: argparse.Namespace) -> int:
         if dsn:
             logger.info("database: %s", _describe(dsn))
         else:
-            from gestor.store import start_embedded
+            from gestor.store import start_embedded, supervise_embedded
 
             embedded = start_embedded(settings.data_dir / "pg")
             stack.callback(embedded.stop)
+            stack.enter_context(supervise_embedded(embedded))  # restarts it if it dies
             dsn = embedded.dsn
             logger.info("database: embedded PostgreSQL in %s", embedded.data_dir)
         _migrate(dsn)

@@ -30,7 +30,14 @@ from gestor.model import (
 from gestor.platforms import PlatformError
 from gestor.purchase._deps import SubscriberView, counters_after
 from gestor.purchase._saga import SagaAbandoned, run_purchase
-from gestor.store import Accepted, AcceptOutcome, KeyReused, PendingExists, Replayed
+from gestor.store import (
+    Accepted,
+    AcceptOutcome,
+    KeyReused,
+    PendingExists,
+    Replayed,
+    StoreUnavailable,
+)
 
 if TYPE_CHECKING:
     from gestor.purchase._service import PurchaseService
@@ -80,13 +87,19 @@ class SubscriberActor(ActorBase[object, object]):
         return self.view()
 
     async def handle(self, ctx: ActorContext, message: object) -> object:
-        if isinstance(message, Buy):
-            return await self._buy(ctx, message.tx)
-        if isinstance(message, View):
-            return await self.loaded()
-        if isinstance(message, Reload):
-            await self._load()
-            return None
+        try:
+            if isinstance(message, Buy):
+                return await self._buy(ctx, message.tx)
+            if isinstance(message, View):
+                return await self.loaded()
+            if isinstance(message, Reload):
+                await self._load()
+                return None
+        except StoreUnavailable as exc:
+            # Not this actor's fault (nor a crash to log with a traceback per request): the
+            # store's health state says once that the database is unreachable. The asker
+            # gets the exception as its answer and raises it (`PurchaseService`).
+            return exc
         raise TypeError(f"unexpected message {message!r}")
 
     def view(self) -> SubscriberView:

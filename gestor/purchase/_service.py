@@ -16,7 +16,14 @@ from gestor.purchase._actor import Buy, Reload, View
 from gestor.purchase._deps import PurchaseDeps, SubscriberView
 from gestor.purchase._saga import final
 from gestor.rules import Offer
-from gestor.store import Accepted, AcceptOutcome, KeyReused, PendingExists, Replayed
+from gestor.store import (
+    Accepted,
+    AcceptOutcome,
+    KeyReused,
+    PendingExists,
+    Replayed,
+    StoreUnavailable,
+)
 
 
 @attrs.frozen
@@ -87,6 +94,7 @@ class PurchaseService:
     async def purchase(self, tx: NewTransaction) -> AcceptOutcome:
         """Have the mobile's actor accept `tx`, or raise `Busy` at once when this worker is
         at a bound (cheap shedding keeps the latency of what it does take bounded)."""
+        self.deps.store.health.check()  # database known down: 503 before anything is sent
         if len(self._completions) >= self.max_in_flight:
             self._shed += 1
             raise Busy("purchases in flight", self.max_in_flight)
@@ -98,6 +106,8 @@ class PurchaseService:
             outcome = await self.actors.ask(tx.msisdn, Buy(tx), timeout=self.ask_timeout)
         finally:
             self._accepting -= 1
+        if isinstance(outcome, StoreUnavailable):
+            raise outcome
         assert isinstance(outcome, Accepted | Replayed | KeyReused | PendingExists)
         return outcome
 
@@ -124,6 +134,8 @@ class PurchaseService:
 
     async def view(self, msisdn: str) -> SubscriberView:
         view = await self.actors.ask(msisdn, View(), timeout=self.ask_timeout)
+        if isinstance(view, StoreUnavailable):
+            raise view
         assert isinstance(view, SubscriberView)
         return view
 
@@ -170,8 +182,11 @@ class PurchaseService:
     async def reload(self, msisdn: str) -> None:
         """Make this worker's actor for `msisdn`, if live, re-read its stored data now."""
         if self.actors.is_live(msisdn):
+            answer: object = None
             with contextlib.suppress(ActorError):
-                await self.actors.ask(msisdn, Reload(), timeout=self.ask_timeout)
+                answer = await self.actors.ask(msisdn, Reload(), timeout=self.ask_timeout)
+            if isinstance(answer, StoreUnavailable):
+                raise answer
 
     def in_flight(self) -> list[uuid.UUID]:
         """Transactions whose saga runs in this worker right now."""

@@ -6,8 +6,16 @@ an asyncio loop in a thread of its own (DESIGN D1; `_bridge` says why not trio-a
 """
 
 from gestor.store._batch import Batcher, BatcherStatistics
-from gestor.store._bridge import Bridge, BridgeStatistics, StoreUnavailable, open_bridge
-from gestor.store._embedded import EmbeddedPostgres, start_embedded
+from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
+from gestor.store._embedded import EmbeddedPostgres, RestartFailed, start_embedded
+from gestor.store._health import (
+    DatabaseDown,
+    DatabaseHealth,
+    HealthChange,
+    HealthStatistics,
+    StoreUnavailable,
+    describe_failure,
+)
 from gestor.store._migrate import migrate, migration_files
 from gestor.store._reconcile import (
     NoEmbeddedDatabase,
@@ -18,6 +26,7 @@ from gestor.store._reconcile import (
 from gestor.store._restrictions import Restriction
 from gestor.store._rule_sets import AuditEntry, RuleSetRecord
 from gestor.store._store import Store, StoreStatistics, open_store
+from gestor.store._supervisor import EmbeddedSupervisor, supervise_embedded
 from gestor.store._transactions import (
     Accepted,
     AcceptOutcome,
@@ -35,11 +44,17 @@ __all__ = [
     "BatcherStatistics",
     "Bridge",
     "BridgeStatistics",
+    "DatabaseDown",
+    "DatabaseHealth",
     "EmbeddedPostgres",
+    "EmbeddedSupervisor",
+    "HealthChange",
+    "HealthStatistics",
     "KeyReused",
     "NoEmbeddedDatabase",
     "PendingExists",
     "Replayed",
+    "RestartFailed",
     "Restriction",
     "RuleSetRecord",
     "SnapshotRequest",
@@ -47,11 +62,13 @@ __all__ = [
     "StoreStatistics",
     "StoreUnavailable",
     "attach_embedded",
+    "describe_failure",
     "migrate",
     "migration_files",
     "open_bridge",
     "open_store",
     "start_embedded",
+    "supervise_embedded",
     "transactions_between",
     "transactions_by_id",
 ]
