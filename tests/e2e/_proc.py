@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,12 +30,13 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def start(args: Sequence[str], env: Mapping[str, str], announce: str,
-          timeout: float = 90) -> tuple[subprocess.Popen[str], str]:
+          timeout: float = 90, stderr: IO[str] | None = None) -> tuple[subprocess.Popen[str], str]:
     """Run `python -m gestor ARGS`; wait for a stdout line containing `announce`; return the
-    process and the rest of that line after `announce`."""
+    process and the rest of that line after `announce`. `stderr` (the log) is inherited
+    unless given a file to write to."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "gestor", *args], cwd=ROOT, env=dict(env),
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=stderr, text=True,
     )
     assert proc.stdout is not None
     selector = selectors.DefaultSelector()
