@@ -94,7 +94,6 @@ class PurchaseService:
     async def purchase(self, tx: NewTransaction) -> AcceptOutcome:
         """Have the mobile's actor accept `tx`, or raise `Busy` at once when this worker is
         at a bound (cheap shedding keeps the latency of what it does take bounded)."""
-        self.deps.store.health.check()  # database known down: 503 before anything is sent
         if len(self._completions) >= self.max_in_flight:
             self._shed += 1
             raise Busy("purchases in flight", self.max_in_flight)
