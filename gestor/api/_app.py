@@ -282,8 +282,13 @@ def _routes(app: GestorApp, settings: Settings) -> None:
                 return
             since = int(since_raw)
         await websocket.accept()
-        async with app.runtime.alarms.subscribe(since) as stream:
-            async for alarm in stream:
-                await websocket.send(render.alarm(alarm))
+        try:
+            async with app.runtime.alarms.subscribe(since) as stream:
+                async for alarm in stream:
+                    await websocket.send(render.alarm(alarm))
+        except StoreUnavailable as exc:  # the replay needs the database
+            reason = f"cannot replay: {describe_failure(exc)}; reconnect later with ?since="
+            await websocket.close(1013, reason[:120])
+            return
         # The hub dropped us (too slow): the client reconnects with `since` and loses nothing.
         await websocket.close(1013, "fell behind; reconnect with ?since=<last id>")

@@ -137,7 +137,7 @@ class SubscriberActor(ActorBase[object, object]):
         final: Transaction | None = None
         try:
             final = await run_purchase(self.service.deps, tx, self.view())
-        except SagaAbandoned as exc:
+        except (SagaAbandoned, StoreUnavailable) as exc:  # a line, not a traceback
             logger.warning("purchase %s handed to the recoverer: %s", tx.id, exc)
         except Exception:
             logger.exception("purchase %s failed unexpectedly; the recoverer resumes it", tx.id)

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from tests.e2e._proc import ROOT, clean_env, free_port, start, stop
 
@@ -145,6 +145,13 @@ async def test_killed_embedded_database_is_restarted_and_reported(
 
                 with trio.fail_after(5):
                     assert await hook_kinds.receive() == "database_down"
+
+                # A client replaying the feed can't be served from the database: told why.
+                async with open_websocket_url(f"{ws_url}?since=0") as replay:
+                    with pytest.raises(ConnectionClosed) as closed:
+                        await replay.get_message()
+                assert closed.value.reason.code == 1013
+                assert "database unreachable since" in (closed.value.reason.reason or "")
 
                 recovered = await next_alarm(ws, "database_recovered")
                 assert recovered["severity"] == "info"
