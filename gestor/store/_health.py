@@ -4,7 +4,7 @@ The state flips down when a probe fails (a probe runs at once when a crossing fa
 database or a LISTEN connection drops, and every `interval` seconds anyway) and back up when a
 probe succeeds (every `retry_interval` while down). While down, `check()` refuses work before
 anything is sent, so a caller that is told "unavailable" knows nothing was written. Each change
-of state is one log line, and `wait_changed` lets the worker announce it (alarms).
+of state is one log line, and an event for whoever `watch`es (the database alarms).
 """
 
 from __future__ import annotations
@@ -99,7 +99,6 @@ class DatabaseHealth:
     _down_since: datetime | None = None
     _reason: str | None = None
     _wakeup: trio.Event = attrs.field(factory=trio.Event)
-    _changed: trio.Event = attrs.field(factory=trio.Event)
     _outages: int = 0
     _probes: int = 0
     _refused: int = 0
@@ -134,10 +133,6 @@ class DatabaseHealth:
         """Something failed to reach the database: probe now rather than at the next tick."""
         self._wakeup.set()
 
-    async def wait_changed(self) -> None:
-        """Return at the next change of state (down or back up)."""
-        await self._changed.wait()
-
     def watch(self) -> trio.MemoryReceiveChannel[HealthChange]:
         """Every change of state from now on, in order (none is lost: they are few)."""
         send, receive = trio.open_memory_channel[HealthChange](float("inf"))
@@ -165,8 +160,6 @@ class DatabaseHealth:
         self._signal(HealthChange(True, now, None, since))
 
     def _signal(self, change: HealthChange) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
         for watcher in list(self._watchers):
             try:
                 watcher.send_nowait(change)
