@@ -141,10 +141,7 @@ async def test_killed_embedded_database_is_restarted_and_reported(
                 assert r.headers["content-type"] == "application/problem+json"
                 assert int(r.headers["Retry-After"]) >= 1
                 assert r.json()["code"] == "DATABASE_UNAVAILABLE"
-                assert elapsed < 0.5, elapsed
-
-                with trio.fail_after(5):
-                    assert await hook_kinds.receive() == "database_down"
+                assert elapsed < 1.0, elapsed  # refused before the database is tried
 
                 # A client replaying the feed can't be served from the database: told why.
                 async with open_websocket_url(f"{ws_url}?since=0") as replay:
@@ -152,6 +149,9 @@ async def test_killed_embedded_database_is_restarted_and_reported(
                         await replay.get_message()
                 assert closed.value.reason.code == 1013
                 assert "database unreachable since" in (closed.value.reason.reason or "")
+
+                with trio.fail_after(5):
+                    assert await hook_kinds.receive() == "database_down"
 
                 recovered = await next_alarm(ws, "database_recovered")
                 assert recovered["severity"] == "info"
@@ -179,9 +179,14 @@ async def test_killed_embedded_database_is_restarted_and_reported(
                 assert [a["kind"] for a in stored] == ["database_down", "database_recovered"]
                 assert all(isinstance(a["id"], int) for a in stored)
                 assert stored[1]["details"]["resolves"]["id"] == stored[0]["id"]
-                assert stored[0]["details"]["incident"] == down["details"]["incident"]
-                # One copy per change reached the webhooks, whatever the number of workers.
+                # One copy per change reached the webhooks, whatever the number of workers:
+                # the announcer's, the one stored. (The websocket's copy came from the worker
+                # it is connected to, whose incident key is its own.)
                 assert [h["kind"] for h in hooks] == ["database_down", "database_recovered"]
+                assert {h["details"]["incident"] for h in hooks} == {
+                    a["details"]["incident"] for a in stored}
+                if workers == 1:
+                    assert stored[0]["details"]["incident"] == down["details"]["incident"]
                 # Live clients got each alarm once: the stored copies aren't repeated.
                 with trio.move_on_after(1.0):
                     extra = await next_alarm(ws, "database_down")
