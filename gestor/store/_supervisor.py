@@ -66,6 +66,7 @@ class EmbeddedSupervisor:
                 return
             died = time.monotonic()
             logger.error("embedded PostgreSQL (pid %d) died; restarting it", pid)
+            self._wait_gone(pid)
             new_pid = self._restart()
             if new_pid is None:
                 return
@@ -92,6 +93,15 @@ class EmbeddedSupervisor:
             return False
         finally:
             os.close(fd)
+
+    def _wait_gone(self, pid: int, patience: float = 10.0) -> None:
+        """Until the dead postmaster's pid is gone. Until its parent (init, since `pg_ctl`
+        detached it) reaps it, it is a zombie, and a new server refuses to start while the
+        pid in `postmaster.pid` exists: trying before is only failures in its log."""
+        deadline = time.monotonic() + patience
+        while _alive(pid) and time.monotonic() < deadline:
+            if self._stopping.wait(0.05):
+                return
 
     def _restart(self) -> int | None:
         pause = self.first_pause

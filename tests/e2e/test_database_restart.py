@@ -11,7 +11,9 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +88,25 @@ async def database_alarms_replayed(ws_url: str) -> list[dict[str, Any]]:
             return found
 
 
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """Not under pytest's tmp_path: the server runs as another user when we are root, and
+    each pytest session starting on the box makes /tmp/pytest-of-<user> private again."""
+    root = Path(tempfile.mkdtemp(prefix="gestor-e2e-restart-"))
+    try:
+        yield root / "data"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_killed_embedded_database_is_restarted_and_reported(
-    workers: int, platforms_url: str, tmp_path: Path, nursery: trio.Nursery
+    workers: int, platforms_url: str, tmp_path: Path, data_dir: Path, nursery: trio.Nursery
 ) -> None:
     hook_url, hooks, hook_kinds = await webhook_receiver(nursery)
     config = tmp_path / "config"
     shutil.copytree(ROOT / "config", config)
     (config / "gestor.toml").write_text(f'[alarms]\nwebhooks = ["http://{hook_url[7:]}"]\n')
-    data_dir = tmp_path / "data"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     ws_url = f"ws://127.0.0.1:{port}/v1/alarms"

@@ -5,9 +5,13 @@ the supervisor first lets the server be stopped on purpose without a restart."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import trio
 
 from gestor.store import EmbeddedSupervisor, start_embedded, supervise_embedded
@@ -22,8 +26,19 @@ async def restarted(supervisor: EmbeddedSupervisor, count: int) -> None:
     raise AssertionError(f"restarted {supervisor.restarts} times, not {count}")
 
 
-async def test_killed_twice_restarted_twice(tmp_path: Path) -> None:
-    embedded = await trio.to_thread.run_sync(start_embedded, tmp_path / "pg")
+@pytest.fixture
+def data_root() -> Iterator[Path]:
+    """Not under pytest's tmp_path: the server runs as another user when we are root, and
+    each pytest session starting on the box makes /tmp/pytest-of-<user> private again."""
+    root = Path(tempfile.mkdtemp(prefix="gestor-supervisor-"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_killed_twice_restarted_twice(data_root: Path) -> None:
+    embedded = await trio.to_thread.run_sync(start_embedded, data_root / "pg")
     dsn = embedded.dsn
     try:
         embedded.psql("CREATE TABLE kept (n int); INSERT INTO kept VALUES (7);")
@@ -40,7 +55,7 @@ async def test_killed_twice_restarted_twice(tmp_path: Path) -> None:
         # Watching stopped: a stop on purpose is not undone.
         stopped_pid = embedded.pid
         await trio.to_thread.run_sync(embedded.stop)
-        assert not (tmp_path / "pg" / "postmaster.pid").exists()
+        assert not (data_root / "pg" / "postmaster.pid").exists()
         assert supervisor.restarts == 2
         assert embedded.pid == stopped_pid
     finally:
