@@ -20,6 +20,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -29,6 +30,10 @@ from gestor.model import Alarm, NewAlarm, Severity, Transaction, TxState
 from gestor.store import Store, StoreUnavailable
 
 logger = logging.getLogger("gestor.alarms")
+
+#: In `details` of an alarm stored after it was announced live: replay shows it, the live
+#: feed (which already had it) does not repeat it.
+_ANNOUNCED = "announced_live"
 
 _LOG_LEVEL = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING,
               Severity.CRITICAL: logging.ERROR}
@@ -212,6 +217,31 @@ class AlarmHub:
         for sink in self.sinks:
             sink(alarm)
 
+    def announce_unsaved(self, new: NewAlarm, *, to_sinks: bool) -> Alarm:
+        """Deliver `new` to this worker's subscribers (and, with `to_sinks`, its sinks) now,
+        although it can't be stored yet (the database is down): it goes out with id 0
+        (rendered `null`). Store it later with `store_announced`."""
+        alarm = Alarm(0, datetime.now(UTC), new.kind, new.severity, new.message, new.msisdn,
+                      new.transaction_id, dict(new.details))
+        self._raised += 1
+        self._fan_out(alarm)
+        if to_sinks:
+            for sink in self.sinks:
+                sink(alarm)
+        return alarm
+
+    async def store_announced(self, new: NewAlarm) -> Alarm:
+        """Persist an alarm already announced live (`announce_unsaved`) so that replay with
+        `?since=` shows it; live subscribers don't get it a second time."""
+        new = attrs.evolve(new, details={**new.details, _ANNOUNCED: True})
+        subject = subject_of(new)
+        if subject is None:
+            alarm = await self.store.raise_alarm(new)
+        else:  # open (database_down) until `resolve` names it
+            alarm, _created = await self.store.raise_open_alarm(new, subject)
+        self._wakeup.set()
+        return alarm
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Follow the alarms table and fan new alarms out, until cancelled."""
         self._last_id = await self.store.latest_alarm_id()
@@ -223,8 +253,8 @@ class AlarmHub:
             self._wakeup = trio.Event()
             try:
                 await self._catch_up()
-            except StoreUnavailable as exc:
-                logger.warning("alarm feed paused: %s", exc)
+            except StoreUnavailable:
+                continue  # the LISTEN's resumption (or the next poll) wakes us once it's back
 
     async def _catch_up(self) -> None:
         """Fan out everything after the last id seen, page after page, until caught up."""
@@ -232,7 +262,8 @@ class AlarmHub:
             page = await self.store.alarms_after(self._last_id, self.page_size)
             for alarm in page:
                 self._last_id = alarm.id
-                self._fan_out(alarm)
+                if not alarm.details.get(_ANNOUNCED):  # its live copy went out already
+                    self._fan_out(alarm)
             if len(page) < self.page_size:
                 return
 
@@ -276,7 +307,9 @@ class AlarmHub:
                             break
                     continue
                 alarm = await receive.receive()
-                if alarm.id > seen:
+                if alarm.id == 0:  # announced before it could be stored (database down)
+                    yield alarm
+                elif alarm.id > seen:
                     seen = alarm.id
                     yield alarm
 

@@ -286,7 +286,7 @@ def serve(args: argparse.Namespace) -> int:
             if dsn:
                 where = describe_dsn(dsn)
             else:
-                from gestor.store import EmbeddedStartError, start_embedded
+                from gestor.store import EmbeddedStartError, start_embedded, supervise_embedded
 
                 try:
                     embedded = start_embedded(settings.data_dir / "pg")
@@ -294,6 +294,7 @@ def serve(args: argparse.Namespace) -> int:
                     raise StartupError(f"the embedded PostgreSQL did not start: {exc}",
                                        str(settings.data_dir / "pg")) from None
                 stack.callback(embedded.stop)
+                stack.enter_context(supervise_embedded(embedded))  # restarts it if it dies
                 dsn = embedded.dsn
                 where = f"embedded PostgreSQL in {embedded.data_dir}"
             prepared = prepare_database(dsn, where)

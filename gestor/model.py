@@ -153,7 +153,8 @@ class NewAlarm:
 
 @attrs.frozen
 class Alarm:
-    """A persisted alarm event. `id` is monotonic: clients replay with `?since=<id>`."""
+    """A persisted alarm event. `id` is monotonic: clients replay with `?since=<id>`. An
+    alarm announced while the database is down has id 0 until it is stored."""
 
     id: int
     at: datetime
@@ -179,7 +180,7 @@ class Alarm:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id,
+            "id": self.id or None,  # 0: announced before it could be stored (database down)
             "at": self.at.isoformat(),
             "kind": self.kind,
             "severity": self.severity.value,

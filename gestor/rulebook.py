@@ -8,6 +8,7 @@ compiles the new version once and swaps it in with a single assignment: a purcha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import OrderedDict
 
@@ -16,7 +17,7 @@ import trio
 
 from gestor.catalogue import Catalogue
 from gestor.rules import CompiledRules, RuleIssue, RuleSetError, compile_rules, parse_rules
-from gestor.store import RuleSetRecord, Store
+from gestor.store import RuleSetRecord, Store, StoreUnavailable
 
 logger = logging.getLogger("gestor.rules")
 
@@ -75,7 +76,9 @@ class RuleBook:
         while True:
             await self._wakeup.wait()
             self._wakeup = trio.Event()
-            await self.refresh()
+            # Unreachable: the LISTEN's resumption wakes us again once the database is back.
+            with contextlib.suppress(StoreUnavailable):
+                await self.refresh()
 
     async def refresh(self) -> None:
         record = await self.store.active_rules()

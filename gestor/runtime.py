@@ -17,6 +17,7 @@ import trio
 from actors import ActorSystem, open_actor_system
 from gestor.alarms import AlarmHub
 from gestor.catalogue import Catalogue, load_catalogue
+from gestor.database_alarms import AnnouncerLock, raise_database_alarms
 from gestor.model import NewAlarm, Severity
 from gestor.platforms import (
     Platforms,
@@ -63,6 +64,8 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
             open_webhooks(settings.webhooks) as webhooks, trio.open_nursery() as nursery:
         alarms = AlarmHub(store, sinks=[lambda alarm: webhooks.send_nowait(alarm.as_dict())])
         await nursery.start(alarms.run)
+        announcer = AnnouncerLock(settings.data_dir / "alarms.announcer.lock")
+        await nursery.start(raise_database_alarms, alarms, store.health, announcer)
         rulebook = RuleBook(store, catalogue, settings.timezone)
         await rulebook.load(seed_rules)
         await nursery.start(rulebook.run)

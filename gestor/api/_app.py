@@ -32,12 +32,14 @@ from gestor.runtime import Runtime, open_runtime
 from gestor.settings import Settings
 from gestor.store import (
     Accepted,
+    DatabaseDown,
     Expired,
     KeyReused,
     PendingExists,
     Replayed,
     StoreUnavailable,
     Unsettled,
+    describe_failure,
 )
 
 logger = logging.getLogger("gestor.api")
@@ -132,10 +134,20 @@ def _routes(app: GestorApp, settings: Settings) -> None:
 
     @app.errorhandler(AskTimeout)
     @app.errorhandler(SystemStopped)
-    @app.errorhandler(StoreUnavailable)
     async def _unavailable(exc: Exception) -> Response:
         logger.warning("answering 503: %r", exc)
         return problem(503, "SERVICE_UNAVAILABLE", "the service is busy or restarting; retry",
+                       headers={"Retry-After": "1"})
+
+    @app.errorhandler(StoreUnavailable)
+    async def _database(exc: StoreUnavailable) -> Response:
+        # No log line per request: the store's health state logs each change (down, back).
+        if isinstance(exc, DatabaseDown):  # refused before anything was sent
+            return problem(503, "DATABASE_UNAVAILABLE",
+                           f"{exc.reason}; nothing was done, retry later",
+                           headers={"Retry-After": "2"})
+        return problem(503, "SERVICE_UNAVAILABLE",
+                       f"the database could not be reached ({describe_failure(exc)}); retry",
                        headers={"Retry-After": "1"})
 
     @app.errorhandler(ActorCrashed)
@@ -157,12 +169,19 @@ def _routes(app: GestorApp, settings: Settings) -> None:
     @app.get("/readyz")
     async def readyz() -> Response:
         checks: dict[str, Any] = {}
+        health = app.runtime.store.health
         try:
             with trio.fail_after(2):
                 checks["database"] = await app.runtime.store.ping()
         except (trio.TooSlowError, StoreUnavailable, OSError) as exc:
             checks["database"] = False
-            checks["database_error"] = str(exc) or type(exc).__name__
+            if not health.up:  # "database unreachable since 12:03:04 UTC: connection refused"
+                checks["database_error"] = health.describe()
+                checks["database_down_since"] = health.down_since
+            elif isinstance(exc, trio.TooSlowError):
+                checks["database_error"] = "database unreachable: no answer within 2 s"
+            else:
+                checks["database_error"] = f"database unreachable: {describe_failure(exc)}"
         try:
             with trio.fail_after(2):
                 checks["platforms"] = await app.runtime.platforms.ping()
@@ -285,5 +304,6 @@ def _routes(app: GestorApp, settings: Settings) -> None:
             async with app.runtime.alarms.subscribe(since) as stream:
                 async for alarm in stream:
                     await websocket.send(render.alarm(alarm))
-        except StoreUnavailable:
-            await websocket.close(1013, "database unavailable; reconnect with ?since=<last id>")
+        except StoreUnavailable as exc:  # the replay needs the database
+            reason = f"cannot replay: {describe_failure(exc)}; reconnect with ?since=<last id>"
+            await websocket.close(1013, reason[:120])

@@ -40,6 +40,7 @@ from gestor.store import (
     KeyReused,
     PendingExists,
     Replayed,
+    StoreUnavailable,
     Unsettled,
 )
 
@@ -168,7 +169,7 @@ class SubscriberActor(ActorBase[object, object]):
         final: Transaction | None = None
         try:
             final = await run_purchase(self.service.deps, tx, view)
-        except SagaAbandoned as exc:
+        except (SagaAbandoned, StoreUnavailable) as exc:  # a line, not a traceback
             logger.warning("purchase %s handed to the recoverer: %s", tx.id, exc)
         except Exception:
             logger.exception("purchase %s failed unexpectedly; the recoverer resumes it", tx.id)

@@ -45,7 +45,7 @@ from gestor.purchase._saga import (
     refund_id,
     write,
 )
-from gestor.store import StoreUnavailable
+from gestor.store import DatabaseDown, StoreUnavailable
 
 logger = logging.getLogger("gestor.recovery")
 
@@ -128,6 +128,8 @@ class Recoverer:
             while True:
                 try:
                     await self.run_pass()
+                except DatabaseDown:
+                    pass  # the store's health state has said so, once
                 except StoreUnavailable as exc:
                     logger.warning("recovery pass skipped: database unavailable (%s)", exc)
                 await trio.sleep(self.interval)
@@ -139,6 +141,8 @@ class Recoverer:
             if ids:
                 try:
                     await self.deps.store.touch(list(ids), self.deps.now())
+                except DatabaseDown:
+                    pass  # the store's health state has said so, once
                 except StoreUnavailable as exc:
                     logger.warning("could not renew recovery leases: %s", exc)
 

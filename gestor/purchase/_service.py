@@ -121,7 +121,9 @@ class PurchaseService:
         once when this worker is at a bound (cheap shedding keeps the latency of what it does
         take bounded). `Busy`, `Overloaded` (from the actor system) and `Expired` mean nothing
         was written and nothing will be; `Unsettled` that it may have been: only a retry with
-        the same Idempotency-Key can tell."""
+        the same Idempotency-Key can tell. While this worker knows the database is down,
+        `DatabaseDown` at once (nothing sent)."""
+        self.deps.store.health.check()
         if len(self._completions) >= self.max_in_flight:
             self._shed += 1
             raise Busy("purchases in flight", self.max_in_flight)

@@ -6,9 +6,22 @@ an asyncio loop in a thread of its own (DESIGN D1; `_bridge` says why not trio-a
 """
 
 from gestor.store._batch import Batcher, BatcherStatistics, Queued, Withdrawn
-from gestor.store._bridge import Bridge, BridgeStatistics, StoreUnavailable, open_bridge
+from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
 from gestor.store._counts import TABLES, table_counts
-from gestor.store._embedded import EmbeddedPostgres, EmbeddedStartError, start_embedded
+from gestor.store._embedded import (
+    EmbeddedPostgres,
+    EmbeddedStartError,
+    RestartFailed,
+    start_embedded,
+)
+from gestor.store._health import (
+    DatabaseDown,
+    DatabaseHealth,
+    HealthChange,
+    HealthStatistics,
+    StoreUnavailable,
+    describe_failure,
+)
 from gestor.store._migrate import migrate, migration_files
 from gestor.store._reconcile import (
     NoEmbeddedDatabase,
@@ -19,6 +32,7 @@ from gestor.store._reconcile import (
 from gestor.store._restrictions import Restriction
 from gestor.store._rule_sets import AuditEntry, RuleSetRecord, has_active_rules
 from gestor.store._store import Store, StoreStatistics, Unsettled, open_store
+from gestor.store._supervisor import EmbeddedSupervisor, supervise_embedded
 from gestor.store._transactions import (
     Accepted,
     AcceptOutcome,
@@ -38,14 +52,20 @@ __all__ = [
     "BatcherStatistics",
     "Bridge",
     "BridgeStatistics",
+    "DatabaseDown",
+    "DatabaseHealth",
     "EmbeddedPostgres",
     "EmbeddedStartError",
+    "EmbeddedSupervisor",
     "Expired",
+    "HealthChange",
+    "HealthStatistics",
     "KeyReused",
     "NoEmbeddedDatabase",
     "PendingExists",
     "Queued",
     "Replayed",
+    "RestartFailed",
     "Restriction",
     "RuleSetRecord",
     "SnapshotRequest",
@@ -55,12 +75,14 @@ __all__ = [
     "Unsettled",
     "Withdrawn",
     "attach_embedded",
+    "describe_failure",
     "has_active_rules",
     "migrate",
     "migration_files",
     "open_bridge",
     "open_store",
     "start_embedded",
+    "supervise_embedded",
     "table_counts",
     "transactions_between",
     "transactions_by_id",

@@ -35,6 +35,8 @@ import attrs
 import outcome
 import trio
 
+from gestor.store._health import DatabaseHealth, StoreUnavailable
+
 logger = logging.getLogger("gestor.store")
 
 T = TypeVar("T")
@@ -44,19 +46,20 @@ Work = Callable[..., Awaitable[T]]
 SWITCH_INTERVAL = 0.0005
 
 
-class StoreUnavailable(Exception):
-    """The database could not be reached or refused the connection. `sent` is False when no
-    connection could be made, so the work certainly did not run; True when it may have (the
-    connection was lost or the answer late after the work was sent)."""
-
-    def __init__(self, message: str, *, sent: bool = True) -> None:
-        super().__init__(message)
-        self.sent = sent
-
-
 class _NotConnected(Exception):
     """A lane could not open its connection: nothing was sent."""
 
+
+class _QuietPoolFloor(logging.Filter):
+    """asyncpg's pool logs a traceback each time it fails to reopen its minimum of
+    connections (every 1-60 s while the database is down); the store's health state already
+    says, in one line, that the database is unreachable."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to restore the pool connection")
+
+
+logging.getLogger("asyncpg.pool").addFilter(_QuietPoolFloor())
 
 #: What a lost or unreachable database raises through asyncpg.
 _UNREACHABLE = (
@@ -147,16 +150,28 @@ class BridgeStatistics:
 
 
 @attrs.define
+class _Listener:
+    """A LISTEN on its own connection, made again after the connection is lost."""
+
+    channel: str
+    callback: Callable[[str], None]
+    on_resume: Callable[[], None] | None
+    conn: Any = None
+
+
+@attrs.define
 class Bridge:
     """A pool of asyncpg connections reachable from any trio task."""
 
     _side: _LoopThread
     _pool: Any
     _dsn: str
+    health: DatabaseHealth = attrs.field(factory=DatabaseHealth)
     _crossings: int = 0
     _in_flight: int = 0
-    _listeners: list[Any] = attrs.field(factory=list)
+    _listeners: list[_Listener] = attrs.field(factory=list)
     _lanes: list[Lane] = attrs.field(factory=list)
+    _probe_conn: Any = None
 
     async def run(self, work: Work[T], *args: Any, transaction: bool = True) -> T:
         """Run `await work(conn, *args)` on a pooled connection in one crossing. With
@@ -164,14 +179,18 @@ class Bridge:
         return await self._cross(_on_connection, self._pool, work, args, transaction)
 
     async def _cross(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """One crossing, counted; a lost or unreachable database is `StoreUnavailable`."""
+        """One crossing, counted; a lost or unreachable database is `StoreUnavailable`, and
+        while the database is known to be down, `DatabaseDown` before anything is sent."""
+        self.health.check()
         self._crossings += 1
         self._in_flight += 1
         try:
             return await self._side.call(fn, *args)
         except _NotConnected as exc:
+            self.health.suspect()
             raise StoreUnavailable(str(exc), sent=False) from exc.__cause__
         except _UNREACHABLE as exc:
+            self.health.suspect()
             raise StoreUnavailable(str(exc)) from exc
         finally:
             self._in_flight -= 1
@@ -183,21 +202,63 @@ class Bridge:
         self._lanes.append(lane)
         return lane
 
-    async def add_listener(self, channel: str, callback: Callable[[str], None]) -> None:
+    async def add_listener(self, channel: str, callback: Callable[[str], None],
+                           on_resume: Callable[[], None] | None = None) -> None:
         """LISTEN on `channel` over a dedicated connection; `callback(payload)` is called in
-        trio's thread for every NOTIFY."""
+        trio's thread for every NOTIFY. If the connection is lost, the LISTEN is made again
+        once the database answers, then `on_resume()` is called (what was notified in
+        between is lost: re-read what matters)."""
+        listener = _Listener(channel, callback, on_resume)
+        self._listeners.append(listener)
+        await self._side.call(self._listen, listener)
+
+    async def _listen(self, listener: _Listener) -> None:  # on the loop thread
         token = self._side.token
+        health = self.health
 
         def notified(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
             with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(callback, payload)
+                token.run_sync_soon(listener.callback, payload)
 
-        async def _listen() -> None:
-            conn = await asyncpg.connect(self._dsn)
-            self._listeners.append(conn)
-            await conn.add_listener(channel, notified)
+        def lost(_conn: Any) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(health.suspect)
 
-        await self._side.call(_listen)
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            await conn.add_listener(listener.channel, notified)
+        except BaseException:
+            conn.terminate()
+            raise
+        conn.add_termination_listener(lost)
+        listener.conn = conn
+
+    async def restore_listeners(self) -> None:
+        """LISTEN again on every listener whose connection was lost; tell each one."""
+        for listener in self._listeners:
+            if listener.conn is not None and not listener.conn.is_closed():
+                continue
+            await self._side.call(self._listen, listener)
+            logger.debug("LISTEN %s restored", listener.channel)
+            if listener.on_resume is not None:
+                listener.on_resume()
+
+    async def probe(self) -> None:
+        """`SELECT 1` on a connection kept for probing (reopened when lost), whatever the
+        health state says; raises what reaching the database raised. Bound it with
+        `trio.fail_after`: cancelling it drops the probing connection."""
+        await self._side.call(self._probe)
+
+    async def _probe(self) -> None:  # on the loop thread
+        if self._probe_conn is None or self._probe_conn.is_closed():
+            self._probe_conn = None
+            self._probe_conn = await asyncpg.connect(self._dsn)
+        try:
+            await self._probe_conn.fetchval("SELECT 1")
+        except BaseException:
+            self._probe_conn.terminate()
+            self._probe_conn = None
+            raise
 
     def statistics(self) -> BridgeStatistics:
         return BridgeStatistics(
@@ -209,24 +270,27 @@ class Bridge:
 
     async def _close(self) -> None:
         async def _close_all() -> None:
-            for conn in self._listeners:
-                await conn.close()
-            for lane in self._lanes:
-                if lane.conn is not None:
-                    await lane.conn.close()
+            for conn in self._connections():
+                with contextlib.suppress(Exception):
+                    await conn.close()
             await self._pool.close()
 
         def _terminate() -> None:
             self._pool.terminate()
-            for conn in [*self._listeners, *(lane.conn for lane in self._lanes)]:
-                if conn is not None:
-                    conn.terminate()
+            for conn in self._connections():
+                conn.terminate()
 
         with trio.move_on_after(10) as scope:
             await self._side.call(_close_all)
         if scope.cancelled_caught:
             logger.warning("database pool did not close within 10 s; terminating it")
             self._side.loop.call_soon_threadsafe(_terminate)
+
+    def _connections(self) -> list[Any]:
+        conns = [listener.conn for listener in self._listeners]
+        conns += [lane.conn for lane in self._lanes]
+        conns.append(self._probe_conn)
+        return [conn for conn in conns if conn is not None]
 
 
 @attrs.define
@@ -244,6 +308,7 @@ class Lane:
             with trio.fail_after(self.timeout):
                 return await self.bridge._cross(_on_lane, self, work, args)
         except trio.TooSlowError as exc:
+            self.bridge.health.suspect()
             raise StoreUnavailable(f"no answer from the database in {self.timeout} s") from exc
 
 

@@ -33,9 +33,59 @@ class EmbeddedPostgres:
     def psql(self, command: str) -> str:
         return str(self._server.psql(command))
 
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id (as of the last start or restart)."""
+        return int(self._server.get_pid())
+
+    def restart(self, timeout: float = 30.0) -> int:
+        """Start the server again after it died, with the same socket directory (so `dsn`
+        holds); returns the new postmaster's pid. Raises `RestartFailed` with the reason the
+        server gave (for example, while processes of the dead one still hold its shared
+        memory: they exit once they notice, so trying again shortly is right)."""
+        from pgserver._commands import POSTGRES_BIN_PATH
+        from pgserver.utils import PostmasterInfo
+
+        old = self._server.get_postmaster_info()
+        pgdata = Path(self._server.pgdata)
+        command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-t",
+                   str(int(timeout)), "-o", '-h ""', "-o", f"-k {old.socket_dir}",
+                   "-l", str(pgdata / "log"), "start"]
+        user = self._server.system_user
+        extra: dict[str, Any] = {"user": user, "group": user} if user else {}
+        try:
+            subprocess.run(command, check=True, capture_output=True, text=True,
+                           timeout=timeout + 5, **extra)
+        except subprocess.CalledProcessError as exc:
+            raise RestartFailed(_last_words(pgdata / "log", exc.stderr)) from None
+        except subprocess.TimeoutExpired:
+            raise RestartFailed(f"not ready within {timeout:g} s") from None
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+        if info is None or not info.is_running():
+            raise RestartFailed("pg_ctl reported success but no server is running")
+        self._server._postmaster_info = info  # what pgserver's cleanup stops at exit
+        return int(info.pid)
+
     def stop(self) -> None:
         """Stop the server (if this process is its last user); the data directory is kept."""
         self._server.cleanup()
+
+
+class RestartFailed(Exception):
+    """The embedded server could not be started again (the message says why)."""
+
+
+def _last_words(log: Path, stderr: str | None) -> str:
+    """The server's reason for not starting: its last FATAL log line, else pg_ctl's."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()[-20:]
+    except OSError:
+        lines = []
+    fatal = [line for line in lines if "FATAL:" in line]
+    if fatal:
+        return fatal[-1].split("FATAL:", 1)[1].strip()
+    err = (stderr or "").strip().splitlines()
+    return err[-1] if err else "pg_ctl failed"
 
 
 class EmbeddedStartError(Exception):

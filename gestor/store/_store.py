@@ -29,7 +29,8 @@ from gestor.model import (
 )
 from gestor.store import _alarms, _restrictions, _rule_sets, _transactions
 from gestor.store._batch import Batcher, BatcherStatistics, Queued
-from gestor.store._bridge import Bridge, BridgeStatistics, StoreUnavailable, open_bridge
+from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
+from gestor.store._health import DatabaseHealth, HealthStatistics, StoreUnavailable
 from gestor.store._migrate import migrate
 from gestor.store._restrictions import Restriction
 from gestor.store._rule_sets import AuditEntry, RuleSetRecord
@@ -104,6 +105,7 @@ async def _write_batch(conn: Any, items: Sequence[Write]) -> list[WriteOutcome]:
 @attrs.frozen
 class StoreStatistics:
     bridge: BridgeStatistics
+    health: HealthStatistics
     batchers: tuple[BatcherStatistics, ...]
 
 
@@ -239,8 +241,10 @@ class Store:
         return await self.bridge.run(_alarms.latest_alarm_id, transaction=False)
 
     async def listen_alarms(self, callback: Callable[[int], None]) -> None:
-        """`callback(alarm_id)` for every alarm any worker raises from now on."""
-        await self.bridge.add_listener(_alarms.ALARM_CHANNEL, lambda p: callback(int(p)))
+        """`callback(alarm_id)` for every alarm any worker raises from now on; `callback(0)`
+        when the LISTEN was lost and made again (alarms may have been missed meanwhile)."""
+        await self.bridge.add_listener(_alarms.ALARM_CHANNEL, lambda p: callback(int(p)),
+                                       lambda: callback(0))
 
     # -- rule sets ------------------------------------------------------------------------------
     async def seed_rules(self, source: str, description: str) -> RuleSetRecord:
@@ -266,8 +270,10 @@ class Store:
         return await self.bridge.run(_rule_sets.audit, version, transaction=False)
 
     async def listen_rules(self, callback: Callable[[int], None]) -> None:
-        """`callback(version)` whenever any worker activates a rule set."""
-        await self.bridge.add_listener(_rule_sets.RULES_CHANNEL, lambda p: callback(int(p)))
+        """`callback(version)` whenever any worker activates a rule set; `callback(0)` when
+        the LISTEN was lost and made again (an activation may have been missed meanwhile)."""
+        await self.bridge.add_listener(_rule_sets.RULES_CHANNEL, lambda p: callback(int(p)),
+                                       lambda: callback(0))
 
     # -- restrictions ---------------------------------------------------------------------------
     async def restrictions(self, msisdn: str) -> list[Restriction]:
@@ -286,9 +292,15 @@ class Store:
 
         return await self.bridge.run(_ping, transaction=False)
 
+    @property
+    def health(self) -> DatabaseHealth:
+        """Whether the database is reachable, as this worker last saw it."""
+        return self.bridge.health
+
     def statistics(self) -> StoreStatistics:
         return StoreStatistics(
             bridge=self.bridge.statistics(),
+            health=self.bridge.health.statistics(),
             batchers=tuple(
                 b.statistics() for b in (self._writes, self._gets, self._snapshots)
             ),
@@ -330,5 +342,7 @@ async def open_store(
         async with trio.open_nursery() as nursery:
             for batcher in (store._writes, store._gets, store._snapshots):
                 await nursery.start(batcher.run)
+            health = bridge.health
+            await nursery.start(health.run, bridge.probe, bridge.restore_listeners)
             yield store
             nursery.cancel_scope.cancel()

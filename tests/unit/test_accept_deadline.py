@@ -40,11 +40,18 @@ class _StalledStore:
 
     stall: float
     seen: list[str] = attrs.field(factory=list)
+    health: _Health = attrs.field(factory=lambda: _Health())
 
     async def accept(self, new: NewTransaction, window: Any, **_: Any) -> Any:
         self.seen.append(new.idempotency_key)
         await trio.sleep(self.stall)
         return PendingExists(_pending())
+
+
+@attrs.define
+class _Health:
+    def check(self) -> None:
+        pass
 
 
 @attrs.define
@@ -122,6 +129,7 @@ class _UnsettledStore:
 
     late: trio.Event = attrs.field(factory=trio.Event)
     seen: list[str] = attrs.field(factory=list)
+    health: _Health = attrs.field(factory=lambda: _Health())
 
     async def accept(self, new: NewTransaction, window: Any, **_: Any) -> Any:
         self.seen.append(new.idempotency_key)
