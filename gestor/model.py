@@ -209,3 +209,12 @@ class SubscriberSnapshot:
 
     counters: PurchaseCounters
     restrictions: tuple[str, ...]
+
+
+@attrs.frozen
+class Actor:
+    """Who made an admin or key action, as the audit trail records it: the acting key's public
+    id (never the key itself) and its name (`cli:<user>` for the command line)."""
+
+    id: str
+    name: str

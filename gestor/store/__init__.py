@@ -5,6 +5,7 @@ an asyncio loop in a thread of its own (DESIGN D1; `_bridge` says why not trio-a
 `start_embedded(dir)` runs the embedded server (D2).
 """
 
+from gestor.store._audit import AuditRecord
 from gestor.store._batch import Batcher, BatcherStatistics, Queued, Withdrawn
 from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
 from gestor.store._counts import TABLES, table_counts
@@ -48,6 +49,7 @@ __all__ = [
     "AcceptOutcome",
     "Accepted",
     "AuditEntry",
+    "AuditRecord",
     "Batcher",
     "BatcherStatistics",
     "Bridge",

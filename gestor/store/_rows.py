@@ -26,6 +26,10 @@ def encode_json(value: Any) -> str:
     return _json_encode(value).decode()
 
 
+def decode_json(raw: str) -> Any:
+    return _json_decode(raw)
+
+
 def _history(raw: str) -> tuple[HistoryEntry, ...]:
     return tuple(
         # In UTC like the row's columns (the database stamps entries in its session time zone).

@@ -27,7 +27,8 @@ from gestor.model import (
     Transaction,
     Transition,
 )
-from gestor.store import _alarms, _restrictions, _rule_sets, _transactions
+from gestor.store import _alarms, _audit, _restrictions, _rule_sets, _transactions
+from gestor.store._audit import AuditRecord
 from gestor.store._batch import Batcher, BatcherStatistics, Queued
 from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
 from gestor.store._health import DatabaseHealth, HealthStatistics, StoreUnavailable
@@ -274,6 +275,14 @@ class Store:
         the LISTEN was lost and made again (an activation may have been missed meanwhile)."""
         await self.bridge.add_listener(_rule_sets.RULES_CHANNEL, lambda p: callback(int(p)),
                                        lambda: callback(0))
+
+    # -- audit trail ----------------------------------------------------------------------------
+    async def audit_trail(self, *, after_id: int = 0, since: datetime | None = None,
+                          actor: str | None = None, action: str | None = None,
+                          limit: int = 100) -> list[AuditRecord]:
+        """The audit trail, oldest first (see `_audit.listing`)."""
+        return await self.bridge.run(_audit.listing, after_id, since, actor, action, limit,
+                                     transaction=False)
 
     # -- restrictions ---------------------------------------------------------------------------
     async def restrictions(self, msisdn: str) -> list[Restriction]:
