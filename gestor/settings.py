@@ -44,6 +44,12 @@ class Settings:
     workers: int = 1
     max_request_bytes: int = 16384
     shutdown_grace: float = 10.0
+    #: Seconds an idle keep-alive client connection (or one that has not sent a whole request
+    #: head) stays open; also how long a client may take none of a response before it is dropped.
+    keep_alive_timeout: float = 20.0
+    #: Client connections one worker keeps open; 0: as many as its descriptor limit allows after
+    #: a reserve for the database pool and the platform calls (`gestor.serving`).
+    max_connections: int = 0
     database_url: str = ""
     pool_size: int = 10
     data_dir: Path = attrs.field(
@@ -153,6 +159,8 @@ def load_settings(
         "workers": _get(server, "workers", int, 1, "server"),
         "max_request_bytes": _get(server, "max_request_bytes", int, 16384, "server"),
         "shutdown_grace": _get(server, "shutdown_grace", float, 10.0, "server"),
+        "keep_alive_timeout": _get(server, "keep_alive_timeout", float, 20.0, "server"),
+        "max_connections": _get(server, "max_connections", int, 0, "server"),
         "database_url": _get(database, "url", str, "", "database"),
         "pool_size": _get(database, "pool_size", int, 10, "database"),
         "timezone": _get(purchase, "timezone", str, "America/Argentina/Buenos_Aires", "purchase"),
@@ -201,4 +209,10 @@ def load_settings(
     parse_bind(settings.bind)
     if settings.workers < 1:
         raise SettingsError("server.workers must be at least 1")
+    if not 0 < settings.keep_alive_timeout <= 3600:
+        raise SettingsError("server.keep_alive_timeout must be > 0 and <= 3600 (seconds), got "
+                            f"{settings.keep_alive_timeout!r}")
+    if settings.max_connections < 0:
+        raise SettingsError("server.max_connections must be >= 0 (0: from the descriptor "
+                            f"limit), got {settings.max_connections!r}")
     return settings
