@@ -4,9 +4,10 @@ descriptor limit)."""
 
 from gestor.serving._connections import ConnectionStatistics, ConnectionTable
 from gestor.serving._descriptors import connection_cap, descriptor_reserve, raise_descriptor_limit
-from gestor.serving._hypercorn import ClientConnection, serve_http
+from gestor.serving._hypercorn import REFUSAL, ClientConnection, serve_http
 
 __all__ = [
+    "REFUSAL",
     "ClientConnection",
     "ConnectionStatistics",
     "ConnectionTable",

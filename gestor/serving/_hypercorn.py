@@ -88,10 +88,14 @@ class ClientConnection(TCPServer):
             self.table.closed(self)
 
     async def protocol_send(self, event: Event) -> None:
-        with trio.CancelScope(shield=True):
-            if isinstance(event, RawData):
+        if isinstance(event, RawData):
+            # a cancelled sender sends nothing (as before: hypercorn's lock raised Cancelled),
+            # but bytes once begun are all written, or the connection is dropped
+            await trio.lowlevel.checkpoint_if_cancelled()
+            with trio.CancelScope(shield=True):
                 await self._write(event.data)
-            else:
+        else:
+            with trio.CancelScope(shield=True):
                 await super().protocol_send(event)
 
     async def _write(self, data: bytes) -> None:
