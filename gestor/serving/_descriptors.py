@@ -45,8 +45,8 @@ def raise_descriptor_limit() -> int:
 def descriptor_reserve(settings: Settings) -> int:
     """Descriptors a worker keeps for itself beyond its client connections: the database pool and
     lanes, every platform call in flight plus as many idle keep-alive ones, and `BASE_RESERVE`."""
-    platforms = PlatformSettings.from_mapping(
-        {k: v for k, v in settings.platforms.items() if k not in ("url", "base_url")})
+    given = {k: v for k, v in settings.platforms.items() if k not in ("url", "base_url")}
+    platforms = PlatformSettings.from_mapping({**given, "url": "http://platforms.invalid"})
     calls = sum(platforms.endpoint(name).max_concurrency for name in ("dwh", "ocs", "prov"))
     return BASE_RESERVE + settings.pool_size + DATABASE_EXTRA + 2 * calls
 
