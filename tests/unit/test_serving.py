@@ -269,3 +269,21 @@ async def _never_read(server: Served, disconnected: trio.Event) -> None:
         await trio.testing.wait_all_tasks_blocked()
         assert server.table.statistics().open == 0
         await stream.aclose()
+
+
+async def test_stopping_closes_idle_connections_at_once(knobs: Knobs) -> None:
+    knobs.keep_alive = 60.0
+    with trio.fail_after(10):
+        async with open_served(knobs) as server:
+            before = await server.connect()
+            await before.send_all(HEAD)
+            assert await read_exactly(before, len(RESPONSE)) == RESPONSE
+            fresh = await server.connect()
+            await trio.testing.wait_all_tasks_blocked()
+            assert server.table.statistics().idle == 2
+            stopping = trio.current_time()
+        # open_served has stopped the server and waited for it to end
+        assert trio.current_time() - stopping < 1.0
+        with trio.fail_after(1):
+            assert await read_to_eof(before) == b""
+            assert await read_to_eof(fresh) == b""
