@@ -77,6 +77,7 @@ async def serve_app(app: GestorApp, settings: Settings, sock: socket.socket | No
 
     if connections is None:
         connections = ConnectionTable(connection_cap(settings, raise_descriptor_limit()))
+    app.connections = connections
     if sock is None:
         sock = listening_socket(settings.bind, reuse_port=False)
     config = Config()

@@ -29,6 +29,7 @@ from gestor.model import PENDING_STATES, NewTransaction, TxState
 from gestor.platforms import PlatformError
 from gestor.purchase import Busy
 from gestor.runtime import Runtime, open_runtime
+from gestor.serving import ConnectionTable
 from gestor.settings import Settings
 from gestor.store import Accepted, KeyReused, PendingExists, Replayed, StoreUnavailable
 
@@ -42,6 +43,8 @@ class GestorApp(QuartTrio):
     #: Set when shutdown begins: responses then carry `Connection: close`, telling clients to
     #: reconnect (to another worker or node) for their next request.
     draining: bool = False
+    #: The worker's client connections, when served by `gestor.workers.serve_app`.
+    connections: ConnectionTable | None = None
 
 
 def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:

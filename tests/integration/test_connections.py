@@ -147,8 +147,12 @@ async def test_5000_idle_connections_do_not_stop_a_normal_client(
             assert bought.status_code in (200, 202), bought.text
             assert bought.json()["msisdn"] == MSISDN
 
-        stats = worker.connections.statistics()
-        assert (stats.evicted, stats.refused) == (0, 0)
+            shown = await client.get("/v1/admin/statistics",
+                                     headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+            assert shown.status_code == 200, shown.text
+            connections = shown.json()["connections"]
+            assert connections["open"] >= HELD and connections["cap"] == stats.cap
+            assert (connections["evicted"], connections["refused"]) == (0, 0)
         # the held ones are still open: each still gets an answer
         for stream in held[-3:]:
             await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
