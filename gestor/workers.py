@@ -24,16 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from gestor.serving import (
-    ConnectionTable,
-    connection_cap,
-    raise_descriptor_limit,
-    serve_http,
-)
 from gestor.settings import Settings, parse_bind
 
 if TYPE_CHECKING:
     from gestor.api import GestorApp
+    from gestor.serving import ConnectionTable
 
 logger = logging.getLogger("gestor")
 
@@ -74,6 +69,8 @@ async def serve_app(app: GestorApp, settings: Settings, sock: socket.socket | No
     raised here to its hard limit, allows)."""
     from hypercorn.config import Config
     from hypercorn.utils import wrap_app
+
+    from gestor.serving import ConnectionTable, connection_cap, raise_descriptor_limit, serve_http
 
     if connections is None:
         connections = ConnectionTable(connection_cap(settings, raise_descriptor_limit()))

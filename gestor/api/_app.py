@@ -12,7 +12,7 @@ import logging
 import os
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import Response, request, websocket
@@ -29,9 +29,11 @@ from gestor.model import PENDING_STATES, NewTransaction, TxState
 from gestor.platforms import PlatformError
 from gestor.purchase import Busy
 from gestor.runtime import Runtime, open_runtime
-from gestor.serving import ConnectionTable
 from gestor.settings import Settings
 from gestor.store import Accepted, KeyReused, PendingExists, Replayed, StoreUnavailable
+
+if TYPE_CHECKING:
+    from gestor.serving import ConnectionTable
 
 logger = logging.getLogger("gestor.api")
 
