@@ -45,7 +45,7 @@ class Settings:
     max_request_bytes: int = 16384
     shutdown_grace: float = 10.0
     #: Seconds an idle keep-alive client connection (or one that has not sent a whole request
-    #: head) stays open; also how long a client may take none of a response before it is dropped.
+    #: head) stays open; also how long a client may leave a response unread before it is dropped.
     keep_alive_timeout: float = 20.0
     #: Client connections one worker keeps open; 0: as many as its descriptor limit allows after
     #: a reserve for the database pool and the platform calls (`gestor.serving`).

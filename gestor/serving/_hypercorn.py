@@ -12,17 +12,19 @@ request's nursery, so the close (`send_eof`, a checkpoint) and the timer restart
 checkpoint) are cancelled before they happen, leaving the socket open for ever.
 
 `ClientConnection` is hypercorn's `TCPServer` with that bookkeeping shielded, as its `RawData`
-branch already is. Upstream change (hypercorn, `hypercorn/trio/tcp_server.py`,
-`TCPServer.protocol_send`): run the `Closed` and `Updated` branches, and the acquisition of
-`send_lock`, inside `trio.CancelScope(shield=True)` (and the same in `hypercorn/asyncio/
-tcp_server.py`), since they run in whichever task called the ASGI `send`. Quart-Trio could
-also avoid it (`quart_trio/asgi.py`, `TrioASGIHTTPConnection.handle_messages`: do not cancel
-the nursery once the response has been sent), but any ASGI app may cancel itself on disconnect.
+branch's `send_all` already is. Upstream change (hypercorn, `hypercorn/trio/tcp_server.py`,
+`TCPServer.protocol_send`): run the `Closed` and `Updated` branches inside
+`trio.CancelScope(shield=True)`, since they run in whichever task called the ASGI `send` and
+must happen even if that task is being cancelled (`hypercorn/asyncio/tcp_server.py` has the
+same unprotected branches). Quart-Trio could also avoid it (`quart_trio/asgi.py`,
+`TrioASGIHTTPConnection.handle_messages`: do not cancel the nursery on `http.disconnect` once
+the response has been sent), but any ASGI app may cancel itself on disconnect.
 
 Two more changes of ours, which hypercorn has no setting for:
-- a write bound: a client that takes none of a response for `write_timeout` seconds is
-  disconnected (hypercorn shields `send_all` without a bound, so a client that never reads a
-  response larger than the socket buffers holds its task and socket for ever);
+- a write bound: a client that does not read what is sent to it (a response, a websocket
+  message) within `write_timeout` seconds is disconnected (hypercorn shields `send_all`
+  without a bound, so a client that never reads a response larger than the socket buffers
+  holds its task and socket for ever);
 - `ConnectionTable`: connections are admitted under a cap, the oldest idle one is closed for a
   new one at the cap, and a new one is refused with 503 when none is idle (`serve_http`'s own
   accept loop; hypercorn's `worker_serve` uses `trio.serve_listeners`, which has no cap).
@@ -107,7 +109,7 @@ class ClientConnection(TCPServer):
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     broken = True
             if timer.cancelled_caught:
-                logger.info("client %s took no data for %.0f s: disconnected",
+                logger.info("client %s did not read a response within %.0f s: disconnected",
                             self._peer(), self.write_timeout)
                 await self.stream.aclose()  # ends the read loop, hence the connection
                 broken = True
