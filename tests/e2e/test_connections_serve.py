@@ -128,7 +128,12 @@ async def test_a_flood_of_idle_connections_beyond_the_descriptor_limit_stops_not
         assert len(held) == FLOOD
 
         admin = {"Authorization": "Bearer e2e-admin-key-0123456789"}
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as client:
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, timeout=30) as first:
+            # answered once the server has accepted every connection queued before it
+            flooded = (await first.get("/v1/admin/statistics", headers=admin)).json()
+        assert flooded["connections"]["accepted"] >= FLOOD
+        async with httpx.AsyncClient(base_url=base, timeout=15) as client:
             begun = trio.current_time()
             ready = await client.get("/readyz")
             assert trio.current_time() - begun < 1.0
