@@ -54,6 +54,12 @@ class Settings:
     workers: int = 1
     max_request_bytes: int = 16384
     shutdown_grace: float = 10.0
+    #: Seconds an idle keep-alive client connection (or one that has not sent a whole request
+    #: head) stays open; also how long a client may leave a response unread before it is dropped.
+    keep_alive_timeout: float = 20.0
+    #: Client connections one worker keeps open; 0: as many as its descriptor limit allows after
+    #: a reserve for the database pool and the platform calls (`gestor.serving`).
+    max_connections: int = 0
     database_url: str = ""
     pool_size: int = 10
     data_dir: Path = attrs.field(
@@ -150,6 +156,8 @@ _BOUNDS: dict[tuple[str, str], _Range] = {
     ("server", "workers"): _Range(1),
     ("server", "max_request_bytes"): _Range(1),
     ("server", "shutdown_grace"): _Range(0),
+    ("server", "keep_alive_timeout"): _Range(0, inclusive=False, maximum=3600),
+    ("server", "max_connections"): _Range(0),
     ("database", "pool_size"): _Range(1),
     ("purchase", "max_wait"): _Range(0),
     ("purchase", "profile_cache_ttl"): _Range(0),
@@ -361,6 +369,8 @@ def load_settings(
         "workers": _get(server, "workers", int, 1, "server"),
         "max_request_bytes": _get(server, "max_request_bytes", int, 16384, "server"),
         "shutdown_grace": _get(server, "shutdown_grace", float, 10.0, "server"),
+        "keep_alive_timeout": _get(server, "keep_alive_timeout", float, 20.0, "server"),
+        "max_connections": _get(server, "max_connections", int, 0, "server"),
         "database_url": _get(database, "url", str, "", "database"),
         "pool_size": _get(database, "pool_size", int, 10, "database"),
         "timezone": _get(purchase, "timezone", str, "America/Argentina/Buenos_Aires", "purchase"),

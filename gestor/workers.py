@@ -30,6 +30,7 @@ from gestor.startup import StartupError
 
 if TYPE_CHECKING:
     from gestor.api import GestorApp
+    from gestor.serving import ConnectionTable
 
 logger = logging.getLogger("gestor")
 
@@ -61,22 +62,30 @@ def _settle_gc() -> None:
 
 
 async def serve_app(app: GestorApp, settings: Settings, sock: socket.socket | None,
-                    on_ready: Callable[[], object] | None = None) -> None:
-    """Serve `app` with hypercorn's trio worker until SIGINT/SIGTERM, then drain."""
-    from hypercorn.config import Config, Sockets
-    from hypercorn.trio.run import worker_serve
+                    on_ready: Callable[[], object] | None = None, *,
+                    stop: trio.Event | None = None,
+                    connections: ConnectionTable | None = None) -> None:
+    """Serve `app` with hypercorn's trio worker (`gestor.serving`) until SIGINT/SIGTERM (or
+    `stop`), then drain. Client connections: `server.keep_alive_timeout`, and at most
+    `connections.cap` open (default: `server.max_connections`, or what the descriptor limit,
+    raised here to its hard limit, allows)."""
+    from hypercorn.config import Config
     from hypercorn.utils import wrap_app
 
-    from gestor.api import bound_websocket_sends
+    from gestor.serving import ConnectionTable, connection_cap, raise_descriptor_limit, serve_http
 
+    if connections is None:
+        connections = ConnectionTable(connection_cap(settings, raise_descriptor_limit()))
+    app.connections = connections
+    if sock is None:
+        sock = listening_socket(settings.bind, reuse_port=False)
     config = Config()
     config.bind = [settings.bind]
     config.graceful_timeout = settings.shutdown_grace
     config.accesslog = None
     config.errorlog = "-"
-    config.keep_alive_timeout = 75
-    bound_websocket_sends(config, settings.alarm_send_timeout)
-    stop = trio.Event()
+    config.keep_alive_timeout = settings.keep_alive_timeout
+    stop = stop if stop is not None else trio.Event()
 
     @app.before_serving
     async def _ready() -> None:
@@ -90,14 +99,18 @@ async def serve_app(app: GestorApp, settings: Settings, sock: socket.socket | No
                 if not stop.is_set():
                     logger.info("%s received: finishing in-flight requests",
                                 signal.Signals(signum).name)
-                    app.draining = True
                     stop.set()
 
-    sockets = Sockets([], [sock], []) if sock is not None else None
+    async def stopped() -> None:
+        await stop.wait()
+        app.draining = True
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch_signals)
-        await worker_serve(wrap_app(app, config.wsgi_max_body_size, None), config,
-                           sockets=sockets, shutdown_trigger=stop.wait)
+        await serve_http(wrap_app(app, config.wsgi_max_body_size, None), config, sock,
+                         connections, write_timeout=settings.keep_alive_timeout,
+                         websocket_timeout=settings.alarm_send_timeout,
+                         shutdown_trigger=stopped)
         nursery.cancel_scope.cancel()
 
 

@@ -123,6 +123,8 @@ def register(app: GestorApp, settings: Settings) -> None:
             "recovery": attrs.asdict(rt.recoverer.statistics()),
             "webhooks": attrs.asdict(rt.webhooks.statistics()),
             "rules": attrs.asdict(rt.rulebook.statistics()),
+            "connections": (attrs.asdict(app.connections.statistics())
+                            if app.connections is not None else None),
         })
 
     @app.get("/v1/admin/reconciliation")

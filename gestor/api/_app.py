@@ -12,7 +12,7 @@ import logging
 import os
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import Response, request, websocket
@@ -42,6 +42,9 @@ from gestor.store import (
     describe_failure,
 )
 
+if TYPE_CHECKING:
+    from gestor.serving import ConnectionTable
+
 logger = logging.getLogger("gestor.api")
 
 _STATES = {s.value for s in TxState}
@@ -52,6 +55,8 @@ class GestorApp(QuartTrio):
     #: Set when shutdown begins: responses then carry `Connection: close`, telling clients to
     #: reconnect (to another worker or node) for their next request.
     draining: bool = False
+    #: The worker's client connections, when served by `gestor.workers.serve_app`.
+    connections: ConnectionTable | None = None
 
 
 def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:
@@ -299,7 +304,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         await websocket.accept()
         # Every alarm after `since`, then live ones, each once. A slow client is fed from the
         # database when it falls behind the live buffer; one that stops reading for
-        # `[alarms] send_timeout` is disconnected by the transport (gestor/api/_ws_transport).
+        # `[alarms] send_timeout` is disconnected by its connection (gestor/serving/_websocket.py).
         try:
             async with app.runtime.alarms.subscribe(since) as stream:
                 async for alarm in stream:

@@ -12,7 +12,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from gestor.api import FELL_BEHIND
+from gestor.serving import FELL_BEHIND
 from gestor.store import open_bridge
 from tests.e2e.conftest import ADMIN_KEY
 from tests.integration.test_alarm_websocket import frames

@@ -16,13 +16,13 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from hypercorn.config import Config
-from hypercorn.trio import serve
 from trio_websocket import open_websocket_url
 
-from gestor.api import FELL_BEHIND, bound_websocket_sends, create_app
+from gestor.api import GestorApp, create_app
 from gestor.platforms import SimulatorHandle
-from gestor.settings import load_settings
+from gestor.serving import FELL_BEHIND
+from gestor.settings import Settings, load_settings
+from gestor.workers import listening_socket, serve_app
 from tests.integration.conftest import ADMIN_KEY
 
 SEND_TIMEOUT = 1.0
@@ -84,6 +84,16 @@ def frames(data: bytes) -> tuple[list[bytes], tuple[int, str] | None, bool]:
     return texts, None, False
 
 
+async def _serve(nursery: trio.Nursery, app: GestorApp, settings: Settings) -> str:
+    """Serve `app` as a worker does (`serve_app`: Gestor's connections, websocket writes
+    bounded by `[alarms] send_timeout`) until the test's nursery ends; its base URL."""
+    sock = listening_socket("127.0.0.1:0", reuse_port=False)
+    ready = trio.Event()
+    nursery.start_soon(lambda: serve_app(app, settings, sock, ready.set))
+    await ready.wait()
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
 async def test_a_client_that_never_reads_is_disconnected_and_its_socket_freed(
     database_url: str, simulator: SimulatorHandle, config_dir: Path, tmp_path: Path,
     nursery: trio.Nursery, disconnects: _Disconnects,
@@ -91,12 +101,8 @@ async def test_a_client_that_never_reads_is_disconnected_and_its_socket_freed(
     settings = attrs.evolve(load_settings(config_dir, environ={}, data_dir=tmp_path),
                             admin_key=ADMIN_KEY, alarm_send_timeout=SEND_TIMEOUT)
     app = create_app(settings, database_url, simulator.url)
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    bound_websocket_sends(config, settings.alarm_send_timeout)
     with trio.fail_after(60):
-        binds = await nursery.start(serve, app, config)
+        binds = [await _serve(nursery, app, settings)]
         port = int(binds[0].rsplit(":", 1)[1])
 
         async def insert(conn: Any) -> None:
@@ -146,12 +152,8 @@ async def test_a_client_that_pauses_shorter_than_the_timeout_gets_everything(
     settings = attrs.evolve(load_settings(config_dir, environ={}, data_dir=tmp_path),
                             admin_key=ADMIN_KEY, alarm_send_timeout=SEND_TIMEOUT)
     app = create_app(settings, database_url, simulator.url)
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    bound_websocket_sends(config, settings.alarm_send_timeout)
     with trio.fail_after(120):
-        binds = await nursery.start(serve, app, config)
+        binds = [await _serve(nursery, app, settings)]
         url = binds[0].replace("http://", "ws://")
 
         async def insert(conn: Any) -> list[int]:

@@ -1,10 +1,10 @@
-"""A time bound on each write to a websocket client: a hypercorn shim.
+"""A time bound on each write to a websocket client (used by `ClientConnection`).
 
 Hypercorn's trio `TCPServer.protocol_send` writes under a shielded cancel scope with no
 timeout, so once a websocket client stops reading and the socket buffers are full, the write
 (and the application task sending, and the socket) wait for ever: an alarm-feed client that
-never reads held its connection for good. `WebsocketSendTimeoutServer` bounds each write on a
-websocket connection by `config.websocket_send_timeout` seconds.
+never reads held its connection for good. `ClientConnection` bounds each write on a websocket
+connection by `[alarms] send_timeout` seconds with `write_websocket`.
 
 A write first waits while the kernel holds more than a few KiB it could not send (the client's
 receive window is closed: it is not reading), so frames are handed to the kernel whole and there
@@ -25,10 +25,7 @@ import fcntl
 import logging
 import struct
 
-import hypercorn.trio.run
 import trio
-from hypercorn.config import Config
-from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.trio.tcp_server import TCPServer
 
@@ -117,28 +114,3 @@ def is_websocket(server: TCPServer) -> bool:
     inner = getattr(getattr(server, "protocol", None), "protocol", None)
     return hasattr(server.stream, "socket") and isinstance(getattr(inner, "stream", None),
                                                              WSStream)
-
-
-class WebsocketSendTimeoutServer(TCPServer):
-    """Hypercorn's trio TCP server, with each websocket write bounded in time (see module)."""
-
-    async def protocol_send(self, event: Event) -> None:
-        timeout = getattr(self.config, "websocket_send_timeout", None)
-        if not isinstance(event, RawData) or timeout is None or not is_websocket(self):
-            await super().protocol_send(event)
-            return
-        async with self.send_lock:
-            try:
-                if await write_websocket(self.stream.socket, event.data, timeout):
-                    return
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-            await self.stream.aclose()
-        await self.protocol.handle(Closed())
-
-
-def bound_websocket_sends(config: Config, timeout: float) -> None:
-    """Have hypercorn's trio worker serve with `WebsocketSendTimeoutServer`, bounding each
-    websocket write to `timeout` seconds. Call before `hypercorn.trio.serve`/`worker_serve`."""
-    config.websocket_send_timeout = timeout  # type: ignore[attr-defined]
-    setattr(hypercorn.trio.run, "TCPServer", WebsocketSendTimeoutServer)  # noqa: B010
