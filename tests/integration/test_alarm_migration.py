@@ -47,7 +47,7 @@ async def test_alarms_raised_before_0004_get_their_state(postgres: EmbeddedPostg
                         ])
 
                 await bridge.run(old_rows)
-                assert await bridge.run(_migrate, files) == ["0004_alarms.sql"]
+                assert (await bridge.run(_migrate, files))[0] == "0004_alarms.sql"  # and any later
 
                 async def states(conn: Any) -> list[tuple[str, str | None, str]]:
                     rows = await conn.fetch(

@@ -30,6 +30,19 @@ class _SlowActors:
         return PendingExists(message.tx)  # any outcome will do
 
 
+@attrs.frozen
+class _Up:
+    """The database as a worker sees it: up (the health check passes)."""
+
+    def check(self) -> None:
+        pass
+
+
+@attrs.frozen
+class _Deps:
+    store: Any = attrs.field(factory=lambda: type("Store", (), {"health": _Up()})())
+
+
 def _tx(i: int) -> NewTransaction:
     return NewTransaction(uuid.uuid4(), f"54911000{i:05d}", "SMS_200_30D", "ussd", "c",
                           f"k{i}", "h", datetime.now(UTC))
@@ -38,7 +51,7 @@ def _tx(i: int) -> NewTransaction:
 async def test_purchases_beyond_max_accepting_are_shed_without_reaching_an_actor(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    service = PurchaseService(deps=None, max_accepting=3)  # type: ignore[arg-type]
+    service = PurchaseService(deps=_Deps(), max_accepting=3)  # type: ignore[arg-type]
     actors = _SlowActors()
     service.bind(actors)  # type: ignore[arg-type]
     done: list[object] = []
