@@ -120,10 +120,13 @@ async def summary(dsn: str, t0: float) -> dict[str, Any]:
         refund_failed_tx = int(await conn.fetchval(
             "SELECT count(DISTINCT transaction_id) FROM alarms WHERE kind = 'refund_failed'")
             or 0)
+        # Resolutions of purchases' alarms (those of platform_down, when a circuit closes,
+        # name no transaction).
         resolved_tx = int(await conn.fetchval(
             "SELECT count(DISTINCT transaction_id) FROM alarms WHERE kind = 'resolved'") or 0)
         resolved_alarms = int(await conn.fetchval(
-            "SELECT count(*) FROM alarms WHERE kind = 'resolved'") or 0)
+            "SELECT count(*) FROM alarms WHERE kind = 'resolved'"
+            " AND transaction_id IS NOT NULL") or 0)
     finally:
         await conn.close()
     resolve_s.sort()

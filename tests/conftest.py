@@ -56,3 +56,16 @@ def database_url(postgres: EmbeddedPostgres) -> Iterator[str]:
 @pytest.fixture
 def config_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "config"
+
+
+@pytest.fixture
+def pg_home() -> Iterator[Path]:
+    """A fresh directory for a test that runs an embedded PostgreSQL of its own (its data dir).
+    Not under pytest's tmp_path: as root the server runs as pgserver's unprivileged user, and
+    each pytest session starting on the box makes /tmp/pytest-of-<user> private again."""
+    root = Path(tempfile.mkdtemp(prefix="gestor-test-home-"))
+    os.chmod(root, 0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

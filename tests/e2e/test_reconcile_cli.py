@@ -95,13 +95,13 @@ async def test_usage_and_configuration_errors(e2e_database: str, tmp_path: Path)
 
 
 async def test_attaches_to_the_embedded_server_without_stopping_it(
-    platforms_url: str, tmp_path: Path
+    platforms_url: str, pg_home: Path
 ) -> None:
     env = clean_env(GESTOR_PLATFORMS_URL=platforms_url)
-    args = ["--data-dir", str(tmp_path), "--since", since_now()]
+    args = ["--data-dir", str(pg_home), "--since", since_now()]
     with trio.fail_after(120):
         # This process plays `gestor serve`: it holds the embedded server in <data dir>/pg.
-        embedded = await trio.to_thread.run_sync(start_embedded, tmp_path / "pg")
+        embedded = await trio.to_thread.run_sync(start_embedded, pg_home / "pg")
         try:
             async with open_bridge(embedded.dsn) as bridge:
                 await migrate(bridge)
@@ -111,8 +111,8 @@ async def test_attaches_to_the_embedded_server_without_stopping_it(
             assert "1" in embedded.psql("SELECT 1;")  # still running
         finally:
             await trio.to_thread.run_sync(embedded.stop)
-        assert not (tmp_path / "pg" / "postmaster.pid").exists()
+        assert not (pg_home / "pg" / "postmaster.pid").exists()
         # Nobody runs it now: reconcile starts it, and stops it when done.
         done = await reconcile(args, env)
         assert done.returncode == 0, done.stderr.decode()
-        assert not (tmp_path / "pg" / "postmaster.pid").exists()
+        assert not (pg_home / "pg" / "postmaster.pid").exists()

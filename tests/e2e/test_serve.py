@@ -85,11 +85,11 @@ async def test_alarm_feed_over_websocket_with_replay(server: str, platforms_url:
                 assert replayed["id"] == alarm["id"]
 
 
-async def test_quickstart_defaults_then_clean_stop(tmp_path: Path) -> None:
+async def test_quickstart_defaults_then_clean_stop(pg_home: Path) -> None:
     """`gestor serve` with nothing configured: embedded PostgreSQL and simulator, then SIGTERM
     stops everything, the embedded database included."""
     port = free_port()
-    data_dir = tmp_path / "data"
+    data_dir = pg_home / "data"
     proc, _ = start(["serve", "--bind", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
                     clean_env(), "gestor listening on ")
     try:
