@@ -38,9 +38,16 @@ def _record(row: Any) -> AuditRecord:
     )
 
 
+#: Taken (transaction-scoped) before each insert, so rows commit in id order: a reader paging
+#: with `id > last` never later finds a lower id committed (as `_alarms` does for alarm ids).
+_LOCK_ID = 0x6175_6474  # "audt"
+
+
 async def record(conn: Any, actor: Actor, action: str, subject: str, before: Any = None,
                  after: Any = None) -> None:
-    """Append one row; call it on the connection (and in the transaction) of the change."""
+    """Append one row; call it on the connection (and in the transaction) of the change, as
+    its last statement: it holds the trail's lock until that transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
     await conn.execute(
         "INSERT INTO audit (actor_id, actor, action, subject, before, after)"
         " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)",

@@ -19,7 +19,7 @@ _names = itertools.count()
 async def test_alarms_raised_before_0004_get_their_state(postgres: EmbeddedPostgres) -> None:
     name = f"premigration_{os.getpid()}_{next(_names)}"
     postgres.psql(f"CREATE DATABASE {name};")
-    files = migration_files()
+    files = [f for f in migration_files() if f[0] < "0005"]  # up to 0004, the one tested
     before = [f for f in files if f[0] < "0004"]
     settled, pending = uuid.uuid4(), uuid.uuid4()
     try:
