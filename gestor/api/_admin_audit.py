@@ -19,6 +19,7 @@ from quart import Response, request
 from gestor.api import _validate as validate
 from gestor.api._auth import require_admin
 from gestor.api._problems import ApiProblem, json_response
+from gestor.store import ACTION_FILTER, ACTOR_FILTER
 
 if TYPE_CHECKING:
     from gestor.api._app import GestorApp
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
-ACTION = re.compile(r"[a-z][a-z0-9_]{0,31}(?:\.[a-z][a-z0-9_]{0,31}){0,3}\.?")
-_ACTOR = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,128}")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -35,7 +34,7 @@ def action_filter(raw: str | None) -> str | None:
     """An action (`rules.activate`) or a family of them (`rules.`); None when absent."""
     if not raw:
         return None
-    if not ACTION.fullmatch(raw):
+    if not ACTION_FILTER.fullmatch(raw):
         raise ApiProblem(422, "INVALID_ACTION", "action must be an action such as "
                          "'restriction.delete', or a family ending in '.' such as 'rules.'",
                          field="action")
@@ -50,7 +49,7 @@ def actor_filter(raw: str | None) -> str | None:
         raw.encode("utf-8")
     except UnicodeEncodeError:
         raw = "\x00"  # a lone surrogate: refused below like any unprintable text
-    if not _ACTOR.fullmatch(raw):
+    if not ACTOR_FILTER.fullmatch(raw):
         raise ApiProblem(422, "INVALID_ACTOR", "actor must be a key's name or id: 1 to 128 "
                          "characters, no control characters", field="actor")
     return raw

@@ -4,6 +4,7 @@ records, so the trail can't miss a change nor record one that did not happen."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,11 @@ import attrs
 
 from gestor.model import Actor
 from gestor.store._rows import decode_json, encode_json
+
+#: What `listing` filters on, as the API and the command line accept it: an action
+#: (`rules.activate`) or a family of them ending in '.' (`rules.`); a key's name or id.
+ACTION_FILTER = re.compile(r"[a-z][a-z0-9_]{0,31}(?:\.[a-z][a-z0-9_]{0,31}){0,3}\.?")
+ACTOR_FILTER = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,128}")
 
 
 @attrs.frozen
