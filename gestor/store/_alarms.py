@@ -76,7 +76,8 @@ async def resolve_alarm(conn: Any, alarm_id: int, resolution: NewAlarm, actor: A
     """`actor` resolves the one alarm `alarm_id` if it is open (as `resolve_alarms`); the alarm
     itself if it is not open (resolved already, or an event); None if there is none."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
-    row = await conn.fetchrow("SELECT * FROM alarms WHERE id = $1", alarm_id)
+    # FOR UPDATE: an acknowledgement in flight commits first, and `before` shows it.
+    row = await conn.fetchrow("SELECT * FROM alarms WHERE id = $1 FOR UPDATE", alarm_id)
     if row is None:
         return None
     found = alarm_from_row(row)
@@ -95,9 +96,9 @@ async def resolve_alarm(conn: Any, alarm_id: int, resolution: NewAlarm, actor: A
 async def acknowledge_alarm(conn: Any, alarm_id: int, actor: Actor, note: str
                             ) -> tuple[Alarm, bool] | None:
     """`actor` acknowledges the open alarm `alarm_id`: (the alarm now, True). (the alarm as
-    it is, False) if it is not open or already acknowledged; None if there is none."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
-    row = await conn.fetchrow("SELECT * FROM alarms WHERE id = $1", alarm_id)
+    it is, False) if it is not open or already acknowledged; None if there is none. (No new
+    alarm: the row's lock is enough, and a resolution committed meanwhile is seen.)"""
+    row = await conn.fetchrow("SELECT * FROM alarms WHERE id = $1 FOR UPDATE", alarm_id)
     if row is None:
         return None
     found = alarm_from_row(row)

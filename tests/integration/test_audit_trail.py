@@ -7,6 +7,7 @@ same trail."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import subprocess
 import sys
@@ -263,6 +264,36 @@ async def test_bad_audit_queries_name_the_field(served: Served) -> None:
             r = await http.get("/v1/admin/audit?action=keys.&actor=nobody&since=2020-01-01",
                                headers=ADMIN)
             assert r.status_code == 200 and r.json() == {"entries": [], "next": None}
+
+
+async def test_concurrent_changes_make_one_consistent_history(served: Served) -> None:
+    """Changes racing on one subject: each entry's `before` is the previous entry's `after`,
+    in id order; of acknowledgements racing on one alarm, one wins and is recorded."""
+    with trio.fail_after(90):
+        down = await open_alarm(served)
+        statuses: list[int] = []
+        async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
+            async def put(i: int) -> None:
+                r = await http.put(RESTRICTION, headers=ALICE, json={"reason": f"r{i}"})
+                statuses.append(r.status_code)
+
+            async def acknowledge() -> None:
+                r = await http.post(f"/v1/admin/alarms/{down.id}/acknowledge", headers=ALICE)
+                statuses.append(r.status_code)
+
+            async with trio.open_nursery() as nursery:
+                for i in range(8):
+                    nursery.start_soon(put, i)
+                for _ in range(5):
+                    nursery.start_soon(acknowledge)
+            assert sorted(statuses) == [200] * 9 + [409] * 4
+            puts = await trail(http, "?action=restriction.put")
+            assert len(puts) == 8 and puts[0]["before"] is None
+            assert all(b["before"] == a["after"] for a, b in itertools.pairwise(puts))
+            [ack] = await trail(http, "?action=alarm.acknowledge")
+            assert ack["before"]["acknowledged"] is None and ack["after"]["acknowledged"]
+            r = await http.get(f"/v1/admin/mobiles/{MSISDN}/restrictions", headers=ADMIN)
+            assert r.json()["restrictions"][0]["reason"] == puts[-1]["after"]["reason"]
 
 
 # -- one transaction: a failure on either side leaves neither ---------------------------------
