@@ -19,7 +19,7 @@ _names = itertools.count()
 async def test_alarms_raised_before_0004_get_their_state(postgres: EmbeddedPostgres) -> None:
     name = f"premigration_{os.getpid()}_{next(_names)}"
     postgres.psql(f"CREATE DATABASE {name};")
-    files = [f for f in migration_files() if f[0] < "0005"]  # up to 0004, the one tested
+    files = migration_files()
     before = [f for f in files if f[0] < "0004"]
     settled, pending = uuid.uuid4(), uuid.uuid4()
     try:
@@ -47,7 +47,7 @@ async def test_alarms_raised_before_0004_get_their_state(postgres: EmbeddedPostg
                         ])
 
                 await bridge.run(old_rows)
-                assert await bridge.run(_migrate, files) == ["0004_alarms.sql"]
+                assert (await bridge.run(_migrate, files))[0] == "0004_alarms.sql"  # and any later
 
                 async def states(conn: Any) -> list[tuple[str, str | None, str]]:
                     rows = await conn.fetch(
