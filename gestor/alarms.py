@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 import trio
 
-from gestor.model import Alarm, NewAlarm, Severity, Transaction, TxState
+from gestor.model import Actor, Alarm, NewAlarm, Severity, Transaction, TxState
 from gestor.store import Store, StoreUnavailable
 
 logger = logging.getLogger("gestor.alarms")
@@ -161,15 +161,16 @@ class AlarmHub:
         self._announce(alarm)
         return alarm
 
-    async def resolve_by_hand(self, alarm_id: int, operator: str, note: str = ""
+    async def resolve_by_hand(self, alarm_id: int, operator: Actor, note: str = ""
                               ) -> tuple[Alarm | None, Alarm | None]:
         """An operator declares alarm `alarm_id` settled (say a `platform_down` raised by a
-        worker that died before its circuit closed). (the `resolved` alarm, None) if it was
-        open; (None, the alarm) if it was not; (None, None) if there is no such alarm."""
-        message = f"resolved by {operator}" + (f": {note}" if note else "")
+        worker that died before its circuit closed); the audit trail records it. (the
+        `resolved` alarm, None) if it was open; (None, the alarm) if it was not; (None, None)
+        if there is no such alarm."""
+        message = f"resolved by {operator.name}" + (f": {note}" if note else "")
         resolution = NewAlarm("resolved", Severity.INFO, message,
-                              details={"by": operator, "note": note})
-        outcome = await self.store.resolve_alarm(alarm_id, resolution)
+                              details={"by": operator.name, "note": note})
+        outcome = await self.store.resolve_alarm(alarm_id, resolution, operator)
         if not isinstance(outcome, tuple):
             return None, outcome
         alarm, opened = outcome

@@ -1,5 +1,6 @@
 """The `gestor` command: `serve` (the whole system, embedded defaults), `simulate` (the
-external platforms' simulator on its own) and `reconcile` (transactions against the ledger)."""
+external platforms' simulator on its own), `reconcile` (transactions against the ledger),
+`rules` (rule-set files) and `audit` (the audit trail)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from gestor import cli_rules
+from gestor import cli_audit, cli_rules
 from gestor.logs import configure_logging
 from gestor.settings import Settings, SettingsError, load_settings
 from gestor.startup import StartupError
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--strict", action="store_true", help="unsettled (in-flight or "
                      "inconsistent) transactions count as mismatches")
     cli_rules.add_parser(sub)
+    cli_audit.add_parser(sub)
     return parser
 
 
@@ -84,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return reconcile(args)
         if args.command == "rules":
             return cli_rules.run(args)
+        if args.command == "audit":
+            return cli_audit.run(args)
         return simulate(args)
     except SettingsError as exc:
         print(f"gestor: {exc}", file=sys.stderr)

@@ -170,13 +170,31 @@ class Alarm:
     #: The `resolved` alarm that settled it, and when (None while open).
     resolved_by: int | None = None
     resolved_at: datetime | None = None
+    #: Who acknowledged it (the acting key's name), when, and what they said (None if nobody).
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    ack_note: str | None = None
 
     @property
     def state(self) -> str | None:
-        """'open' or 'resolved' for an alarm that must be resolved; None for an event."""
+        """'open' or 'resolved' for an alarm that must be resolved; None for an event. An
+        acknowledged alarm is still open: its cause has not settled."""
         if self.resolved_at is not None:
             return "resolved"
         return None if self.subject is None else "open"
+
+    def lifecycle(self) -> dict[str, Any]:
+        """Where the alarm stands: its state, what resolved it, who acknowledged it."""
+        acknowledged = None
+        if self.acknowledged_at is not None:
+            acknowledged = {"by": self.acknowledged_by, "at": self.acknowledged_at.isoformat(),
+                            "note": self.ack_note or ""}
+        return {
+            "state": self.state,
+            "resolved_by": self.resolved_by,
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+            "acknowledged": acknowledged,
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {

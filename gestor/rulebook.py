@@ -16,6 +16,7 @@ import attrs
 import trio
 
 from gestor.catalogue import Catalogue
+from gestor.model import Actor
 from gestor.rules import CompiledRules, RuleIssue, RuleSetError, compile_rules, parse_rules
 from gestor.store import RuleSetRecord, Store, StoreUnavailable
 
@@ -93,7 +94,7 @@ class RuleBook:
         self._reloads += 1
         logger.info("rules version %d active", record.version)
 
-    async def activate(self, version: int, actor: str) -> RuleSetRecord | None:
+    async def activate(self, version: int, actor: Actor) -> RuleSetRecord | None:
         record = await self.store.rules(version)
         if record is None:
             return None

@@ -2,8 +2,8 @@
 validate, dry-run against msisdns or sample customers, activate, roll back, audit).
 
 Every admin call needs the admin API key (`Authorization: Bearer <key>`, compared in constant
-time, never logged): none or a wrong one is 401; a valid channel key is 403. The actor recorded
-for changes is "admin", refined by an optional `X-Operator` header naming the person.
+time, never logged): none or a wrong one is 401; a valid channel key is 403. Who made a change
+(`acting()`) goes with it to the store, which writes the audit trail in the change's transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import attrs
 from quart import Response, request
 
 from gestor.api import _validate as validate
-from gestor.api._auth import require_admin
+from gestor.api._auth import acting, require_admin
 from gestor.api._body import JSON
 from gestor.api._problems import ApiProblem, json_response
 from gestor.reconcile import run_reconciliation
@@ -174,7 +174,8 @@ def register(app: GestorApp, settings: Settings) -> None:
 
     @app.post("/v1/admin/rules")
     async def create_rules() -> Response:
-        actor = require_admin(settings)
+        require_admin(settings)
+        actor = acting(settings)
         source, description, based_on = await _source_from_request()
         try:
             warnings = check_source(source, app.runtime.catalogue, settings.timezone)
@@ -190,7 +191,8 @@ def register(app: GestorApp, settings: Settings) -> None:
 
     @app.post("/v1/admin/rules/<raw>/activate")
     async def activate_rules(raw: str) -> Response:
-        actor = require_admin(settings)
+        require_admin(settings)
+        actor = acting(settings)
         version = version_of(raw)
         await record_of(version)
         try:
@@ -285,7 +287,8 @@ def register_restrictions(app: GestorApp, settings: Settings) -> None:
 
     @app.put("/v1/admin/mobiles/<raw_msisdn>/restrictions/<code>")
     async def put_restriction(raw_msisdn: str, code: str) -> Response:
-        actor = require_admin(settings)
+        require_admin(settings)
+        actor = acting(settings)
         msisdn = validate.msisdn(raw_msisdn)
         code = validate.restriction_code(code)
         raw = await request.get_data(cache=False, as_text=False)
@@ -300,15 +303,16 @@ def register_restrictions(app: GestorApp, settings: Settings) -> None:
                              field="until")
         until = validate.instant(until_raw, "until", datetime.now(UTC)) if until_raw else None
         restriction = await app.runtime.store.restrict(
-            msisdn, code, f"{reason or ''} (by {actor})".strip(), until)
+            msisdn, code, f"{reason or ''} (by {actor.name})".strip(), until, actor)
         return json_response({"msisdn": msisdn, **restriction.as_dict()})
 
     @app.delete("/v1/admin/mobiles/<raw_msisdn>/restrictions/<code>")
     async def delete_restriction(raw_msisdn: str, code: str) -> Response:
         require_admin(settings)
+        actor = acting(settings)
         msisdn = validate.msisdn(raw_msisdn)
         code = validate.restriction_code(code)
-        if not await app.runtime.store.lift(msisdn, code):
+        if await app.runtime.store.lift(msisdn, code, actor) is None:
             raise ApiProblem(404, "RESTRICTION_NOT_FOUND", f"{msisdn} has no restriction {code}",
                              field="code")
         return Response("", status=204)

@@ -1,11 +1,14 @@
 """Admin routes over the persisted alarms: `GET /v1/admin/alarms?state=&kind=&since=&limit=`
-lists them; `POST /v1/admin/alarms/<id>/resolve` resolves an open one by hand.
+lists them; `POST /v1/admin/alarms/<id>/acknowledge` says someone is on an open one;
+`POST /v1/admin/alarms/<id>/resolve` resolves an open one by hand.
 
 `state=open` lists the alarms still waiting for their cause to settle (a `resolved` alarm names
-each once it does), `state=resolved` those settled; without it, every alarm. Pages go by id:
-`since` is the last id of the previous page, and `next` links the following page (null on the
-last one). Resolving by hand (optional JSON `{"note"}`) is for an alarm whose cause went away
-unseen. Both need the admin key like every admin route.
+each once it does), `acknowledged` / `unacknowledged` the open ones someone has / nobody has
+acknowledged yet, `resolved` those settled; without it, every alarm. Pages go by id: `since` is
+the last id of the previous page, and `next` links the following page (null on the last one).
+Acknowledging (optional JSON `{"note"}`) records who and when on the alarm; it stays open.
+Resolving by hand (optional `{"note"}`) is for an alarm whose cause went away unseen. Both are
+in the audit trail. All need the admin key like every admin route.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from urllib.parse import urlencode
 from quart import Response, request
 
 from gestor.api import _validate as validate
-from gestor.api._auth import require_admin
+from gestor.api._auth import acting, require_admin
 from gestor.api._problems import ApiProblem, json_response
 from gestor.model import Alarm
 from gestor.settings import Settings
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-STATES = ("open", "resolved")
+STATES = ("open", "acknowledged", "unacknowledged", "resolved")
 _ID = re.compile(r"[0-9]{1,18}")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _MAX_KINDS = 32
@@ -37,7 +40,8 @@ def _state(raw: str | None) -> str | None:
     if raw is None or raw == "":
         return None
     if raw not in STATES:
-        raise ApiProblem(422, "INVALID_STATE", "state must be 'open' or 'resolved'",
+        raise ApiProblem(422, "INVALID_STATE",
+                         f"state must be one of {', '.join(repr(s) for s in STATES)}",
                          field="state")
     return raw
 
@@ -65,13 +69,32 @@ def _whole(raw: str | None, field: str, default: int, low: int, high: int) -> in
 
 
 def listed(alarm: Alarm) -> dict[str, Any]:
-    """An alarm as the admin API lists it: the feed's fields plus its state."""
-    return {
-        **alarm.as_dict(),
-        "state": alarm.state,
-        "resolved_by": alarm.resolved_by,
-        "resolved_at": alarm.resolved_at.isoformat() if alarm.resolved_at else None,
-    }
+    """An alarm as the admin API lists it: the feed's fields plus its state, what resolved it
+    and who acknowledged it."""
+    return {**alarm.as_dict(), **alarm.lifecycle()}
+
+
+def _alarm_id(raw_id: str) -> int:
+    if not _ID.fullmatch(raw_id) or int(raw_id) == 0:
+        raise ApiProblem(400, "INVALID_ALARM_ID", "an alarm id is a whole number from 1",
+                         field="id")
+    return int(raw_id)
+
+
+def _note(raw: str | bytes) -> str:
+    """The optional JSON body `{"note": "..."}` of an acknowledgement or resolution."""
+    assert isinstance(raw, bytes)
+    if not raw.strip():
+        return ""
+    body = validate.json_object(raw)
+    unknown = sorted(set(body) - {"note"})
+    if unknown:
+        raise ApiProblem(422, "UNKNOWN_FIELD", f"unknown field {unknown[0]!r}",
+                         field=unknown[0])
+    note = body.get("note", "")
+    if not isinstance(note, str) or len(note) > 500:
+        raise ApiProblem(422, "INVALID_NOTE", "note: text up to 500 characters", field="note")
+    return note
 
 
 def register(app: GestorApp, settings: Settings) -> None:
@@ -96,23 +119,10 @@ def register(app: GestorApp, settings: Settings) -> None:
     async def resolve_alarm(raw_id: str) -> Response:
         """An operator declares an open alarm settled (one whose cause went away unseen, such
         as a `platform_down` raised by a worker that died): a `resolved` alarm names it."""
-        actor = require_admin(settings)
-        if not _ID.fullmatch(raw_id) or int(raw_id) == 0:
-            raise ApiProblem(400, "INVALID_ALARM_ID", "an alarm id is a whole number from 1",
-                             field="id")
-        alarm_id = int(raw_id)
-        raw = await request.get_data(cache=False, as_text=False)
-        note = ""
-        if raw.strip():
-            body = validate.json_object(raw)
-            unknown = sorted(set(body) - {"note"})
-            if unknown:
-                raise ApiProblem(422, "UNKNOWN_FIELD", f"unknown field {unknown[0]!r}",
-                                 field=unknown[0])
-            note = body.get("note", "")
-            if not isinstance(note, str) or len(note) > 500:
-                raise ApiProblem(422, "INVALID_NOTE", "note: text up to 500 characters",
-                                 field="note")
+        require_admin(settings)
+        actor = acting(settings)
+        alarm_id = _alarm_id(raw_id)
+        note = _note(await request.get_data(cache=False, as_text=False))
         resolved, other = await app.runtime.alarms.resolve_by_hand(alarm_id, actor, note)
         if resolved is not None:
             return json_response(listed(resolved))
@@ -120,3 +130,27 @@ def register(app: GestorApp, settings: Settings) -> None:
             raise ApiProblem(404, "ALARM_NOT_FOUND", f"no alarm {alarm_id}", field="id")
         raise ApiProblem(409, "ALARM_NOT_OPEN",
                          f"alarm {alarm_id} is not open (state {other.state})", field="id")
+
+    @app.post("/v1/admin/alarms/<raw_id>/acknowledge")
+    async def acknowledge_alarm(raw_id: str) -> Response:
+        """An operator takes an open alarm in hand: who and when are recorded on it (and in
+        the audit trail); it stays open until its cause settles or it is resolved."""
+        require_admin(settings)
+        actor = acting(settings)
+        alarm_id = _alarm_id(raw_id)
+        note = _note(await request.get_data(cache=False, as_text=False))
+        outcome = await app.runtime.store.acknowledge_alarm(alarm_id, actor, note)
+        if outcome is None:
+            raise ApiProblem(404, "ALARM_NOT_FOUND", f"no alarm {alarm_id}", field="id")
+        alarm, done = outcome
+        if done:
+            return json_response(listed(alarm))
+        if alarm.state != "open":
+            raise ApiProblem(409, "ALARM_NOT_OPEN", f"alarm {alarm_id} is not open (state "
+                             f"{alarm.state}): only an open alarm can be acknowledged",
+                             field="id")
+        assert alarm.acknowledged_at is not None
+        raise ApiProblem(409, "ALARM_ALREADY_ACKNOWLEDGED",
+                         f"alarm {alarm_id} was already acknowledged by {alarm.acknowledged_by}"
+                         f" at {alarm.acknowledged_at.isoformat()}", field="id",
+                         acknowledged=listed(alarm)["acknowledged"])

@@ -15,6 +15,7 @@ from typing import Any
 from quart import request
 
 from gestor.api._problems import ApiProblem
+from gestor.model import Actor
 from gestor.settings import Settings
 
 _OPERATOR = re.compile(r"[\w.@-]{1,64}", re.ASCII)
@@ -68,3 +69,10 @@ def require_admin(settings: Settings) -> str:
     raise ApiProblem(401, "UNAUTHORIZED", "an admin API key is required "
                      "(Authorization: Bearer <key>)", field="Authorization",
                      headers={"WWW-Authenticate": 'Bearer realm="gestor-admin"'})
+
+
+def acting(settings: Settings) -> Actor:
+    """Who is making this admin call, for the audit trail: the acting key's public id and its
+    name (today the one admin key, named as `require_admin` names it); a 401/403 problem if the
+    caller may not use admin operations."""
+    return Actor("admin-key", require_admin(settings))

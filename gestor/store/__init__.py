@@ -5,7 +5,7 @@ an asyncio loop in a thread of its own (DESIGN D1; `_bridge` says why not trio-a
 `start_embedded(dir)` runs the embedded server (D2).
 """
 
-from gestor.store._audit import AuditRecord
+from gestor.store._audit import ACTION_FILTER, ACTOR_FILTER, AuditRecord
 from gestor.store._batch import Batcher, BatcherStatistics, Queued, Withdrawn
 from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
 from gestor.store._counts import TABLES, table_counts
@@ -45,6 +45,8 @@ from gestor.store._transactions import (
 )
 
 __all__ = [
+    "ACTION_FILTER",
+    "ACTOR_FILTER",
     "TABLES",
     "AcceptOutcome",
     "Accepted",

@@ -1,5 +1,6 @@
 """SQL for alarms: insert (and NOTIFY every worker, DESIGN D8), replay since an id, resolve the
-open ones, list them for the admin API.
+open ones, acknowledge one, list them for the admin API. What an operator does to an alarm by
+hand (`alarm.resolve`, `alarm.acknowledge`) is in the audit trail, written in its transaction.
 
 Every write takes one transaction-scoped advisory lock before its insert, so alarm ids are
 committed in id order across workers and nodes: a reader that has seen id N never later finds
@@ -15,7 +16,8 @@ from typing import Any
 
 import attrs
 
-from gestor.model import Alarm, NewAlarm
+from gestor.model import Actor, Alarm, NewAlarm
+from gestor.store import _audit
 from gestor.store._rows import alarm_from_row, encode_json
 
 ALARM_CHANNEL = "gestor_alarms"
@@ -64,19 +66,51 @@ async def resolve_alarms(conn: Any, kinds: Sequence[str], subject: str, resoluti
     return await _resolve(conn, rows, resolution)
 
 
-async def resolve_alarm(conn: Any, alarm_id: int, resolution: NewAlarm
+def _audited(alarm: Alarm) -> dict[str, Any]:
+    """An alarm as the audit trail shows it: what it is and where it stands."""
+    return {"id": alarm.id, "kind": alarm.kind, **alarm.lifecycle()}
+
+
+async def resolve_alarm(conn: Any, alarm_id: int, resolution: NewAlarm, actor: Actor
                         ) -> tuple[Alarm, list[Alarm]] | Alarm | None:
-    """Resolve the one alarm `alarm_id` if it is open (as `resolve_alarms`); the alarm itself
-    if it is not open (resolved already, or an event); None if there is none."""
+    """`actor` resolves the one alarm `alarm_id` if it is open (as `resolve_alarms`); the alarm
+    itself if it is not open (resolved already, or an event); None if there is none."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
-    row = await conn.fetchrow("SELECT * FROM alarms WHERE id = $1", alarm_id)
+    # FOR UPDATE: an acknowledgement in flight commits first, and `before` shows it.
+    row = await conn.fetchrow("SELECT * FROM alarms WHERE id = $1 FOR UPDATE", alarm_id)
     if row is None:
         return None
     found = alarm_from_row(row)
     if found.state != "open":
         return found
     about = attrs.evolve(resolution, msisdn=found.msisdn, transaction_id=found.transaction_id)
-    return await _resolve(conn, [row], about)
+    outcome = await _resolve(conn, [row], about)
+    assert outcome is not None
+    resolved, _ = outcome
+    after = attrs.evolve(found, resolved_by=resolved.id, resolved_at=resolved.at)
+    await _audit.record(conn, actor, "alarm.resolve", f"alarms/{alarm_id}", _audited(found),
+                        _audited(after))
+    return outcome
+
+
+async def acknowledge_alarm(conn: Any, alarm_id: int, actor: Actor, note: str
+                            ) -> tuple[Alarm, bool] | None:
+    """`actor` acknowledges the open alarm `alarm_id`: (the alarm now, True). (the alarm as
+    it is, False) if it is not open or already acknowledged; None if there is none. (No new
+    alarm: the row's lock is enough, and a resolution committed meanwhile is seen.)"""
+    row = await conn.fetchrow("SELECT * FROM alarms WHERE id = $1 FOR UPDATE", alarm_id)
+    if row is None:
+        return None
+    found = alarm_from_row(row)
+    if found.state != "open" or found.acknowledged_at is not None:
+        return found, False
+    row = await conn.fetchrow(
+        "UPDATE alarms SET acknowledged_at = clock_timestamp(), acknowledged_by = $2,"
+        " ack_note = $3 WHERE id = $1 RETURNING *", alarm_id, actor.name, note)
+    acknowledged = alarm_from_row(row)
+    await _audit.record(conn, actor, "alarm.acknowledge", f"alarms/{alarm_id}",
+                        _audited(found), _audited(acknowledged))
+    return acknowledged, True
 
 
 async def _resolve(conn: Any, rows: Sequence[Any], resolution: NewAlarm
@@ -109,10 +143,16 @@ async def alarms_after(conn: Any, after_id: int, limit: int) -> list[Alarm]:
 
 async def list_alarms(conn: Any, after_id: int, limit: int, state: str | None,
                       kinds: Sequence[str] | None) -> list[Alarm]:
-    """Alarms after `after_id` in id order; `state` 'open' or 'resolved' keeps only those."""
+    """Alarms after `after_id` in id order; `state` keeps only those 'open' (acknowledged or
+    not), 'acknowledged' (open and acknowledged), 'unacknowledged' (open, not acknowledged) or
+    'resolved'."""
     where = ["id > $1"]
     if state == "open":
         where.append(_OPEN)
+    elif state == "acknowledged":
+        where.append(f"{_OPEN} AND acknowledged_at IS NOT NULL")
+    elif state == "unacknowledged":
+        where.append(f"{_OPEN} AND acknowledged_at IS NULL")
     elif state == "resolved":
         where.append("resolved_at IS NOT NULL")
     elif state is not None:

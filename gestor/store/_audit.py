@@ -4,6 +4,7 @@ records, so the trail can't miss a change nor record one that did not happen."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,11 @@ import attrs
 
 from gestor.model import Actor
 from gestor.store._rows import decode_json, encode_json
+
+#: What `listing` filters on, as the API and the command line accept it: an action
+#: (`rules.activate`) or a family of them ending in '.' (`rules.`); a key's name or id.
+ACTION_FILTER = re.compile(r"[a-z][a-z0-9_]{0,31}(?:\.[a-z][a-z0-9_]{0,31}){0,3}\.?")
+ACTOR_FILTER = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,128}")
 
 
 @attrs.frozen
@@ -38,9 +44,16 @@ def _record(row: Any) -> AuditRecord:
     )
 
 
+#: Taken (transaction-scoped) before each insert, so rows commit in id order: a reader paging
+#: with `id > last` never later finds a lower id committed (as `_alarms` does for alarm ids).
+_LOCK_ID = 0x6175_6474  # "audt"
+
+
 async def record(conn: Any, actor: Actor, action: str, subject: str, before: Any = None,
                  after: Any = None) -> None:
-    """Append one row; call it on the connection (and in the transaction) of the change."""
+    """Append one row; call it on the connection (and in the transaction) of the change, as
+    its last statement: it holds the trail's lock until that transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
     await conn.execute(
         "INSERT INTO audit (actor_id, actor, action, subject, before, after)"
         " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)",

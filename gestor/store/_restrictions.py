@@ -1,6 +1,7 @@
 """SQL for per-subscriber restrictions (codes the rules see as `restrictions`). Nothing caches
 them: every acceptance and listing reads them in the crossing that decides, so a change holds at
-once in every worker and node."""
+once in every worker and node. Every change (`restriction.put`, `restriction.delete`) is in the
+audit trail, with the restriction before and after, written in the change's transaction."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from datetime import datetime
 from typing import Any
 
 import attrs
+
+from gestor.model import Actor
+from gestor.store import _audit
 
 
 @attrs.frozen
@@ -36,19 +40,47 @@ async def list_for(conn: Any, msisdn: str) -> list[Restriction]:
     return [_restriction(r) for r in rows]
 
 
+def subject(msisdn: str, code: str) -> str:
+    """What the audit trail calls a restriction (its admin API path under /v1/admin)."""
+    return f"mobiles/{msisdn}/restrictions/{code}"
+
+
+def _audited(restriction: Restriction) -> dict[str, Any]:
+    return {"msisdn": restriction.msisdn, **restriction.as_dict()}
+
+
 async def put(conn: Any, msisdn: str, code: str, reason: str | None,
-              until: datetime | None) -> Restriction:
+              until: datetime | None, actor: Actor) -> Restriction:
+    """Set (or replace) a restriction; the audit trail gets what it was before (or null)."""
+    while True:
+        old = await conn.fetchrow(
+            "SELECT * FROM restrictions WHERE msisdn = $1 AND code = $2 FOR UPDATE", msisdn, code)
+        if old is not None:
+            row = await conn.fetchrow(
+                "UPDATE restrictions SET reason = $3, until = $4"
+                " WHERE msisdn = $1 AND code = $2 RETURNING *", msisdn, code, reason, until)
+            break
+        row = await conn.fetchrow(
+            "INSERT INTO restrictions (msisdn, code, reason, until) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (msisdn, code) DO NOTHING RETURNING *", msisdn, code, reason, until)
+        if row is not None:
+            break
+        # Another transaction inserted it meanwhile: lock that one and replace it.
+    before = None if old is None else _audited(_restriction(old))
+    restriction = _restriction(row)
+    await _audit.record(conn, actor, "restriction.put", subject(msisdn, code), before,
+                        _audited(restriction))
+    return restriction
+
+
+async def delete(conn: Any, msisdn: str, code: str, actor: Actor) -> Restriction | None:
+    """Lift a restriction: what was deleted (in the audit trail as `before`), or None."""
     row = await conn.fetchrow(
-        "INSERT INTO restrictions (msisdn, code, reason, until) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (msisdn, code) DO UPDATE SET reason = EXCLUDED.reason,"
-        " until = EXCLUDED.until RETURNING *",
-        msisdn, code, reason, until,
+        "DELETE FROM restrictions WHERE msisdn = $1 AND code = $2 RETURNING *", msisdn, code
     )
-    return _restriction(row)
-
-
-async def delete(conn: Any, msisdn: str, code: str) -> bool:
-    result = await conn.execute(
-        "DELETE FROM restrictions WHERE msisdn = $1 AND code = $2", msisdn, code
-    )
-    return bool(result != "DELETE 0")
+    if row is None:
+        return None
+    lifted = _restriction(row)
+    await _audit.record(conn, actor, "restriction.delete", subject(msisdn, code),
+                        _audited(lifted), None)
+    return lifted

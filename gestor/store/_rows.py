@@ -78,4 +78,7 @@ def alarm_from_row(row: Mapping[str, Any]) -> Alarm:
         subject=row.get("subject"),
         resolved_by=row.get("resolved_by"),
         resolved_at=row.get("resolved_at"),
+        acknowledged_by=row.get("acknowledged_by"),
+        acknowledged_at=row.get("acknowledged_at"),
+        ack_note=row.get("ack_note"),
     )

@@ -1,11 +1,19 @@
-"""SQL for rule-set versions: drafts, atomic activation (and NOTIFY to every worker), audit."""
+"""SQL for rule-set versions: drafts, atomic activation (and NOTIFY to every worker), audit.
+
+Each version keeps its own history in `rule_set_audit` (who created and activated it); every
+change is also in the unified audit trail (`rules.create`, `rules.activate`), written in the
+same transaction."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
+
+from gestor.model import Actor
+from gestor.store import _audit as _audit_trail
 
 if TYPE_CHECKING:
     from gestor.store._bridge import Bridge
@@ -57,15 +65,25 @@ async def _audit(conn: Any, version: int, action: str, actor: str) -> None:
     )
 
 
-async def create(conn: Any, source: str, description: str, actor: str,
+def _audited(record: RuleSetRecord) -> dict[str, Any]:
+    """A version as the audit trail shows it: its summary and its source's SHA-256 (the source
+    itself stays in `rule_sets`, never changed)."""
+    digest = hashlib.sha256(record.source.encode("utf-8", "surrogatepass")).hexdigest()
+    return {**record.summary(), "source_sha256": digest}
+
+
+async def create(conn: Any, source: str, description: str, actor: Actor,
                  based_on: int | None) -> RuleSetRecord:
     row = await conn.fetchrow(
         "INSERT INTO rule_sets (status, source, description, based_on, created_by)"
         " VALUES ('draft', $1, $2, $3, $4) RETURNING *",
-        source, description, based_on, actor,
+        source, description, based_on, actor.name,
     )
-    await _audit(conn, row["version"], "create", actor)
-    return _record(row)
+    await _audit(conn, row["version"], "create", actor.name)
+    created = _record(row)
+    await _audit_trail.record(conn, actor, "rules.create", f"rules/{created.version}", None,
+                              _audited(created))
+    return created
 
 
 async def seed(conn: Any, source: str, description: str) -> RuleSetRecord:
@@ -108,21 +126,30 @@ async def listing(conn: Any) -> list[RuleSetRecord]:
     return [_record(r) for r in await conn.fetch("SELECT * FROM rule_sets ORDER BY version")]
 
 
-async def activate(conn: Any, version: int, actor: str) -> RuleSetRecord | None:
-    """Make `version` the active one, retiring the current, in one transaction; NOTIFY."""
+async def activate(conn: Any, version: int, actor: Actor) -> RuleSetRecord | None:
+    """Make `version` the active one, retiring the current, in one transaction; NOTIFY.
+    Activating the active version changes nothing and records nothing."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", 0x72756C65)
     target = await conn.fetchrow("SELECT * FROM rule_sets WHERE version = $1 FOR UPDATE",
                                  version)
     if target is None:
         return None
     if target["status"] != "active":
-        await conn.execute("UPDATE rule_sets SET status = 'retired' WHERE status = 'active'")
+        before = _record(target)
+        previous = await conn.fetchval(
+            "UPDATE rule_sets SET status = 'retired' WHERE status = 'active' RETURNING version")
         target = await conn.fetchrow(
             "UPDATE rule_sets SET status = 'active', activated_by = $2, activated_at = now()"
             " WHERE version = $1 RETURNING *",
-            version, actor,
+            version, actor.name,
         )
-        await _audit(conn, version, "activate", actor)
+        await _audit(conn, version, "activate", actor.name)
+        after = _record(target)
+        await _audit_trail.record(
+            conn, actor, "rules.activate", f"rules/{version}",
+            {**before.summary(), "active_version": previous},
+            {**after.summary(), "active_version": version},
+        )
     await conn.execute("SELECT pg_notify($1, $2)", RULES_CHANNEL, str(version))
     return _record(target)
 

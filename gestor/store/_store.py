@@ -20,6 +20,7 @@ import attrs
 import trio
 
 from gestor.model import (
+    Actor,
     Alarm,
     NewAlarm,
     NewTransaction,
@@ -217,11 +218,17 @@ class Store:
         resolved by it, in one transaction; None if none was open."""
         return await self.bridge.run(_alarms.resolve_alarms, list(kinds), subject, resolution)
 
-    async def resolve_alarm(self, alarm_id: int, resolution: NewAlarm
+    async def resolve_alarm(self, alarm_id: int, resolution: NewAlarm, actor: Actor
                             ) -> tuple[Alarm, list[Alarm]] | Alarm | None:
-        """Resolve alarm `alarm_id` by `resolution` if it is open; else the alarm as it is, or
-        None if there is none."""
-        return await self.bridge.run(_alarms.resolve_alarm, alarm_id, resolution)
+        """`actor` resolves alarm `alarm_id` by `resolution` if it is open (audited); else the
+        alarm as it is, or None if there is none."""
+        return await self.bridge.run(_alarms.resolve_alarm, alarm_id, resolution, actor)
+
+    async def acknowledge_alarm(self, alarm_id: int, actor: Actor, note: str = ""
+                                ) -> tuple[Alarm, bool] | None:
+        """`actor` acknowledges the open alarm `alarm_id` (audited): (the alarm, True); (the
+        alarm as it is, False) if it is not open or already acknowledged; None if none."""
+        return await self.bridge.run(_alarms.acknowledge_alarm, alarm_id, actor, note)
 
     async def open_transaction_alarms(self, kinds: Sequence[str]
                                       ) -> list[tuple[uuid.UUID, str, str, str]]:
@@ -234,7 +241,8 @@ class Store:
 
     async def list_alarms(self, after_id: int = 0, limit: int = 100, state: str | None = None,
                           kinds: Sequence[str] | None = None) -> list[Alarm]:
-        """Alarms after `after_id` in id order, `state` 'open'/'resolved' and `kinds` filtering."""
+        """Alarms after `after_id` in id order, `state` ('open', 'acknowledged',
+        'unacknowledged', 'resolved') and `kinds` filtering."""
         return await self.bridge.run(_alarms.list_alarms, after_id, limit, state,
                                      list(kinds) if kinds else None, transaction=False)
 
@@ -251,7 +259,7 @@ class Store:
     async def seed_rules(self, source: str, description: str) -> RuleSetRecord:
         return await self.bridge.run(_rule_sets.seed, source, description)
 
-    async def create_rules(self, source: str, description: str, actor: str,
+    async def create_rules(self, source: str, description: str, actor: Actor,
                            based_on: int | None) -> RuleSetRecord:
         return await self.bridge.run(_rule_sets.create, source, description, actor, based_on)
 
@@ -264,7 +272,7 @@ class Store:
     async def rule_sets(self) -> list[RuleSetRecord]:
         return await self.bridge.run(_rule_sets.listing, transaction=False)
 
-    async def activate_rules(self, version: int, actor: str) -> RuleSetRecord | None:
+    async def activate_rules(self, version: int, actor: Actor) -> RuleSetRecord | None:
         return await self.bridge.run(_rule_sets.activate, version, actor)
 
     async def rules_audit(self, version: int | None = None) -> list[AuditEntry]:
@@ -289,11 +297,13 @@ class Store:
         return await self.bridge.run(_restrictions.list_for, msisdn, transaction=False)
 
     async def restrict(self, msisdn: str, code: str, reason: str | None,
-                       until: datetime | None) -> Restriction:
-        return await self.bridge.run(_restrictions.put, msisdn, code, reason, until)
+                       until: datetime | None, actor: Actor) -> Restriction:
+        """Set or replace a restriction; audited (`restriction.put`) in the same transaction."""
+        return await self.bridge.run(_restrictions.put, msisdn, code, reason, until, actor)
 
-    async def lift(self, msisdn: str, code: str) -> bool:
-        return await self.bridge.run(_restrictions.delete, msisdn, code)
+    async def lift(self, msisdn: str, code: str, actor: Actor) -> Restriction | None:
+        """Delete a restriction: what was deleted (audited, `restriction.delete`), or None."""
+        return await self.bridge.run(_restrictions.delete, msisdn, code, actor)
 
     async def ping(self) -> bool:
         async def _ping(conn: Any) -> bool:

@@ -88,7 +88,7 @@ def path_of(draw: st.DrawFn, rule: str) -> str:
     return _ARG.sub(lambda m: draw(segments(m.group(1))), rule)
 
 
-QUERY_KEYS = ["limit", "state", "channel", "since", "until", "strict"]
+QUERY_KEYS = ["limit", "state", "channel", "since", "until", "strict", "actor", "action", "after"]
 
 
 @st.composite
@@ -103,7 +103,7 @@ def queries(draw: st.DrawFn) -> str:
 
 
 BODY_KEYS = ["msisdn", "bono_id", "channel", "source", "description", "based_on", "msisdns",
-             "customers", "reason", "until"]
+             "customers", "reason", "until", "note"]
 json_leaves = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
                         st.floats(allow_nan=False, allow_infinity=False), texts)
 json_values = st.recursive(
@@ -122,7 +122,7 @@ near_valid_objects = st.fixed_dictionaries(
         "description": json_values, "based_on": st.one_of(st.just(1), json_values),
         "msisdns": st.one_of(st.just([MSISDN]), json_values),
         "customers": st.one_of(st.just([{"segment": "corporate", "balance": 5}]), json_values),
-        "reason": json_values, "until": json_values,
+        "reason": json_values, "until": json_values, "note": json_values,
     })
 
 

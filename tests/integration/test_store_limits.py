@@ -14,7 +14,14 @@ from typing import Any
 
 import trio
 
-from gestor.model import HistoryEntry, NewTransaction, Transaction, Transition, TxState
+from gestor.model import (
+    Actor,
+    HistoryEntry,
+    NewTransaction,
+    Transaction,
+    Transition,
+    TxState,
+)
 from gestor.store import (
     Accepted,
     AcceptOutcome,
@@ -27,6 +34,7 @@ from gestor.store import (
 from gestor.store._bridge import Lane
 
 MSISDN = "5491100000001"
+OPERATOR = Actor("test-key", "tester")
 
 
 def _new(msisdn: str = MSISDN, key: str | None = None) -> NewTransaction:
@@ -74,8 +82,9 @@ async def test_every_acceptance_reads_the_history_committed_by_any_process(
             assert counters.last_purchase_at == stored_first.created_at
             assert await one.transition(_end(second.transaction.id, TxState.COMPLETED, 700))
             # Restrictions too: in force at the acceptance, whoever set them.
-            await one.restrict(MSISDN, "FRAUD", None, None)
-            await one.restrict(MSISDN, "OLD", None, datetime.now(UTC) - timedelta(seconds=1))
+            await one.restrict(MSISDN, "FRAUD", None, None, OPERATOR)
+            await one.restrict(MSISDN, "OLD", None, datetime.now(UTC) - timedelta(seconds=1),
+                               OPERATOR)
             third = await _accepted(two, _new())
             assert third.subscriber.restrictions == ("FRAUD",)
             counters = third.subscriber.counters
