@@ -23,6 +23,7 @@ from gestor.store._health import (
     StoreUnavailable,
     describe_failure,
 )
+from gestor.store._keys import CALLS, KINDS, ROLES, KeyRecord, KeyStore, NewKey
 from gestor.store._migrate import migrate, migration_files
 from gestor.store._reconcile import (
     NoEmbeddedDatabase,
@@ -45,6 +46,9 @@ from gestor.store._transactions import (
 )
 
 __all__ = [
+    "CALLS",
+    "KINDS",
+    "ROLES",
     "TABLES",
     "AcceptOutcome",
     "Accepted",
@@ -62,7 +66,10 @@ __all__ = [
     "Expired",
     "HealthChange",
     "HealthStatistics",
+    "KeyRecord",
     "KeyReused",
+    "KeyStore",
+    "NewKey",
     "NoEmbeddedDatabase",
     "PendingExists",
     "Queued",

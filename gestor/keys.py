@@ -1,0 +1,144 @@
+"""API keys: their raw form, how a secret is checked, and who a key makes the caller.
+
+A key is `gk_<id>_<secret>`: `id` (12 hex digits) is public and finds the key's row; `secret`
+is 256 random bits (43 URL-safe base64 characters). Only `SHA-256(secret)` is stored. A plain
+hash is right here, unlike for passwords: a slow, salted hash (bcrypt, Argon2) protects
+low-entropy secrets people choose against guessing after a database leak, but a 256-bit random
+secret cannot be guessed whatever the hash costs, and SHA-256 keeps checking a key (on every
+request whose key is not cached) to a microsecond. It is compared in constant time.
+
+A `Principal` is who a request acts for: a channel key (its name is the client, the scope of
+its Idempotency-Keys; its scopes bound what it may do), an operator key (its name is the
+operator's, its role bounds what they may do), or, on loopback with no channel keys
+configured, an open caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+
+import attrs
+
+from gestor.model import Actor
+from gestor.store import CALLS, KeyRecord
+
+PREFIX = "gk_"
+#: In a key's channels or calls: any.
+ANY = "*"
+_RAW = re.compile(r"gk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+ROLE_RANK = {"viewer": 1, "operator": 2, "admin": 3}
+
+
+def digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def new_key() -> tuple[str, str, bytes]:
+    """(public id, raw key to hand out once, hash of its secret to store)."""
+    key_id = secrets.token_hex(6)
+    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    return key_id, f"{PREFIX}{key_id}_{secret}", digest(secret)
+
+
+def parse(raw: str) -> tuple[str, str] | None:
+    """(id, secret) of a raw key in the `gk_` form, or None."""
+    match = _RAW.fullmatch(raw)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def secret_matches(record: KeyRecord, secret: str) -> bool:
+    return hmac.compare_digest(record.secret_sha256, digest(secret))
+
+
+@attrs.frozen
+class Principal:
+    """Who a request acts for (`quart.g.principal`).
+
+    `kind`: "channel", "operator" or "open"; `key_id`: the key's public id ("env:<name>" for a
+    `GESTOR_API_KEYS` key, "admin" for the bootstrap admin key, "open" without a key); `name`:
+    the client (channel keys, open callers) or the operator. Channel scopes: `channels` and
+    `calls` it may use (None: any), `msisdn_prefixes` (empty: any msisdn), `read_all` (else
+    only its own transactions). Operators: `role`.
+    """
+
+    kind: str
+    key_id: str
+    name: str
+    role: str | None = None
+    channels: frozenset[str] | None = None
+    calls: frozenset[str] | None = None
+    msisdn_prefixes: tuple[str, ...] = ()
+    read_all: bool = False
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.key_id, self.name)
+
+    @property
+    def rate_scope(self) -> str:
+        """What rate limits are keyed on: the key's id (every key its own bucket)."""
+        return self.key_id
+
+    def has_role(self, role: str) -> bool:
+        return self.role is not None and ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+    def missing_call(self, call: str) -> str | None:
+        """The scope this principal lacks to make `call`, or None."""
+        if self.kind == "operator":
+            return None if call in ("list", "status") else f"call:{call}"
+        return None if self.calls is None or call in self.calls else f"call:{call}"
+
+    def missing_channel(self, channel: str) -> str | None:
+        if self.kind == "operator" or self.channels is None or channel in self.channels:
+            return None
+        return f"channel:{channel}"
+
+    def missing_msisdn(self, msisdn: str) -> str | None:
+        if not self.msisdn_prefixes or msisdn.startswith(self.msisdn_prefixes):
+            return None
+        return f"msisdn:{msisdn}"
+
+    def reads_all(self) -> bool:
+        return self.read_all or self.kind != "channel"
+
+    def default_channel(self) -> str | None:
+        """The one channel a channel key is limited to, if exactly one."""
+        if self.channels is not None and len(self.channels) == 1:
+            return next(iter(self.channels))
+        return None
+
+
+def open_principal(client: str) -> Principal:
+    """A caller on loopback while no channel key is configured: may do anything a channel
+    may, and watch the alarms."""
+    return Principal("open", "open", client, read_all=True)
+
+
+def bootstrap_channel(name: str) -> Principal:
+    """A `GESTOR_API_KEYS` key: every channel, call and msisdn, reads everything."""
+    return Principal("channel", f"env:{name}", name, read_all=True)
+
+
+BOOTSTRAP_ADMIN = Principal("operator", "admin", "admin", role="admin")
+
+
+def principal_of(record: KeyRecord) -> Principal:
+    if record.kind == "operator":
+        return Principal("operator", record.id, record.name, role=record.role)
+    return Principal("channel", record.id, record.name, channels=_any(record.channels),
+                     calls=_any(record.calls), msisdn_prefixes=record.msisdn_prefixes,
+                     read_all=record.read_all)
+
+
+def _any(values: tuple[str, ...]) -> frozenset[str] | None:
+    """A stored scope list: `*` is any value; an empty list, none."""
+    return None if ANY in values else frozenset(values)
+
+
+__all__ = ["ANY", "BOOTSTRAP_ADMIN", "CALLS", "PREFIX", "ROLE_RANK", "Principal",
+           "bootstrap_channel", "digest", "new_key", "open_principal", "parse", "principal_of",
+           "secret_matches"]
