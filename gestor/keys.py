@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 
@@ -52,6 +53,17 @@ def parse(raw: str) -> tuple[str, str] | None:
 
 def secret_matches(record: KeyRecord, secret: str) -> bool:
     return hmac.compare_digest(record.secret_sha256, digest(secret))
+
+
+def is_loopback(bind: str) -> bool:
+    """Whether `HOST:PORT` listens on a loopback address only."""
+    host = bind.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @attrs.frozen
@@ -139,6 +151,8 @@ def _any(values: tuple[str, ...]) -> frozenset[str] | None:
     return None if ANY in values else frozenset(values)
 
 
-__all__ = ["ANY", "BOOTSTRAP_ADMIN", "CALLS", "PREFIX", "ROLE_RANK", "Principal",
-           "bootstrap_channel", "digest", "new_key", "open_principal", "parse", "principal_of",
-           "secret_matches"]
+__all__ = [
+    "ANY", "BOOTSTRAP_ADMIN", "CALLS", "PREFIX", "ROLE_RANK", "Principal", "bootstrap_channel",
+    "digest", "is_loopback", "new_key", "open_principal", "parse", "principal_of",
+    "secret_matches",
+]

@@ -22,7 +22,6 @@ for a change is the key's name, never a header.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import re
 from typing import Any
@@ -35,6 +34,7 @@ from gestor.keys import (
     BOOTSTRAP_ADMIN,
     Principal,
     bootstrap_channel,
+    is_loopback,
     open_principal,
     parse,
     principal_of,
@@ -85,17 +85,6 @@ ROUTE_CALLS: dict[tuple[str, str], str] = {
 WEBSOCKET_ROLES: dict[str, str] = {"/v1/alarms": "viewer"}
 
 _warned: set[tuple[str, str]] = set()
-
-
-def is_loopback(bind: str) -> bool:
-    """Whether `HOST:PORT` listens on a loopback address only."""
-    host = bind.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _bearer(headers: Any) -> str | None:
