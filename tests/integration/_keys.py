@@ -89,7 +89,6 @@ def watch_leaks() -> Iterator[Leaks]:
         root.setLevel(root_level)
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
-    assert found.logs, "no log record was captured: the watch is blind"
     assert found.found() == []
 
 
