@@ -22,10 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import attrs
 import trio
 
-from gestor.keys import ANY, new_key
+from gestor.keys import ANY, DEFAULT_CALLS, KeyRequestError, key_request, replacement
 from gestor.model import Actor
 from gestor.rules import CHANNELS
 from gestor.settings import Settings, load_settings
@@ -33,10 +32,8 @@ from gestor.store import CALLS, ROLES, KeyRecord, KeyStore, NewKey
 
 T = TypeVar("T")
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _DURATION = re.compile(r"(\d{1,6})([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-DEFAULT_CALLS = ("list", "purchase", "status")
 
 
 class KeysError(Exception):
@@ -125,28 +122,15 @@ def _flat(groups: list[list[str]] | None) -> list[str]:
 
 
 def _new_key(args: argparse.Namespace) -> tuple[NewKey, str]:
-    key_id, raw, hashed = new_key()
-    if not _NAME.fullmatch(args.name):
-        raise KeysError("--name must be 1 to 64 letters, digits or ._@- (starting with a "
-                        f"letter or digit), got {args.name!r}", status=2)
     expires = datetime.now(UTC) + args.expires if args.expires is not None else None
-    if args.role is not None:
-        if args.channel or args.call or args.msisdn_prefix or args.read != "own":
-            raise KeysError("an operator key (--role) takes no --channel, --call, "
-                            "--msisdn-prefix or --read", status=2)
-        return NewKey(key_id, args.name, "operator", hashed, role=args.role,
-                      expires_at=expires), raw
-    if not args.channel:
-        raise KeysError("a channel key needs --channel (the channels it may use, or '*'); "
-                        "an operator key needs --role", status=2)
-    prefixes = sorted({p.strip() for p in args.msisdn_prefix})
-    bad = [p for p in prefixes if not p.isascii() or not p.isdigit() or len(p) > 15]
-    if bad:
-        raise KeysError(f"--msisdn-prefix must be up to 15 digits, got {bad[0]!r}", status=2)
-    calls = _flat(args.call) or list(DEFAULT_CALLS)
-    return NewKey(key_id, args.name, "channel", hashed, channels=tuple(_flat(args.channel)),
-                  calls=tuple(calls), msisdn_prefixes=tuple(prefixes),
-                  read_all=args.read == "all", expires_at=expires), raw
+    try:
+        return key_request(args.name, role=args.role, channels=_flat(args.channel),
+                           calls=_flat(args.call),
+                           msisdn_prefixes=[p.strip() for p in args.msisdn_prefix],
+                           read=args.read, expires_at=expires)
+    except KeyRequestError as exc:
+        option = {"msisdn_prefixes": "msisdn-prefix", "channels": "channel", "calls": "call"}
+        raise KeysError(f"--{option.get(exc.field, exc.field)}: {exc}", status=2) from None
 
 
 def _describe(record: KeyRecord) -> str:
@@ -273,12 +257,9 @@ def _command(args: argparse.Namespace) -> int:
         raws: list[str] = []
 
         def make(old: KeyRecord) -> NewKey:
-            key_id, raw, hashed = new_key()
+            new, raw = replacement(old)
             raws.append(raw)
-            return attrs.evolve(
-                NewKey(key_id, old.name, old.kind, hashed), role=old.role,
-                channels=old.channels, calls=old.calls, msisdn_prefixes=old.msisdn_prefixes,
-                read_all=old.read_all)
+            return new
 
         rotated = _run(dsn, where, lambda keys: keys.rotate(args.id, make, args.grace, actor))
         if rotated is None:

@@ -21,11 +21,14 @@ import hmac
 import ipaddress
 import re
 import secrets
+from collections.abc import Sequence
+from datetime import datetime
 
 import attrs
 
 from gestor.model import Actor
-from gestor.store import CALLS, KeyRecord
+from gestor.rules import CHANNELS
+from gestor.store import CALLS, ROLES, KeyRecord, NewKey
 
 PREFIX = "gk_"
 #: In a key's channels or calls: any.
@@ -151,8 +154,87 @@ def _any(values: tuple[str, ...]) -> frozenset[str] | None:
     return None if ANY in values else frozenset(values)
 
 
+# -- a key asked for ------------------------------------------------------------------------------
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+DEFAULT_CALLS = ("list", "purchase", "status")
+
+
+class KeyRequestError(ValueError):
+    """A key asked for is malformed: `field` says which part (`name`, `channels`...)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _among(values: Sequence[str], known: Sequence[str] | frozenset[str], field: str
+           ) -> tuple[str, ...]:
+    bad = [v for v in values if v != ANY and v not in known]
+    if bad:
+        raise KeyRequestError(field, f"{field} must be among {', '.join(sorted(known))} (or "
+                              f"{ANY}: any), got {bad[0]!r}")
+    return tuple(sorted(set(values)))
+
+
+def key_request(name: str, *, role: str | None = None, channels: Sequence[str] = (),
+                calls: Sequence[str] = (), msisdn_prefixes: Sequence[str] = (),
+                read: str = "own", expires_at: datetime | None = None
+                ) -> tuple[NewKey, str]:
+    """A new key as asked (an operator key with `role`, else a channel key), checked; and the
+    raw key to hand out once. Raises `KeyRequestError` naming the part at fault."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise KeyRequestError("name", "name must be 1 to 64 letters, digits or ._@- (starting "
+                              "with a letter or digit)")
+    key_id, raw, hashed = new_key()
+    if role is not None:
+        if role not in ROLES:
+            raise KeyRequestError("role", f"role must be one of {', '.join(ROLES)}")
+        if channels or calls or msisdn_prefixes or read != "own":
+            raise KeyRequestError("role", "an operator key (role) has no channels, calls, "
+                                  "msisdn prefixes or read scope")
+        return NewKey(key_id, name, "operator", hashed, role=role, expires_at=expires_at), raw
+    if not channels:
+        raise KeyRequestError("channels", "a channel key needs the channels it may use (or "
+                              f"{ANY}); an operator key needs a role")
+    prefixes = tuple(sorted(set(msisdn_prefixes)))
+    bad = [p for p in prefixes if not p.isascii() or not p.isdigit() or len(p) > 15]
+    if bad:
+        raise KeyRequestError("msisdn_prefixes", f"an msisdn prefix is up to 15 digits, got "
+                              f"{bad[0]!r}")
+    if read not in ("own", "all"):
+        raise KeyRequestError("read", "read must be 'own' or 'all'")
+    return NewKey(key_id, name, "channel", hashed,
+                  channels=_among(channels, CHANNELS, "channels"),
+                  calls=_among(calls or DEFAULT_CALLS, CALLS, "calls"),
+                  msisdn_prefixes=prefixes, read_all=read == "all",
+                  expires_at=expires_at), raw
+
+
+def replacement(old: KeyRecord) -> tuple[NewKey, str]:
+    """A new key with `old`'s name, kind and scopes (for a rotation), and its raw form."""
+    key_id, raw, hashed = new_key()
+    return NewKey(key_id, old.name, old.kind, hashed, role=old.role, channels=old.channels,
+                  calls=old.calls, msisdn_prefixes=old.msisdn_prefixes,
+                  read_all=old.read_all), raw
+
+
 __all__ = [
-    "ANY", "BOOTSTRAP_ADMIN", "CALLS", "PREFIX", "ROLE_RANK", "Principal", "bootstrap_channel",
-    "digest", "is_loopback", "new_key", "open_principal", "parse", "principal_of",
+    "ANY",
+    "BOOTSTRAP_ADMIN",
+    "CALLS",
+    "DEFAULT_CALLS",
+    "PREFIX",
+    "ROLE_RANK",
+    "KeyRequestError",
+    "Principal",
+    "bootstrap_channel",
+    "digest",
+    "is_loopback",
+    "key_request",
+    "new_key",
+    "open_principal",
+    "parse",
+    "principal_of",
+    "replacement",
     "secret_matches",
 ]

@@ -20,7 +20,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors import ActorCrashed, AskTimeout, Overloaded, SystemStopped
-from gestor.api import _admin, _admin_alarms, _guards, _protocol_fixes
+from gestor.api import _admin, _admin_alarms, _admin_keys, _guards, _protocol_fixes
 from gestor.api import _render as render
 from gestor.api import _validate as validate
 from gestor.api._auth import (
@@ -121,6 +121,7 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _admin.register(app, settings)
     _admin.register_restrictions(app, settings)
     _admin_alarms.register(app, settings)
+    _admin_keys.register(app, settings)
     return app
 
 

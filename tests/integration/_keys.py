@@ -16,7 +16,7 @@ import attrs
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
-from quart import Response
+from quart import Response, request
 
 from gestor.api import GestorApp, create_app
 from gestor.keys import new_key, parse
@@ -116,6 +116,9 @@ async def served_app(settings: Settings, database_url: str, platforms_url: str,
 
         @app.after_request
         async def _record(response: Response) -> Response:
+            if (request.path.startswith("/v1/admin/keys") and request.method == "POST"
+                    and response.status_code == 201):
+                return response  # the one answer meant to hold a raw key (shown once)
             body = await response.get_data(as_text=True)
             leaks.record(f"{response.status_code} {dict(response.headers)!r} {body}")
             return response

@@ -94,7 +94,7 @@ async def test_every_admin_route_refuses_the_roles_below_its_own(
         _, channel = await mint(keys, "gw", leaks=leaks)
         admin_routes = [(m, r) for m, r, ws in routes(gestor)
                         if not ws and r.startswith("/v1/admin/")]
-        assert len(admin_routes) >= 14
+        assert len(admin_routes) >= 18
         async with httpx.AsyncClient(base_url=gestor.url, timeout=60) as http:
             for method, rule in admin_routes:
                 needed = ROUTE_ROLES[(method, rule)]
@@ -221,3 +221,56 @@ def test_the_leak_watch_sees_a_key_that_is_logged() -> None:
         assert len(found.found()) >= 2
     finally:
         logger.removeHandler(handler)
+
+
+async def test_admins_manage_keys_over_the_admin_api(gestor: Served, leaks: Leaks) -> None:
+    keys = KeyStore(gestor.app.runtime.store.bridge)
+    with trio.fail_after(60):
+        admin_id, admin = await mint(keys, "ada", leaks=leaks, role="admin")
+        _, operator = await mint(keys, "otto", leaks=leaks, role="operator")
+        async with httpx.AsyncClient(base_url=gestor.url, timeout=30) as http:
+            wanted = {"name": "web-shop", "channels": ["web"], "calls": ["list", "purchase"],
+                      "msisdn_prefixes": ["54911"]}
+            r = await http.post("/v1/admin/keys", json=wanted, headers=bearer(operator))
+            assert (r.status_code, r.json()["role"]) == (403, "admin")
+            r = await http.post("/v1/admin/keys", json={**wanted, "channels": ["fax"]},
+                                headers=bearer(admin))
+            assert r.status_code == 422 and r.json()["field"] == "channels"
+            r = await http.post("/v1/admin/keys", json=wanted, headers=bearer(admin))
+            assert r.status_code == 201 and r.headers["Cache-Control"] == "no-store"
+            created = r.json()
+            raw = leaks.add_secret(created["key"])
+            assert (created["read"], created["status"], created["created_by"]) == (
+                "own", "active", "ada")
+            bonos = "/v1/mobiles/5491100000001/bonos?channel=web"
+            assert (await http.get(bonos, headers=bearer(raw))).status_code == 200
+            r = await http.post("/v1/admin/keys", json=wanted, headers=bearer(admin))
+            assert r.status_code == 409 and r.json()["code"] == "KEY_NAME_IN_USE"
+            r = await http.get("/v1/admin/keys", headers=bearer(admin))
+            assert "web-shop" in {k["name"] for k in r.json()["keys"]}
+            assert raw[-43:] not in r.text
+            r = await http.post(f"/v1/admin/keys/{created['id']}/rotate", json={"grace": 3600},
+                                headers=bearer(admin))
+            assert r.status_code == 201
+            rotated = leaks.add_secret(r.json()["key"])
+            assert r.json()["replaces"]["id"] == created["id"]
+            for token in (raw, rotated):
+                assert (await http.get(bonos, headers=bearer(token))).status_code == 200
+            r = await http.post(f"/v1/admin/keys/{created['id']}/revoke", headers=bearer(admin))
+            assert r.status_code == 200 and r.json()["status"] == "revoked"
+            r = await eventually(lambda: http.get(bonos, headers=bearer(raw)),
+                                 lambda r: r.status_code != 200, within=1)
+            assert r.json()["code"] == "KEY_REVOKED"
+            r = await http.post(f"/v1/admin/keys/{created['id']}/revoke", headers=bearer(admin))
+            assert r.status_code == 409
+            r = await http.post("/v1/admin/keys/nothex/revoke", headers=bearer(admin))
+            assert r.status_code == 400
+
+        async def trail(conn: object) -> list[tuple[str, str, str]]:
+            rows = await conn.fetch(  # type: ignore[attr-defined]
+                "SELECT actor_id, actor, action FROM audit WHERE actor_id <> 'test' ORDER BY id")
+            return [(r["actor_id"], r["actor"], r["action"]) for r in rows]
+
+        assert await keys.bridge.run(trail, transaction=False) == [
+            (admin_id, "ada", "keys.create"), (admin_id, "ada", "keys.create"),
+            (admin_id, "ada", "keys.rotate"), (admin_id, "ada", "keys.revoke")]
