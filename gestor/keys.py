@@ -93,11 +93,6 @@ class Principal:
     def actor(self) -> Actor:
         return Actor(self.key_id, self.name)
 
-    @property
-    def rate_scope(self) -> str:
-        """What rate limits are keyed on: the key's id (every key its own bucket)."""
-        return self.key_id
-
     def has_role(self, role: str) -> bool:
         return self.role is not None and ROLE_RANK[self.role] >= ROLE_RANK[role]
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from quart import current_app, g, request, websocket
@@ -138,18 +139,12 @@ async def authenticate(settings: Settings, keyring: KeyRing, headers: Any) -> Pr
     record = await keyring.record(key_id)
     if record is None or not secret_matches(record, secret):
         raise _unauthorized("this API key is not valid")
-    status = record.status(_now())
+    status = record.status(datetime.now(UTC))
     if status == "revoked":
         raise _unauthorized(f"API key {key_id} was revoked", "KEY_REVOKED")
     if status == "expired":
         raise _unauthorized(f"API key {key_id} has expired", "KEY_EXPIRED")
     return principal_of(record)
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
 
 
 def _forbidden_role(role: str, principal: Principal) -> ApiProblem:
@@ -165,10 +160,19 @@ def forbidden_scope(scope: str) -> ApiProblem:
 
 
 def _route_key(method: str) -> tuple[str, str] | None:
+    """(method, rule) of the request's route; None for no route, or an OPTIONS request (it
+    only lists methods: any authenticated caller may ask)."""
     rule = request.url_rule
-    if rule is None:
+    if rule is None or method == "OPTIONS":
         return None
-    return ("GET" if method in ("HEAD", "OPTIONS") else method), rule.rule
+    return ("GET" if method == "HEAD" else method), rule.rule
+
+
+def _undeclared(route: tuple[str, str]) -> None:
+    if route not in _warned:
+        _warned.add(route)
+        logger.warning("route %s %s declares no role or call: refused to keys below admin",
+                       *route)
 
 
 async def check_request(settings: Settings) -> None:
@@ -184,21 +188,24 @@ async def check_request(settings: Settings) -> None:
         if principal is None or principal.kind == "open":
             raise _unauthorized("an operator API key is required (Authorization: Bearer <key>)")
         role = ROUTE_ROLES.get(route, "admin") if route is not None else "viewer"
-        if route is not None and route not in ROUTE_ROLES and route not in _warned:
-            _warned.add(route)
-            logger.warning("admin route %s %s has no role declared; it needs admin", *route)
+        if route is not None and route not in ROUTE_ROLES:
+            _undeclared(route)
         if not principal.has_role(role):
             raise _forbidden_role(role, principal)
         return
     if principal is None:
         raise _unauthorized("an API key is required (Authorization: Bearer <key>)")
-    call = ROUTE_CALLS.get(route) if route is not None else None
-    if call is not None:
-        missing = principal.missing_call(call)
-        if missing is not None:
-            raise forbidden_scope(missing)
-    elif route is not None and principal.kind == "operator":  # a call not declared above
-        raise forbidden_scope(f"call:{route[1]}")
+    if route is None or principal.kind == "open":
+        return
+    call = ROUTE_CALLS.get(route)
+    if call is None:  # a route that forgot to say which call it is: fail closed
+        _undeclared(route)
+        if not principal.has_role("admin"):
+            raise forbidden_scope(f"call:{route[0]} {route[1]}")
+        return
+    missing = principal.missing_call(call)
+    if missing is not None:
+        raise forbidden_scope(missing)
 
 
 async def check_websocket(settings: Settings) -> None:
