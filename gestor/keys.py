@@ -16,6 +16,7 @@ configured, an open caller.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -136,6 +137,7 @@ def bootstrap_channel(name: str) -> Principal:
 BOOTSTRAP_ADMIN = Principal("operator", "admin", "admin", role="admin")
 
 
+@functools.lru_cache(maxsize=4096)  # a record read again is the same principal
 def principal_of(record: KeyRecord) -> Principal:
     if record.kind == "operator":
         return Principal("operator", record.id, record.name, role=record.role)
