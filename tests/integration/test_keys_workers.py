@@ -18,6 +18,7 @@ from gestor.keys import new_key
 from gestor.platforms import SimulatorHandle
 from gestor.store import KeyRecord, KeyStore, NewKey, open_bridge
 from tests.integration._keys import (
+    ADMIN_KEY,
     TEST_ACTOR,
     Leaks,
     Served,
@@ -78,6 +79,10 @@ async def test_a_revocation_holds_in_every_worker_within_a_second(
         assert max(took) < 1.0
         for worker in workers:  # and stays refused
             assert await status(worker, raw) == 401
+        async with httpx.AsyncClient(base_url=workers[0].url, timeout=30) as http:
+            r = await http.get("/v1/admin/statistics", headers=bearer(ADMIN_KEY))
+            stats = r.json()["keys"]  # counts only (the leak watch checks the body)
+            assert stats["hits"] >= 1 and stats["invalidations"] >= 1
 
 
 async def test_a_revocation_holds_within_a_second_even_without_its_notification(
