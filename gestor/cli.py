@@ -1,6 +1,6 @@
 """The `gestor` command: `serve` (the whole system, embedded defaults), `simulate` (the
 external platforms' simulator on its own), `reconcile` (transactions against the ledger),
-`rules` (rule-set files) and `audit` (the audit trail)."""
+`rules` (rule-set files), `keys` (API keys) and `audit` (the audit trail)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from gestor import cli_audit, cli_rules
+from gestor import cli_audit, cli_keys, cli_rules
 from gestor.logs import configure_logging
 from gestor.settings import Settings, SettingsError, load_settings
 from gestor.startup import StartupError
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "inconsistent) transactions count as mismatches")
     cli_rules.add_parser(sub)
     cli_audit.add_parser(sub)
+    cli_keys.add_parser(sub)
     return parser
 
 
@@ -88,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_rules.run(args)
         if args.command == "audit":
             return cli_audit.run(args)
+        if args.command == "keys":
+            return cli_keys.run(args)
         return simulate(args)
     except SettingsError as exc:
         print(f"gestor: {exc}", file=sys.stderr)
@@ -268,6 +271,7 @@ def serve(args: argparse.Namespace) -> int:
     the workers drain first; the simulator and the embedded database stop after them."""
     from gestor.startup import (
         check_catalogue,
+        check_exposure,
         check_seed_rules,
         describe_dsn,
         open_listener,
@@ -304,6 +308,7 @@ def serve(args: argparse.Namespace) -> int:
             prepared = prepare_database(dsn, where)
             if seed_problem is not None and not prepared.has_rules:
                 raise seed_problem
+            exposure = check_exposure(settings, prepared.has_channel_keys)
             if not os.environ.get("GESTOR_ADMIN_KEY"):
                 logger.info("admin API key: in %s", settings.data_dir / "admin.key")
             logger.info("database: %s", where)
@@ -311,9 +316,9 @@ def serve(args: argparse.Namespace) -> int:
                 logger.info("database migrated: %s", ", ".join(prepared.applied))
             platforms_url = settings.platforms_url or _start_simulator(settings, stack)
             if settings.workers == 1:
-                code = _serve_one(settings, dsn, platforms_url, sock)
+                code = _serve_one(settings, dsn, platforms_url, sock, exposure)
             else:
-                code = _serve_many(settings, dsn, platforms_url)
+                code = _serve_many(settings, dsn, platforms_url, exposure)
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
@@ -321,19 +326,20 @@ def serve(args: argparse.Namespace) -> int:
     return code
 
 
-def _serve_one(settings: Settings, dsn: str, platforms_url: str, sock: socket.socket) -> int:
+def _serve_one(settings: Settings, dsn: str, platforms_url: str, sock: socket.socket,
+               note: str) -> int:
     from gestor.api import create_app
     from gestor.workers import serve_app
 
     app = create_app(settings, dsn, platforms_url)
-    announce = f"gestor listening on http://{settings.bind}"
+    announce = f"gestor listening on http://{settings.bind}{note}"
     trio.run(serve_app, app, settings, sock, lambda: print(announce, flush=True))
     return 0
 
 
-def _serve_many(settings: Settings, dsn: str, platforms_url: str) -> int:
+def _serve_many(settings: Settings, dsn: str, platforms_url: str, note: str) -> int:
     from gestor.workers import supervise
 
     env = {**settings.environ(), "GESTOR_DATABASE_URL": dsn,
            "GESTOR_PLATFORMS_URL": platforms_url}
-    return supervise(settings, env)
+    return supervise(settings, env, note)

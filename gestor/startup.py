@@ -27,6 +27,7 @@ from gestor.tomlines import line_of, syntax_location
 __all__ = [
     "StartupError",
     "check_catalogue",
+    "check_exposure",
     "check_seed_rules",
     "describe_dsn",
     "open_listener",
@@ -166,21 +167,23 @@ def describe_dsn(dsn: str) -> str:
 
 @attrs.frozen
 class Prepared:
-    """What `prepare_database` did: the migrations it applied, and whether the database
-    already has an active rule set."""
+    """What `prepare_database` did: the migrations it applied, whether the database already
+    has an active rule set, and whether it has an active channel key."""
 
     applied: tuple[str, ...]
     has_rules: bool
+    has_channel_keys: bool = False
 
 
 def prepare_database(dsn: str, where: str) -> Prepared:
     """Connect, migrate and look for rules (blocking); a `StartupError` if it cannot."""
-    from gestor.store import StoreUnavailable, has_active_rules, migrate, open_bridge
+    from gestor.store import KeyStore, StoreUnavailable, has_active_rules, migrate, open_bridge
 
     async def run() -> Prepared:
         async with open_bridge(dsn, min_size=1, max_size=1) as bridge:
             applied = await migrate(bridge)
-            return Prepared(tuple(applied), await has_active_rules(bridge))
+            return Prepared(tuple(applied), await has_active_rules(bridge),
+                            await KeyStore(bridge).has_active_channel_keys())
 
     try:
         return trio.run(run)
@@ -193,3 +196,19 @@ def prepare_database(dsn: str, where: str) -> Prepared:
         else:
             what = f"cannot use the database: {type(cause).__name__}: {cause}"
         raise StartupError(" ".join(what.split()), where) from None
+
+
+# -- exposure ------------------------------------------------------------------------------------
+def check_exposure(settings: Settings, has_channel_keys: bool) -> str:
+    """Refuse to serve channel calls without keys anywhere but on loopback; else what the
+    start-up line adds: a note when channel calls are open (loopback, no channel key)."""
+    from gestor.keys import is_loopback
+
+    if settings.api_keys or has_channel_keys:
+        return ""
+    if is_loopback(settings.bind):
+        return " (no channel keys: channel calls open to this machine only)"
+    raise StartupError(
+        "no channel keys: refusing to serve channel calls on a non-loopback address without "
+        "keys; create one (gestor keys create --name NAME --channel CHANNEL) or set "
+        "GESTOR_API_KEYS, or bind to 127.0.0.1", settings.bind, 2)

@@ -173,8 +173,9 @@ def _worker_main(env: Mapping[str, str], ready: SimpleQueue[int | str]) -> None:
         sys.exit(1)
 
 
-def supervise(settings: Settings, env: Mapping[str, str]) -> int:
-    """Run `settings.workers` worker processes until SIGINT/SIGTERM; returns an exit code, or
+def supervise(settings: Settings, env: Mapping[str, str], note: str = "") -> int:
+    """Run `settings.workers` worker processes until SIGINT/SIGTERM (announcing them, `note`
+    appended, once all are ready); returns an exit code, or
     raises `StartupError` (once every worker has stopped) when one could not start.
 
     A Ctrl-C in a terminal reaches the workers too (they are in our process group); a signal
@@ -220,8 +221,8 @@ def supervise(settings: Settings, env: Mapping[str, str]) -> int:
                 on_signal(signal.SIGTERM, None)
                 break
         if started == settings.workers:
-            print(f"gestor listening on http://{settings.bind} ({settings.workers} workers)",
-                  flush=True)
+            print(f"gestor listening on http://{settings.bind} ({settings.workers} workers)"
+                  f"{note}", flush=True)
         while not stopping:
             multiprocessing.connection.wait([p.sentinel for p in workers], timeout=1.0)
             for i, process in enumerate(workers):

@@ -123,6 +123,7 @@ def register(app: GestorApp, settings: Settings) -> None:
             "recovery": attrs.asdict(rt.recoverer.statistics()),
             "webhooks": attrs.asdict(rt.webhooks.statistics()),
             "rules": attrs.asdict(rt.rulebook.statistics()),
+            "keys": attrs.asdict(app.keyring.statistics()),  # counts only, never a key
             "connections": (attrs.asdict(app.connections.statistics())
                             if app.connections is not None else None),
         })

@@ -20,11 +20,20 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors import ActorCrashed, AskTimeout, Overloaded, SystemStopped
-from gestor.api import _admin, _admin_alarms, _admin_audit, _guards, _protocol_fixes
+from gestor.api import _admin, _admin_alarms, _admin_audit, _admin_keys, _guards, _protocol_fixes
 from gestor.api import _render as render
 from gestor.api import _validate as validate
-from gestor.api._auth import request_client
+from gestor.api._auth import (
+    allow_channel,
+    allow_msisdn,
+    allow_read,
+    check_request,
+    check_websocket,
+    own_client,
+    principal,
+)
 from gestor.api._problems import ApiProblem, json_response, problem
+from gestor.keyring import KeyRing
 from gestor.model import PENDING_STATES, NewTransaction, TxState
 from gestor.platforms import PlatformError
 from gestor.purchase import Busy
@@ -35,6 +44,7 @@ from gestor.store import (
     DatabaseDown,
     Expired,
     KeyReused,
+    KeyStore,
     PendingExists,
     Replayed,
     StoreUnavailable,
@@ -57,6 +67,8 @@ class GestorApp(QuartTrio):
     draining: bool = False
     #: The worker's client connections, when served by `gestor.workers.serve_app`.
     connections: ConnectionTable | None = None
+    #: The stored API keys as this worker sees them (gestor/keyring.py).
+    keyring: KeyRing
 
 
 def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:
@@ -70,9 +82,13 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
 
     async def keep_runtime(*, task_status: trio.TaskStatus[Runtime]) -> None:
         try:
-            async with open_runtime(settings, database_url, platforms_url) as runtime:
+            async with open_runtime(settings, database_url, platforms_url) as runtime, \
+                    trio.open_nursery() as nursery:
+                app.keyring = KeyRing(KeyStore(runtime.store.bridge))
+                await nursery.start(app.keyring.run)
                 task_status.started(runtime)
                 await stop.wait()
+                nursery.cancel_scope.cancel()
         finally:
             stopped.set()
 
@@ -87,12 +103,11 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
 
     @app.before_request
     async def _authenticate() -> None:
-        if request.path.startswith("/v1/") and not request.path.startswith("/v1/admin/"):
-            request_client(settings)
+        await check_request(settings)
 
     @app.before_websocket
     async def _authenticate_ws() -> None:
-        request_client(settings, websocket.headers)
+        await check_websocket(settings)
 
     @app.after_request
     async def _stamp(response: Response) -> Response:
@@ -107,6 +122,7 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _admin.register_restrictions(app, settings)
     _admin_alarms.register(app, settings)
     _admin_audit.register(app, settings)
+    _admin_keys.register(app, settings)
     return app
 
 
@@ -204,13 +220,18 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         key = validate.idempotency_key(request.headers.get("Idempotency-Key"))
         wait = validate.prefer_wait(request.headers.get("Prefer"), settings.max_wait)
         body = validate.json_object(await request.get_data(cache=False, as_text=False))
+        only = principal().default_channel()  # a key limited to one channel buys on it
+        if only is not None and "channel" not in body:
+            body["channel"] = only
         msisdn, bono_id, channel = validate.purchase_body(body)
+        allow_channel(channel)
+        allow_msisdn(msisdn)
         if rt.catalogue.get(bono_id) is None:
             raise ApiProblem(422, "UNKNOWN_BONO", f"there is no bono {bono_id!r}",
                              field="bono_id")
         new = NewTransaction(
             id=uuid.uuid4(), msisdn=msisdn, bono_id=bono_id, channel=channel,
-            client=request_client(settings),
+            client=principal().name,
             idempotency_key=key, request_hash=_request_hash(msisdn, bono_id, channel),
             at=datetime.now(UTC),
         )
@@ -263,6 +284,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         tx = await rt.purchases.get(validate.transaction_id(tx_id))
         if tx is None:
             raise ApiProblem(404, "TRANSACTION_NOT_FOUND", f"no transaction {tx_id}", field="id")
+        allow_read(tx)
         wait = validate.prefer_wait(request.headers.get("Prefer"), settings.max_wait)
         if wait > 0:  # long poll: answer as soon as the transaction is final
             tx = await rt.purchases.wait_final(tx, wait)
@@ -272,6 +294,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
     async def mobile_transactions(raw_msisdn: str) -> Response:
         rt = app.runtime
         msisdn = validate.msisdn(raw_msisdn)
+        allow_msisdn(msisdn)
         state = request.args.get("state")
         states: list[str] | None = None
         if state == "pending":
@@ -285,9 +308,12 @@ def _routes(app: GestorApp, settings: Settings) -> None:
                                  field="state")
             states = wanted
         limit = validate.limit(request.args.get("limit"))
-        txs = await rt.purchases.transactions(msisdn, states, limit)
+        # A key that reads only its own transactions lists only those.
+        client = own_client()
+        txs = await rt.purchases.transactions(msisdn, states, limit, client)
         return json_response({
             "msisdn": msisdn,
+            **({"client": client} if client is not None else {}),
             "transactions": [render.transaction(tx, rt.catalogue) for tx in txs],
         })
 
@@ -295,7 +321,9 @@ def _routes(app: GestorApp, settings: Settings) -> None:
     async def mobile_bonos(raw_msisdn: str) -> Response:
         rt = app.runtime
         msisdn = validate.msisdn(raw_msisdn)
-        channel = validate.channel(request.args.get("channel"))
+        allow_msisdn(msisdn)
+        channel = validate.channel(request.args.get("channel", principal().default_channel()))
+        allow_channel(channel)
         result = await rt.purchases.offers(msisdn, channel)
         return json_response(render.offers(result))
 

@@ -227,9 +227,9 @@ class PurchaseService:
     async def get(self, tx_id: uuid.UUID) -> Transaction | None:
         return await self.deps.store.get(tx_id)
 
-    async def transactions(self, msisdn: str, states: Sequence[str] | None, limit: int
-                           ) -> list[Transaction]:
-        return await self.deps.store.transactions_for(msisdn, states, limit)
+    async def transactions(self, msisdn: str, states: Sequence[str] | None, limit: int,
+                           client: str | None = None) -> list[Transaction]:
+        return await self.deps.store.transactions_for(msisdn, states, limit, client)
 
     def in_flight(self) -> list[uuid.UUID]:
         """Transactions whose saga runs in this worker right now."""

@@ -23,6 +23,7 @@ from gestor.store._health import (
     StoreUnavailable,
     describe_failure,
 )
+from gestor.store._keys import CALLS, KINDS, ROLES, KeyRecord, KeyStore, NewKey
 from gestor.store._migrate import migrate, migration_files
 from gestor.store._reconcile import (
     NoEmbeddedDatabase,
@@ -47,6 +48,9 @@ from gestor.store._transactions import (
 __all__ = [
     "ACTION_FILTER",
     "ACTOR_FILTER",
+    "CALLS",
+    "KINDS",
+    "ROLES",
     "TABLES",
     "AcceptOutcome",
     "Accepted",
@@ -64,7 +68,10 @@ __all__ = [
     "Expired",
     "HealthChange",
     "HealthStatistics",
+    "KeyRecord",
     "KeyReused",
+    "KeyStore",
+    "NewKey",
     "NoEmbeddedDatabase",
     "PendingExists",
     "Queued",

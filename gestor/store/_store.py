@@ -187,10 +187,12 @@ class Store:
 
     # -- cold ----------------------------------------------------------------------------------
     async def transactions_for(
-        self, msisdn: str, states: Sequence[str] | None = None, limit: int = 50
+        self, msisdn: str, states: Sequence[str] | None = None, limit: int = 50,
+        client: str | None = None,
     ) -> list[Transaction]:
+        """A mobile's transactions, newest first; with `client`, only that client's."""
         return await self.bridge.run(
-            _transactions.list_for_msisdn, msisdn, states, limit, transaction=False
+            _transactions.list_for_msisdn, msisdn, states, limit, client, transaction=False
         )
 
     async def claim_stale(self, stale_before: datetime, now: datetime, limit: int = 100

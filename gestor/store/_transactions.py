@@ -321,22 +321,18 @@ async def read_accepted(conn: Any, items: Sequence[tuple[uuid.UUID, SnapshotRequ
 
 
 async def list_for_msisdn(
-    conn: Any, msisdn: str, states: Sequence[str] | None, limit: int
+    conn: Any, msisdn: str, states: Sequence[str] | None, limit: int, client: str | None = None
 ) -> list[Transaction]:
-    if states:
-        rows = await conn.fetch(
-            "SELECT * FROM transactions WHERE msisdn = $1 AND state = ANY($2::text[])"
-            " ORDER BY created_at DESC LIMIT $3",
-            msisdn,
-            list(states),
-            limit,
-        )
-    else:
-        rows = await conn.fetch(
-            "SELECT * FROM transactions WHERE msisdn = $1 ORDER BY created_at DESC LIMIT $2",
-            msisdn,
-            limit,
-        )
+    rows = await conn.fetch(
+        "SELECT * FROM transactions WHERE msisdn = $1"
+        " AND ($2::text[] IS NULL OR state = ANY($2::text[]))"
+        " AND ($3::text IS NULL OR client = $3)"
+        " ORDER BY created_at DESC LIMIT $4",
+        msisdn,
+        list(states) if states else None,
+        client,
+        limit,
+    )
     return [transaction_from_row(r) for r in rows]
 
 

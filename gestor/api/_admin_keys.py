@@ -1,0 +1,151 @@
+"""Admin routes over API keys (role `admin`), the same actions as `gestor keys`:
+
+* `GET /v1/admin/keys[?all=true]`: the keys (active ones; `all`: revoked and expired too),
+  never their secrets;
+* `POST /v1/admin/keys` `{"name", "role"}` or `{"name", "channels", "calls",
+  "msisdn_prefixes", "read", "expires_in"}`: 201 with the raw key in `key`, shown this once
+  (`Cache-Control: no-store`);
+* `POST /v1/admin/keys/<id>/revoke`: at once, in every worker;
+* `POST /v1/admin/keys/<id>/rotate` `{"grace": seconds}` (default 86400): a new key (201, `key`)
+  for the same name and scopes; the old one stays valid for the grace period.
+
+Each is audited under the acting key's id and name, in the change's transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from quart import Response, request
+
+from gestor.api import _validate as validate
+from gestor.api._auth import acting
+from gestor.api._problems import ApiProblem, json_response
+from gestor.keys import KeyRequestError, key_request, replacement
+from gestor.settings import Settings
+from gestor.store import KeyRecord, KeyStore, NewKey
+
+if TYPE_CHECKING:
+    from gestor.api._app import GestorApp
+
+_ID = re.compile(r"[0-9a-f]{12}")
+_CREATE_FIELDS = frozenset({"name", "role", "channels", "calls", "msisdn_prefixes", "read",
+                            "expires_in"})
+MAX_SECONDS = 10 * 365 * 86400
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _strings(body: dict[str, Any], field: str) -> list[str]:
+    value = body.get(field, [])
+    if not isinstance(value, list) or len(value) > 64 or not all(
+            isinstance(v, str) and len(v) <= 64 for v in value):
+        raise ApiProblem(422, "INVALID_FIELD", f"{field} must be a list of up to 64 strings",
+                         field=field)
+    return value
+
+
+def _seconds(body: dict[str, Any], field: str, default: int | None) -> int | None:
+    value = body.get(field, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SECONDS:
+        raise ApiProblem(422, "INVALID_FIELD", f"{field} must be whole seconds from 0 to "
+                         f"{MAX_SECONDS}", field=field)
+    return value
+
+
+def _key_id(raw: str) -> str:
+    if not _ID.fullmatch(raw):
+        raise ApiProblem(400, "INVALID_KEY_ID", "a key id is 12 hex digits (after gk_)",
+                         field="id")
+    return raw
+
+
+async def _body() -> dict[str, Any]:
+    raw = await request.get_data(cache=False, as_text=False)
+    return validate.json_object(raw) if raw.strip() else {}
+
+
+def register(app: GestorApp, settings: Settings) -> None:
+    def keys() -> KeyStore:
+        return KeyStore(app.runtime.store.bridge)
+
+    @app.get("/v1/admin/keys")
+    async def list_keys() -> Response:
+        every = validate.flag(request.args.get("all"), "all")
+        now = datetime.now(UTC)
+        records = await keys().listing(every)
+        return json_response({"keys": [r.as_dict(now) for r in records]})
+
+    @app.post("/v1/admin/keys")
+    async def create_key() -> Response:
+        body = await _body()
+        unknown = sorted(set(body) - _CREATE_FIELDS)
+        if unknown:
+            raise ApiProblem(422, "UNKNOWN_FIELD", f"unknown field {unknown[0]!r}",
+                             field=unknown[0])
+        name, role, read = body.get("name"), body.get("role"), body.get("read", "own")
+        for field, value in (("name", name), ("role", role), ("read", read)):
+            if value is not None and not isinstance(value, str):
+                raise ApiProblem(422, "INVALID_FIELD", f"{field} must be text", field=field)
+        if name is None:
+            raise ApiProblem(422, "MISSING_FIELD", "name is required", field="name")
+        expires_in = _seconds(body, "expires_in", None)
+        expires = (datetime.now(UTC) + timedelta(seconds=expires_in)
+                   if expires_in is not None else None)
+        try:
+            new, raw = key_request(
+                name, role=role, channels=_strings(body, "channels"),
+                calls=_strings(body, "calls"),
+                msisdn_prefixes=_strings(body, "msisdn_prefixes"), read=read or "own",
+                expires_at=expires)
+        except KeyRequestError as exc:
+            raise ApiProblem(422, "INVALID_KEY", str(exc), field=exc.field) from None
+        created = await keys().create(new, acting(settings))
+        if created is None:
+            raise ApiProblem(409, "KEY_NAME_IN_USE", f"an active key is already named "
+                             f"{new.name!r}: rotate it or revoke it first", field="name")
+        return json_response({"key": raw, **created.as_dict(datetime.now(UTC))}, 201,
+                             {**NO_STORE, "Location": f"/v1/admin/keys/{created.id}"})
+
+    @app.post("/v1/admin/keys/<key_id>/revoke")
+    async def revoke_key(key_id: str) -> Response:
+        outcome = await keys().revoke(_key_id(key_id), acting(settings))
+        if outcome is None:
+            raise ApiProblem(404, "KEY_NOT_FOUND", f"no key {key_id}", field="id")
+        record, changed = outcome
+        if not changed:
+            raise ApiProblem(409, "KEY_REVOKED", f"key {key_id} was already revoked",
+                             field="id")
+        return json_response(record.as_dict(datetime.now(UTC)))
+
+    @app.post("/v1/admin/keys/<key_id>/rotate")
+    async def rotate_key(key_id: str) -> Response:
+        body = await _body()
+        unknown = sorted(set(body) - {"grace"})
+        if unknown:
+            raise ApiProblem(422, "UNKNOWN_FIELD", f"unknown field {unknown[0]!r}",
+                             field=unknown[0])
+        grace = _seconds(body, "grace", 86400)
+        assert grace is not None
+        raws: list[str] = []
+
+        def make(old: KeyRecord) -> NewKey:
+            new, raw = replacement(old)
+            raws.append(raw)
+            return new
+
+        outcome = await keys().rotate(_key_id(key_id), make, timedelta(seconds=grace),
+                                      acting(settings))
+        if outcome is None:
+            raise ApiProblem(404, "KEY_NOT_FOUND", f"no key {key_id}", field="id")
+        now = datetime.now(UTC)
+        if isinstance(outcome, KeyRecord):
+            raise ApiProblem(409, "KEY_NOT_ACTIVE", f"key {key_id} is {outcome.status(now)}: "
+                             "only an active key can be rotated", field="id")
+        old, new = outcome
+        return json_response({"key": raws[-1], **new.as_dict(now),
+                              "replaces": old.as_dict(now)}, 201,
+                             {**NO_STORE, "Location": f"/v1/admin/keys/{new.id}"})
