@@ -20,25 +20,47 @@ import pytest
 import trio
 
 from gestor.cli_audit import render_table
-from gestor.model import Alarm, NewAlarm, Severity
+from gestor.keys import new_key
+from gestor.model import Actor, Alarm, NewAlarm, Severity
+from gestor.store import KeyStore, NewKey
 from tests.e2e._proc import ROOT, clean_env
 from tests.integration._served import ADMIN, PROBLEM, Served, served
 from tests.ruletext import SEED
 
 __all__ = ["served"]  # the fixture, imported for pytest
 
-ALICE = {**ADMIN, "X-Operator": "alice"}
+#: Operator keys (admin role) named alice and bob, minted for each test (`_operators`): the
+#: audit trail names whoever's key made the change.
+ALICE: dict[str, str] = {}
+BOB: dict[str, str] = {}
+
+
+@pytest.fixture
+async def operators(served: Served) -> None:
+    keys = KeyStore(served.app.runtime.store.bridge)
+    for name, headers in (("alice", ALICE), ("bob", BOB)):
+        key_id, raw, hashed = new_key()
+        assert await keys.create(NewKey(key_id, name, "operator", hashed, role="admin"),
+                                 Actor("test", "test")) is not None
+        headers.clear()
+        headers["Authorization"] = f"Bearer {raw}"
+        _KEY_IDS[name] = key_id
+
+
+_KEY_IDS: dict[str, str] = {}
 TOML = {"Content-Type": "application/toml"}
 MSISDN = "5491100000001"
 RESTRICTION = f"/v1/admin/mobiles/{MSISDN}/restrictions/NO_DATA_BONOS"
 SUBJECT = f"mobiles/{MSISDN}/restrictions/NO_DATA_BONOS"
 
 
-async def trail(http: httpx.AsyncClient, query: str = "") -> list[dict[str, Any]]:
+async def trail(http: httpx.AsyncClient, query: str = "", *, minted: bool = False
+                ) -> list[dict[str, Any]]:
+    """The trail, without the minting of the test's own operator keys unless `minted`."""
     r = await http.get(f"/v1/admin/audit{query}", headers=ADMIN)
     assert r.status_code == 200, r.text
     entries: list[dict[str, Any]] = r.json()["entries"]
-    return entries
+    return [e for e in entries if minted or e["actor_id"] != "test"]
 
 
 async def last_entry(http: httpx.AsyncClient) -> dict[str, Any]:
@@ -47,7 +69,7 @@ async def last_entry(http: httpx.AsyncClient) -> dict[str, Any]:
 
 def by_alice(entry: dict[str, Any], action: str, subject: str) -> None:
     assert (entry["actor_id"], entry["actor"], entry["action"], entry["subject"]) == (
-        "admin-key", "admin:alice", action, subject)
+        _KEY_IDS["alice"], "alice", action, subject)
     assert abs(datetime.fromisoformat(entry["at"]) - datetime.now(UTC)) < timedelta(minutes=1)
 
 
@@ -56,7 +78,8 @@ async def open_alarm(served: Served, platform: str = "prov") -> Alarm:
         "platform_down", Severity.CRITICAL, f"{platform} down", details={"platform": platform}))
 
 
-async def test_each_admin_action_is_in_the_trail(served: Served) -> None:
+async def test_each_admin_action_is_in_the_trail(
+    operators: None, served: Served) -> None:
     with trio.fail_after(60):
         async with httpx.AsyncClient(base_url=served.url, timeout=20) as http:
             assert await trail(http) == []
@@ -68,7 +91,7 @@ async def test_each_admin_action_is_in_the_trail(served: Served) -> None:
             by_alice(entry, "rules.create", "rules/2")
             assert entry["before"] is None
             assert entry["after"]["version"] == 2 and entry["after"]["status"] == "draft"
-            assert entry["after"]["created_by"] == "admin:alice"
+            assert entry["after"]["created_by"] == "alice"
             assert entry["after"]["source_sha256"] == hashlib.sha256(SEED.encode()).hexdigest()
 
             # rules.activate: the version's status and the active version, before and after.
@@ -78,7 +101,7 @@ async def test_each_admin_action_is_in_the_trail(served: Served) -> None:
             by_alice(entry, "rules.activate", "rules/2")
             assert (entry["before"]["status"], entry["before"]["active_version"]) == ("draft", 1)
             assert (entry["after"]["status"], entry["after"]["active_version"]) == ("active", 2)
-            assert entry["after"]["activated_by"] == "admin:alice"
+            assert entry["after"]["activated_by"] == "alice"
             count = len(await trail(http))
             r = await http.post("/v1/admin/rules/2/activate", headers=ALICE)
             assert r.status_code == 200  # already active: nothing changed, nothing recorded
@@ -93,14 +116,14 @@ async def test_each_admin_action_is_in_the_trail(served: Served) -> None:
             assert first["before"] is None
             assert first["after"] == {"msisdn": MSISDN, **{k: r.json()[k] for k in (
                 "code", "reason", "until", "created_at")}}
-            assert first["after"]["reason"] == "parental control (by admin:alice)"
+            assert first["after"]["reason"] == "parental control (by alice)"
             r = await http.put(RESTRICTION, headers=ALICE, json={"reason": "asked by the owner"})
             assert r.status_code == 200, r.text
             second = await last_entry(http)
             by_alice(second, "restriction.put", SUBJECT)
             assert second["before"] == first["after"]
             assert second["after"]["until"] is None
-            assert second["after"]["reason"] == "asked by the owner (by admin:alice)"
+            assert second["after"]["reason"] == "asked by the owner (by alice)"
             r = await http.delete(RESTRICTION, headers=ALICE)
             assert r.status_code == 204
             deleted = await last_entry(http)
@@ -114,7 +137,7 @@ async def test_each_admin_action_is_in_the_trail(served: Served) -> None:
             assert r.status_code == 200, r.text
             acked = r.json()
             assert acked["state"] == "open"
-            assert acked["acknowledged"]["by"] == "admin:alice"
+            assert acked["acknowledged"]["by"] == "alice"
             assert acked["acknowledged"]["note"] == "looking at prov"
             entry = await last_entry(http)
             by_alice(entry, "alarm.acknowledge", f"alarms/{down.id}")
@@ -146,8 +169,8 @@ async def test_each_admin_action_is_in_the_trail(served: Served) -> None:
             assert ids == sorted(ids)
             assert [e["id"] for e in await trail(http, "?action=restriction.")] == ids[2:5]
             assert [e["id"] for e in await trail(http, "?action=restriction.put")] == ids[2:4]
-            assert await trail(http, "?actor=admin%3Aalice") == everything
-            assert await trail(http, "?actor=admin-key") == everything
+            assert await trail(http, "?actor=alice") == everything
+            assert await trail(http, f"?actor={_KEY_IDS['alice']}") == everything
             assert await trail(http, "?actor=bob") == []
             future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
             assert await trail(http, "?" + str(httpx.QueryParams(since=future))) == []
@@ -160,12 +183,13 @@ async def test_each_admin_action_is_in_the_trail(served: Served) -> None:
                 assert r.status_code == 200, r.text
                 paged += r.json()["entries"]
                 link = r.json()["next"]
-            assert paged == everything
+            assert [e for e in paged if e["actor_id"] != "test"] == everything
             r = await http.get(f"/v1/admin/audit?action=rules.&after={ids[0]}", headers=ADMIN)
             assert [e["id"] for e in r.json()["entries"]] == [ids[1]]
 
 
-async def test_acknowledged_alarms_are_listed_and_refused_twice(served: Served) -> None:
+async def test_acknowledged_alarms_are_listed_and_refused_twice(
+    operators: None, served: Served) -> None:
     with trio.fail_after(60):
         async with httpx.AsyncClient(base_url=served.url, timeout=20) as http:
             ocs, dwh = await open_alarm(served, "ocs"), await open_alarm(served, "dwh")
@@ -185,21 +209,22 @@ async def test_acknowledged_alarms_are_listed_and_refused_twice(served: Served) 
             assert r.status_code == 409 and r.headers["content-type"] == PROBLEM
             problem = r.json()
             assert problem["code"] == "ALARM_ALREADY_ACKNOWLEDGED" and problem["field"] == "id"
-            assert "admin:alice" in problem["detail"]
-            assert problem["acknowledged"]["by"] == "admin:alice"
+            assert "alice" in problem["detail"]
+            assert problem["acknowledged"]["by"] == "alice"
             r = await http.post(f"/v1/admin/alarms/{ocs.id}/resolve", headers=ADMIN)
             assert r.status_code == 200  # an acknowledged alarm is still open
             assert await listed("acknowledged") == []
             assert await listed("resolved") == [ocs.id]
             r = await http.get("/v1/admin/alarms?state=resolved", headers=ADMIN)
-            assert r.json()["alarms"][0]["acknowledged"]["by"] == "admin:alice"  # kept
+            assert r.json()["alarms"][0]["acknowledged"]["by"] == "alice"  # kept
             r = await http.post(f"/v1/admin/alarms/{ocs.id}/acknowledge", headers=ADMIN)
             assert r.status_code == 409 and r.json()["code"] == "ALARM_NOT_OPEN"
             r = await http.get("/v1/admin/alarms?state=later", headers=ADMIN)
             assert r.status_code == 422 and r.json()["field"] == "state"
 
 
-async def test_a_refused_action_writes_nothing(served: Served) -> None:
+async def test_a_refused_action_writes_nothing(
+    operators: None, served: Served) -> None:
     with trio.fail_after(90):
         event = await served.app.runtime.alarms.raise_alarm(
             NewAlarm("platform_recovered", Severity.INFO, "ocs is back"))
@@ -246,7 +271,8 @@ async def test_a_refused_action_writes_nothing(served: Served) -> None:
             assert [e["action"] for e in await trail(http)] == ["alarm.resolve"]
 
 
-async def test_bad_audit_queries_name_the_field(served: Served) -> None:
+async def test_bad_audit_queries_name_the_field(
+    operators: None, served: Served) -> None:
     with trio.fail_after(60):
         async with httpx.AsyncClient(base_url=served.url, timeout=20) as http:
             for query, field in [("since=yesterday", "since"), ("since=0001-01-01", "since"),
@@ -266,7 +292,8 @@ async def test_bad_audit_queries_name_the_field(served: Served) -> None:
             assert r.status_code == 200 and r.json() == {"entries": [], "next": None}
 
 
-async def test_concurrent_changes_make_one_consistent_history(served: Served) -> None:
+async def test_concurrent_changes_make_one_consistent_history(
+    operators: None, served: Served) -> None:
     """Changes racing on one subject: each entry's `before` is the previous entry's `after`,
     in id order; of acknowledgements racing on one alarm, one wins and is recorded."""
     with trio.fail_after(90):
@@ -335,7 +362,7 @@ async def _state(served: Served) -> dict[str, Any]:
 
 @pytest.mark.parametrize("table", ["audit", "restrictions", "rule_sets", "alarms"])
 async def test_a_failed_change_leaves_no_entry_and_a_failed_entry_no_change(
-        served: Served, table: str) -> None:
+        operators: None, served: Served, table: str) -> None:
     with trio.fail_after(120):
         async with httpx.AsyncClient(base_url=served.url, timeout=20) as http:
             r = await http.post("/v1/admin/rules", content=SEED, headers={**ADMIN, **TOML})
@@ -387,25 +414,26 @@ async def gestor_audit(*args: str, env: dict[str, str]) -> subprocess.CompletedP
         capture_stdout=True, capture_stderr=True, check=False)
 
 
-async def test_gestor_audit_reads_the_trail(served: Served, database_url: str) -> None:
+async def test_gestor_audit_reads_the_trail(
+    operators: None, served: Served, database_url: str) -> None:
     env = clean_env(GESTOR_DATABASE_URL=database_url)
     with trio.fail_after(120):
         async with httpx.AsyncClient(base_url=served.url, timeout=20) as http:
-            done = await gestor_audit(env=env)
+            done = await gestor_audit("--actor", "alice", env=env)
             assert done.returncode == 0, done.stderr.decode()
             assert done.stdout.decode() == "no audit entries match\n"
             r = await http.put(RESTRICTION, headers=ALICE, json={"reason": "fraud check"})
             assert r.status_code == 200
-            r = await http.delete(RESTRICTION, headers={**ADMIN, "X-Operator": "bob"})
+            r = await http.delete(RESTRICTION, headers=BOB)
             assert r.status_code == 204
             r = await http.post("/v1/admin/rules", content=SEED, headers={**ALICE, **TOML})
             assert r.status_code == 201
-            everything = await trail(http)
+            everything = await trail(http, minted=True)
 
         done = await gestor_audit("--json", env=env)
         assert done.returncode == 0, done.stderr.decode()
         assert json.loads(done.stdout) == everything
-        done = await gestor_audit("--json", "--action", "restriction.", "--actor", "admin:bob",
+        done = await gestor_audit("--json", "--action", "restriction.", "--actor", "bob",
                                   env=env)
         assert [e["action"] for e in json.loads(done.stdout)] == ["restriction.delete"]
         done = await gestor_audit("--since", (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
@@ -416,12 +444,12 @@ async def test_gestor_audit_reads_the_trail(served: Served, database_url: str) -
         assert done.returncode == 0, done.stderr.decode()
         lines = done.stdout.decode().splitlines()
         assert lines[0].split() == ["ID", "AT", "(UTC)", "ACTOR", "ACTION", "SUBJECT", "CHANGE"]
-        assert lines[-1] == "3 entries"
-        put, delete, create = lines[1:4]
-        assert "admin:alice (admin-key)" in put and "restriction.put" in put and SUBJECT in put
-        assert "created: reason=fraud check (by admin:alice), created_at=" in put
-        assert "admin:bob (admin-key)" in delete
-        assert "deleted: reason=fraud check (by admin:alice)" in delete
+        assert lines[-1] == "5 entries"  # the 2 test keys' minting, then ours
+        put, delete, create = lines[3:6]
+        assert f"alice ({_KEY_IDS['alice']})" in put and "restriction.put" in put and SUBJECT in put
+        assert "created: reason=fraud check (by alice), created_at=" in put
+        assert f"bob ({_KEY_IDS['bob']})" in delete
+        assert "deleted: reason=fraud check (by alice)" in delete
         assert "rules.create" in create and "rules/2" in create
         # In a terminal, the change is cut to its width.
         narrow = render_table(json.loads((await gestor_audit("--json", env=env)).stdout), 180)
