@@ -13,6 +13,7 @@ import trio.testing
 
 from gestor.model import NewTransaction
 from gestor.purchase import Busy, PurchaseService
+from gestor.store import DatabaseHealth
 
 
 @attrs.define
@@ -30,6 +31,19 @@ class _SlowActors:
         return PendingExists(message.tx)  # any outcome will do
 
 
+@attrs.frozen
+class _Store:
+    """What `PurchaseService.purchase` asks of the store before the actor: the health check
+    (a database known to be down refuses at once)."""
+
+    health: DatabaseHealth = attrs.field(factory=DatabaseHealth)
+
+
+@attrs.frozen
+class _Deps:
+    store: _Store = attrs.field(factory=_Store)
+
+
 def _tx(i: int) -> NewTransaction:
     return NewTransaction(uuid.uuid4(), f"54911000{i:05d}", "SMS_200_30D", "ussd", "c",
                           f"k{i}", "h", datetime.now(UTC))
@@ -38,7 +52,7 @@ def _tx(i: int) -> NewTransaction:
 async def test_purchases_beyond_max_accepting_are_shed_without_reaching_an_actor(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    service = PurchaseService(deps=None, max_accepting=3)  # type: ignore[arg-type]
+    service = PurchaseService(deps=_Deps(), max_accepting=3)  # type: ignore[arg-type]
     actors = _SlowActors()
     service.bind(actors)  # type: ignore[arg-type]
     done: list[object] = []
