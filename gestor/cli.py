@@ -279,7 +279,12 @@ def serve(args: argparse.Namespace) -> int:
     )
 
     settings = _settings(args, bind=args.bind, workers=args.workers,
-                         platforms_url=args.platforms).with_admin_key()
+                         platforms_url=args.platforms)
+    try:
+        settings = settings.with_admin_key()  # the first write to the data directory
+    except OSError as exc:
+        raise StartupError(f"cannot use the data directory: {(exc.strerror or str(exc)).lower()}",
+                           str(exc.filename or settings.data_dir), 2) from None
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if ignored
     try:

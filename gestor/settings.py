@@ -239,7 +239,8 @@ def _get(table: Mapping[str, Any], key: str, kind: type, default: Any, where: st
     value = table.get(key, default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool) \
+            or (kind is float and value != value):  # TOML's nan passes every range check
         raise SettingsError(f"{where}.{key} must be {_KIND_NAMES.get(kind, kind.__name__)}, "
                             f"got {value!r}", _where(table, key))
     bounds = _BOUNDS.get((where, key))

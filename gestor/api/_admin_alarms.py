@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 STATES = ("open", "acknowledged", "unacknowledged", "resolved")
-_ID = re.compile(r"[0-9]{1,18}")
+_ID = re.compile(r"[0-9]{1,19}")  # alarm ids are bigint: up to validate.BIGINT_MAX
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _MAX_KINDS = 32
 
@@ -75,8 +75,9 @@ def listed(alarm: Alarm) -> dict[str, Any]:
 
 
 def _alarm_id(raw_id: str) -> int:
-    if not _ID.fullmatch(raw_id) or int(raw_id) == 0:
-        raise ApiProblem(400, "INVALID_ALARM_ID", "an alarm id is a whole number from 1",
+    if not _ID.fullmatch(raw_id) or not 1 <= int(raw_id) <= validate.BIGINT_MAX:
+        raise ApiProblem(400, "INVALID_ALARM_ID",
+                         f"an alarm id is a whole number from 1 to {validate.BIGINT_MAX}",
                          field="id")
     return int(raw_id)
 
@@ -104,7 +105,7 @@ def register(app: GestorApp, settings: Settings) -> None:
         require_admin(settings)
         state = _state(request.args.get("state"))
         kinds = _kinds(request.args.get("kind"))
-        since = _whole(request.args.get("since"), "since", 0, 0, 10**18 - 1)
+        since = _whole(request.args.get("since"), "since", 0, 0, validate.BIGINT_MAX)
         limit = _whole(request.args.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         alarms = await app.runtime.store.list_alarms(since, limit, state, kinds)
         next_page = None

@@ -75,6 +75,10 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _protocol_fixes.apply()
     app = GestorApp("gestor")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    # A body that has not all arrived within keep_alive_timeout is answered 408 and its
+    # connection freed, as a head that has not (Quart's own default is 60 s): a client trickling
+    # a body keeps its connection busy, so it could not be evicted at the cap.
+    app.config["BODY_TIMEOUT"] = settings.keep_alive_timeout
     app.config["JSON_SORT_KEYS"] = False
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = settings.shutdown_grace
     stop = trio.Event()

@@ -20,6 +20,14 @@ app to see, applied once by `create_app` (so `gestor serve` and the tests get th
    the app's answer is sent and the connection closed.
    Upstream: `H11Protocol._handle_events` should stop reading once h11's `their_state` is
    `MUST_CLOSE`.
+4. A websocket handshake refused by hypercorn itself (no `Sec-WebSocket-Key`, a wrong
+   `Sec-WebSocket-Version`, data before the accept) got a `400` saying `connection: close`, and
+   then the connection was never closed, nor counted idle: `WSStream` sent the response but
+   never `StreamClosed`, so `H11Protocol` waited for ever for the stream to end. One such
+   request held a socket (and a place under the connection cap) for as long as its client
+   liked. The stream now ends after such a refusal, and the connection closes.
+   Upstream: `WSStream.handle` should `send(StreamClosed(...))` after each
+   `_send_error_response` it makes without an app to finish the stream.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from typing import Any
 import h11
 import trio
 from hypercorn.events import Closed
+from hypercorn.protocol.events import StreamClosed
 from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.trio.tcp_server import TCPServer
 
 _APPLIED = False
@@ -68,6 +78,16 @@ def apply() -> None:
         except trio.BusyResourceError:  # the connection is being closed under this send
             await self.protocol.handle(Closed())
 
+    ws_handle = WSStream.handle
+
+    async def _ws_handle(self: WSStream, event: Any) -> None:
+        was_closed = self.closed
+        await ws_handle(self, event)
+        if self.closed and not was_closed and not isinstance(event, StreamClosed):
+            # refused during the handshake (fix 4): end the stream, so the connection closes
+            await self.send(StreamClosed(stream_id=self.stream_id))
+
     H11Protocol.__init__ = __init__  # type: ignore[method-assign]
+    WSStream.handle = _ws_handle  # type: ignore[method-assign]
     H11Protocol._send_error_response = _send_error_response  # type: ignore[method-assign]
     TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]

@@ -62,7 +62,8 @@ _REFUSAL_BODY = json.dumps({
     "code": "TOO_MANY_CONNECTIONS",
     "detail": "this server holds as many connections as it may, all busy; retry shortly",
 }, separators=(",", ":")).encode()
-#: Sent, before reading anything, to a connection refused at the cap; then it is closed.
+#: Sent, before reading anything, to a connection refused at the cap; then it is closed (once
+#: the client has closed its side, or after 1 s).
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\n"
            b"content-type: application/problem+json\r\n"
            b"retry-after: 1\r\n"
@@ -154,9 +155,15 @@ class ClientConnection(TCPServer):
 
 
 async def _refuse(stream: trio.SocketStream) -> None:
+    """Send `REFUSAL`, then read (and drop) what the client sent until it closes, for at most
+    1 s in all: closing with its request unread would send a reset, which discards the 503 at
+    the client before it reads it."""
     with trio.move_on_after(1.0):
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await stream.send_all(REFUSAL)
+            await stream.send_eof()
+            while await stream.receive_some(65536):
+                pass
     await stream.aclose()
 
 

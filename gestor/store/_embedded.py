@@ -53,11 +53,16 @@ class EmbeddedPostgres:
                    "-l", str(pgdata / "log"), "start"]
         user = self._server.system_user
         extra: dict[str, Any] = {"user": user, "group": user} if user else {}
+        log = pgdata / "log"
+        try:
+            written = log.stat().st_size  # what the dead server and earlier attempts said
+        except OSError:
+            written = 0
         try:
             subprocess.run(command, check=True, capture_output=True, text=True,
                            timeout=timeout + 5, **extra)
         except subprocess.CalledProcessError as exc:
-            raise RestartFailed(_last_words(pgdata / "log", exc.stderr)) from None
+            raise RestartFailed(_last_words(log, exc.stderr, since=written)) from None
         except subprocess.TimeoutExpired:
             raise RestartFailed(f"not ready within {timeout:g} s") from None
         info = PostmasterInfo.read_from_pgdata(pgdata)
@@ -75,15 +80,21 @@ class RestartFailed(Exception):
     """The embedded server could not be started again (the message says why)."""
 
 
-def _last_words(log: Path, stderr: str | None) -> str:
-    """The server's reason for not starting: its last FATAL log line, else pg_ctl's."""
+def _last_words(log: Path, stderr: str | None, since: int = 0) -> str:
+    """The server's reason for not starting, from what it logged after byte `since` (not the
+    dead server's last words, such as its backends' "terminating connection due to unexpected
+    postmaster exit"): its last FATAL line, else its last line, else pg_ctl's."""
     try:
-        lines = log.read_text(errors="replace").splitlines()[-20:]
+        with log.open("rb") as f:
+            f.seek(since)
+            lines = f.read().decode(errors="replace").strip().splitlines()[-20:]
     except OSError:
         lines = []
     fatal = [line for line in lines if "FATAL:" in line]
     if fatal:
         return fatal[-1].split("FATAL:", 1)[1].strip()
+    if lines:
+        return lines[-1].strip()
     err = (stderr or "").strip().splitlines()
     return err[-1] if err else "pg_ctl failed"
 

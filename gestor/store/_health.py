@@ -55,7 +55,10 @@ def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError):
         return "the server is not running (its socket is missing)"
     if isinstance(exc, ConnectionResetError | BrokenPipeError
-                  | asyncpg.exceptions.ConnectionDoesNotExistError):
+                  | asyncpg.exceptions.ConnectionDoesNotExistError
+                  # asyncpg's protocol left mid-operation by a server that vanished (kill -9):
+                  # "cannot switch to state 12; another operation (2) is in progress"
+                  | asyncpg.exceptions.InternalClientError):
         return "connection lost"
     if isinstance(exc, TimeoutError | asyncio.TimeoutError | trio.TooSlowError):
         return "no answer in time"

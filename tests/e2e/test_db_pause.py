@@ -30,7 +30,8 @@ PAUSE = 10.0  # seconds the database stays stopped (the fault's length, not a sy
 MSISDNS = [f"54911000000{n:02d}" for n in range(1, 100)]  # always active, prepaid, funded
 BONO = "SMS_200_30D"
 #: First answers that promise nothing was done (README, "Buy a bono").
-NOTHING_DONE = {"SERVICE_UNAVAILABLE", "BUSY", "TOO_MANY_REQUESTS", "PURCHASE_PENDING"}
+NOTHING_DONE = {"SERVICE_UNAVAILABLE", "DATABASE_UNAVAILABLE", "BUSY", "TOO_MANY_REQUESTS",
+                "PURCHASE_PENDING"}
 
 CONFIG = """
 [recovery]
@@ -98,8 +99,9 @@ async def _settle(base: str, answers: dict[str, tuple[str, str, Any]]) -> dict[s
                 again, body = await _post(http, msisdn, key, wait=10)
                 if again in ("200", "202"):
                     break
-                assert again in ("OUTCOME_UNKNOWN", "SERVICE_UNAVAILABLE", "PURCHASE_PENDING",
-                                 "TOO_MANY_REQUESTS") or again.startswith("no answer"), again
+                assert again in ("OUTCOME_UNKNOWN", "SERVICE_UNAVAILABLE", "DATABASE_UNAVAILABLE",
+                                 "PURCHASE_PENDING", "TOO_MANY_REQUESTS") \
+                    or again.startswith("no answer"), again
                 await trio.sleep(0.5)  # as Retry-After says
             while not body["final"]:
                 r = await http.get(f"/v1/transactions/{body['id']}",

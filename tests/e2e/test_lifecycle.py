@@ -335,6 +335,13 @@ def test_embedded_database_that_cannot_start(tmp_path: Path) -> None:
     assert line.endswith(f"({pg})")
 
 
+def test_data_directory_that_cannot_be_used(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("a file, not a directory\n")
+    code, line, _ = serve_fails(tmp_path, "--bind", f"127.0.0.1:{free_port()}")
+    assert code == 2
+    assert line == f"gestor: cannot use the data directory: file exists ({tmp_path / 'data'})"
+
+
 def test_workers_out_of_range(tmp_path: Path) -> None:
     code, line, _ = serve_fails(tmp_path, "--workers", "0")
     assert code == 2

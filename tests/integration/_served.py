@@ -1,6 +1,6 @@
-"""Gestor's app served by hypercorn on a real loopback socket in this process (the way
-`gestor serve` serves it), and a raw HTTP/1.1 exchange over a trio socket for bytes no HTTP
-client library would send."""
+"""Gestor's app served on a real loopback socket in this process as `gestor serve` serves it
+(`serve_app`: hypercorn under `gestor.serving`'s client connections), and a raw HTTP/1.1
+exchange over a trio socket for bytes no HTTP client library would send."""
 
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ import attrs
 import h11
 import pytest
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from gestor.api import GestorApp, create_app
 from gestor.platforms import SimulatorHandle
 from gestor.settings import load_settings
 from gestor.store import table_counts
+from gestor.workers import listening_socket, serve_app
 from tests.integration.conftest import ADMIN_KEY
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -48,18 +47,16 @@ async def served(database_url: str, simulator: SimulatorHandle, config_dir: Path
     # The shipped platform timeouts: a purchase accepted earlier must not time out into an
     # alarm on a loaded box while a later, refused request's "nothing written" is checked.
     settings = attrs.evolve(load_settings(config_dir, environ={}, data_dir=tmp_path),
-                            admin_key=ADMIN_KEY)
+                            admin_key=ADMIN_KEY, bind="127.0.0.1:0", shutdown_grace=2.0)
     app = create_app(settings, database_url, simulator.url)
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.graceful_timeout = 2
-    stop = trio.Event()
+    sock = listening_socket(settings.bind, reuse_port=False)
+    host, port = sock.getsockname()[:2]
+    ready, stop = trio.Event(), trio.Event()
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(serve_app, app, settings, sock, ready.set,
+                                             stop=stop))
         with trio.fail_after(60):
-            binds = await nursery.start(
-                functools.partial(serve, app, config, shutdown_trigger=stop.wait))
-        host, _, port = binds[0].removeprefix("http://").rpartition(":")
+            await ready.wait()
         yield Served(app, host, int(port))
         stop.set()
 

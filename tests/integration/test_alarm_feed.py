@@ -173,10 +173,14 @@ async def test_admin_lists_open_alarms_and_pages_through_them(
 async def test_admin_alarms_need_the_admin_key_and_valid_parameters(client: Any) -> None:
     with trio.fail_after(30):
         assert (await client.get("/v1/admin/alarms")).status_code == 401
+        # alarm ids are bigint (README): the largest one is a valid `since`
+        r = await client.get(f"/v1/admin/alarms?since={2**63 - 1}", headers=ADMIN)
+        assert r.status_code == 200 and (await r.get_json())["alarms"] == []
         for query, field in [
             ("state=closed", "state"), ("kind=Not-A-Kind", "kind"), ("since=-1", "since"),
             ("since=%C2%B2", "since"), ("since=" + "9" * 5000, "since"), ("limit=0", "limit"),
             ("limit=1001", "limit"), ("limit=%C2%B2", "limit"), ("limit=", "limit"),
+            ("since=9223372036854775808", "since"),
         ]:
             r = await client.get(f"/v1/admin/alarms?{query}", headers=ADMIN)
             assert r.status_code == 422, (query, r.status_code)
@@ -226,13 +230,15 @@ async def test_an_operator_resolves_an_open_alarm_by_hand(client: Any, app: Gest
         assert body["alarms"] == []
         for alarm_id, status, code in [(down.id, 409, "ALARM_NOT_OPEN"),
                                        (event.id, 409, "ALARM_NOT_OPEN"),
-                                       (10**9, 404, "ALARM_NOT_FOUND")]:
+                                       (10**9, 404, "ALARM_NOT_FOUND"),
+                                       (2**63 - 1, 404, "ALARM_NOT_FOUND")]:
             r = await client.post(f"/v1/admin/alarms/{alarm_id}/resolve", headers=ADMIN)
             assert r.status_code == status
             assert (await r.get_json())["code"] == code
         for path, body_, status, field in [
             ("x", None, 400, "id"), ("0", None, 400, "id"), ("%C2%B2", None, 400, "id"),
-            ("9" * 5000, None, 400, "id"), (str(down.id), {"note": 5}, 422, "note"),
+            ("9" * 5000, None, 400, "id"), (str(2**63), None, 400, "id"),
+            (str(down.id), {"note": 5}, 422, "note"),
             (str(down.id), {"why": "?"}, 422, "why"),
         ]:
             r = await client.post(f"/v1/admin/alarms/{path}/resolve", headers=ADMIN, json=body_)

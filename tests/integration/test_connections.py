@@ -175,6 +175,44 @@ async def test_idle_keep_alive_connection_is_closed_after_the_configured_timeout
         assert 0.45 <= waited < 5, waited
 
 
+@pytest.mark.parametrize("handshake", [
+    b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n",  # no key
+    b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+], ids=["no-key", "old-version"])
+async def test_a_websocket_handshake_refused_by_the_http_layer_closes_its_connection(
+        worker: Worker, handshake: bytes) -> None:
+    """hypercorn answers a handshake it cannot take with `400` and `connection: close`: the
+    connection is then closed at once (it used to stay open, busy, for ever)."""
+    with trio.fail_after(30):
+        stream = await worker.connect()
+        await stream.send_all(b"GET /v1/alarms?since=0 HTTP/1.1\r\nHost: t\r\n" + handshake
+                              + b"\r\n")
+        with trio.fail_after(2):
+            data = await read_to_eof(stream)
+        assert data.startswith(b"HTTP/1.1 400 \r\n"), data
+        await stream.aclose()
+
+
+@pytest.mark.parametrize("server_settings", [{"keep_alive_timeout": 0.5}])
+async def test_a_body_that_does_not_arrive_within_the_timeout_is_answered_408(
+        worker: Worker) -> None:
+    """A client that trickles a body holds a busy connection (never evicted at the cap): the
+    keep-alive timeout bounds the body as it bounds the head."""
+    with trio.fail_after(30):
+        stream = await worker.connect()
+        await stream.send_all(b"POST /v1/purchases HTTP/1.1\r\nHost: t\r\n"
+                              b"Content-Type: application/json\r\nIdempotency-Key: slow-body\r\n"
+                              b"Content-Length: 100\r\n\r\n{\"msisdn\"")
+        start = trio.current_time()
+        head = await read_head(stream)
+        waited = trio.current_time() - start
+        assert head.startswith(b"HTTP/1.1 408 "), head
+        assert b"application/problem+json" in head
+        assert 0.45 <= waited < 5, waited
+        await stream.aclose()
+
+
 @pytest.mark.parametrize("server_settings", [{"max_connections": 3, "keep_alive_timeout": 60.0}])
 async def test_at_the_cap_the_oldest_idle_connection_makes_room(worker: Worker) -> None:
     assert worker.connections.cap == 3

@@ -140,6 +140,8 @@ async def test_a_failing_resumption_is_tried_again_soon(autojump_clock: trio.tes
     (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), "connection lost"),
     (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of "
                                                     "operation"), "connection lost"),
+    (asyncpg.exceptions.InternalClientError("cannot switch to state 12; another operation "
+                                            "(2) is in progress"), "connection lost"),
     (TimeoutError(), "no answer in time"),
     (OSError(errno.ENETUNREACH, "Network is unreachable"), "network is unreachable"),
     (asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),

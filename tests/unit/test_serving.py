@@ -220,6 +220,25 @@ async def test_new_connection_is_refused_with_503_when_every_one_is_busy(
         assert (stats.refused, stats.evicted, stats.open) == (1, 0, 2)
 
 
+async def test_a_refused_client_that_sent_its_request_reads_the_503_not_a_reset(
+        served: Served) -> None:
+    """Every real client sends its request before reading: the refusal must not be lost to a
+    reset (closing a socket with unread data sends RST, which discards the 503 at the client)."""
+    served.table.cap = 1
+    with trio.fail_after(10):
+        busy = await served.connect()
+        await busy.send_all(HALF_POST)
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(3):
+            refused = await served.connect()
+            await refused.send_all(HEAD)
+            with trio.fail_after(2):
+                assert await read_to_eof(refused) == REFUSAL
+            await refused.aclose()
+        assert served.table.statistics().refused == 3
+        await busy.aclose()
+
+
 def streaming_app(disconnected: trio.Event) -> Any:
     """An ASGI app answering with an endless body until the client is gone."""
 

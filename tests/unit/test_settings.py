@@ -67,8 +67,11 @@ def test_unknown_keys_are_named_with_file_table_and_line(
     ("[platforms]\n\ntimeout = -1.0\n", "platform setting 'timeout' must be > 0", 3),
     ("[simulator]\nseed = 'x'\n", "simulator 'seed' must be an integer", 2),
     ("[server]\nbind = 'nowhere'\n", "bind must be HOST:PORT, got 'nowhere'", 2),
+    ("[server]\nkeep_alive_timeout = nan\n", "server.keep_alive_timeout must be a number, got nan",
+     2),
+    ("[purchase]\n\nmax_wait = -nan\n", "purchase.max_wait must be a number, got nan", 3),
 ], ids=["pool_size", "workers", "grace", "idle", "in_flight", "type", "bool", "timezone",
-        "webhooks", "platforms", "simulator", "bind"])
+        "webhooks", "platforms", "simulator", "bind", "nan", "nan-unbounded"])
 def test_bad_values_are_named_with_their_line(
     tmp_path: Path, text: str, message: str, line: int
 ) -> None:
