@@ -125,6 +125,7 @@ def register(app: GestorApp, settings: Settings) -> None:
             "rules": attrs.asdict(rt.rulebook.statistics()),
             "connections": (attrs.asdict(app.connections.statistics())
                             if app.connections is not None else None),
+            "rate_limits": attrs.asdict(app.limiter.statistics()),
         })
 
     @app.get("/v1/admin/reconciliation")

@@ -24,10 +24,12 @@ from gestor.api import _admin, _admin_alarms, _guards, _protocol_fixes
 from gestor.api import _render as render
 from gestor.api import _validate as validate
 from gestor.api._auth import request_client
+from gestor.api._limits import enforce as enforce_limits
 from gestor.api._problems import ApiProblem, json_response, problem
 from gestor.model import PENDING_STATES, NewTransaction, TxState
 from gestor.platforms import PlatformError
 from gestor.purchase import Busy
+from gestor.ratelimits import RateLimiter, open_rate_limiter
 from gestor.runtime import Runtime, open_runtime
 from gestor.settings import Settings
 from gestor.store import (
@@ -57,6 +59,8 @@ class GestorApp(QuartTrio):
     draining: bool = False
     #: The worker's client connections, when served by `gestor.workers.serve_app`.
     connections: ConnectionTable | None = None
+    #: Rate limits per calling key and per msisdn (gestor.api._limits enforces them).
+    limiter: RateLimiter
 
 
 def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:
@@ -70,7 +74,9 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
 
     async def keep_runtime(*, task_status: trio.TaskStatus[Runtime]) -> None:
         try:
-            async with open_runtime(settings, database_url, platforms_url) as runtime:
+            async with open_runtime(settings, database_url, platforms_url) as runtime, \
+                    open_rate_limiter(settings.limits, runtime.store) as limiter:
+                app.limiter = limiter
                 task_status.started(runtime)
                 await stop.wait()
         finally:
@@ -204,6 +210,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         wait = validate.prefer_wait(request.headers.get("Prefer"), settings.max_wait)
         body = validate.json_object(await request.get_data(cache=False, as_text=False))
         msisdn, bono_id, channel = validate.purchase_body(body)
+        enforce_limits(app, settings, "purchase", msisdn)
         if rt.catalogue.get(bono_id) is None:
             raise ApiProblem(422, "UNKNOWN_BONO", f"there is no bono {bono_id!r}",
                              field="bono_id")
@@ -259,7 +266,9 @@ def _routes(app: GestorApp, settings: Settings) -> None:
     @app.get("/v1/transactions/<tx_id>")
     async def get_transaction(tx_id: str) -> Response:
         rt = app.runtime
-        tx = await rt.purchases.get(validate.transaction_id(tx_id))
+        wanted = validate.transaction_id(tx_id)
+        enforce_limits(app, settings, "status")
+        tx = await rt.purchases.get(wanted)
         if tx is None:
             raise ApiProblem(404, "TRANSACTION_NOT_FOUND", f"no transaction {tx_id}", field="id")
         wait = validate.prefer_wait(request.headers.get("Prefer"), settings.max_wait)
@@ -284,6 +293,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
                                  field="state")
             states = wanted
         limit = validate.limit(request.args.get("limit"))
+        enforce_limits(app, settings, "status", msisdn)
         txs = await rt.purchases.transactions(msisdn, states, limit)
         return json_response({
             "msisdn": msisdn,
@@ -295,6 +305,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         rt = app.runtime
         msisdn = validate.msisdn(raw_msisdn)
         channel = validate.channel(request.args.get("channel"))
+        enforce_limits(app, settings, "list", msisdn)
         result = await rt.purchases.offers(msisdn, channel)
         return json_response(render.offers(result))
 
