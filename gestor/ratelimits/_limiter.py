@@ -77,6 +77,9 @@ class RateLimiter:
     _dirty: dict[str, Bucket] = attrs.field(factory=dict)
     _admitted: dict[str, int] = attrs.field(factory=dict)
     _refused: dict[str, int] = attrs.field(factory=dict)
+    #: Set when a bucket is asked for while none was waiting to be reported: the exchange
+    #: loop sleeps on it (an idle worker does not wake every interval).
+    _wake: trio.Event = attrs.field(factory=trio.Event)
     _exchanges: int = 0
     _exchange_errors: int = 0
     _last_count: int = 0
@@ -92,6 +95,8 @@ class RateLimiter:
             bucket = self._buckets[name] = Bucket.fresh(limit.rate, limit.burst, now)
         else:
             self._buckets.move_to_end(name)
+        if not self._dirty:
+            self._wake.set()
         self._dirty[name] = bucket
         return bucket
 
@@ -168,15 +173,19 @@ class RateLimiter:
 
     async def run(self, shared: SharedBuckets, *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Exchange every `sync_interval` until cancelled; now and then delete the shared
-        buckets that are full again."""
+        """Exchange every `sync_interval` while buckets are asked for, until cancelled; now
+        and then delete the shared buckets that are full again."""
         task_status.started()
         if not self.settings.enabled:
             await trio.sleep_forever()
         forget_at = trio.current_time() + _FORGET_EVERY
         while True:
+            await self._wake.wait()
             await trio.sleep(self.settings.sync_interval)
+            self._wake = trio.Event()
             await self.exchange(shared)
+            if self._dirty:  # asked for during the exchange, or a report to send again
+                self._wake.set()
             if trio.current_time() >= forget_at:
                 forget_at = trio.current_time() + _FORGET_EVERY
                 try:
