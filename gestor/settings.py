@@ -177,9 +177,9 @@ _BOUNDS: dict[tuple[str, str], _Range] = {
     ("alarms", "send_timeout"): _Range(0, inclusive=False, maximum=3600),
     # [limits] (rate limits): a bucket's rate 0 turns it off.
     ("limits", "sync_interval"): _Range(0.01, maximum=10),
-    **{(f"limits.{scope}.{kind}", "rate"): _Range(0, maximum=1e6)
+    **{(f"limits.{scope}.{kind}", "rate"): _Range(0, maximum=1_000_000)
        for scope in SCOPES for kind in KINDS},
-    **{(f"limits.{scope}.{kind}", "burst"): _Range(1, maximum=1e9)
+    **{(f"limits.{scope}.{kind}", "burst"): _Range(1, maximum=1_000_000_000)
        for scope in SCOPES for kind in KINDS},
 }
 

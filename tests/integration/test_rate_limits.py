@@ -10,7 +10,6 @@ import functools
 import math
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import attrs
 import httpx
