@@ -146,9 +146,13 @@ class RateLimiter:
             for name, bucket in sent.items():
                 bucket.unsent()
                 self._dirty.setdefault(name, bucket)
-            if self._exchange_errors == 1 or self._exchange_errors % 100 == 0:
+            from gestor.store import StoreUnavailable
+
+            # An unreachable database is logged once by the store's health state.
+            if not isinstance(exc, StoreUnavailable) and (
+                    self._exchange_errors == 1 or self._exchange_errors % 100 == 0):
                 logger.warning("rate limits not shared this time (each worker keeps limiting "
-                               "on what it knows): %s", exc)
+                               "on what it knows): %r", exc)
             return
         now = trio.current_time()
         for name, bucket in sent.items():
