@@ -133,6 +133,15 @@ async def test_a_key_driven_at_three_times_its_rate_across_two_workers_gets_its_
                 admitted)
             assert sum(s["rate_limits"]["refused"]["key:purchase"] for s in stats) == len(
                 refused)
+            # a refused request's Idempotency-Key was never used: after Retry-After, the same
+            # request is a first attempt
+            await trio.sleep(1)  # Retry-After
+            request = refused[0].request
+            again = await client.post(request.url, content=request.content, headers={
+                "Idempotency-Key": request.headers["Idempotency-Key"], "X-Client-Id": "ussd-gw",
+                "Content-Type": "application/json"})
+            assert again.status_code == 202, again.text
+            assert "Idempotent-Replayed" not in again.headers
 
 
 async def test_a_mobiles_purchases_are_limited_across_two_workers(
