@@ -140,8 +140,11 @@ def make_plan(scenario: str, args: argparse.Namespace, *, workers: int | None = 
                     ratio_basis="requests_per_s", **common)
     if scenario == "hot-mobile":
         hot = tuple(f"54911000000{i:02d}" for i in range(1, args.hot_msisdns + 1))
+        # the per-msisdn purchase limit off: this scenario is about the one-pending guard
+        # (409 PURCHASE_PENDING), not about 429 RATE_LIMITED
         return Plan(scenario, mode, conns, args.rate or 0, wait, latency, hot=hot,
-                    ratio_basis="requests_per_s", **common)
+                    ratio_basis="requests_per_s",
+                    config={"limits": {"msisdn": {"purchase": {"rate": 0.0}}}}, **common)
     if scenario == "slow-platforms":
         latency = parse_latency(args.latency) if args.latency is not None else {
             "dwh": {"latency_ms": 2000}, "ocs": {"latency_ms": 2000},
@@ -151,6 +154,8 @@ def make_plan(scenario: str, args: argparse.Namespace, *, workers: int | None = 
             args.rate or SLOW_RATE_PER_WORKER * (workers or args.workers),
             0.0 if args.wait is None else args.wait, latency,
             platforms={"timeout": 10.0, "max_concurrency": args.platform_concurrency},
+            # one client offering more than the per-key purchase limit (1,000/s) may need
+            config={"limits": {"key": {"purchase": {"rate": 0.0}}}},
             drain=60.0, **common,
         )
     if scenario == "faults":

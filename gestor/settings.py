@@ -13,6 +13,8 @@ from typing import Any
 import attrs
 import platformdirs
 
+from gestor.ratelimits import DEFAULT_LIMITS, KINDS, SCOPES, Limit, LimitSettings
+
 PACKAGE_CONFIG = Path(__file__).resolve().parent.parent / "config"
 
 
@@ -88,6 +90,8 @@ class Settings:
     alarm_send_timeout: float = 5.0
     platforms: Mapping[str, Any] = attrs.field(factory=dict)
     simulator: Mapping[str, Any] = attrs.field(factory=dict)
+    #: `[limits]`: rate limits per calling key and per msisdn (gestor.ratelimits).
+    limits: LimitSettings = attrs.field(factory=LimitSettings)
 
     @property
     def catalogue_path(self) -> Path:
@@ -171,6 +175,12 @@ _BOUNDS: dict[tuple[str, str], _Range] = {
     ("recovery", "stale_after"): _Range(0, inclusive=False),
     ("recovery", "stuck_after"): _Range(0, inclusive=False),
     ("alarms", "send_timeout"): _Range(0, inclusive=False, maximum=3600),
+    # [limits] (rate limits): a bucket's rate 0 turns it off.
+    ("limits", "sync_interval"): _Range(0.01, maximum=10),
+    **{(f"limits.{scope}.{kind}", "rate"): _Range(0, maximum=1_000_000)
+       for scope in SCOPES for kind in KINDS},
+    **{(f"limits.{scope}.{kind}", "burst"): _Range(1, maximum=1_000_000_000)
+       for scope in SCOPES for kind in KINDS},
 }
 
 
@@ -280,7 +290,7 @@ def _read_file(path: Path) -> _Table:
 
 #: The tables of gestor.toml (other tables are refused as unknown).
 _KNOWN_TABLES = frozenset({"server", "database", "embedded", "purchase", "actors", "recovery",
-                           "alarms", "platforms", "simulator"})
+                           "alarms", "platforms", "simulator", "limits"})
 
 
 def _check_keys(table: _Table, known: frozenset[str]) -> None:
@@ -327,6 +337,41 @@ def _locate_message(table: _Table, message: str) -> str:
     for name in re.findall(r"'(\w+)'", message):
         return table.source.where((*path, name))
     return table.source.where(path)
+
+
+def _read_limits(table: Any) -> LimitSettings:
+    """`[limits]`: `enabled`, `sync_interval`, and `[limits.key]` / `[limits.msisdn]`, each
+    kind a `{rate = R, burst = B}` (a kind not given keeps its default)."""
+    if not isinstance(table, Mapping):
+        raise SettingsError("'limits' must be a [limits] table")
+    if isinstance(table, _Table):
+        _check_keys(table, frozenset({"enabled", "sync_interval", *SCOPES}))
+    enabled = _get(table, "enabled", bool, True, "limits")
+    sync_interval = _get(table, "sync_interval", float, 0.1, "limits")
+    buckets: dict[str, dict[str, Limit]] = {}
+    for scope in SCOPES:
+        sub = table.get(scope, {})
+        if not isinstance(sub, Mapping):
+            raise SettingsError(f"limits.{scope} must be a [limits.{scope}] table",
+                                _where(table, scope))
+        if isinstance(sub, _Table):
+            _check_keys(sub, frozenset(KINDS))
+        buckets[scope] = {}
+        for kind in KINDS:
+            default = DEFAULT_LIMITS[scope][kind]
+            spec = sub.get(kind)
+            name = f"limits.{scope}.{kind}"
+            if spec is None:
+                buckets[scope][kind] = default
+                continue
+            if not isinstance(spec, Mapping):
+                raise SettingsError(f"{name} must be a table {{rate = R, burst = B}}, "
+                                    f"got {spec!r}", _where(sub, kind))
+            if isinstance(spec, _Table):
+                _check_keys(spec, frozenset({"rate", "burst"}))
+            buckets[scope][kind] = Limit(_get(spec, "rate", float, default.rate, name),
+                                         _get(spec, "burst", float, default.burst, name))
+    return LimitSettings(enabled=enabled, sync_interval=sync_interval, buckets=buckets)
 
 
 def _check_unknown(data: _Table) -> None:
@@ -391,6 +436,7 @@ def load_settings(
         "alarm_send_timeout": _get(alarms, "send_timeout", float, 5.0, "alarms"),
         "platforms": platforms,
         "simulator": dict(data.get("simulator", {})),
+        "limits": _read_limits(data.get("limits", {})),
     }
     data_dir = _get(embedded, "data_dir", str, "", "embedded")
     if data_dir:

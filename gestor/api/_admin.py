@@ -126,6 +126,7 @@ def register(app: GestorApp, settings: Settings) -> None:
             "keys": attrs.asdict(app.keyring.statistics()),  # counts only, never a key
             "connections": (attrs.asdict(app.connections.statistics())
                             if app.connections is not None else None),
+            "rate_limits": attrs.asdict(app.limiter.statistics()),
         })
 
     @app.get("/v1/admin/reconciliation")

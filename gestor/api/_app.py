@@ -32,11 +32,13 @@ from gestor.api._auth import (
     own_client,
     principal,
 )
+from gestor.api._limits import enforce as enforce_limits
 from gestor.api._problems import ApiProblem, json_response, problem
 from gestor.keyring import KeyRing
 from gestor.model import PENDING_STATES, NewTransaction, TxState
 from gestor.platforms import PlatformError
 from gestor.purchase import Busy
+from gestor.ratelimits import RateLimiter, open_rate_limiter
 from gestor.runtime import Runtime, open_runtime
 from gestor.settings import Settings
 from gestor.store import (
@@ -69,6 +71,8 @@ class GestorApp(QuartTrio):
     connections: ConnectionTable | None = None
     #: The stored API keys as this worker sees them (gestor/keyring.py).
     keyring: KeyRing
+    #: Rate limits per calling key and per msisdn (gestor.api._limits enforces them).
+    limiter: RateLimiter
 
 
 def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:
@@ -87,7 +91,9 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     async def keep_runtime(*, task_status: trio.TaskStatus[Runtime]) -> None:
         try:
             async with open_runtime(settings, database_url, platforms_url) as runtime, \
+                    open_rate_limiter(settings.limits, runtime.store) as limiter, \
                     trio.open_nursery() as nursery:
+                app.limiter = limiter
                 app.keyring = KeyRing(KeyStore(runtime.store.bridge))
                 await nursery.start(app.keyring.run)
                 task_status.started(runtime)
@@ -230,6 +236,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         msisdn, bono_id, channel = validate.purchase_body(body)
         allow_channel(channel)
         allow_msisdn(msisdn)
+        enforce_limits(app, settings, "purchase", msisdn)
         if rt.catalogue.get(bono_id) is None:
             raise ApiProblem(422, "UNKNOWN_BONO", f"there is no bono {bono_id!r}",
                              field="bono_id")
@@ -285,7 +292,9 @@ def _routes(app: GestorApp, settings: Settings) -> None:
     @app.get("/v1/transactions/<tx_id>")
     async def get_transaction(tx_id: str) -> Response:
         rt = app.runtime
-        tx = await rt.purchases.get(validate.transaction_id(tx_id))
+        wanted = validate.transaction_id(tx_id)
+        enforce_limits(app, settings, "status")
+        tx = await rt.purchases.get(wanted)
         if tx is None:
             raise ApiProblem(404, "TRANSACTION_NOT_FOUND", f"no transaction {tx_id}", field="id")
         allow_read(tx)
@@ -312,6 +321,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
                                  field="state")
             states = wanted
         limit = validate.limit(request.args.get("limit"))
+        enforce_limits(app, settings, "status", msisdn)
         # A key that reads only its own transactions lists only those.
         client = own_client()
         txs = await rt.purchases.transactions(msisdn, states, limit, client)
@@ -328,6 +338,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         allow_msisdn(msisdn)
         channel = validate.channel(request.args.get("channel", principal().default_channel()))
         allow_channel(channel)
+        enforce_limits(app, settings, "list", msisdn)
         result = await rt.purchases.offers(msisdn, channel)
         return json_response(render.offers(result))
 

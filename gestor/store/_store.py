@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +28,7 @@ from gestor.model import (
     Transaction,
     Transition,
 )
-from gestor.store import _alarms, _audit, _restrictions, _rule_sets, _transactions
+from gestor.store import _alarms, _audit, _rate_limits, _restrictions, _rule_sets, _transactions
 from gestor.store._audit import AuditRecord
 from gestor.store._batch import Batcher, BatcherStatistics, Queued
 from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
@@ -306,6 +306,17 @@ class Store:
     async def lift(self, msisdn: str, code: str, actor: Actor) -> Restriction | None:
         """Delete a restriction: what was deleted (audited, `restriction.delete`), or None."""
         return await self.bridge.run(_restrictions.delete, msisdn, code, actor)
+
+    # -- rate limits (gestor.ratelimits) ---------------------------------------------------------
+    async def exchange_rate_limits(self, rows: Sequence[tuple[str, int, int, float, float]],
+                                   demand_seconds: float) -> Mapping[str, tuple[float, float]]:
+        """Add this worker's (bucket, used, asked, rate, burst) to the shared buckets and read
+        each one's (level, demand): one statement (see `_rate_limits`)."""
+        return await self.bridge.run(_rate_limits.exchange, rows, demand_seconds,
+                                     transaction=False)
+
+    async def forget_rate_limits(self, idle_seconds: float) -> int:
+        return await self.bridge.run(_rate_limits.forget_full, idle_seconds, transaction=False)
 
     async def ping(self) -> bool:
         async def _ping(conn: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import signal
 import socket
@@ -20,6 +21,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def config_without_mobile_purchase_limit(where: Path) -> Path:
+    """A copy of config/ in `where` with the per-msisdn purchase rate limit off: for tests of
+    many purchases on one mobile (the one-pending guard, the rules' daily limit), which would
+    otherwise get `429 RATE_LIMITED` (README, "Rate limits")."""
+    import shutil
+
+    config = where / "config"
+    shutil.copytree(ROOT / "config", config, dirs_exist_ok=True)
+    text = (config / "gestor.toml").read_text()
+    text, found = re.subn(r"(?m)^purchase = \{ rate = 0\.2, burst = 5 \}",
+                          "purchase = { rate = 0 }", text)
+    assert found == 1, "the shipped [limits.msisdn] purchase line moved"
+    (config / "gestor.toml").write_text(text)
+    return config
 
 
 def clean_env(**extra: str) -> dict[str, str]:

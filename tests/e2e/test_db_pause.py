@@ -37,6 +37,8 @@ CONFIG = """
 [recovery]
 interval = 1.0
 stale_after = 15.0   # longer than the pause: live sagas are not taken over while it lasts
+[limits.msisdn]
+purchase = { rate = 0 }  # retries on one mobile through the pause: not rate limited here
 """
 
 

@@ -14,7 +14,13 @@ import pytest
 import trio
 
 from tests.e2e._postgres import own_postgres
-from tests.e2e._proc import clean_env, free_port, start, stop
+from tests.e2e._proc import (
+    clean_env,
+    config_without_mobile_purchase_limit,
+    free_port,
+    start,
+    stop,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +45,9 @@ def nodes(platforms_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 proc, _ = start(
                     ["serve", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                      "--platforms", platforms_url,
-                     "--data-dir", str(tmp_path_factory.mktemp(f"node{n}"))],
+                     "--data-dir", str(tmp_path_factory.mktemp(f"node{n}")),
+                     "--config", str(config_without_mobile_purchase_limit(
+                         tmp_path_factory.mktemp(f"config{n}")))],
                     env, "gestor listening on ",
                 )
                 procs.append(proc)

@@ -10,7 +10,13 @@ import httpx
 import pytest
 import trio
 
-from tests.e2e._proc import clean_env, free_port, start, stop
+from tests.e2e._proc import (
+    clean_env,
+    config_without_mobile_purchase_limit,
+    free_port,
+    start,
+    stop,
+)
 from tests.ruletext import promo, with_first_operation
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +29,8 @@ def two_workers(platforms_url: str, database_url: str, tmp_path: Path) -> Iterat
     port = free_port()
     proc, _ = start(
         ["serve", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--platforms", platforms_url,
-         "--data-dir", str(tmp_path)],
+         "--data-dir", str(tmp_path),
+         "--config", str(config_without_mobile_purchase_limit(tmp_path))],
         clean_env(GESTOR_DATABASE_URL=database_url, GESTOR_ADMIN_KEY=ADMIN_KEY),
         "gestor listening on ",
     )

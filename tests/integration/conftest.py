@@ -15,6 +15,7 @@ import trio
 
 from gestor.api import GestorApp, create_app
 from gestor.platforms import SimulatorConfig, SimulatorHandle, serve_simulator
+from gestor.ratelimits import LimitSettings
 from gestor.settings import load_settings
 
 ADMIN_KEY = "test-admin-key"
@@ -56,16 +57,27 @@ def platform_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
+def limit_settings() -> LimitSettings | None:
+    """Per-test rate limits ([limits]); None: the shipped ones. A test of many purchases on
+    one mobile at once (the one-pending guard) parametrizes this with `NO_LIMITS`."""
+    return None
+
+
+NO_LIMITS = LimitSettings(enabled=False)
+
+
+@pytest.fixture
 async def app(
     database_url: str,
     simulator: SimulatorHandle,
     config_dir: Path,
     tmp_path: Path,
     platform_settings: dict[str, Any],
+    limit_settings: LimitSettings | None,
 ) -> AsyncIterator[GestorApp]:
     base = load_settings(config_dir, environ={}, data_dir=tmp_path)
     settings = attrs.evolve(base, platforms={**base.platforms, **platform_settings},
-                           admin_key=ADMIN_KEY)
+                           admin_key=ADMIN_KEY, limits=limit_settings or base.limits)
     application = create_app(settings, database_url, simulator.url)
     async with application.test_app():
         yield application

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import trio
 
-from tests.integration.conftest import set_faults, sim_stats
+from tests.integration.conftest import NO_LIMITS, set_faults, sim_stats
 
 MSISDN = "5491100000001"
 BONO = "DATA_2GB_7D"
@@ -178,6 +178,7 @@ async def test_provisioning_failure_is_refunded(client: Any, control: httpx.Asyn
         assert stats["debited_total"] == stats["refunded_total"] == tx["price"]
 
 
+@pytest.mark.parametrize("limit_settings", [NO_LIMITS])  # else 195 are 429 RATE_LIMITED
 async def test_200_concurrent_purchases_on_one_mobile_exactly_one_accepted(
     client: Any, control: httpx.AsyncClient
 ) -> None:
