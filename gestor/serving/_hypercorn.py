@@ -37,6 +37,7 @@ import errno
 import json
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -51,6 +52,7 @@ from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
 from hypercorn.utils import repr_socket_addr
 
 from gestor.serving._connections import ConnectionTable
+from gestor.serving._tls import ClientStream, close_stream, handshake, peer
 from gestor.serving._websocket import is_websocket, write_websocket
 
 logger = logging.getLogger("gestor")
@@ -78,7 +80,7 @@ class ClientConnection(TCPServer):
     cancellation, its writes bounded, its idle time reported to a `ConnectionTable`."""
 
     def __init__(self, app: AppWrapper, config: Config, context: WorkerContext,
-                 state: LifespanState, stream: trio.SocketStream, *, table: ConnectionTable,
+                 state: LifespanState, stream: ClientStream, *, table: ConnectionTable,
                  write_timeout: float, websocket_timeout: float | None = None) -> None:
         super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]
         self.table = table
@@ -89,9 +91,36 @@ class ClientConnection(TCPServer):
 
     async def run(self) -> None:
         try:
-            await super().run()
+            if isinstance(self.stream, trio.SSLStream) and not await self._handshake(
+                    self.stream):
+                return
+            await super().run()  # hypercorn's handshake, done already, returns at once
         finally:
             self.table.closed(self)
+
+    async def _handshake(self, stream: trio.SSLStream[trio.SocketStream]) -> bool:
+        """The TLS handshake, as idle time: within the keep-alive timeout, evicted first at the
+        cap, ended at once when the worker stops. False (the socket closed) if not completed."""
+        done = False
+        with trio.move_on_after(self.config.keep_alive_timeout) as timer:
+            self.table.became_idle(self, timer)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._cancel_when_terminated, timer)
+                    done = await handshake(stream)
+                    nursery.cancel_scope.cancel()
+            finally:
+                self.table.became_busy(self, timer)
+        if not done:
+            if timer.cancelled_caught:
+                logger.debug("client %s did not complete a TLS handshake: disconnected",
+                             self._peer())
+            await trio.aclose_forcefully(stream.transport_stream)
+        return done
+
+    async def _cancel_when_terminated(self, scope: trio.CancelScope) -> None:
+        await self.context.terminated.wait()
+        scope.cancel()
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, RawData):
@@ -118,7 +147,7 @@ class ClientConnection(TCPServer):
             if timer.cancelled_caught:
                 logger.info("client %s did not read a response within %.0f s: disconnected",
                             self._peer(), self.write_timeout)
-                await self.stream.aclose()  # ends the read loop, hence the connection
+                await close_stream(self.stream)  # ends the read loop, hence the connection
                 broken = True
         if broken:
             await self.protocol.handle(Closed())
@@ -126,19 +155,25 @@ class ClientConnection(TCPServer):
     async def _write_websocket(self, data: bytes, seconds: float) -> None:
         async with self.send_lock:
             try:
-                if await write_websocket(self.stream.socket, data, seconds):
+                if await write_websocket(self.stream, data, seconds):
                     return
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
-            await self.stream.aclose()  # ends the read loop, hence the connection
+            await close_stream(self.stream)  # ends the read loop, hence the connection
         await self.protocol.handle(Closed())
 
     def _peer(self) -> str:
-        try:
-            host, port = self.stream.socket.getpeername()[:2]
-        except OSError:
-            return "?"
-        return f"{host}:{port}"
+        return peer(self.stream)
+
+    async def _close(self) -> None:
+        if isinstance(self.stream, trio.SSLStream):
+            await close_stream(self.stream)  # hypercorn's close_notify has no time bound
+        else:
+            await super()._close()
+
+    async def _initiate_server_close(self) -> None:
+        await self.protocol.handle(Closed())
+        await close_stream(self.stream)
 
     async def _idle_timeout(self) -> None:
         # idle while this runs: a new request cancels it from outside (then nothing more
@@ -153,16 +188,18 @@ class ClientConnection(TCPServer):
             await self._initiate_server_close()
 
 
-async def _refuse(stream: trio.SocketStream) -> None:
+async def _refuse(stream: ClientStream) -> None:
+    # over TLS, the handshake (done by the first send) is part of the second given to it
     with trio.move_on_after(1.0):
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await stream.send_all(REFUSAL)
-    await stream.aclose()
+            await stream.aclose()
+    await trio.aclose_forcefully(stream)
 
 
 async def _accept(listener: trio.SocketListener, table: ConnectionTable,
-                  connect: Callable[[trio.SocketStream], ClientConnection],
-                  handlers: trio.Nursery) -> None:
+                  connect: Callable[[ClientStream], ClientConnection],
+                  handlers: trio.Nursery, tls: ssl.SSLContext | None) -> None:
     warned = False
     while True:
         try:
@@ -178,20 +215,25 @@ async def _accept(listener: trio.SocketListener, table: ConnectionTable,
             table.evict_oldest_idle()
             await trio.sleep(0.05)
             continue
-        connection = connect(stream)
+        client: ClientStream = stream
+        if tls is not None:
+            client = trio.SSLStream(stream, tls, server_side=True)
+        connection = connect(client)
         if table.admit(connection):
             handlers.start_soon(connection.run)
         else:
-            handlers.start_soon(_refuse, stream)
+            handlers.start_soon(_refuse, client)
 
 
 async def serve_http(app: AppWrapper, config: Config, sock: socket.socket, table: ConnectionTable,
                      *, write_timeout: float, websocket_timeout: float | None = None,
+                     tls: ssl.SSLContext | None = None,
                      shutdown_trigger: Callable[[], Awaitable[object]]) -> None:
-    """Hypercorn's `worker_serve` for one plain-HTTP listening socket, with `ClientConnection`s
-    admitted by `table`: lifespan startup, serve until `shutdown_trigger` returns, then let
-    in-flight requests finish for `config.graceful_timeout` seconds (idle connections close at
-    once), then lifespan shutdown."""
+    """Hypercorn's `worker_serve` for one listening socket, with `ClientConnection`s admitted
+    by `table`: lifespan startup, serve until `shutdown_trigger` returns, then let in-flight
+    requests finish for `config.graceful_timeout` seconds (idle connections close at once),
+    then lifespan shutdown. With `tls` (`server_context`), HTTPS and WSS only: each connection
+    first completes a TLS handshake within `config.keep_alive_timeout` seconds."""
     config.set_statsd_logger_class(StatsdLogger)
     lifespan_state: LifespanState = {}
     lifespan = Lifespan(app, config, lifespan_state)
@@ -206,10 +248,11 @@ async def serve_http(app: AppWrapper, config: Config, sock: socket.socket, table
         async with trio.open_nursery() as handlers:
             listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
             bind = repr_socket_addr(sock.family, sock.getsockname())
-            await config.log.info(f"Running on http://{bind} (CTRL + C to quit)")
+            scheme = "http" if tls is None else "https"
+            await config.log.info(f"Running on {scheme}://{bind} (CTRL + C to quit)")
             try:
                 async with trio.open_nursery() as serving:
-                    serving.start_soon(_accept, listener, table, connect, handlers)
+                    serving.start_soon(_accept, listener, table, connect, handlers, tls)
                     await shutdown_trigger()
                     serving.cancel_scope.cancel()
             finally:
