@@ -471,9 +471,9 @@ def _check_tls_pair(settings: Settings, sources: Mapping[str, str]) -> None:
     if len(given) == 1:
         (key,) = given
         other = "keyfile" if key == "certfile" else "certfile"
-        raise SettingsError(f"TLS needs both server.certfile and server.keyfile: {other} is "
-                            f"not set (--{other}, GESTOR_{other.upper()} or [server] {other})",
-                            sources.get(key, ""))
+        raise SettingsError(f"TLS needs both server.certfile and server.keyfile, only {key} "
+                            f"is set; give {other} with --{other}, GESTOR_{other.upper()} or "
+                            f"[server] {other}", sources.get(key, ""))
 
 
 #: The command-line option behind each override of `load_settings`, for messages.
