@@ -36,6 +36,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -46,7 +47,7 @@ from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.statsd import StatsdLogger
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
 from hypercorn.utils import repr_socket_addr
@@ -142,7 +143,8 @@ class ClientConnection(TCPServer):
             with trio.move_on_after(self.write_timeout) as timer:
                 try:
                     await self.stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                except (trio.BrokenResourceError, trio.ClosedResourceError,
+                        trio.BusyResourceError):  # hypercorn's `_close` half-closing under it
                     broken = True
             if timer.cancelled_caught:
                 logger.info("client %s did not read a response within %.0f s: disconnected",
@@ -164,6 +166,26 @@ class ClientConnection(TCPServer):
 
     def _peer(self) -> str:
         return peer(self.stream)
+
+    async def _read_data(self) -> None:
+        # hypercorn's loop, with two changes. A connection that breaks (its client reset it;
+        # over TLS, closed it without a close_notify) ends as one its client closed, so h11
+        # knows it is gone. And once reading has ended, nothing more can come: the keep-alive
+        # timer is stopped, so an idle connection closes at once (hypercorn left it open until
+        # the timer ran out: after a keep-alive response, a client's close went unnoticed).
+        while True:
+            try:
+                with trio.fail_after(self.config.read_timeout or math.inf):
+                    data = await self.stream.receive_some(MAX_RECV)
+            except (trio.ClosedResourceError, trio.TooSlowError):
+                break
+            except trio.BrokenResourceError:
+                data = b""
+            await self.protocol.handle(RawData(bytes(data)))
+            if not data:
+                break
+        await self.protocol.handle(Closed())  # a request in progress learns its client is gone
+        await self.idle_task.stop()
 
     async def _close(self) -> None:
         if isinstance(self.stream, trio.SSLStream):

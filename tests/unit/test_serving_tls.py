@@ -10,6 +10,7 @@ import contextlib
 import json
 import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -273,3 +274,42 @@ def test_the_context_needs_no_passphrase_and_speaks_http_1_1(certificates: Certi
     combined = tmp_path / "both.pem"  # a key and its certificate in one file serve too
     combined.write_bytes(certificates.keyfile.read_bytes() + certificates.certfile.read_bytes())
     assert server_context(combined, combined).minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+@pytest.mark.parametrize("when", ["at-once", "once-idle"])
+@pytest.mark.parametrize("ending", ["tcp-close", "tcp-reset", "tls-close", "tls-close-notify"])
+async def test_clients_that_go_after_an_answer_are_closed_at_once_without_error(
+        knobs: Knobs, certificates: Certificates, ending: str, when: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Each client goes once it has its answer: at once, while the app may still be finishing
+    # it (h11's end of message), or once its connection is idle; by a FIN, a reset, or over
+    # TLS with or without a close_notify. The server must see each as gone at once (not keep
+    # it for a next request until the keep-alive timeout) and log nothing.
+    tls = ending.startswith("tls")
+    if not tls:
+        knobs.tls = None
+    async with open_served(knobs) as server:
+        with trio.fail_after(60):
+            for _ in range(50):
+                if tls:
+                    stream: Stream = await connect_tls(server, certificates)
+                else:
+                    stream = await server.connect()
+                await stream.send_all(HEAD)
+                assert await read_exactly(stream, len(RESPONSE)) == RESPONSE  # type: ignore[arg-type]
+                if when == "once-idle":
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert server.table.statistics().idle == 1
+                if ending == "tcp-reset":
+                    assert isinstance(stream, trio.SocketStream)
+                    stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                      struct.pack("ii", 1, 0))
+                if ending == "tls-close-notify":
+                    await stream.aclose()
+                else:
+                    await trio.aclose_forcefully(stream)
+            await trio.testing.wait_all_tasks_blocked()
+            stats = server.table.statistics()
+            assert (stats.open, stats.accepted, stats.evicted) == (0, 50, 0)
+    errors = [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert errors == []
