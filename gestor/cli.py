@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (default 1)")
     serve.add_argument("--platforms", help="base URL of the external platforms (default: start "
                        "the built-in simulator)")
+    serve.add_argument("--certfile", type=Path, help="serve HTTPS and WSS with this certificate "
+                       "(PEM, with its intermediates; GESTOR_CERTFILE); needs --keyfile")
+    serve.add_argument("--keyfile", type=Path, help="the certificate's private key (PEM, "
+                       "unencrypted; GESTOR_KEYFILE)")
     sim = sub.add_parser("simulate", help="run the platform simulator on its own")
     _common(sim)
     sim.add_argument("--bind", default="127.0.0.1:8090", help="HOST:PORT (default "
@@ -266,9 +270,10 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Check what can be checked before starting anything (settings, port, catalogue, seed
-    rules), then the database, then start the simulator and the workers. On SIGINT/SIGTERM
-    the workers drain first; the simulator and the embedded database stop after them."""
+    """Check what can be checked before starting anything (settings, port, TLS certificate and
+    key, catalogue, seed rules), then the database, then start the simulator and the workers.
+    On SIGINT/SIGTERM the workers drain first; the simulator and the embedded database stop
+    after them."""
     from gestor.startup import (
         check_catalogue,
         check_exposure,
@@ -276,10 +281,12 @@ def serve(args: argparse.Namespace) -> int:
         describe_dsn,
         open_listener,
         prepare_database,
+        tls_context,
     )
 
     settings = _settings(args, bind=args.bind, workers=args.workers,
-                         platforms_url=args.platforms)
+                         platforms_url=args.platforms, certfile=args.certfile,
+                         keyfile=args.keyfile)
     try:
         settings = settings.with_admin_key()  # the first write to the data directory
     except OSError as exc:
@@ -293,6 +300,7 @@ def serve(args: argparse.Namespace) -> int:
             stack.callback(sock.close)
             if settings.workers > 1:
                 sock.close()  # a probe: each worker binds its own
+            tls_context(settings)  # each worker builds its own
             catalogue = check_catalogue(settings)
             seed_problem = check_seed_rules(settings, catalogue)
             dsn = settings.database_url
@@ -337,7 +345,7 @@ def _serve_one(settings: Settings, dsn: str, platforms_url: str, sock: socket.so
     from gestor.workers import serve_app
 
     app = create_app(settings, dsn, platforms_url)
-    announce = f"gestor listening on http://{settings.bind}{note}"
+    announce = f"gestor listening on {settings.scheme}://{settings.bind}{note}"
     trio.run(serve_app, app, settings, sock, lambda: print(announce, flush=True))
     return 0
 

@@ -62,6 +62,10 @@ class Settings:
     #: Client connections one worker keeps open; 0: as many as its descriptor limit allows after
     #: a reserve for the database pool and the platform calls (`gestor.serving`).
     max_connections: int = 0
+    #: TLS: the server's certificate (chain) and private key, PEM files; both or neither. With
+    #: them every worker serves HTTPS and WSS on `bind` (`gestor.serving`).
+    certfile: Path | None = None
+    keyfile: Path | None = None
     database_url: str = ""
     pool_size: int = 10
     data_dir: Path = attrs.field(
@@ -105,6 +109,11 @@ class Settings:
     def host_port(self) -> tuple[str, int]:
         return parse_bind(self.bind)
 
+    @property
+    def scheme(self) -> str:
+        """`https` when TLS is configured, else `http` (a websocket's: `wss`, `ws`)."""
+        return "https" if self.certfile is not None else "http"
+
     def environ(self) -> dict[str, str]:
         """The environment that makes a worker process load these same settings."""
         env = {
@@ -116,6 +125,9 @@ class Settings:
             env["GESTOR_DATABASE_URL"] = self.database_url
         if self.platforms_url:
             env["GESTOR_PLATFORMS_URL"] = self.platforms_url
+        if self.certfile is not None and self.keyfile is not None:
+            env["GESTOR_CERTFILE"] = str(self.certfile.absolute())
+            env["GESTOR_KEYFILE"] = str(self.keyfile.absolute())
         if self.admin_key:
             env["GESTOR_ADMIN_KEY"] = self.admin_key
         if self.api_keys:
@@ -441,6 +453,13 @@ def load_settings(
     data_dir = _get(embedded, "data_dir", str, "", "embedded")
     if data_dir:
         values["data_dir"] = Path(data_dir).expanduser()
+    sources: dict[str, str] = {}
+    for key in ("certfile", "keyfile"):
+        # relative to the settings file's directory, as a user reading the file expects
+        name = _get(server, key, str, "", "server")
+        if name:
+            values[key] = config_dir / Path(name).expanduser()
+            sources[key] = _where(server, key)
     _check_timezone(values["timezone"], _where(purchase, "timezone"))
     for name, check in (("platforms", _check_platforms), ("simulator", _check_simulator)):
         table = data.get(name)
@@ -448,7 +467,6 @@ def load_settings(
             check(table)
             table.read_whole()  # read whole by its owner, checked just now
     _check_unknown(data)
-    sources: dict[str, str] = {}
     for var, key in (
         ("GESTOR_BIND", "bind"),
         ("GESTOR_DATABASE_URL", "database_url"),
@@ -460,6 +478,10 @@ def load_settings(
             sources[key] = var
     if env.get("GESTOR_DATA_DIR"):
         values["data_dir"] = Path(env["GESTOR_DATA_DIR"]).expanduser()
+    for var, key in (("GESTOR_CERTFILE", "certfile"), ("GESTOR_KEYFILE", "keyfile")):
+        if env.get(var):
+            values[key] = Path(env[var]).expanduser()
+            sources[key] = var
     if env.get("GESTOR_API_KEYS"):
         keys: dict[str, str] = {}
         for entry in env["GESTOR_API_KEYS"].split(","):
@@ -486,12 +508,24 @@ def load_settings(
     if settings.workers < 1:
         raise SettingsError(f"workers must be at least 1, got {settings.workers}",
                             sources.get("workers", ""))
+    _check_tls_pair(settings, sources)
     return settings
+
+
+def _check_tls_pair(settings: Settings, sources: Mapping[str, str]) -> None:
+    """TLS needs a certificate and its key: refuse one without the other, naming the one given."""
+    given = [k for k in ("certfile", "keyfile") if getattr(settings, k) is not None]
+    if len(given) == 1:
+        (key,) = given
+        other = "keyfile" if key == "certfile" else "certfile"
+        raise SettingsError(f"TLS needs both server.certfile and server.keyfile, only {key} "
+                            f"is set; give {other} with --{other}, GESTOR_{other.upper()} or "
+                            f"[server] {other}", sources.get(key, ""))
 
 
 #: The command-line option behind each override of `load_settings`, for messages.
 _OPTIONS = {"bind": "--bind", "workers": "--workers", "platforms_url": "--platforms",
-            "data_dir": "--data-dir"}
+            "data_dir": "--data-dir", "certfile": "--certfile", "keyfile": "--keyfile"}
 
 
 def _check_timezone(name: str, where: str) -> None:

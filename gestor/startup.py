@@ -2,7 +2,8 @@
 wrong and where (a file and line, an address, a database), and `gestor` prints it as
 `gestor: <what> (<where>)` with a non-zero exit status.
 
-What can be checked before anything starts is (the port, the catalogue, the seed rules);
+What can be checked before anything starts is (the port, the TLS certificate and key, the
+catalogue, the seed rules);
 what needs the database is checked right after it is reached, before the simulator and the
 workers start.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ __all__ = [
     "describe_dsn",
     "open_listener",
     "prepare_database",
+    "tls_context",
 ]
 
 
@@ -153,6 +156,20 @@ def open_listener(settings: Settings) -> socket.socket:
     except OSError as exc:
         raise StartupError(f"cannot listen: {(exc.strerror or str(exc)).lower()}",
                            settings.bind) from None
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server's TLS context if `[server] certfile/keyfile` are set (else None), or a
+    `StartupError` naming the file at fault and what is wrong with it."""
+    if settings.certfile is None or settings.keyfile is None:
+        return None  # `load_settings` refuses one without the other
+    from gestor.serving import TLSConfigError, server_context
+
+    try:
+        return server_context(settings.certfile, settings.keyfile)
+    except TLSConfigError as exc:
+        raise StartupError(exc.what, exc.where, 2) from None
 
 
 # -- the database --------------------------------------------------------------------------------

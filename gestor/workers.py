@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from gestor.settings import Settings, SettingsError, parse_bind
-from gestor.startup import StartupError
+from gestor.startup import StartupError, tls_context
 
 if TYPE_CHECKING:
     from gestor.api import GestorApp
@@ -68,12 +68,14 @@ async def serve_app(app: GestorApp, settings: Settings, sock: socket.socket | No
     """Serve `app` with hypercorn's trio worker (`gestor.serving`) until SIGINT/SIGTERM (or
     `stop`), then drain. Client connections: `server.keep_alive_timeout`, and at most
     `connections.cap` open (default: `server.max_connections`, or what the descriptor limit,
-    raised here to its hard limit, allows)."""
+    raised here to its hard limit, allows); HTTPS and WSS only if `server.certfile/keyfile` are
+    set (their TLS context built here, once per worker)."""
     from hypercorn.config import Config
     from hypercorn.utils import wrap_app
 
     from gestor.serving import ConnectionTable, connection_cap, raise_descriptor_limit, serve_http
 
+    tls = tls_context(settings)
     if connections is None:
         connections = ConnectionTable(connection_cap(settings, raise_descriptor_limit()))
     app.connections = connections
@@ -109,7 +111,7 @@ async def serve_app(app: GestorApp, settings: Settings, sock: socket.socket | No
         nursery.start_soon(watch_signals)
         await serve_http(wrap_app(app, config.wsgi_max_body_size, None), config, sock,
                          connections, write_timeout=settings.keep_alive_timeout,
-                         websocket_timeout=settings.alarm_send_timeout,
+                         websocket_timeout=settings.alarm_send_timeout, tls=tls,
                          shutdown_trigger=stopped)
         nursery.cancel_scope.cancel()
 
@@ -119,7 +121,9 @@ def _describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if isinstance(exc, SettingsError | OSError) else f"{type(exc).__name__}: {text}"
+    if isinstance(exc, SettingsError | OSError | StartupError):
+        return text
+    return f"{type(exc).__name__}: {text}"
 
 
 async def _exit_with_parent() -> None:
@@ -221,8 +225,8 @@ def supervise(settings: Settings, env: Mapping[str, str], note: str = "") -> int
                 on_signal(signal.SIGTERM, None)
                 break
         if started == settings.workers:
-            print(f"gestor listening on http://{settings.bind} ({settings.workers} workers)"
-                  f"{note}", flush=True)
+            print(f"gestor listening on {settings.scheme}://{settings.bind} "
+                  f"({settings.workers} workers){note}", flush=True)
         while not stopping:
             multiprocessing.connection.wait([p.sentinel for p in workers], timeout=1.0)
             for i, process in enumerate(workers):

@@ -13,6 +13,8 @@ connection: a close frame 1013 "fell behind; reconnect with ?since=<last id>" fo
 whole frame, then the socket is closed, which frees it and tells the application its client went
 away. The client reads its backlog, then the close frame. (Where the kernel can't report unsent
 bytes, the write itself is bounded; cut mid-frame, the connection is closed without the frame.)
+Over TLS the same holds: the unsent bytes are the encrypted records', the frames go through the
+TLS stream, and a write cut by the bound breaks it, so no close frame follows a cut write.
 Plain HTTP connections are left as hypercorn writes them.
 
 Upstream, the change would be a `websocket_send_timeout` (or a general write timeout) in
@@ -29,6 +31,8 @@ import trio
 from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.trio.tcp_server import TCPServer
 
+from gestor.serving._tls import ClientStream, peer, raw_socket
+
 logger = logging.getLogger("gestor.api")
 
 FELL_BEHIND = "fell behind; reconnect with ?since=<last id>"
@@ -40,6 +44,10 @@ _UNSENT_LIMIT = 8192
 #: How often a waiting write looks again (doubling from the first to the last pause, seconds).
 _FIRST_PAUSE = 0.001
 _LAST_PAUSE = 0.05
+#: TLS records carry at most this much data, and add at most this much to it (header, explicit
+#: nonce, CBC padding and MAC or AEAD tag, TLS 1.3's content type).
+_TLS_RECORD = 16384
+_TLS_RECORD_OVERHEAD = 64
 
 
 def _close_frame(code: int, reason: str) -> bytes:
@@ -49,14 +57,6 @@ def _close_frame(code: int, reason: str) -> bytes:
 
 
 _FELL_BEHIND_FRAME = _close_frame(1013, FELL_BEHIND)
-
-
-def _peer(sock: trio.socket.SocketType) -> str:
-    try:
-        host, port, *_ = sock.getpeername()
-    except (OSError, ValueError):
-        return "?"
-    return f"{host}:{port}"
 
 
 def _unsent(sock: trio.socket.SocketType) -> int | None:
@@ -86,31 +86,51 @@ async def _room_for(sock: trio.socket.SocketType, size: int, deadline: float) ->
         pause = min(pause * 2, _LAST_PAUSE)
 
 
-async def write_websocket(sock: trio.socket.SocketType, data: bytes, seconds: float) -> bool:
-    """Write `data` (whole websocket frames) to `sock` within `seconds`, shielded from
-    cancellation (as hypercorn writes). False when the client did not read in time: then the
-    1013 "fell behind" close frame has been offered after the last whole frame, and the caller
-    must close the connection. A broken connection raises OSError or trio's resource errors."""
+def _on_the_wire(size: int, tls: bool) -> int:
+    """Bytes `size` bytes of frames take on the socket (over TLS, with each record's header,
+    padding and tag: at most `_TLS_RECORD_OVERHEAD` per `_TLS_RECORD` bytes)."""
+    if not tls:
+        return size
+    return size + _TLS_RECORD_OVERHEAD * max(1, -(-size // _TLS_RECORD))
+
+
+async def write_websocket(stream: ClientStream, data: bytes, seconds: float) -> bool:
+    """Write `data` (whole websocket frames) to `stream` (TCP, or TLS over TCP) within
+    `seconds`, shielded from cancellation (as hypercorn writes). False when the client did not
+    read in time: then the 1013 "fell behind" close frame has been offered after the last whole
+    frame, and the caller must close the connection. A broken connection raises OSError or
+    trio's resource errors."""
+    tls = isinstance(stream, trio.SSLStream)
+    sock = raw_socket(stream)
     view = memoryview(data)
-    sent = 0
+    sent = 0  # over TLS: all or nothing known (a cut TLS write breaks the stream)
     deadline = trio.current_time() + seconds
     with trio.CancelScope(shield=True):
-        if await _room_for(sock, len(view), deadline):
-            with trio.move_on_after(deadline - trio.current_time()):
-                while sent < len(view):
-                    sent += await sock.send(view[sent:])
+        if await _room_for(sock, _on_the_wire(len(view), tls), deadline):
+            with trio.move_on_after(deadline - trio.current_time()) as timer:
+                if isinstance(stream, trio.SSLStream):
+                    await stream.send_all(view)
+                    sent = len(view)
+                else:
+                    while sent < len(view):
+                        sent += await sock.send(view[sent:])
+            if tls and timer.cancelled_caught:
+                sent = -1  # cut somewhere in the frames: no close frame can follow
         if sent == len(view):
             return True
         logger.warning("websocket client %s did not read for %.1f s: disconnected",
-                       _peer(sock), seconds)
+                       peer(stream), seconds)
         if sent == 0:  # at a frame boundary: the close frame can follow
             with trio.move_on_after(_TRY_CLOSE_FOR):
-                await sock.send(_FELL_BEHIND_FRAME)
+                if isinstance(stream, trio.SSLStream):
+                    await stream.send_all(_FELL_BEHIND_FRAME)
+                else:
+                    await sock.send(_FELL_BEHIND_FRAME)
     return False
 
 
 def is_websocket(server: TCPServer) -> bool:
-    """Whether hypercorn's connection `server` carries a websocket (HTTP/1.1 upgrade, no TLS)."""
+    """Whether hypercorn's connection `server` carries a websocket (an HTTP/1.1 upgrade, over
+    TCP or TLS)."""
     inner = getattr(getattr(server, "protocol", None), "protocol", None)
-    return hasattr(server.stream, "socket") and isinstance(getattr(inner, "stream", None),
-                                                             WSStream)
+    return isinstance(getattr(inner, "stream", None), WSStream)

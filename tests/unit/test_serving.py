@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -68,6 +69,7 @@ class Knobs:
     keep_alive: float = 30.0
     write_timeout: float = 30.0
     app: Any = None
+    tls: ssl.SSLContext | None = None
 
 
 @pytest.fixture
@@ -93,7 +95,7 @@ async def open_served(knobs: Knobs) -> AsyncIterator[Served]:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lambda: serve_http(app, config, sock, table,
                                               write_timeout=knobs.write_timeout,
-                                              shutdown_trigger=stop.wait))
+                                              tls=knobs.tls, shutdown_trigger=stop.wait))
         yield Served(sock.getsockname()[1], table, config)
         stop.set()
 
