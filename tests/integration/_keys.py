@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
+import pytest
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
@@ -21,6 +22,8 @@ from quart import Response, request
 from gestor.api import GestorApp, create_app
 from gestor.keys import new_key, parse
 from gestor.model import Actor
+from gestor.platforms import SimulatorHandle
+from gestor.ratelimits import LimitSettings
 from gestor.settings import Settings, load_settings
 from gestor.store import KeyStore, NewKey
 
@@ -93,7 +96,10 @@ def watch_leaks() -> Iterator[Leaks]:
 
 
 def settings_for(config_dir: Path, data_dir: Path, **changes: Any) -> Settings:
+    """The shipped settings with the test admin key, rate limits off (these tests poll one
+    mobile for as long as a change takes to reach every worker; limits have their own tests)."""
     base = load_settings(config_dir, environ={}, data_dir=data_dir)
+    changes.setdefault("limits", LimitSettings(enabled=False))
     return attrs.evolve(base, admin_key=ADMIN_KEY, **changes)
 
 
@@ -166,3 +172,18 @@ async def eventually(check: Callable[[], Awaitable[T]], done: Callable[[T], bool
 
 def bearer(raw: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {raw}"}
+
+
+@pytest.fixture
+def leaks() -> Iterator[Leaks]:
+    """Fails the test if any registered secret shows up in a log record or a response."""
+    yield from watch_leaks()
+
+
+@pytest.fixture
+async def gestor(database_url: str, simulator: SimulatorHandle, config_dir: Path,
+                 tmp_path: Path, leaks: Leaks) -> AsyncIterator[Served]:
+    """The app served on a real socket, its logs and answers watched for secrets."""
+    settings = settings_for(config_dir, tmp_path)
+    async with served_app(settings, database_url, simulator.url, leaks) as served:
+        yield served

@@ -86,3 +86,7 @@ async def app(
 @pytest.fixture
 async def client(app: GestorApp) -> Any:
     return app.test_client()
+
+
+# Fixtures of the key tests (a served app whose logs and answers are watched for secrets).
+from tests.integration._keys import gestor, leaks  # noqa: E402, F401

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
-import pytest
 import trio
 
 from gestor.api._auth import ROUTE_CALLS, ROUTE_ROLES, WEBSOCKET_ROLES
 from gestor.keys import ROLE_RANK
 from gestor.model import NewAlarm, Severity
-from gestor.platforms import SimulatorHandle
 from gestor.store import KeyStore
 from tests.integration._keys import (
     ADMIN_KEY,
@@ -28,9 +24,6 @@ from tests.integration._keys import (
     bearer,
     eventually,
     mint,
-    served_app,
-    settings_for,
-    watch_leaks,
 )
 from tests.integration._served import raw_exchange
 
@@ -38,18 +31,6 @@ ROLES = ("viewer", "operator", "admin")
 _PARAMS = {"raw_msisdn": "5491100000001", "code": "NO_DATA_BONOS", "raw_id": "987654",
            "raw": "1", "key_id": "0123456789ab", "tx_id": "0" * 32}
 
-
-@pytest.fixture
-def leaks() -> Iterator[Leaks]:
-    yield from watch_leaks()
-
-
-@pytest.fixture
-async def gestor(database_url: str, simulator: SimulatorHandle, config_dir: Path,
-                 tmp_path: Path, leaks: Leaks) -> AsyncIterator[Served]:
-    settings = settings_for(config_dir, tmp_path)
-    async with served_app(settings, database_url, simulator.url, leaks) as served:
-        yield served
 
 
 def routes(served: Served) -> list[tuple[str, str, bool]]:

@@ -6,13 +6,11 @@ the open mode of loopback without channel keys. No raw key reaches a log or a re
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import trio
 
 from gestor.keys import new_key
@@ -28,7 +26,6 @@ from tests.integration._keys import (
     mint,
     served_app,
     settings_for,
-    watch_leaks,
 )
 
 IN_RANGE = "5491100000001"
@@ -36,18 +33,6 @@ OUT_OF_RANGE = "5491200000001"
 BONO = "DATA_2GB_7D"
 ADMIN = bearer(ADMIN_KEY)
 
-
-@pytest.fixture
-def leaks() -> Iterator[Leaks]:
-    yield from watch_leaks()
-
-
-@pytest.fixture
-async def gestor(database_url: str, simulator: SimulatorHandle, config_dir: Path,
-                 tmp_path: Path, leaks: Leaks) -> AsyncIterator[Served]:
-    settings = settings_for(config_dir, tmp_path)
-    async with served_app(settings, database_url, simulator.url, leaks) as served:
-        yield served
 
 
 def keys_of(served: Served) -> KeyStore:

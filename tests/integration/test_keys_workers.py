@@ -5,7 +5,7 @@ in both, and the old one is refused after it. No raw key reaches a log or a resp
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,15 +27,10 @@ from tests.integration._keys import (
     mint,
     served_app,
     settings_for,
-    watch_leaks,
 )
 
 PATH = "/v1/mobiles/5491100000001/bonos?channel=ussd"
 
-
-@pytest.fixture
-def leaks() -> Iterator[Leaks]:
-    yield from watch_leaks()
 
 
 @pytest.fixture
