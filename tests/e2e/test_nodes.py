@@ -16,7 +16,7 @@ import trio
 from tests.e2e._postgres import own_postgres
 from tests.e2e._proc import (
     clean_env,
-    config_without_mobile_purchase_limit,
+    config_without_rate_limits,
     free_port,
     start,
     stop,
@@ -46,7 +46,7 @@ def nodes(platforms_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                     ["serve", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                      "--platforms", platforms_url,
                      "--data-dir", str(tmp_path_factory.mktemp(f"node{n}")),
-                     "--config", str(config_without_mobile_purchase_limit(
+                     "--config", str(config_without_rate_limits(
                          tmp_path_factory.mktemp(f"config{n}")))],
                     env, "gestor listening on ",
                 )

@@ -12,7 +12,7 @@ import trio
 
 from tests.e2e._proc import (
     clean_env,
-    config_without_mobile_purchase_limit,
+    config_without_rate_limits,
     free_port,
     start,
     stop,
@@ -30,7 +30,7 @@ def two_workers(platforms_url: str, database_url: str, tmp_path: Path) -> Iterat
     proc, _ = start(
         ["serve", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--platforms", platforms_url,
          "--data-dir", str(tmp_path),
-         "--config", str(config_without_mobile_purchase_limit(tmp_path))],
+         "--config", str(config_without_rate_limits(tmp_path))],
         clean_env(GESTOR_DATABASE_URL=database_url, GESTOR_ADMIN_KEY=ADMIN_KEY),
         "gestor listening on ",
     )
