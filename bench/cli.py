@@ -1147,8 +1147,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulator latency per platform, e.g. 'ocs=20,dwh=5,prov=10' (the "
                         "default; slow-platforms: 2000 each) or 'none'")
     p.add_argument("--hot-msisdns", type=int, default=4, help="hot-mobile: how many (default 4)")
-    p.add_argument("--platform-concurrency", type=int, default=8000,
-                   help="slow-platforms: [platforms] max_concurrency given to Gestor")
+    # ~250/s x 2 s is ~500 calls in flight per platform; a worker keeps 2 descriptors per
+    # allowed platform call out of its client connections (gestor/serving/_descriptors.py), so
+    # 8000 left it 16 client connections under a 20,000 open-files limit.
+    p.add_argument("--platform-concurrency", type=int, default=2000,
+                   help="slow-platforms: [platforms] max_concurrency given to Gestor (each "
+                        "allowed call keeps 2 descriptors from the worker's client connections)")
     p.add_argument("--baseline-duration", type=float, default=6.0,
                    help="seconds of each baseline (default 6)")
     p.add_argument("--no-baselines", action="store_true", help="skip echo and asyncpg runs")
