@@ -23,7 +23,7 @@ import trio
 from gestor import cli_audit, cli_keys, cli_rules
 from gestor.logs import configure_logging
 from gestor.settings import Settings, SettingsError, load_settings
-from gestor.startup import StartupError
+from gestor.startup import StartupError, sole_error
 
 if TYPE_CHECKING:
     from gestor.reconcile import ReconciliationReport
@@ -190,9 +190,8 @@ def reconcile(args: argparse.Namespace) -> int:
             outcome = trio.run(_reconcile, settings, dsn, since, until, args.strict)
         except Exception as exc:  # a connection that failed while opening
             logger.debug("reconciliation failed", exc_info=True)
-            while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
-                exc = exc.exceptions[0]
-            outcome = f"{type(exc).__name__}: {exc}"
+            cause = sole_error(exc)
+            outcome = f"{type(cause).__name__}: {cause}"
     if isinstance(outcome, str):
         print(f"gestor: reconciliation failed: {outcome}", file=sys.stderr)
         return 3

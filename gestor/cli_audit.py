@@ -24,7 +24,7 @@ from typing import Any
 import trio
 
 from gestor.settings import load_settings
-from gestor.startup import StartupError
+from gestor.startup import StartupError, sole_error
 
 logger = logging.getLogger("gestor")
 
@@ -108,9 +108,7 @@ def run(args: argparse.Namespace) -> int:
             entries = trio.run(_read, dsn, since, actor, action)
         except Exception as exc:
             logger.debug("reading the audit trail failed", exc_info=True)
-            while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
-                exc = exc.exceptions[0]
-            raise StartupError(f"cannot read the audit trail: {exc}", where) from None
+            raise StartupError(f"cannot read the audit trail: {sole_error(exc)}", where) from None
     if args.json:
         sys.stdout.write(json.dumps(entries, ensure_ascii=False, indent=1) + "\n")
     else:

@@ -193,7 +193,8 @@ def _database(settings: Settings) -> Any:
 
 
 def _run(dsn: str, where: str, work: Callable[[KeyStore], Awaitable[T]]) -> T:
-    from gestor.store import StoreUnavailable, migrate, open_bridge
+    from gestor.startup import database_failure, sole_error
+    from gestor.store import migrate, open_bridge
 
     async def main() -> T:
         async with open_bridge(dsn, min_size=1, max_size=2) as bridge:
@@ -203,14 +204,10 @@ def _run(dsn: str, where: str, work: Callable[[KeyStore], Awaitable[T]]) -> T:
     try:
         return trio.run(main)
     except Exception as exc:
-        cause: BaseException = exc
-        while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
-            cause = cause.exceptions[0]
+        cause = sole_error(exc)
         if isinstance(cause, KeysError):
             raise cause from None
-        what = str(cause) if isinstance(cause, StoreUnavailable) else \
-            f"cannot use the database: {type(cause).__name__}: {cause}"
-        raise KeysError(" ".join(what.split()), where, 3) from None
+        raise KeysError(database_failure(cause), where, 3) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,6 @@ import socket
 import ssl
 import tomllib
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -50,6 +49,24 @@ class StartupError(Exception):
     def __str__(self) -> str:
         text = f"{self.what} ({self.where})" if self.where else self.what
         return " ".join(text.split())  # always one line
+
+
+def sole_error(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-exception groups (trio wraps what escapes a
+    nursery in a group), or `exc` itself: what a one-line error should name."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def database_failure(exc: BaseException) -> str:
+    """One line saying why the database could not be used (`exc` as raised by `trio.run`)."""
+    from gestor.store import StoreUnavailable
+
+    cause = sole_error(exc)
+    what = str(cause) if isinstance(cause, StoreUnavailable) else \
+        f"cannot use the database: {type(cause).__name__}: {cause}"
+    return " ".join(what.split())
 
 
 def _at(path: Path, text: str, where: TomlPath) -> str:
@@ -194,7 +211,7 @@ class Prepared:
 
 def prepare_database(dsn: str, where: str) -> Prepared:
     """Connect, migrate and look for rules (blocking); a `StartupError` if it cannot."""
-    from gestor.store import KeyStore, StoreUnavailable, has_active_rules, migrate, open_bridge
+    from gestor.store import KeyStore, has_active_rules, migrate, open_bridge
 
     async def run() -> Prepared:
         async with open_bridge(dsn, min_size=1, max_size=1) as bridge:
@@ -205,14 +222,7 @@ def prepare_database(dsn: str, where: str) -> Prepared:
     try:
         return trio.run(run)
     except Exception as exc:
-        cause: Any = exc
-        while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
-            cause = cause.exceptions[0]
-        if isinstance(cause, StoreUnavailable):
-            what = str(cause)
-        else:
-            what = f"cannot use the database: {type(cause).__name__}: {cause}"
-        raise StartupError(" ".join(what.split()), where) from None
+        raise StartupError(database_failure(exc), where) from None
 
 
 # -- exposure ------------------------------------------------------------------------------------

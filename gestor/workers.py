@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from gestor.settings import Settings, SettingsError, parse_bind
-from gestor.startup import StartupError, tls_context
+from gestor.startup import StartupError, sole_error, tls_context
 
 if TYPE_CHECKING:
     from gestor.api import GestorApp
@@ -118,8 +118,7 @@ async def serve_app(app: GestorApp, settings: Settings, sock: socket.socket | No
 
 def _describe(exc: BaseException) -> str:
     """One line for an exception (the only one of a group, if so)."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
+    exc = sole_error(exc)
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, SettingsError | OSError | StartupError):
         return text

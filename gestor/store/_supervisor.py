@@ -21,19 +21,9 @@ from collections.abc import Iterator
 
 import attrs
 
-from gestor.store._embedded import EmbeddedPostgres, RestartFailed
+from gestor.store._embedded import EmbeddedPostgres, RestartFailed, process_alive
 
 logger = logging.getLogger("gestor.store")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @attrs.define
@@ -82,7 +72,7 @@ class EmbeddedSupervisor:
             return True
         except (AttributeError, OSError):  # no pidfd here: poll
             while not self._stopping.wait(self.tick):
-                if not _alive(pid):
+                if not process_alive(pid):
                     return True
             return False
         try:
@@ -99,7 +89,7 @@ class EmbeddedSupervisor:
         detached it) reaps it, it is a zombie, and a new server refuses to start while the
         pid in `postmaster.pid` exists: trying before is only failures in its log."""
         deadline = time.monotonic() + patience
-        while _alive(pid) and time.monotonic() < deadline:
+        while process_alive(pid) and time.monotonic() < deadline:
             if self._stopping.wait(0.05):
                 return
 
