@@ -2,7 +2,7 @@
 gives Gestor, and what it reads back once the server is quiet (fault paths and their resolution
 from the database, alarms by kind, the recoverer's statistics, `gestor reconcile --strict`).
 
-The knobs (`PUT /control/faults`, see gestor/platforms/README.md):
+The knobs (`PUT /control/faults`, see gestor/simulator/README.md):
 
 * `prov.provision` answers 500/503 without doing the work 15% of the time → the saga refunds;
 * `ocs.debit` does the debit, then holds the answer past the client's timeout 10% of the time

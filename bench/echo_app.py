@@ -7,7 +7,7 @@
 `POST /echo` answers 200 with the request body (as JSON); `GET /healthz` answers 200. It
 prints `echo listening on http://HOST:PORT` when it starts serving, like `gestor serve`.
 
-Keep `hypercorn_config` in step with `gestor.cli._hypercorn_config`: the baseline is only
+Keep `hypercorn_config` in step with `gestor.cli._main._hypercorn_config`: the baseline is only
 meaningful if the two stacks are configured alike.
 """
 
@@ -39,7 +39,7 @@ async def healthz() -> Response:
 
 
 def hypercorn_config(bind: str, workers: int) -> Config:
-    """The same settings as `gestor.cli._hypercorn_config` (graceful_timeout = the default
+    """The same settings as `gestor.cli._main._hypercorn_config` (graceful_timeout = the default
     `shutdown_grace`)."""
     config = Config()
     config.bind = [bind]

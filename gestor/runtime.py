@@ -15,17 +15,10 @@ import attrs
 import trio
 
 from actors import ActorSystem, open_actor_system
-from gestor.alarms import AlarmHub
+from gestor.alarms import AlarmHub, AnnouncerLock, Webhooks, open_webhooks, raise_database_alarms
 from gestor.catalogue import Catalogue, load_catalogue
-from gestor.database_alarms import AnnouncerLock, raise_database_alarms
 from gestor.model import NewAlarm, Severity
-from gestor.platforms import (
-    Platforms,
-    PlatformSettings,
-    Webhooks,
-    open_platforms,
-    open_webhooks,
-)
+from gestor.platforms import Platforms, PlatformSettings, open_platforms
 from gestor.purchase import (
     ProfileCache,
     PurchaseDeps,

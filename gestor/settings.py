@@ -331,7 +331,7 @@ def _check_platforms(table: _Table) -> None:
 
 
 def _check_simulator(table: _Table) -> None:
-    from gestor.platforms import SimulatorConfig
+    from gestor.simulator import SimulatorConfig
 
     _check_keys(table, frozenset(f.name for f in attrs.fields(SimulatorConfig)))
     try:

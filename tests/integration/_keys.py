@@ -22,9 +22,9 @@ from quart import Response, request
 from gestor.api import GestorApp, create_app
 from gestor.keys import new_key, parse
 from gestor.model import Actor
-from gestor.platforms import SimulatorHandle
 from gestor.ratelimits import LimitSettings
 from gestor.settings import Settings, load_settings
+from gestor.simulator import SimulatorHandle
 from gestor.store import KeyStore, NewKey
 
 T = TypeVar("T")

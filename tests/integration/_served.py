@@ -16,8 +16,8 @@ import pytest
 import trio
 
 from gestor.api import GestorApp, create_app
-from gestor.platforms import SimulatorHandle
 from gestor.settings import load_settings
+from gestor.simulator import SimulatorHandle
 from gestor.store import table_counts
 from gestor.workers import listening_socket, serve_app
 from tests.integration.conftest import ADMIN_KEY

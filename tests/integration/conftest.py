@@ -14,9 +14,9 @@ import pytest
 import trio
 
 from gestor.api import GestorApp, create_app
-from gestor.platforms import SimulatorConfig, SimulatorHandle, serve_simulator
 from gestor.ratelimits import LimitSettings
 from gestor.settings import load_settings
+from gestor.simulator import SimulatorConfig, SimulatorHandle, serve_simulator
 
 ADMIN_KEY = "test-admin-key"
 

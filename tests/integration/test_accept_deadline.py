@@ -20,8 +20,8 @@ import trio
 
 from gestor.api import GestorApp, create_app
 from gestor.model import NewTransaction
-from gestor.platforms import SimulatorHandle
 from gestor.settings import load_settings
+from gestor.simulator import SimulatorHandle
 from gestor.store import (
     Accepted,
     AcceptOutcome,

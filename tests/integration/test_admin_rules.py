@@ -12,8 +12,8 @@ import pytest
 import trio
 
 from gestor.api import GestorApp, create_app
-from gestor.platforms import SimulatorHandle
 from gestor.settings import load_settings
+from gestor.simulator import SimulatorHandle
 from tests.integration.conftest import ADMIN_KEY, set_faults
 from tests.integration.test_api import MSISDN
 from tests.ruletext import SEED, promo, with_first_operation

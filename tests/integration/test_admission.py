@@ -13,8 +13,8 @@ import pytest
 import trio
 
 from gestor.api import GestorApp, create_app
-from gestor.platforms import SimulatorHandle
 from gestor.settings import load_settings
+from gestor.simulator import SimulatorHandle
 from tests.integration.conftest import ADMIN_KEY, set_faults, sim_stats
 from tests.integration.test_api import buy
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import trio
 
-from gestor.cli_audit import render_table
+from gestor.cli._audit import render_table
 from gestor.keys import new_key
 from gestor.model import Actor, Alarm, NewAlarm, Severity
 from gestor.store import KeyStore, NewKey

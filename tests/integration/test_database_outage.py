@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from gestor.alarms import AlarmHub
-from gestor.database_alarms import AnnouncerLock, raise_database_alarms
+from gestor.alarms import AlarmHub, AnnouncerLock, raise_database_alarms
 from gestor.model import Alarm, NewAlarm, NewTransaction, Severity
 from gestor.store import (
     Accepted,

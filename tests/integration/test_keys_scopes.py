@@ -14,7 +14,7 @@ import httpx
 import trio
 
 from gestor.keys import new_key
-from gestor.platforms import SimulatorHandle
+from gestor.simulator import SimulatorHandle
 from gestor.store import KeyStore, NewKey, table_counts
 from tests.integration._keys import (
     ADMIN_KEY,

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from gestor.keys import new_key
-from gestor.platforms import SimulatorHandle
+from gestor.simulator import SimulatorHandle
 from gestor.store import KeyRecord, KeyStore, NewKey, open_bridge
 from tests.integration._keys import (
     ADMIN_KEY,

@@ -18,9 +18,9 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from gestor.api import GestorApp, create_app
-from gestor.platforms import SimulatorHandle
 from gestor.ratelimits import Limit, LimitSettings
 from gestor.settings import load_settings
+from gestor.simulator import SimulatorHandle
 from gestor.store import table_counts
 from tests.integration.conftest import ADMIN_KEY
 

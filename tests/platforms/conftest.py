@@ -8,7 +8,7 @@ import httpx
 import pytest
 import trio
 
-from gestor.platforms import SimulatorConfig, SimulatorHandle, serve_simulator
+from gestor.simulator import SimulatorConfig, SimulatorHandle, serve_simulator
 
 
 @pytest.fixture

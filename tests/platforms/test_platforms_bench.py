@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import trio
 
-from gestor.platforms import SimulatorHandle
-from gestor.platforms.bench import run_client_load, run_inflight, run_load
+from bench.platforms_bench import run_client_load, run_inflight, run_load
+from gestor.simulator import SimulatorHandle
 
 
 async def test_load_loop_counts_answers(simulator: SimulatorHandle) -> None:

@@ -13,9 +13,9 @@ from gestor.platforms import (
     PlatformRejected,
     PlatformUnavailable,
     Profile,
-    SimulatorHandle,
     open_platforms,
 )
+from gestor.simulator import SimulatorHandle
 
 from .support import WELL_KNOWN, fast_settings
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gestor.platforms import FaultSettings, PlatformSettings, SimulatorConfig
-from gestor.platforms._faults import FaultInjector
+from gestor.platforms import PlatformSettings
+from gestor.simulator import FaultSettings, SimulatorConfig
+from gestor.simulator._faults import FaultInjector
 
 SETTINGS = """
 [simulator]

@@ -8,13 +8,8 @@ import httpx
 import pytest
 import trio
 
-from gestor.platforms import (
-    CircuitOpen,
-    OutcomeUnknown,
-    PlatformUnavailable,
-    SimulatorHandle,
-    open_platforms,
-)
+from gestor.platforms import CircuitOpen, OutcomeUnknown, PlatformUnavailable, open_platforms
+from gestor.simulator import SimulatorHandle
 
 from .support import WELL_KNOWN, fast_settings
 

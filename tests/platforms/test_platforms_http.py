@@ -24,7 +24,6 @@ from gestor.platforms import (
     DebitReceipt,
     OutcomeUnknown,
     PlatformUnavailable,
-    SimulatorHandle,
     open_platforms,
 )
 from gestor.platforms._http import (
@@ -36,6 +35,7 @@ from gestor.platforms._http import (
     _Connection,
     _whole_answer,
 )
+from gestor.simulator import SimulatorHandle
 
 from .support import WELL_KNOWN, fast_settings
 

@@ -12,15 +12,15 @@ import httpx
 import pytest
 import trio
 
-from gestor.platforms import (
+from gestor.platforms import open_platforms
+from gestor.simulator import (
     JournalCorrupt,
     SimulatorConfig,
     SimulatorHandle,
-    open_platforms,
     open_simulator,
     serve_simulator,
 )
-from gestor.platforms._journal import JOURNAL_NAME
+from gestor.simulator._journal import JOURNAL_NAME
 
 from .support import WELL_KNOWN, fast_settings
 
@@ -98,7 +98,7 @@ async def test_corrupt_middle_line_is_refused(tmp_path: Path) -> None:
 
 def _start_process(state_dir: Path) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "gestor.platforms", "--bind", "127.0.0.1:0",
+        [sys.executable, "-m", "gestor.simulator", "--bind", "127.0.0.1:0",
          "--state-dir", str(state_dir)],
         stdout=subprocess.PIPE,
         text=True,
@@ -131,7 +131,7 @@ async def test_app_built_from_config_journals(tmp_path: Path) -> None:
     from hypercorn.config import Config
     from hypercorn.trio import serve
 
-    from gestor.platforms import build_simulator_app
+    from tests.platforms._asgi import build_simulator_app
 
     app = build_simulator_app(SimulatorConfig(state_dir=tmp_path))
     config = Config()

@@ -1,4 +1,4 @@
-"""The simulator's lean HTTP/1.1 server (``gestor.platforms._server``), driven over raw
+"""The simulator's lean HTTP/1.1 server (``gestor.simulator._server``), driven over raw
 loopback sockets so every byte on the wire is the test's choice."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import pytest
 import trio
 import trio.testing
 
-from gestor.platforms import SimulatorConfig, SimulatorHandle, serve_simulator
-from gestor.platforms._router import Answer, Hold, SimulatorRouter
-from gestor.platforms._server import serve_http
-from gestor.platforms._simulator import Simulator
+from gestor.simulator import SimulatorConfig, SimulatorHandle, serve_simulator
+from gestor.simulator._router import Answer, Hold, SimulatorRouter
+from gestor.simulator._server import serve_http
+from gestor.simulator._simulator import Simulator
 
 from .support import WELL_KNOWN
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gestor.platforms import is_valid_msisdn, is_well_known
-from gestor.platforms._synthetic import synthetic_account, synthetic_profile
+from gestor.simulator import is_valid_msisdn, is_well_known
+from gestor.simulator._synthetic import synthetic_account, synthetic_profile
 
 
 def test_same_msisdn_same_data() -> None:

@@ -20,7 +20,7 @@ CATALOGUE: Catalogue = load_catalogue(CONFIG / "bonos.toml")
 
 
 #: The data warehouse's segments: (a plan of the segment, the segment's credit limit), as the
-#: platform simulator (gestor/platforms/_synthetic.py) produces them.
+#: platform simulator (gestor/simulator/_synthetic.py) produces them.
 SEGMENTS: dict[str, tuple[str, int]] = {
     "prepaid": ("PRE_BASIC", 0),
     "postpaid": ("POST_15GB", 500_000),

@@ -12,18 +12,11 @@ import msgspec
 import pytest
 import trio
 
-from gestor.platforms import (
-    Account,
-    CustomerData,
-    Profile,
-    SimulatorConfig,
-    SimulatorHandle,
-    open_platforms,
-    serve_simulator,
-)
-from gestor.platforms._synthetic import SyntheticAccount, SyntheticProfile
+from gestor.platforms import Account, CustomerData, Profile, open_platforms
 from gestor.rules import CUSTOMER_FIELDS, PurchaseContext, RuleSetError, customer_problems
 from gestor.rules._source import cel_literal
+from gestor.simulator import SimulatorConfig, SimulatorHandle, serve_simulator
+from gestor.simulator._synthetic import SyntheticAccount, SyntheticProfile
 from tests.platforms.support import fast_settings
 from tests.rules.support import NOW, compile_text, context, decide_checked
 

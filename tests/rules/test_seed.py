@@ -9,8 +9,6 @@ from typing import Any
 import attrs
 import pytest
 
-from gestor.platforms import WELL_KNOWN_PREFIX
-from gestor.platforms._synthetic import synthetic_account, synthetic_profile
 from gestor.rules import (
     BONO_NOT_OFFERED,
     OperationChoice,
@@ -18,6 +16,8 @@ from gestor.rules import (
     compile_rules,
     load_rules,
 )
+from gestor.simulator import WELL_KNOWN_PREFIX
+from gestor.simulator._synthetic import synthetic_account, synthetic_profile
 from tests.rules.support import (
     CATALOGUE,
     CONFIG,

@@ -1,4 +1,4 @@
-"""Run the platform simulator standalone: ``python -m gestor.platforms [--bind HOST:PORT]``.
+"""Run the platform simulator standalone: ``python -m gestor.simulator [--bind HOST:PORT]``.
 
 ``--config FILE`` reads the ``[simulator]`` table of a TOML settings file.
 """
@@ -17,7 +17,7 @@ from ._simulator import SimulatorConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gestor.platforms", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m gestor.simulator", description=__doc__)
     parser.add_argument("--bind", default="127.0.0.1:8081", help="HOST:PORT (port 0: any)")
     parser.add_argument("--config", help="TOML settings file with a [simulator] table")
     parser.add_argument("--state-dir", help="journal directory (overrides the config)")

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.file}: OK ({len(warnings)} warning(s))")
         return 0
 
-    from gestor.platforms import AdminApiError, GestorAdmin
+    from gestor.cli._admin_client import AdminApiError, GestorAdmin
 
     key = os.environ.get("GESTOR_ADMIN_KEY", "")
     if not key:

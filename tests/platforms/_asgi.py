@@ -1,6 +1,6 @@
 """The simulator as a plain ASGI 3 app, for any ASGI server (tests serve it with hypercorn).
 
-A thin adapter over :class:`~gestor.platforms._router.SimulatorRouter`, which holds the
+A thin adapter over :class:`~gestor.simulator._router.SimulatorRouter`, which holds the
 routes, handlers and fault injection. :func:`serve_simulator` does not use it: it serves the
 router with the lean h11 server of :mod:`._server`, which costs a fraction of the CPU.
 """
@@ -13,8 +13,8 @@ from typing import Any
 import attrs
 import trio
 
-from ._router import SimulatorRouter
-from ._simulator import Simulator, SimulatorConfig
+from gestor.simulator._router import SimulatorRouter
+from gestor.simulator._simulator import Simulator, SimulatorConfig
 
 __all__ = ["SimulatorApp", "build_simulator_app"]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from gestor.alarms import AlarmHub
+from gestor.alarms._hub import AlarmHub
 from gestor.model import NewAlarm, Severity
 from gestor.store import DatabaseHealth, HealthChange, StoreUnavailable
 

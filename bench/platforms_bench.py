@@ -1,4 +1,4 @@
-"""Load loops against the simulator: ``python -m gestor.platforms.bench [--client]``.
+"""Load loops against the simulator: ``python -m bench.platforms_bench [--client]``.
 
 Server mode (default) measures the simulator's requests/s: it opens ``--connections``
 keep-alive HTTP/1.1 connections over raw trio sockets (no HTTP client library, so the client
@@ -31,8 +31,7 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 
-from ._client import open_platforms
-from ._settings import PlatformSettings
+from gestor.platforms import PlatformSettings, open_platforms
 
 __all__ = ["ClientResult", "LoadResult", "run_client_load", "run_inflight", "run_load"]
 
@@ -215,7 +214,7 @@ def _cpu_seconds(pid: int) -> float | None:
 def _start_simulator() -> tuple[subprocess.Popen[str], str]:
     """A simulator child process on a free loopback port, and its URL."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "gestor.platforms", "--bind", "127.0.0.1:0"],
+        [sys.executable, "-m", "gestor.simulator", "--bind", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -264,7 +263,7 @@ def _client_mode(args: argparse.Namespace, url: str, sim_pid: int | None) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gestor.platforms.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.platforms_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="simulator base URL; default: start one")
     parser.add_argument("--connections", type=int, default=32)

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from gestor import cli_audit, cli_keys, cli_rules
+from gestor.cli import _audit as cli_audit
+from gestor.cli import _keys as cli_keys
+from gestor.cli import _rules as cli_rules
 from gestor.logs import configure_logging
 from gestor.settings import Settings, SettingsError, load_settings
 from gestor.startup import StartupError, sole_error
@@ -112,8 +114,8 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 
 # -- simulate ------------------------------------------------------------------------------------
 def simulate(args: argparse.Namespace) -> int:
-    from gestor.platforms import SimulatorConfig, run_simulator
     from gestor.settings import parse_bind
+    from gestor.simulator import SimulatorConfig, run_simulator
 
     settings = _settings(args)
     host, port = parse_bind(args.bind)
