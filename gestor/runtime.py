@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 import attrs
 import trio
 
-from actors import ActorSystem, open_actor_system
 from gestor.alarms import AlarmHub, AnnouncerLock, Webhooks, open_webhooks, raise_database_alarms
 from gestor.catalogue import Catalogue, load_catalogue
 from gestor.model import NewAlarm, Severity
@@ -24,7 +23,7 @@ from gestor.purchase import (
     PurchaseDeps,
     PurchaseService,
     Recoverer,
-    actor_factory,
+    open_purchase_service,
 )
 from gestor.rulebook import RuleBook
 from gestor.settings import Settings
@@ -41,7 +40,6 @@ class Runtime:
     platforms: Platforms
     catalogue: Catalogue
     rulebook: RuleBook
-    actors: ActorSystem[object, object]
     purchases: PurchaseService
     recoverer: Recoverer
     webhooks: Webhooks
@@ -88,26 +86,17 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                 alarms=alarms, profiles=ProfileCache(platforms, settings.profile_cache_ttl),
                 tz=tz,
             )
-            service = PurchaseService(
-                deps, max_in_flight=settings.max_in_flight,
-                max_accepting=settings.max_accepting,
-                accept_timeout=settings.accept_timeout,
-            )
-            actors: ActorSystem[object, object]
-            async with open_actor_system(
-                actor_factory(service),
-                mailbox_size=settings.mailbox_size,
-                idle_timeout=settings.idle_timeout,
-                send_timeout=settings.send_timeout,
-                name="subscribers",
-            ) as actors, trio.open_nursery() as recovery:
-                service.bind(actors)
+            async with open_purchase_service(
+                deps, mailbox_size=settings.mailbox_size, idle_timeout=settings.idle_timeout,
+                send_timeout=settings.send_timeout, max_in_flight=settings.max_in_flight,
+                max_accepting=settings.max_accepting, accept_timeout=settings.accept_timeout,
+            ) as service, trio.open_nursery() as recovery:
                 recoverer = Recoverer(deps, interval=settings.recovery_interval,
                                       stale_after=settings.stale_after,
                                       stuck_after=settings.stuck_after,
                                       live=service.in_flight)
                 await recovery.start(recoverer.run)
-                yield Runtime(settings, store, alarms, platforms, catalogue, rulebook, actors,
-                              service, recoverer, webhooks)
+                yield Runtime(settings, store, alarms, platforms, catalogue, rulebook, service,
+                              recoverer, webhooks)
                 recovery.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

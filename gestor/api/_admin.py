@@ -32,7 +32,7 @@ from gestor.settings import Settings
 from gestor.store import RuleSetRecord
 
 if TYPE_CHECKING:
-    from gestor.api._app import GestorApp
+    from gestor.api._gestor_app import GestorApp
 
 MAX_RULES_BYTES = 256 * 1024
 
@@ -115,7 +115,7 @@ def register(app: GestorApp, settings: Settings) -> None:
         require_admin(settings)
         rt = app.runtime
         return json_response({
-            "actors": attrs.asdict(rt.actors.statistics()),
+            "actors": attrs.asdict(rt.purchases.actor_statistics()),
             "purchases": attrs.asdict(rt.purchases.statistics()),
             "store": attrs.asdict(rt.store.statistics()),
             "platforms": rt.platforms.statistics().as_dict(),

@@ -12,14 +12,12 @@ import logging
 import os
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 from quart import Response, request, websocket
-from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from actors import ActorCrashed, AskTimeout, Overloaded, SystemStopped
 from gestor.api import _admin, _admin_alarms, _admin_audit, _admin_keys, _guards, _protocol_fixes
 from gestor.api import _render as render
 from gestor.api import _validate as validate
@@ -32,13 +30,14 @@ from gestor.api._auth import (
     own_client,
     principal,
 )
+from gestor.api._gestor_app import GestorApp
 from gestor.api._limits import enforce as enforce_limits
 from gestor.api._problems import ApiProblem, json_response, problem
 from gestor.keyring import KeyRing
 from gestor.model import PENDING_STATES, NewTransaction, TxState
 from gestor.platforms import PlatformError
-from gestor.purchase import Busy
-from gestor.ratelimits import RateLimiter, open_rate_limiter
+from gestor.purchase import Busy, Crowded
+from gestor.ratelimits import open_rate_limiter
 from gestor.runtime import Runtime, open_runtime
 from gestor.settings import Settings
 from gestor.store import (
@@ -54,25 +53,9 @@ from gestor.store import (
     describe_failure,
 )
 
-if TYPE_CHECKING:
-    from gestor.serving import ConnectionTable
-
 logger = logging.getLogger("gestor.api")
 
 _STATES = {s.value for s in TxState}
-
-
-class GestorApp(QuartTrio):
-    runtime: Runtime
-    #: Set when shutdown begins: responses then carry `Connection: close`, telling clients to
-    #: reconnect (to another worker or node) for their next request.
-    draining: bool = False
-    #: The worker's client connections, when served by `gestor.workers.serve_app`.
-    connections: ConnectionTable | None = None
-    #: The stored API keys as this worker sees them (gestor/keyring.py).
-    keyring: KeyRing
-    #: Rate limits per calling key and per msisdn (gestor.api._limits enforces them).
-    limiter: RateLimiter
 
 
 def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:
@@ -153,8 +136,8 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         code = (exc.name or "error").upper().replace(" ", "_")
         return problem(exc.code or 500, code, exc.description or exc.name or "error")
 
-    @app.errorhandler(Overloaded)
-    async def _overloaded(exc: Overloaded) -> Response:
+    @app.errorhandler(Crowded)
+    async def _crowded(exc: Crowded) -> Response:
         return problem(429, "TOO_MANY_REQUESTS",
                        "too many requests for this mobile at once; retry shortly",
                        headers={"Retry-After": "1"})
@@ -162,13 +145,6 @@ def _routes(app: GestorApp, settings: Settings) -> None:
     @app.errorhandler(Busy)
     async def _busy(exc: Busy) -> Response:
         return problem(503, "BUSY", f"this server is at capacity ({exc}); retry shortly",
-                       headers={"Retry-After": "1"})
-
-    @app.errorhandler(AskTimeout)
-    @app.errorhandler(SystemStopped)
-    async def _unavailable(exc: Exception) -> Response:
-        logger.warning("answering 503: %r", exc)
-        return problem(503, "SERVICE_UNAVAILABLE", "the service is busy or restarting; retry",
                        headers={"Retry-After": "1"})
 
     @app.errorhandler(StoreUnavailable)
@@ -180,12 +156,6 @@ def _routes(app: GestorApp, settings: Settings) -> None:
                            headers={"Retry-After": "2"})
         return problem(503, "SERVICE_UNAVAILABLE",
                        f"the database could not be reached ({describe_failure(exc)}); retry",
-                       headers={"Retry-After": "1"})
-
-    @app.errorhandler(ActorCrashed)
-    async def _crashed(exc: ActorCrashed) -> Response:
-        logger.error("subscriber actor crashed: %r", exc)
-        return problem(503, "SERVICE_UNAVAILABLE", "the request could not be processed; retry",
                        headers={"Retry-After": "1"})
 
     @app.errorhandler(PlatformError)

@@ -1,31 +1,28 @@
 """The purchase: the saga that runs one (`_saga`, over the pure state machine in `_steps`), the
-subscriber actor that serialises a mobile's purchases (`_actor`) and the service the API calls."""
+subscriber actor that serialises a mobile's purchases (`_actor`, recording each saga's end in
+`_completions`), the recoverer (`_recovery`) and the service the API calls (`_service`)."""
 
-from gestor.purchase._actor import Buy, SubscriberActor, Ticket, actor_factory
-from gestor.purchase._deps import ProfileCache, PurchaseDeps, SubscriberView
-from gestor.purchase._recovery import Recoverer, RecovererStatistics, resume
-from gestor.purchase._saga import SagaAbandoned, final, refund_id, run_purchase
-from gestor.purchase._service import Busy, OfferList, PurchaseService, PurchaseStatistics
+from gestor.purchase._deps import ProfileCache, PurchaseDeps
+from gestor.purchase._recovery import Recoverer
+from gestor.purchase._saga import refund_id
+from gestor.purchase._service import (
+    Busy,
+    Crowded,
+    OfferList,
+    PurchaseService,
+    open_purchase_service,
+)
 from gestor.purchase._steps import Verdict
 
 __all__ = [
     "Busy",
-    "Buy",
+    "Crowded",
     "OfferList",
     "ProfileCache",
     "PurchaseDeps",
     "PurchaseService",
-    "PurchaseStatistics",
     "Recoverer",
-    "RecovererStatistics",
-    "SagaAbandoned",
-    "SubscriberActor",
-    "SubscriberView",
-    "Ticket",
     "Verdict",
-    "actor_factory",
-    "final",
+    "open_purchase_service",
     "refund_id",
-    "resume",
-    "run_purchase",
 ]

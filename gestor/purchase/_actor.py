@@ -23,7 +23,6 @@ import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Hashable
-from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -31,7 +30,8 @@ import trio
 from actors import ActorBase, ActorContext
 from gestor.model import NewTransaction, Transaction
 from gestor.platforms import PlatformError
-from gestor.purchase._deps import SubscriberView
+from gestor.purchase._completions import Completions
+from gestor.purchase._deps import PurchaseDeps, SubscriberView
 from gestor.purchase._saga import SagaAbandoned, run_purchase
 from gestor.store import (
     Accepted,
@@ -43,9 +43,6 @@ from gestor.store import (
     StoreUnavailable,
     Unsettled,
 )
-
-if TYPE_CHECKING:
-    from gestor.purchase._service import PurchaseService
 
 logger = logging.getLogger("gestor.purchase")
 
@@ -74,7 +71,11 @@ class Buy:
 @attrs.define
 class SubscriberActor(ActorBase[object, object]):
     msisdn: str
-    service: PurchaseService
+    deps: PurchaseDeps
+    completions: Completions
+    #: How much longer an acceptance the database took (the statement may have been sent) gets
+    #: to answer after its deadline before the asker is told the outcome is unknown.
+    accept_settle: float
     pending: Transaction | None = None
     #: (client, Idempotency-Key) of acceptances whose answer is awaited after their turn gave
     #: up: a retry with the same key is still "unknown" until that answer comes.
@@ -106,10 +107,10 @@ class SubscriberActor(ActorBase[object, object]):
         if trio.current_time() >= deadline:
             return Expired("the subscriber's actor took it after its acceptance deadline")
         ctx.start_soon(self._prefetch_profile)
-        deps = self.service.deps
+        deps = self.deps
         ticket.sent = True
         outcome = await deps.store.accept(new, deps.snapshot_request(self.msisdn),
-                                          deadline=deadline, settle=self.service.accept_settle)
+                                          deadline=deadline, settle=self.accept_settle)
         if isinstance(outcome, Accepted):
             self._start(ctx, outcome)
         elif isinstance(outcome, Unsettled) and outcome.answer is not None:
@@ -123,7 +124,7 @@ class SubscriberActor(ActorBase[object, object]):
         view = SubscriberView.of(self.msisdn, accepted.subscriber, tx.created_at)
         ctx.start_soon(self._run, tx, view)  # first: it raises if the actor is stopping
         self.pending = tx
-        self.service.track(tx.id)
+        self.completions.track(tx.id)
 
     async def _settle(self, ctx: ActorContext, new: NewTransaction,
                       answer: Callable[[], Awaitable[AcceptOutcome]]) -> None:
@@ -161,14 +162,14 @@ class SubscriberActor(ActorBase[object, object]):
     async def _prefetch_profile(self) -> None:
         # The saga's own fetch joins this one (or finds it cached); a failure is its to report.
         with contextlib.suppress(PlatformError):
-            await self.service.deps.profiles.get(self.msisdn)
+            await self.deps.profiles.get(self.msisdn)
 
     async def _run(self, tx: Transaction, view: SubscriberView) -> None:
         """The saga, as a child task of this actor (it keeps the actor alive while it runs),
         deciding on the history its acceptance read."""
         final: Transaction | None = None
         try:
-            final = await run_purchase(self.service.deps, tx, view)
+            final = await run_purchase(self.deps, tx, view)
         except (SagaAbandoned, StoreUnavailable) as exc:  # a line, not a traceback
             logger.warning("purchase %s handed to the recoverer: %s", tx.id, exc)
         except Exception:
@@ -180,14 +181,15 @@ class SubscriberActor(ActorBase[object, object]):
         # Runs in the saga's task, but is synchronous: no other turn of this actor interleaves.
         if self.pending is not None and self.pending.id == tx.id:
             self.pending = None
-        self.service.deps.profiles.forget(self.msisdn)
-        self.service.finished(tx.id, final)
+        self.deps.profiles.forget(self.msisdn)
+        self.completions.end(tx.id, final)
 
 
-def actor_factory(service: PurchaseService) -> Callable[[Hashable], SubscriberActor]:
+def actor_factory(deps: PurchaseDeps, completions: Completions, *, accept_settle: float
+                  ) -> Callable[[Hashable], SubscriberActor]:
     def build(key: Hashable) -> SubscriberActor:
         assert isinstance(key, str)
-        return SubscriberActor(key, service)
+        return SubscriberActor(key, deps, completions, accept_settle)
 
     return build
 

@@ -1,11 +1,17 @@
 """`PurchaseService`: what the API calls. Routes each mobile's work to its subscriber actor,
-lets clients wait for a purchase's final state, lists offers, reads transactions."""
+lets clients wait for a purchase's final state, lists offers, reads transactions.
+
+`open_purchase_service` opens the subscriber actors and the service over them. The service is
+the actors' only caller and speaks for them: what the actor library raises becomes an answer
+about the purchase (`Expired`, `Unsettled`) or this package's `Busy` / `Crowded`, so the API
+never learns that actors exist."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import attrs
@@ -16,10 +22,14 @@ from actors import (
     ActorStopped,
     ActorSystem,
     AskTimeout,
+    Overloaded,
+    SystemStatistics,
     SystemStopped,
+    open_actor_system,
 )
 from gestor.model import NewTransaction, Transaction
-from gestor.purchase._actor import Buy, Ticket
+from gestor.purchase._actor import Buy, Ticket, actor_factory
+from gestor.purchase._completions import Completions
 from gestor.purchase._deps import PurchaseDeps, SubscriberView
 from gestor.purchase._saga import final
 from gestor.rules import Offer
@@ -50,12 +60,6 @@ class OfferList:
     offers: tuple[Offer, ...]
 
 
-@attrs.define
-class _Completion:
-    done: trio.Event = attrs.field(factory=trio.Event)
-    final: Transaction | None = None
-
-
 class Busy(Exception):
     """Admission control refused a purchase: this worker is at `max_in_flight` sagas or
     `max_accepting` purchases waiting to be accepted. Nothing was written; retry later."""
@@ -64,6 +68,15 @@ class Busy(Exception):
         super().__init__(f"{what} at its limit of {limit}")
         self.what = what
         self.limit = limit
+
+
+class Crowded(Exception):
+    """Too many requests for one mobile at once: its actor's mailbox stayed full. Nothing was
+    written; retry shortly."""
+
+    def __init__(self, msisdn: str) -> None:
+        super().__init__(f"too many requests for mobile {msisdn} at once")
+        self.msisdn = msisdn
 
 
 @attrs.frozen
@@ -82,8 +95,8 @@ class PurchaseStatistics:
 @attrs.define
 class PurchaseService:
     deps: PurchaseDeps
-    actors: ActorSystem[object, object] = attrs.field(init=False)
-    ask_timeout: float = 5.0
+    actors: ActorSystem[object, object]
+    completions: Completions
     max_in_flight: int = 20000
     max_accepting: int = 256
     #: A purchase must be taken by the database within this many seconds of arriving, or it is
@@ -92,39 +105,21 @@ class PurchaseService:
     #: An acceptance the database took (the statement may have been sent) gets this much
     #: longer to answer; after that the client is told the outcome is unknown (`Unsettled`).
     accept_settle: float = 1.0
-    _completions: dict[uuid.UUID, _Completion] = attrs.field(factory=dict)
-    _started: int = 0
-    _finished: int = 0
     _accepting: int = 0
     _shed: int = 0
     _expired: int = 0
     _unsettled: int = 0
 
-    def bind(self, actors: ActorSystem[object, object]) -> None:
-        self.actors = actors
-
-    # -- called by the actor -----------------------------------------------------------------
-    def track(self, tx_id: uuid.UUID) -> None:
-        self._completions[tx_id] = _Completion()
-        self._started += 1
-
-    def finished(self, tx_id: uuid.UUID, tx: Transaction | None) -> None:
-        completion = self._completions.pop(tx_id, None)
-        self._finished += 1
-        if completion is not None:
-            completion.final = tx
-            completion.done.set()
-
-    # -- called by the API -------------------------------------------------------------------
     async def purchase(self, tx: NewTransaction) -> AcceptOutcome | Unsettled:
         """Have the mobile's actor accept `tx` within `accept_timeout`, or raise `Busy` at
         once when this worker is at a bound (cheap shedding keeps the latency of what it does
         take bounded). `Busy`, `Overloaded` (from the actor system) and `Expired` mean nothing
         was written and nothing will be; `Unsettled` that it may have been: only a retry with
-        the same Idempotency-Key can tell. While this worker knows the database is down,
+        the same Idempotency-Key can tell. `Crowded` when the mobile's actor has too many
+        waiting (nothing written). While this worker knows the database is down,
         `DatabaseDown` at once (nothing sent)."""
         self.deps.store.health.check()
-        if len(self._completions) >= self.max_in_flight:
+        if len(self.completions) >= self.max_in_flight:
             self._shed += 1
             raise Busy("purchases in flight", self.max_in_flight)
         if self._accepting >= self.max_accepting:
@@ -140,6 +135,8 @@ class PurchaseService:
                 tx.msisdn, Buy(tx, deadline, ticket),
                 timeout=self.accept_timeout + self.accept_settle + ASK_SLACK,
             )
+        except Overloaded as exc:  # never reached the mailbox
+            raise Crowded(tx.msisdn) from exc
         except (AskTimeout, ActorCrashed, ActorStopped, SystemStopped) as exc:
             outcome = self._gave_up(tx, ticket, exc)
         finally:
@@ -173,7 +170,7 @@ class PurchaseService:
         if final(tx):
             return tx
         latest = tx
-        completion = self._completions.get(tx.id)
+        completion = self.completions.get(tx.id)
         with trio.move_on_after(patience):
             if completion is not None:
                 await completion.done.wait()
@@ -233,12 +230,37 @@ class PurchaseService:
 
     def in_flight(self) -> list[uuid.UUID]:
         """Transactions whose saga runs in this worker right now."""
-        return list(self._completions)
+        return self.completions.in_flight()
+
+    def actor_statistics(self) -> SystemStatistics:
+        return self.actors.statistics()
 
     def statistics(self) -> PurchaseStatistics:
         return PurchaseStatistics(
-            in_flight=len(self._completions), started=self._started, finished=self._finished,
+            in_flight=len(self.completions), started=self.completions.started,
+            finished=self.completions.finished,
             accepting=self._accepting, shed=self._shed, max_in_flight=self.max_in_flight,
             max_accepting=self.max_accepting, expired=self._expired,
             unsettled=self._unsettled,
+        )
+
+
+@asynccontextmanager
+async def open_purchase_service(
+    deps: PurchaseDeps, *, mailbox_size: int = 64, idle_timeout: float = 30.0,
+    send_timeout: float = 1.0, max_in_flight: int = 20000, max_accepting: int = 256,
+    accept_timeout: float = 3.0, accept_settle: float = 1.0,
+) -> AsyncIterator[PurchaseService]:
+    """The subscriber actors (one per msisdn, passivated when idle) and the service over
+    them; on exit the actors stop (sagas still running are the recoverer's)."""
+    completions = Completions()
+    async with open_actor_system(
+        actor_factory(deps, completions, accept_settle=accept_settle),
+        mailbox_size=mailbox_size, idle_timeout=idle_timeout, send_timeout=send_timeout,
+        name="subscribers",
+    ) as actors:
+        yield PurchaseService(
+            deps, actors, completions, max_in_flight=max_in_flight,
+            max_accepting=max_accepting, accept_timeout=accept_timeout,
+            accept_settle=accept_settle,
         )

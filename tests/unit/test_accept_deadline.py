@@ -14,9 +14,8 @@ import attrs
 import trio
 import trio.testing
 
-from actors import open_actor_system
 from gestor.model import NewTransaction, Transaction, TxState
-from gestor.purchase import PurchaseService, actor_factory
+from gestor.purchase import PurchaseService, open_purchase_service
 from gestor.store import Expired, PendingExists, Unsettled
 
 MSISDN = "5491100000001"
@@ -82,14 +81,13 @@ async def test_a_buy_whose_turn_comes_after_its_deadline_writes_nothing(
     # The first purchase's acceptance takes 3.5 s: within its own bound (3 s + 1 s settle),
     # past the second's deadline (3 s), before the second's asker gives up (3 + 1 + 1 s).
     store = _StalledStore(stall=3.5)
-    service = PurchaseService(_Deps(store), accept_timeout=3.0)  # type: ignore[arg-type]
     out: dict[str, object] = {}
-    async with open_actor_system(actor_factory(service)) as actors:
-        service.bind(actors)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_purchase, service, "first", out)
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.start_soon(_purchase, service, "second", out)
+    deps: Any = _Deps(store)
+    async with (open_purchase_service(deps, accept_timeout=3.0) as service,
+                trio.open_nursery() as nursery):
+        nursery.start_soon(_purchase, service, "first", out)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(_purchase, service, "second", out)
     assert isinstance(out["first"], PendingExists)
     assert isinstance(out["second"], Expired)
     assert "after its acceptance deadline" in out["second"].reason
@@ -105,10 +103,9 @@ async def test_an_asker_that_gives_up_withdraws_a_queued_buy_and_reports_a_start
     # gives up (Unsettled: it may have been written); the second is still in the mailbox
     # (Expired, and its turn, when it comes, writes nothing).
     store = _StalledStore(stall=20.0)
-    service = PurchaseService(_Deps(store), accept_timeout=3.0)  # type: ignore[arg-type]
     out: dict[str, object] = {}
-    async with open_actor_system(actor_factory(service)) as actors:
-        service.bind(actors)
+    deps: Any = _Deps(store)
+    async with open_purchase_service(deps, accept_timeout=3.0) as service:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_purchase, service, "first", out)
             await trio.testing.wait_all_tasks_blocked()
@@ -118,7 +115,7 @@ async def test_an_asker_that_gives_up_withdraws_a_queued_buy_and_reports_a_start
         assert isinstance(out["second"], Expired)
         assert "did not take it in time" in out["second"].reason
         await trio.sleep(30)  # the stalled acceptance ends; the queued Buy gets its turn
-        assert actors.statistics().messages == 2
+        assert service.actor_statistics().messages == 2
     assert store.seen == ["first"]
 
 
@@ -146,9 +143,8 @@ async def test_a_retry_with_the_key_of_an_unsettled_purchase_stays_unknown_until
     autojump_clock: trio.abc.Clock,
 ) -> None:
     store = _UnsettledStore()
-    service = PurchaseService(_Deps(store), accept_timeout=3.0)  # type: ignore[arg-type]
-    async with open_actor_system(actor_factory(service)) as actors:
-        service.bind(actors)
+    deps: Any = _Deps(store)
+    async with open_purchase_service(deps, accept_timeout=3.0) as service:
         first = await service.purchase(_new("k"))
         assert isinstance(first, Unsettled) and first.answer is None  # the actor keeps it
         again = await service.purchase(_new("k"))

@@ -13,6 +13,7 @@ import trio.testing
 
 from gestor.model import NewTransaction
 from gestor.purchase import Busy, PurchaseService
+from gestor.purchase._completions import Completions
 
 
 @attrs.define
@@ -51,9 +52,9 @@ def _tx(i: int) -> NewTransaction:
 async def test_purchases_beyond_max_accepting_are_shed_without_reaching_an_actor(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    service = PurchaseService(deps=_Deps(), max_accepting=3)  # type: ignore[arg-type]
     actors = _SlowActors()
-    service.bind(actors)  # type: ignore[arg-type]
+    service = PurchaseService(_Deps(), actors, Completions(),  # type: ignore[arg-type]
+                              max_accepting=3)
     done: list[object] = []
 
     async def one(i: int) -> None:
