@@ -22,6 +22,7 @@ import trio
 from ._faults import OPERATIONS
 from ._simulator import (
     AccountOverride,
+    CreditRequest,
     DebitRequest,
     ProvisionRequest,
     RefundRequest,
@@ -41,6 +42,7 @@ Handler = Callable[[Simulator, str, bytes, bytes], Result]
 _encoder = msgspec.json.Encoder()
 _debit_decoder = msgspec.json.Decoder(DebitRequest)
 _refund_decoder = msgspec.json.Decoder(RefundRequest)
+_credit_decoder = msgspec.json.Decoder(CreditRequest)
 _provision_decoder = msgspec.json.Decoder(ProvisionRequest)
 _override_decoder = msgspec.json.Decoder(AccountOverride)
 _any_decoder = msgspec.json.Decoder()
@@ -107,6 +109,14 @@ def _refund(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
 
 def _lookup_refund(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
     return _found(sim.lookup_refund(arg))
+
+
+def _credit(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
+    return sim.credit(_credit_decoder.decode(body))
+
+
+def _lookup_credit(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
+    return _found(sim.lookup_credit(arg))
 
 
 def _provision(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
@@ -180,6 +190,8 @@ _ROUTES: dict[tuple[str, str, str, bool], _Route] = {
     ("GET", "ocs", "debits", True): _Route("ocs.lookup_debit", _lookup_debit),
     ("POST", "ocs", "refunds", False): _Route("ocs.refund", _refund),
     ("GET", "ocs", "refunds", True): _Route("ocs.lookup_refund", _lookup_refund),
+    ("POST", "ocs", "credits", False): _Route("ocs.credit", _credit),
+    ("GET", "ocs", "credits", True): _Route("ocs.lookup_credit", _lookup_credit),
     ("POST", "prov", "bundles", False): _Route("prov.provision", _provision),
     ("GET", "prov", "bundles", True): _Route("prov.lookup_bundle", _lookup_bundle),
     ("GET", "healthz", "", False): _Route(None, _healthz),

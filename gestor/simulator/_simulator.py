@@ -1,4 +1,5 @@
-"""State of the platform simulator: subscribers, balances, debits, refunds and bundles.
+"""State of the platform simulator: subscribers, balances, debits, refunds, credits, top-ups and
+bundles.
 
 Plain synchronous state (one trio thread, no locks needed). Subscribers and their starting
 balances are synthetic (see ``_synthetic``); every change is applied through one ``_apply``
@@ -31,6 +32,8 @@ __all__ = [
     "AccountOverride",
     "AccountView",
     "BundleRecord",
+    "CreditRecord",
+    "CreditRequest",
     "DebitRecord",
     "DebitRequest",
     "LedgerEntry",
@@ -122,6 +125,15 @@ class DebitRequest:
 
 
 @attrs.frozen
+class CreditRequest:
+    id: str
+    msisdn: str
+    amount: int
+    currency: str | None = None
+    reason: str | None = None
+
+
+@attrs.frozen
 class RefundRequest:
     id: str
     debit_id: str
@@ -179,6 +191,19 @@ class RefundRecord:
 
 
 @attrs.frozen
+class CreditRecord:
+    id: str
+    msisdn: str
+    amount: int
+    balance_after: int
+    created_at: str
+    ts: float
+    reason: str | None = None
+    currency: str = CURRENCY
+    status: str = "credited"
+
+
+@attrs.frozen
 class BundleRecord:
     id: str
     msisdn: str
@@ -195,7 +220,7 @@ class BundleRecord:
 
 @attrs.frozen
 class LedgerEntry:
-    kind: str  # "debit" | "refund"
+    kind: str  # "debit" | "refund" | "credit" | "topup"
     id: str
     msisdn: str
     amount: int
@@ -225,6 +250,8 @@ class _AccountState:
     debited_total: int = 0
     refunds: int = 0
     refunded_total: int = 0
+    credits: int = 0
+    credited_total: int = 0
     provisioned: int = 0
 
     def view(self) -> AccountView:
@@ -240,6 +267,8 @@ class SimulatorStatistics:
     refunds: int
     debited_total: int
     refunded_total: int
+    credits: int
+    credited_total: int
     provisioned: int
     requests: int
     in_flight: int
@@ -267,10 +296,12 @@ class Simulator:
     _accounts: dict[str, _AccountState] = attrs.field(factory=dict)
     _debits: dict[str, DebitRecord] = attrs.field(factory=dict)
     _refunds: dict[str, RefundRecord] = attrs.field(factory=dict)
+    _credits: dict[str, CreditRecord] = attrs.field(factory=dict)
     _bundles: dict[str, BundleRecord] = attrs.field(factory=dict)
     _ledger: list[LedgerEntry] = attrs.field(factory=list)
     _debited_total: int = 0
     _refunded_total: int = 0
+    _credited_total: int = 0
     requests_by_op: dict[str, int] = attrs.field(factory=dict)
     in_flight: int = 0  # platform requests being served right now
     peak_in_flight: int = 0
@@ -315,6 +346,8 @@ class Simulator:
             self._apply_debit(msgspec.convert(record["r"], DebitRecord))
         elif kind == "refund":
             self._apply_refund(msgspec.convert(record["r"], RefundRecord))
+        elif kind == "credit":
+            self._apply_credit(msgspec.convert(record["r"], CreditRecord))
         elif kind == "bundle":
             self._apply_bundle(msgspec.convert(record["r"], BundleRecord))
         elif kind == "account":
@@ -368,6 +401,9 @@ class Simulator:
 
     def lookup_refund(self, refund_id: str) -> RefundRecord | None:
         return self._refunds.get(refund_id)
+
+    def lookup_credit(self, credit_id: str) -> CreditRecord | None:
+        return self._credits.get(credit_id)
 
     def lookup_bundle(self, bundle_id: str) -> BundleRecord | None:
         return self._bundles.get(bundle_id)
@@ -484,6 +520,59 @@ class Simulator:
                         record.ts, record.debit_id)
         )
 
+    # -- credits -------------------------------------------------------------------------------
+
+    def credit(self, req: CreditRequest) -> Result:
+        """Add ``amount`` to the balance; idempotent by ``id`` exactly like :meth:`debit`."""
+        existing = self._credits.get(req.id)
+        if existing is not None:
+            if existing.msisdn != req.msisdn or existing.amount != req.amount:
+                return _error(
+                    409,
+                    "IDEMPOTENCY_MISMATCH",
+                    f"credit {req.id!r} already exists with another msisdn/amount",
+                )
+            return 200, existing
+        if (bad := _check_id(req.id)) is not None:
+            return bad
+        if not is_valid_msisdn(req.msisdn):
+            return _error(400, "INVALID_MSISDN", "msisdn must be 8-15 digits")
+        if req.amount <= 0:
+            return _error(400, "INVALID_AMOUNT", "amount must be a positive integer")
+        if req.currency is not None and req.currency != CURRENCY:
+            return _error(400, "INVALID_CURRENCY", f"currency must be {CURRENCY}")
+        account = self._account(req.msisdn)
+        if account.line_status != "active":
+            return _error(
+                403, "LINE_NOT_ACTIVE", f"line is {account.line_status}",
+                line_status=account.line_status,
+            )
+        ts = time.time()
+        record = CreditRecord(
+            id=req.id,
+            msisdn=req.msisdn,
+            amount=req.amount,
+            balance_after=account.balance + req.amount,
+            created_at=_iso(ts),
+            ts=ts,
+            reason=req.reason,
+        )
+        self._record("credit", record)
+        self._apply_credit(record)
+        return 200, record
+
+    def _apply_credit(self, record: CreditRecord) -> None:
+        account = self._account(record.msisdn)
+        account.balance += record.amount
+        account.credits += 1
+        account.credited_total += record.amount
+        self._credits[record.id] = record
+        self._credited_total += record.amount
+        self._ledger.append(
+            LedgerEntry("credit", record.id, record.msisdn, record.amount, record.created_at,
+                        record.ts)
+        )
+
     # -- provisioning --------------------------------------------------------------------------
 
     def provision(self, req: ProvisionRequest) -> Result:
@@ -559,15 +648,17 @@ class Simulator:
         self._accounts.clear()
         self._debits.clear()
         self._refunds.clear()
+        self._credits.clear()
         self._bundles.clear()
         self._ledger.clear()
-        self._debited_total = self._refunded_total = 0
+        self._debited_total = self._refunded_total = self._credited_total = 0
         self.requests_by_op.clear()
         self.peak_in_flight = self.in_flight
         self._peak_debits = dict(self._debits_in_flight)
 
     def ledger(self, since: float | None = None, until: float | None = None) -> list[LedgerEntry]:
-        """Debits and refunds with ``since <= ts < until`` (epoch seconds), oldest first."""
+        """Money movements (debits, refunds, credits, top-ups) with ``since <= ts < until``
+        (epoch seconds), oldest first."""
         return [
             entry
             for entry in self._ledger
@@ -580,6 +671,8 @@ class Simulator:
             "refunds": len(self._refunds),
             "debited_total": self._debited_total,
             "refunded_total": self._refunded_total,
+            "credits": len(self._credits),
+            "credited_total": self._credited_total,
             "provisioned": len(self._bundles),
             "requests_by_op": dict(sorted(self.requests_by_op.items())),
             "in_flight": self.in_flight,
@@ -596,6 +689,8 @@ class Simulator:
                 "debited_total": account.debited_total,
                 "refunds": account.refunds,
                 "refunded_total": account.refunded_total,
+                "credits": account.credits,
+                "credited_total": account.credited_total,
                 "provisioned": account.provisioned,
                 "max_concurrent_debits": self._peak_debits.get(msisdn, 0),
             }
@@ -608,6 +703,8 @@ class Simulator:
             refunds=len(self._refunds),
             debited_total=self._debited_total,
             refunded_total=self._refunded_total,
+            credits=len(self._credits),
+            credited_total=self._credited_total,
             provisioned=len(self._bundles),
             requests=sum(self.requests_by_op.values()),
             in_flight=self.in_flight,
