@@ -29,6 +29,7 @@ from ._simulator import (
     Result,
     Simulator,
 )
+from ._topups import TopupRequest
 
 __all__ = ["Answer", "Hold", "SimulatorRouter"]
 
@@ -43,6 +44,7 @@ _encoder = msgspec.json.Encoder()
 _debit_decoder = msgspec.json.Decoder(DebitRequest)
 _refund_decoder = msgspec.json.Decoder(RefundRequest)
 _credit_decoder = msgspec.json.Decoder(CreditRequest)
+_topup_decoder = msgspec.json.Decoder(TopupRequest)
 _provision_decoder = msgspec.json.Decoder(ProvisionRequest)
 _override_decoder = msgspec.json.Decoder(AccountOverride)
 _any_decoder = msgspec.json.Decoder()
@@ -173,6 +175,14 @@ def _put_account(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
     return sim.override_account(arg, _override_decoder.decode(body))
 
 
+def _post_topup(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
+    return sim.topup(_topup_decoder.decode(body))
+
+
+def _get_topup(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
+    return _found(sim.lookup_topup(arg))
+
+
 def _get_account(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
     return _found(sim.account(arg))
 
@@ -203,6 +213,8 @@ _ROUTES: dict[tuple[str, str, str, bool], _Route] = {
     ("POST", "control", "reset", False): _Route(None, _reset),
     ("PUT", "control", "accounts", True): _Route(None, _put_account),
     ("GET", "control", "accounts", True): _Route(None, _get_account),
+    ("POST", "control", "topups", False): _Route(None, _post_topup),
+    ("GET", "control", "topups", True): _Route(None, _get_topup),
 }
 _PATHS = {(a, b, arg) for (_, a, b, arg) in _ROUTES}
 assert {r.op for r in _ROUTES.values() if r.op is not None} == set(OPERATIONS)
