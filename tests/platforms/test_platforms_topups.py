@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import h11
@@ -22,8 +24,10 @@ from gestor.settings import SettingsError, load_settings
 from gestor.simulator import SimulatorConfig, SimulatorHandle, serve_simulator
 from gestor.simulator._journal import JOURNAL_NAME
 from gestor.simulator._notifier import KEY_ENV
+from gestor.simulator._outbound import OutboundError, post_json
 from gestor.simulator._topups import TopupRecord
 
+from ..tlscerts import make_certificates
 from .support import WELL_KNOWN
 
 BALANCE = 1_681_332  # WELL_KNOWN's starting balance
@@ -66,15 +70,20 @@ async def _serve_receiver(
     answers: list[int | str],
     *,
     port: int = 0,
+    ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[Receiver] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
     send, receive = trio.open_memory_channel[Received](math.inf)
-    receiver = Receiver(f"http://127.0.0.1:{port}/v1/topups", answers, send=send,
+    scheme = "http" if ssl_context is None else "https"
+    receiver = Receiver(f"{scheme}://localhost:{port}/v1/topups", answers, send=send,
                         receive=receive)
 
-    async def handle(stream: trio.SocketStream) -> None:
+    async def handle(tcp: trio.SocketStream) -> None:
+        stream: trio.abc.Stream = tcp
+        if ssl_context is not None:
+            stream = trio.SSLStream(tcp, ssl_context, server_side=True)
         conn = h11.Connection(h11.SERVER)
         request: h11.Request | None = None
         body = b""
@@ -86,6 +95,7 @@ async def _serve_receiver(
             elif type(event) is h11.Data:
                 body += event.data
             else:
+                await tcp.aclose()
                 return
         assert request is not None
         seen = Received(
@@ -360,6 +370,28 @@ async def test_pending_notifications_survive_a_restart(nursery: trio.Nursery,
             assert delivered.notification.attempts == 3
             assert (await http.get("/control/ledger")).json()[0]["id"] == "rc-restart"
         assert [r.body["reference"] for r in receiver.received] == ["rc-restart"] * 3
+
+
+async def test_the_notifier_client_speaks_https(nursery: trio.Nursery, tmp_path: Path) -> None:
+    certificates = make_certificates(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(certificates.certfile, certificates.keyfile)
+    receiver: Receiver = await nursery.start(
+        partial(_serve_receiver, [202], ssl_context=server_context)
+    )
+    assert receiver.url.startswith("https://localhost:")
+    with trio.fail_after(20):
+        status = await post_json(receiver.url, b'{"reference":"rc-tls","msisdn":"1","amount":1}',
+                                 [("idempotency-key", "rc-tls")],
+                                 ssl_context=certificates.client_context())
+        assert status == 202
+        seen = await receiver.next()
+        assert seen.body["reference"] == "rc-tls"
+        assert seen.headers["host"] == urlsplit(receiver.url).netloc
+        with pytest.raises(OutboundError):  # the system trust store does not know the test CA
+            await post_json(receiver.url, b"{}")
+    with pytest.raises(ValueError):
+        await post_json("ftp://localhost/", b"{}")
 
 
 def test_topup_notify_settings_are_checked(tmp_path: Path) -> None:
