@@ -20,8 +20,9 @@ import attrs
 import msgspec
 import trio
 
+from ._config import SimulatorConfig
 from ._outbound import OutboundError, post_json
-from ._simulator import Simulator, SimulatorConfig
+from ._simulator import Simulator
 from ._topups import NOTICE_PENDING, TopupRecord
 
 __all__ = ["KEY_ENV", "NotifySettings", "TopupNotifier"]

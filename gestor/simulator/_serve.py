@@ -7,10 +7,11 @@ from functools import partial
 import attrs
 import trio
 
+from ._config import SimulatorConfig
 from ._notifier import NotifySettings, TopupNotifier
 from ._router import SimulatorRouter
 from ._server import serve_http
-from ._simulator import Simulator, SimulatorConfig, open_simulator
+from ._simulator import Simulator, open_simulator
 
 __all__ = ["SimulatorHandle", "run_simulator", "serve_simulator"]
 
