@@ -1,6 +1,7 @@
 """The HTTP and websocket front (Quart-Trio): the three calls, the alarm feed, health checks."""
 
-from gestor.api._app import GestorApp, create_app
-from gestor.api._problems import ApiProblem, problem
+from gestor.api._app import create_app
+from gestor.api._gestor_app import GestorApp
+from gestor.api._problems import ApiProblem
 
-__all__ = ["ApiProblem", "GestorApp", "create_app", "problem"]
+__all__ = ["ApiProblem", "GestorApp", "create_app"]

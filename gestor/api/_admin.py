@@ -32,7 +32,7 @@ from gestor.settings import Settings
 from gestor.store import RuleSetRecord
 
 if TYPE_CHECKING:
-    from gestor.api._app import GestorApp
+    from gestor.api._gestor_app import GestorApp
 
 MAX_RULES_BYTES = 256 * 1024
 

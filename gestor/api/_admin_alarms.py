@@ -26,7 +26,7 @@ from gestor.model import Alarm
 from gestor.settings import Settings
 
 if TYPE_CHECKING:
-    from gestor.api._app import GestorApp
+    from gestor.api._gestor_app import GestorApp
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

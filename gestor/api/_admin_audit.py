@@ -22,7 +22,7 @@ from gestor.api._problems import ApiProblem, json_response
 from gestor.store import ACTION_FILTER, ACTOR_FILTER
 
 if TYPE_CHECKING:
-    from gestor.api._app import GestorApp
+    from gestor.api._gestor_app import GestorApp
     from gestor.settings import Settings
 
 DEFAULT_LIMIT = 100

@@ -28,7 +28,7 @@ from gestor.settings import Settings
 from gestor.store import KeyRecord, KeyStore, NewKey
 
 if TYPE_CHECKING:
-    from gestor.api._app import GestorApp
+    from gestor.api._gestor_app import GestorApp
 
 _ID = re.compile(r"[0-9a-f]{12}")
 _CREATE_FIELDS = frozenset({"name", "role", "channels", "calls", "msisdn_prefixes", "read",

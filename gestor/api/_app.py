@@ -12,11 +12,10 @@ import logging
 import os
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 from quart import Response, request, websocket
-from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors import ActorCrashed, AskTimeout, Overloaded, SystemStopped
@@ -32,13 +31,14 @@ from gestor.api._auth import (
     own_client,
     principal,
 )
+from gestor.api._gestor_app import GestorApp
 from gestor.api._limits import enforce as enforce_limits
 from gestor.api._problems import ApiProblem, json_response, problem
 from gestor.keyring import KeyRing
 from gestor.model import PENDING_STATES, NewTransaction, TxState
 from gestor.platforms import PlatformError
 from gestor.purchase import Busy
-from gestor.ratelimits import RateLimiter, open_rate_limiter
+from gestor.ratelimits import open_rate_limiter
 from gestor.runtime import Runtime, open_runtime
 from gestor.settings import Settings
 from gestor.store import (
@@ -54,25 +54,9 @@ from gestor.store import (
     describe_failure,
 )
 
-if TYPE_CHECKING:
-    from gestor.serving import ConnectionTable
-
 logger = logging.getLogger("gestor.api")
 
 _STATES = {s.value for s in TxState}
-
-
-class GestorApp(QuartTrio):
-    runtime: Runtime
-    #: Set when shutdown begins: responses then carry `Connection: close`, telling clients to
-    #: reconnect (to another worker or node) for their next request.
-    draining: bool = False
-    #: The worker's client connections, when served by `gestor.workers.serve_app`.
-    connections: ConnectionTable | None = None
-    #: The stored API keys as this worker sees them (gestor/keyring.py).
-    keyring: KeyRing
-    #: Rate limits per calling key and per msisdn (gestor.api._limits enforces them).
-    limiter: RateLimiter
 
 
 def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:

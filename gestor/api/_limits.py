@@ -11,7 +11,7 @@ from gestor.api._problems import ApiProblem
 from gestor.settings import Settings
 
 if TYPE_CHECKING:
-    from gestor.api._app import GestorApp
+    from gestor.api._gestor_app import GestorApp
 
 
 def enforce(app: GestorApp, settings: Settings, kind: str, msisdn: str | None = None) -> None:

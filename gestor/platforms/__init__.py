@@ -6,14 +6,9 @@ where idempotent and circuit breakers.
 The HTTP contract is documented in ``gestor/simulator/README.md``; the simulator plays it.
 """
 
-from ._breaker import CircuitState
 from ._client import (
-    LEDGER_TIMEOUT,
-    CircuitCallback,
     LedgerEntry,
     Platforms,
-    PlatformsStatistics,
-    PlatformStatistics,
     open_platforms,
 )
 from ._errors import (
@@ -23,15 +18,12 @@ from ._errors import (
     PlatformRejected,
     PlatformUnavailable,
 )
-from ._records import Account, CustomerData, DebitReceipt, Profile, Provisioned, RefundReceipt
+from ._records import Account, CustomerData, DebitReceipt, Profile
 from ._settings import EndpointSettings, PlatformSettings
 
 __all__ = [
-    "LEDGER_TIMEOUT",
     "Account",
-    "CircuitCallback",
     "CircuitOpen",
-    "CircuitState",
     "CustomerData",
     "DebitReceipt",
     "EndpointSettings",
@@ -40,12 +32,8 @@ __all__ = [
     "PlatformError",
     "PlatformRejected",
     "PlatformSettings",
-    "PlatformStatistics",
     "PlatformUnavailable",
     "Platforms",
-    "PlatformsStatistics",
     "Profile",
-    "Provisioned",
-    "RefundReceipt",
     "open_platforms",
 ]

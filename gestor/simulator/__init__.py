@@ -11,14 +11,13 @@ the rest of Gestor: Gestor's clients of the same contract are in ``gestor.platfo
 from ._faults import FaultSettings
 from ._journal import JournalCorrupt
 from ._serve import SimulatorHandle, run_simulator, serve_simulator
-from ._simulator import Simulator, SimulatorConfig, open_simulator
+from ._simulator import SimulatorConfig, open_simulator
 from ._synthetic import WELL_KNOWN_PREFIX, is_valid_msisdn, is_well_known
 
 __all__ = [
     "WELL_KNOWN_PREFIX",
     "FaultSettings",
     "JournalCorrupt",
-    "Simulator",
     "SimulatorConfig",
     "SimulatorHandle",
     "is_valid_msisdn",
