@@ -1,7 +1,8 @@
 """Gestor's door to the operator's platforms: :func:`open_platforms` gives a :class:`Platforms`
 talking to the data warehouse (dwh), the charging system (ocs) and provisioning (prov) over HTTP,
 through a lean keep-alive HTTP/1.1 client (``_http``) with timeouts, bounded concurrency, retries
-where idempotent and circuit breakers.
+where idempotent and circuit breakers. The lean client itself, :class:`HTTPClient`, is Gestor's
+one stack for outbound HTTP: the alarm webhooks and the CLI's admin client use it too.
 
 The HTTP contract is documented in ``gestor/simulator/README.md``; the simulator plays it.
 """
@@ -18,6 +19,7 @@ from ._errors import (
     PlatformRejected,
     PlatformUnavailable,
 )
+from ._http import HTTPClient, HTTPError
 from ._records import Account, CustomerData, DebitReceipt, Profile
 from ._settings import EndpointSettings, PlatformSettings
 
@@ -27,6 +29,8 @@ __all__ = [
     "CustomerData",
     "DebitReceipt",
     "EndpointSettings",
+    "HTTPClient",
+    "HTTPError",
     "LedgerEntry",
     "OutcomeUnknown",
     "PlatformError",

@@ -391,7 +391,8 @@ class HTTPClient:
             except BaseException as exc:
                 self._discard(conn)
                 if isinstance(exc, trio.BrokenResourceError):
-                    text = f"TLS handshake with {host}:{port} failed: {exc}"
+                    why = exc.__cause__ or exc  # trio's error wraps the ssl module's
+                    text = f"TLS handshake with {host}:{port} failed: {why}"
                     raise ConnectError(text, sent=sent) from exc
                 raise
         return conn

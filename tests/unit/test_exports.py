@@ -285,3 +285,19 @@ def test_no_import_circle_between_the_packages_of_gestor() -> None:
             if target is not None and target != owner:
                 targets.add(target)
     assert _circles(graph) == []
+
+
+def test_outbound_http_has_one_client_stack() -> None:
+    """gestor's outbound HTTP goes through ``gestor.platforms.HTTPClient``: httpx, kept for the
+    tests, is no runtime dependency."""
+    found = [
+        f"{module.path.relative_to(ROOT)}:{line}"
+        for module in MODULES
+        if module.name.split(".")[0] in TOP
+        for name, line in _imported_modules(module, everywhere=True)
+        if _inside(name, "httpx")
+    ]
+    assert found == []
+    project = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    runtime = project[project.index("dependencies = [") : project.index("[project.optional")]
+    assert "httpx" not in runtime
