@@ -82,5 +82,9 @@ async def open_admin(
     url: str, key: str, *, call_timeout: float = 30.0
 ) -> AsyncIterator[GestorAdmin]:
     """A client of the admin API at `url`, its connection closed on exit."""
+    if not key.isascii() or not key.isprintable() or key != key.strip():
+        # said here, so that no error message ever quotes the header that would carry it
+        raise AdminApiError(0, {"code": "BAD_KEY", "detail": "the admin key holds characters "
+                                "an HTTP header cannot carry"})
     async with HTTPClient() as http:
         yield GestorAdmin(url.rstrip("/"), key, http, call_timeout)

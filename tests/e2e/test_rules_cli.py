@@ -79,3 +79,13 @@ def test_push_to_a_server_that_is_not_there_says_so(tmp_path: Path) -> None:
     assert pushed.stderr.startswith(f"gestor rules: cannot connect to 127.0.0.1:{url[17:]}")
     assert pushed.stderr.rstrip().endswith("(no answer)")
     assert ADMIN_KEY not in pushed.stderr
+
+
+def test_a_key_no_header_can_carry_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    rules = tmp_path / "promo.toml"
+    rules.write_text(SMS_PROMO)
+    pushed = gestor("rules", "push", str(rules), "--url", "http://127.0.0.1:9",
+                    GESTOR_ADMIN_KEY="secret\x01part")
+    assert pushed.returncode == 1
+    assert "holds characters an HTTP header cannot carry" in pushed.stderr
+    assert "secret" not in pushed.stderr
