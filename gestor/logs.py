@@ -16,4 +16,3 @@ def configure_logging(level: str | None = None) -> None:
     logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
     # pgserver narrates every initdb/pg_ctl command at INFO; its warnings still show.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,10 +1,18 @@
-"""A small client of a Gestor server's own admin API, for the `gestor rules` commands."""
+"""A small client of a Gestor server's own admin API, for the `gestor rules` commands, on the
+HTTP/1.1 client of `gestor.platforms` (http, or https checked against the system's trust store,
+which `SSL_CERT_FILE` can replace). Each call is bounded by `call_timeout` seconds."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import attrs
+import msgspec
+import trio
+
+from gestor.platforms import HTTPClient, HTTPError
 
 
 class AdminApiError(Exception):
@@ -16,42 +24,67 @@ class AdminApiError(Exception):
         self.problem = problem
 
 
+def _unreachable(detail: str) -> AdminApiError:
+    return AdminApiError(0, {"code": "UNREACHABLE", "detail": detail})
+
+
+@attrs.define
 class GestorAdmin:
-    def __init__(self, url: str, key: str, *, timeout: float = 30.0) -> None:
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout,
-                                  headers={"Authorization": f"Bearer {key}"})
+    """Calls of the admin API at `url` (a base URL: its path prefixes every call's)."""
 
-    def __enter__(self) -> GestorAdmin:
-        return self
+    url: str
+    key: str
+    _http: HTTPClient
+    call_timeout: float = 30.0  # seconds, per call
 
-    def __exit__(self, *exc: object) -> None:
-        self._http.close()
+    async def _call(self, method: str, path: str, body: object = None) -> dict[str, Any]:
+        headers = [("authorization", f"Bearer {self.key}"), ("accept", "application/json")]
+        with trio.move_on_after(self.call_timeout):
+            try:
+                response = await self._http.request(
+                    method, self.url + path, headers=headers, json=body
+                )
+            except (HTTPError, ValueError) as exc:  # ValueError: a URL it cannot use
+                raise _unreachable(str(exc)) from exc
+            try:
+                answer = response.json()
+            except msgspec.DecodeError:
+                answer = None
+            problem: dict[str, Any] = (
+                answer if isinstance(answer, dict) else {"detail": response.text[:500]}
+            )
+            if response.status >= 400:
+                raise AdminApiError(response.status, problem)
+            return problem
+        raise _unreachable(f"no answer from {self.url} within {self.call_timeout:g} s")
 
-    def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
-        try:
-            response = self._http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise AdminApiError(0, {"code": "UNREACHABLE", "detail": str(exc)}) from exc
-        try:
-            body: dict[str, Any] = response.json()
-        except ValueError:
-            body = {"detail": response.text[:500]}
-        if response.status_code >= 400:
-            raise AdminApiError(response.status_code, body)
-        return body
+    async def create(self, source: str, description: str = "") -> dict[str, Any]:
+        return await self._call(
+            "POST", "/v1/admin/rules", {"source": source, "description": description}
+        )
 
-    def create(self, source: str, description: str = "") -> dict[str, Any]:
-        return self._call("POST", "/v1/admin/rules",
-                          json={"source": source, "description": description})
+    async def activate(self, version: int) -> dict[str, Any]:
+        return await self._call("POST", f"/v1/admin/rules/{version}/activate")
 
-    def activate(self, version: int) -> dict[str, Any]:
-        return self._call("POST", f"/v1/admin/rules/{version}/activate")
-
-    def dry_run(self, source: str, msisdns: list[str], channel: str | None,
-                bono_id: str | None) -> dict[str, Any]:
+    async def dry_run(
+        self, source: str, msisdns: list[str], channel: str | None, bono_id: str | None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"source": source, "msisdns": msisdns}
         if channel:
             body["channel"] = channel
         if bono_id:
             body["bono_id"] = bono_id
-        return self._call("POST", "/v1/admin/rules/dry-run", json=body)
+        return await self._call("POST", "/v1/admin/rules/dry-run", body)
+
+
+@contextlib.asynccontextmanager
+async def open_admin(
+    url: str, key: str, *, call_timeout: float = 30.0
+) -> AsyncIterator[GestorAdmin]:
+    """A client of the admin API at `url`, its connection closed on exit."""
+    if not key.isascii() or not key.isprintable() or key != key.strip():
+        # said here, so that no error message ever quotes the header that would carry it
+        raise AdminApiError(0, {"code": "BAD_KEY", "detail": "the admin key holds characters "
+                                "an HTTP header cannot carry"})
+    async with HTTPClient() as http:
+        yield GestorAdmin(url.rstrip("/"), key, http, call_timeout)

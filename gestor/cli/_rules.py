@@ -13,7 +13,10 @@ import os
 import sys
 from pathlib import Path
 
+import trio
+
 from gestor.catalogue import CatalogueError, load_catalogue
+from gestor.cli._admin_client import AdminApiError, open_admin
 from gestor.rulebook import check_source
 from gestor.rules import RuleSetError
 from gestor.settings import load_settings
@@ -67,27 +70,30 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.file}: OK ({len(warnings)} warning(s))")
         return 0
 
-    from gestor.cli._admin_client import AdminApiError, GestorAdmin
-
     key = os.environ.get("GESTOR_ADMIN_KEY", "")
     if not key:
         print("gestor rules: set GESTOR_ADMIN_KEY to the server's admin key", file=sys.stderr)
         return 2
     try:
-        with GestorAdmin(args.url, key) as admin:
-            if args.rules_command == "dry-run":
-                result = admin.dry_run(source, args.msisdn, args.channel, args.bono)
-                print(json.dumps(result, indent=2))
-                return 0
-            created = admin.create(source, args.description)
-            print(f"stored as version {created['version']} (draft)")
-            if args.activate:
-                admin.activate(created["version"])
-                print(f"version {created['version']} is active")
-            return 0
+        return trio.run(_remote, args, source, key)
     except AdminApiError as exc:
         print(f"gestor rules: {exc} ({exc.status or 'no answer'})", file=sys.stderr)
         for issue in exc.problem.get("issues", []):
             where = issue.get("rule_id") or issue.get("section")
             print(f"  {where}: {issue.get('message')}", file=sys.stderr)
         return 1
+
+
+async def _remote(args: argparse.Namespace, source: str, key: str) -> int:
+    """`dry-run` or `push` against the server's admin API."""
+    async with open_admin(args.url, key) as admin:
+        if args.rules_command == "dry-run":
+            result = await admin.dry_run(source, args.msisdn, args.channel, args.bono)
+            print(json.dumps(result, indent=2))
+            return 0
+        created = await admin.create(source, args.description)
+        print(f"stored as version {created['version']} (draft)")
+        if args.activate:
+            await admin.activate(created["version"])
+            print(f"version {created['version']} is active")
+        return 0

@@ -1,19 +1,15 @@
 """Gestor's door to the operator's platforms: :func:`open_platforms` gives a :class:`Platforms`
 talking to the data warehouse (dwh), the charging system (ocs) and provisioning (prov) over HTTP,
 through a lean keep-alive HTTP/1.1 client (``_http``) with timeouts, bounded concurrency, retries
-where idempotent and circuit breakers.
+where idempotent and circuit breakers. The lean client itself, :class:`HTTPClient`, is Gestor's
+one stack for outbound HTTP: the alarm webhooks and the CLI's admin client use it too.
 
 The HTTP contract is documented in ``gestor/simulator/README.md``; the simulator plays it.
 """
 
-from ._breaker import CircuitState
 from ._client import (
-    LEDGER_TIMEOUT,
-    CircuitCallback,
     LedgerEntry,
     Platforms,
-    PlatformsStatistics,
-    PlatformStatistics,
     open_platforms,
 )
 from ._errors import (
@@ -23,38 +19,26 @@ from ._errors import (
     PlatformRejected,
     PlatformUnavailable,
 )
-from ._records import (
-    Account,
-    CreditReceipt,
-    CustomerData,
-    DebitReceipt,
-    Profile,
-    Provisioned,
-    RefundReceipt,
-)
+from ._http import HTTPClient, HTTPError
+from ._records import Account, CreditReceipt, CustomerData, DebitReceipt, Profile
 from ._settings import EndpointSettings, PlatformSettings
 
 __all__ = [
-    "LEDGER_TIMEOUT",
     "Account",
-    "CircuitCallback",
     "CircuitOpen",
-    "CircuitState",
     "CreditReceipt",
     "CustomerData",
     "DebitReceipt",
     "EndpointSettings",
+    "HTTPClient",
+    "HTTPError",
     "LedgerEntry",
     "OutcomeUnknown",
     "PlatformError",
     "PlatformRejected",
     "PlatformSettings",
-    "PlatformStatistics",
     "PlatformUnavailable",
     "Platforms",
-    "PlatformsStatistics",
     "Profile",
-    "Provisioned",
-    "RefundReceipt",
     "open_platforms",
 ]

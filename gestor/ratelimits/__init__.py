@@ -2,29 +2,22 @@
 worker without I/O on the request path and shared by every worker and node through PostgreSQL
 (an approximation with a stated bound: docs/rate-limits.md)."""
 
-from gestor.ratelimits._bucket import DEMAND_SECONDS, Bucket
+from gestor.ratelimits._bucket import Bucket
 from gestor.ratelimits._config import DEFAULT_LIMITS, KINDS, SCOPES, Limit, LimitSettings
 from gestor.ratelimits._limiter import (
     RateLimiter,
-    RateLimiterStatistics,
-    Refusal,
     Report,
-    SharedBuckets,
     open_rate_limiter,
 )
 
 __all__ = [
     "DEFAULT_LIMITS",
-    "DEMAND_SECONDS",
     "KINDS",
     "SCOPES",
     "Bucket",
     "Limit",
     "LimitSettings",
     "RateLimiter",
-    "RateLimiterStatistics",
-    "Refusal",
     "Report",
-    "SharedBuckets",
     "open_rate_limiter",
 ]

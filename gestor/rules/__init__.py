@@ -8,65 +8,47 @@ once per rule-set version and evaluated without I/O (see docs/rules.md).
 
 from gestor.rules._compile import compile_rules
 from gestor.rules._context import (
-    BASE_VARIABLES,
-    HISTORY_DEFAULTS,
     NEVER_AGE_S,
-    SECTION_VARIABLES,
     RuleLimits,
 )
 from gestor.rules._engine import CompiledRules, UnknownBonoError
-from gestor.rules._fields import CUSTOMER_FIELDS, CustomerField, customer_problems
+from gestor.rules._fields import CUSTOMER_FIELDS, customer_problems
 from gestor.rules._model import (
     BONO_NOT_OFFERED,
     CHANNELS,
-    DEFAULT_PROFILE_ID,
-    OPERATIONS,
     Decision,
     Failure,
-    Listing,
     Offer,
     OperationChoice,
     OperationRule,
-    ProfileDecision,
     ProfilingRule,
     PurchaseContext,
     RuleIssue,
     RuleSetError,
-    RuleSetSpec,
     ValidationRule,
 )
-from gestor.rules._parse import load_rules, parse_rules, rules_from_dict
+from gestor.rules._parse import load_rules, parse_rules
 
 __all__ = [
-    "BASE_VARIABLES",
     "BONO_NOT_OFFERED",
     "CHANNELS",
     "CUSTOMER_FIELDS",
-    "DEFAULT_PROFILE_ID",
-    "HISTORY_DEFAULTS",
     "NEVER_AGE_S",
-    "OPERATIONS",
-    "SECTION_VARIABLES",
     "CompiledRules",
-    "CustomerField",
     "Decision",
     "Failure",
-    "Listing",
     "Offer",
     "OperationChoice",
     "OperationRule",
-    "ProfileDecision",
     "ProfilingRule",
     "PurchaseContext",
     "RuleIssue",
     "RuleLimits",
     "RuleSetError",
-    "RuleSetSpec",
     "UnknownBonoError",
     "ValidationRule",
     "compile_rules",
     "customer_problems",
     "load_rules",
     "parse_rules",
-    "rules_from_dict",
 ]

@@ -11,8 +11,8 @@ from gestor.settings import Settings
 logger = logging.getLogger("gestor")
 
 #: Descriptors a worker uses whatever its settings: stdio, the trio loop (epoll, wake-up
-#: socketpair), the listening socket, log files, worker threads, the webhook client's pool (httpx
-#: keeps up to 100), the embedded database's and simulator's pipes.
+#: socketpair), the listening socket, log files, worker threads, the webhooks' connections (at
+#: most 100 attempts in flight), the embedded database's and simulator's pipes.
 BASE_RESERVE = 160
 #: Database connections beyond the pool: the store's batch lanes and LISTEN connections.
 DATABASE_EXTRA = 16

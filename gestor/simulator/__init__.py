@@ -14,14 +14,13 @@ from ._config import SimulatorConfig
 from ._faults import FaultSettings
 from ._journal import JournalCorrupt
 from ._serve import SimulatorHandle, run_simulator, serve_simulator
-from ._simulator import Simulator, open_simulator
+from ._simulator import open_simulator
 from ._synthetic import WELL_KNOWN_PREFIX, is_valid_msisdn, is_well_known
 
 __all__ = [
     "WELL_KNOWN_PREFIX",
     "FaultSettings",
     "JournalCorrupt",
-    "Simulator",
     "SimulatorConfig",
     "SimulatorHandle",
     "is_valid_msisdn",

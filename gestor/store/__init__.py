@@ -5,35 +5,32 @@ an asyncio loop in a thread of its own (DESIGN D1; `_bridge` says why not trio-a
 `start_embedded(dir)` runs the embedded server (D2).
 """
 
-from gestor.store._audit import ACTION_FILTER, ACTOR_FILTER, AuditRecord
-from gestor.store._batch import Batcher, BatcherStatistics, Queued, Withdrawn
-from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
-from gestor.store._counts import TABLES, table_counts
+from gestor.store._audit import ACTION_FILTER, ACTOR_FILTER
+from gestor.store._batch import Batcher, Withdrawn
+from gestor.store._bridge import open_bridge
+from gestor.store._counts import table_counts
 from gestor.store._embedded import (
     EmbeddedPostgres,
     EmbeddedStartError,
-    RestartFailed,
     start_embedded,
 )
 from gestor.store._health import (
     DatabaseDown,
     DatabaseHealth,
     HealthChange,
-    HealthStatistics,
     StoreUnavailable,
     describe_failure,
 )
-from gestor.store._keys import CALLS, KINDS, ROLES, KeyRecord, KeyStore, NewKey
-from gestor.store._migrate import migrate, migration_files
+from gestor.store._keys import CALLS, ROLES, KeyRecord, KeyStore, NewKey
+from gestor.store._migrate import migrate
 from gestor.store._reconcile import (
     NoEmbeddedDatabase,
     attach_embedded,
     transactions_between,
     transactions_by_id,
 )
-from gestor.store._restrictions import Restriction
-from gestor.store._rule_sets import AuditEntry, RuleSetRecord, has_active_rules
-from gestor.store._store import Store, StoreStatistics, Unsettled, open_store
+from gestor.store._rule_sets import RuleSetRecord, has_active_rules
+from gestor.store._store import Store, Unsettled, open_store
 from gestor.store._supervisor import EmbeddedSupervisor, supervise_embedded
 from gestor.store._transactions import (
     Accepted,
@@ -49,17 +46,10 @@ __all__ = [
     "ACTION_FILTER",
     "ACTOR_FILTER",
     "CALLS",
-    "KINDS",
     "ROLES",
-    "TABLES",
     "AcceptOutcome",
     "Accepted",
-    "AuditEntry",
-    "AuditRecord",
     "Batcher",
-    "BatcherStatistics",
-    "Bridge",
-    "BridgeStatistics",
     "DatabaseDown",
     "DatabaseHealth",
     "EmbeddedPostgres",
@@ -67,21 +57,16 @@ __all__ = [
     "EmbeddedSupervisor",
     "Expired",
     "HealthChange",
-    "HealthStatistics",
     "KeyRecord",
     "KeyReused",
     "KeyStore",
     "NewKey",
     "NoEmbeddedDatabase",
     "PendingExists",
-    "Queued",
     "Replayed",
-    "RestartFailed",
-    "Restriction",
     "RuleSetRecord",
     "SnapshotRequest",
     "Store",
-    "StoreStatistics",
     "StoreUnavailable",
     "Unsettled",
     "Withdrawn",
@@ -89,7 +74,6 @@ __all__ = [
     "describe_failure",
     "has_active_rules",
     "migrate",
-    "migration_files",
     "open_bridge",
     "open_store",
     "start_embedded",

@@ -287,3 +287,24 @@ async def test_exception_in_body_propagates_unwrapped() -> None:
                 await system.ask("a", "inc")
                 raise KeyError("body")
         assert ("stop", "a") in log  # shut down cleanly anyway
+
+
+def test_every_error_is_an_actor_error() -> None:
+    """The README's promise: a caller that does not care which error catches `ActorError`."""
+    errors = {
+        name
+        for name in actors.__all__
+        if isinstance(getattr(actors, name), type)
+        and issubclass(getattr(actors, name), BaseException)
+    }
+    assert errors == {
+        "ActorCrashed",
+        "ActorError",
+        "ActorStopped",
+        "AskTimeout",
+        "Overloaded",
+        "SystemStopped",
+    }
+    assert all(issubclass(getattr(actors, name), actors.ActorError) for name in errors)
+    assert issubclass(actors.ActorStopped, actors.ActorCrashed)
+    assert issubclass(actors.AskTimeout, TimeoutError)

@@ -64,3 +64,28 @@ async def test_dry_run_then_push_and_activate(server: str, tmp_path: Path) -> No
             # Put the seed back for the other tests of this module's server.
             admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
             assert (await http.post("/v1/admin/rules/1/activate", headers=admin)).status_code == 200
+
+
+def test_push_to_a_server_that_is_not_there_says_so(tmp_path: Path) -> None:
+    import socket
+
+    rules = tmp_path / "promo.toml"
+    rules.write_text(SMS_PROMO)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    pushed = gestor("rules", "push", str(rules), "--url", url, GESTOR_ADMIN_KEY=ADMIN_KEY)
+    assert pushed.returncode == 1
+    assert pushed.stderr.startswith(f"gestor rules: cannot connect to 127.0.0.1:{url[17:]}")
+    assert pushed.stderr.rstrip().endswith("(no answer)")
+    assert ADMIN_KEY not in pushed.stderr
+
+
+def test_a_key_no_header_can_carry_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    rules = tmp_path / "promo.toml"
+    rules.write_text(SMS_PROMO)
+    pushed = gestor("rules", "push", str(rules), "--url", "http://127.0.0.1:9",
+                    GESTOR_ADMIN_KEY="secret\x01part")
+    assert pushed.returncode == 1
+    assert "holds characters an HTTP header cannot carry" in pushed.stderr
+    assert "secret" not in pushed.stderr

@@ -148,6 +148,30 @@ async def read_to_eof(stream: trio.SocketStream | trio.SSLStream[trio.SocketStre
     return bytes(data)
 
 
+async def test_rules_dry_run_over_https_trusts_ssl_cert_file(tls_server: TLSServer,
+                                                             tmp_path: Path) -> None:
+    """`gestor rules` (Gestor's own HTTP client) checks the server's certificate against the
+    system's trust store, which SSL_CERT_FILE replaces."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text((ROOT / "config" / "rules.toml").read_text(encoding="utf-8"))
+
+    def dry_run(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gestor", "rules", "dry-run", str(rules), "--url",
+             tls_server.url, "--msisdn", "5491100000071"],
+            cwd=ROOT, env=clean_env(GESTOR_ADMIN_KEY=ADMIN_KEY, **env), capture_output=True,
+            text=True, timeout=60)
+
+    with trio.fail_after(120):
+        trusted = await trio.to_thread.run_sync(
+            lambda: dry_run(SSL_CERT_FILE=str(tls_server.certificates.cafile)))
+        assert trusted.returncode == 0, trusted.stderr
+        assert [r["msisdn"] for r in json.loads(trusted.stdout)["results"]] == ["5491100000071"]
+        stranger = await trio.to_thread.run_sync(dry_run)
+        assert stranger.returncode == 1
+        assert "CERTIFICATE_VERIFY_FAILED" in stranger.stderr, stranger.stderr
+
+
 async def test_plain_http_to_the_tls_port_gets_400_and_is_closed(tls_server: TLSServer) -> None:
     with trio.fail_after(30):
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{tls_server.port}") as plain:

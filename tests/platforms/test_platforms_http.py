@@ -555,6 +555,18 @@ async def test_interim_answers_are_skipped(nursery: trio.Nursery, split: bool) -
             assert client.statistics() == stats(open=0, idle=0, created=1, reused=0)
 
 
+async def test_a_204_announcing_a_body_has_none(nursery: trio.Nursery) -> None:
+    """Found by the differential test (test_platforms_whole_answer.py): the quick parser took
+    the bytes after a 204 head as its body and pooled the connection; as h11 reads it, the
+    answer has no body and those bytes are garbage before a next answer: not reused."""
+    url = await raw_server(nursery, [b"HTTP/1.1 204 No Content\r\ncontent-length: 2\r\n\r\nok"])
+    with trio.fail_after(5):
+        async with HTTPClient() as client:
+            response = await client.request("DELETE", f"{url}/x")
+            assert (response.status, response.content) == (204, b"")
+            assert client.statistics() == stats(open=0, idle=0, created=1, reused=0)
+
+
 _PLAIN = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n"
           b'{"ok":true}')
 
