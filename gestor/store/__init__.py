@@ -32,7 +32,6 @@ from gestor.store._reconcile import (
     transactions_by_id,
 )
 from gestor.store._restrictions import Restriction
-from gestor.store._rule_sets import AuditEntry, RuleSetRecord, has_active_rules
 from gestor.store._store import Store, StoreStatistics, Unsettled, open_store
 from gestor.store._supervisor import EmbeddedSupervisor, supervise_embedded
 from gestor.store._transactions import (
@@ -43,6 +42,15 @@ from gestor.store._transactions import (
     PendingExists,
     Replayed,
     SnapshotRequest,
+)
+from gestor.store._versioned import Versions
+from gestor.store._versions import (
+    AuditEntry,
+    PartnerMoved,
+    RuleSetRecord,
+    VersionRecord,
+    has_active_catalogue,
+    has_active_rules,
 )
 
 __all__ = [
@@ -73,6 +81,7 @@ __all__ = [
     "KeyStore",
     "NewKey",
     "NoEmbeddedDatabase",
+    "PartnerMoved",
     "PendingExists",
     "Queued",
     "Replayed",
@@ -84,9 +93,12 @@ __all__ = [
     "StoreStatistics",
     "StoreUnavailable",
     "Unsettled",
+    "VersionRecord",
+    "Versions",
     "Withdrawn",
     "attach_embedded",
     "describe_failure",
+    "has_active_catalogue",
     "has_active_rules",
     "migrate",
     "migration_files",
