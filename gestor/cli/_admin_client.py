@@ -1,4 +1,5 @@
-"""A small client of a Gestor server's own admin API, for the `gestor rules` commands."""
+"""A small client of a Gestor server's own admin API, for the `gestor rules` and
+`gestor catalogue` commands."""
 
 from __future__ import annotations
 
@@ -40,12 +41,14 @@ class GestorAdmin:
             raise AdminApiError(response.status_code, body)
         return body
 
-    def create(self, source: str, description: str = "") -> dict[str, Any]:
-        return self._call("POST", "/v1/admin/rules",
+    def create(self, source: str, description: str = "", kind: str = "rules"
+               ) -> dict[str, Any]:
+        """Store `source` as a draft version of `kind` (`rules` or `catalogue`)."""
+        return self._call("POST", f"/v1/admin/{kind}",
                           json={"source": source, "description": description})
 
-    def activate(self, version: int) -> dict[str, Any]:
-        return self._call("POST", f"/v1/admin/rules/{version}/activate")
+    def activate(self, version: int, kind: str = "rules") -> dict[str, Any]:
+        return self._call("POST", f"/v1/admin/{kind}/{version}/activate")
 
     def dry_run(self, source: str, msisdns: list[str], channel: str | None,
                 bono_id: str | None) -> dict[str, Any]:
