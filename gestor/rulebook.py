@@ -22,7 +22,14 @@ import trio
 
 from gestor.catalogue import Catalogue, CatalogueError, parse_source
 from gestor.model import Actor
-from gestor.rules import CompiledRules, RuleIssue, RuleSetError, compile_rules, parse_rules
+from gestor.rules import (
+    CompiledRules,
+    RuleIssue,
+    RuleSetError,
+    bono_references,
+    compile_rules,
+    parse_rules,
+)
 from gestor.store import PartnerMoved, Store, StoreUnavailable, VersionRecord
 
 logger = logging.getLogger("gestor.rules")
@@ -48,6 +55,18 @@ def compile_source(source: str, catalogue: Catalogue, version: int, tz: str) -> 
 def check_source(source: str, catalogue: Catalogue, tz: str) -> tuple[RuleIssue, ...]:
     """Warnings of a valid rule set; raises `RuleSetError` for an invalid one."""
     return compile_source(source, catalogue, 0, tz).warnings
+
+
+def retired_references(rules: CompiledRules, active: Catalogue) -> list[RuleIssue]:
+    """Errors for each rule of `rules` naming a bono that `active` has and the catalogue
+    `rules` were compiled against retires (a rule naming a bono that neither has is only the
+    compiler's warning)."""
+    new = rules.catalogue
+    return [RuleIssue(section, rule_id, field,
+                      f"bono {bono_id!r} is named by this rule and retired by catalogue version "
+                      f"{new.version or '(new)'} (active version {active.version} has it)")
+            for section, rule_id, field, bono_id in bono_references(rules.spec)
+            if bono_id in active and bono_id not in new]
 
 
 class VersionConflict(Exception):
@@ -123,6 +142,15 @@ class RuleBook:
         record = await self.store.catalogue_versions.get(version)
         return self.catalogue if record is None else self.catalogue_of(record)
 
+    def check_catalogue(self, catalogue: Catalogue) -> CompiledRules:
+        """The active rules compiled against `catalogue`, or `RuleSetError` naming each rule
+        that does not compile with it or names a bono it retires."""
+        rules = self.compiled(self._rules, catalogue)
+        errors = retired_references(rules, self.catalogue)
+        if errors:
+            raise RuleSetError([*errors, *rules.warnings])
+        return rules
+
     def compiled(self, record: VersionRecord, catalogue: Catalogue | None = None
                  ) -> CompiledRules:
         """A stored rule set compiled against `catalogue` (the active one by default);
@@ -192,7 +220,7 @@ class RuleBook:
             if stored is None:
                 return None
             rules = self._rules
-            self.compiled(rules, self.catalogue_of(stored))  # refuse what the rules can't use
+            self.check_catalogue(self.catalogue_of(stored))  # refuse what the rules can't use
             activated = await versions.activate(version, actor, rules.version)
             await self.refresh()
             if not isinstance(activated, PartnerMoved):

@@ -74,7 +74,7 @@ def _check(book: RuleBook, source: str) -> dict[str, Any]:
     active = book.catalogue
     rules_record = book.active_rules
     try:
-        compiled = book.compiled(rules_record, catalogue)
+        compiled = book.check_catalogue(catalogue)
     except RuleSetError as exc:
         raise _rules_problem(exc, rules_record.version) from None
     changes = _changes(active, catalogue)
