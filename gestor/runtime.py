@@ -54,7 +54,10 @@ class Runtime:
 @contextlib.asynccontextmanager
 async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                        ) -> AsyncIterator[Runtime]:
-    seed_catalogue = settings.catalogue_path.read_text(encoding="utf-8")
+    try:  # only read again to seed a database without a catalogue (`gestor serve` checks it)
+        seed_catalogue = settings.catalogue_path.read_text(encoding="utf-8")
+    except OSError:
+        seed_catalogue = ""
     seed_rules = settings.rules_path.read_text(encoding="utf-8")
     tz = ZoneInfo(settings.timezone)
     async with open_store(database_url, pool_size=settings.pool_size) as store, \
