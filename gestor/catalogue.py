@@ -1,12 +1,15 @@
-"""The bono catalogue: what Gestor can sell, read from `config/bonos.toml`.
+"""The bono catalogue: what Gestor can sell. `config/bonos.toml` seeds version 1; after that,
+versions live in the database (`gestor.rulebook` keeps the active one).
 
 Frozen records and a strict parser with no I/O except `load_catalogue`, which reads one file.
-Every problem in the file is reported at once, each naming the entry and field at fault.
+A version's source is TOML, or the same document as JSON (`parse_source` tells them apart).
+Every problem is reported at once, each naming the entry and field at fault.
 Prices are integer minor units (cents) of the catalogue's currency.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -23,6 +26,8 @@ __all__ = [
     "catalogue_from_dict",
     "load_catalogue",
     "parse_catalogue",
+    "parse_source",
+    "problem_at",
 ]
 
 #: The closed set of bono kinds.
@@ -45,6 +50,22 @@ _BONO_KEYS = frozenset(
     }
 )
 _TOP_KEYS = frozenset({"currency", "bono"})
+
+
+_BONO_PROBLEM = re.compile(r"bono #(\d+)(?: '([^']*)')?: (\w+):")
+_TOP_PROBLEM = re.compile(r"(?:unknown top-level key '(\w+)'|(\w+):)")
+
+
+def problem_at(problem: str) -> tuple[int | None, str | None, str]:
+    """Where a `CatalogueError` problem is: (the bono's position from 1, its id, the field),
+    the field `currency`, `bono` or `source` (the text itself) outside any one bono."""
+    match = _BONO_PROBLEM.match(problem)
+    if match:
+        return int(match.group(1)), match.group(2), match.group(3)
+    match = _TOP_PROBLEM.match(problem)
+    if match and not problem.startswith("not valid"):
+        return None, None, match.group(1) or match.group(2)
+    return None, None, "source"
 
 
 class CatalogueError(ValueError):
@@ -97,10 +118,12 @@ def _index(bonos: tuple[Bono, ...]) -> dict[str, Bono]:
 
 @attrs.frozen
 class Catalogue:
-    """The bonos on sale, in file order, all priced in `currency`."""
+    """The bonos on sale, in file order, all priced in `currency`; `version` is the stored
+    version it is (0 for one read from a file)."""
 
     currency: str
     bonos: tuple[Bono, ...]
+    version: int = 0
     _by_id: dict[str, Bono] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
@@ -143,6 +166,24 @@ def parse_catalogue(text: str) -> Catalogue:
     except tomllib.TOMLDecodeError as exc:
         raise CatalogueError([f"not valid TOML: {exc}"]) from None
     return catalogue_from_dict(doc)
+
+
+def parse_source(source: str, version: int = 0) -> Catalogue:
+    """Parse a stored catalogue version: a JSON document (it starts with `{`; the same keys as
+    the TOML, `bonos` accepted for `bono`) or TOML text; raise `CatalogueError`."""
+    if source.lstrip().startswith("{"):
+        try:
+            doc = json.loads(source)
+        except ValueError as exc:
+            raise CatalogueError([f"not valid JSON: {exc}"]) from None
+        if not isinstance(doc, dict):  # pragma: no cover - it starts with '{'
+            raise CatalogueError(["a JSON catalogue is an object"])
+        if "bonos" in doc and "bono" not in doc:
+            doc["bono"] = doc.pop("bonos")
+        catalogue = catalogue_from_dict(doc)
+    else:
+        catalogue = parse_catalogue(source)
+    return attrs.evolve(catalogue, version=version)
 
 
 def catalogue_from_dict(doc: Mapping[str, Any]) -> Catalogue:

@@ -108,6 +108,7 @@ class Transaction:
     rules_version: int | None = None
     reasons: tuple[Reason, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
+    catalogue_version: int | None = None
 
     @property
     def pending(self) -> bool:
@@ -131,6 +132,7 @@ class Transition:
     profile_id: str | None = None
     rules_version: int | None = None
     reasons: tuple[Reason, ...] | None = None
+    catalogue_version: int | None = None
 
 
 class Severity(enum.StrEnum):

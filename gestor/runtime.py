@@ -15,7 +15,7 @@ import attrs
 import trio
 
 from gestor.alarms import AlarmHub, AnnouncerLock, Webhooks, open_webhooks, raise_database_alarms
-from gestor.catalogue import Catalogue, load_catalogue
+from gestor.catalogue import Catalogue
 from gestor.model import NewAlarm, Severity
 from gestor.platforms import Platforms, PlatformSettings, open_platforms
 from gestor.purchase import (
@@ -38,17 +38,24 @@ class Runtime:
     store: Store
     alarms: AlarmHub
     platforms: Platforms
-    catalogue: Catalogue
     rulebook: RuleBook
     purchases: PurchaseService
     recoverer: Recoverer
     webhooks: Webhooks
 
+    @property
+    def catalogue(self) -> Catalogue:
+        """The active catalogue version (it changes on activation: read it once per use)."""
+        return self.rulebook.catalogue
+
 
 @contextlib.asynccontextmanager
 async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                        ) -> AsyncIterator[Runtime]:
-    catalogue = load_catalogue(settings.catalogue_path)
+    try:  # only read again to seed a database without a catalogue (`gestor serve` checks it)
+        seed_catalogue = settings.catalogue_path.read_text(encoding="utf-8")
+    except OSError:
+        seed_catalogue = ""
     seed_rules = settings.rules_path.read_text(encoding="utf-8")
     tz = ZoneInfo(settings.timezone)
     async with open_store(database_url, pool_size=settings.pool_size) as store, \
@@ -57,8 +64,8 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
         await nursery.start(alarms.run)
         announcer = AnnouncerLock(settings.data_dir / "alarms.announcer.lock")
         await nursery.start(raise_database_alarms, alarms, store.health, announcer)
-        rulebook = RuleBook(store, catalogue, settings.timezone)
-        await rulebook.load(seed_rules)
+        rulebook = RuleBook(store, settings.timezone)
+        await rulebook.load(seed_rules, seed_catalogue)
         await nursery.start(rulebook.run)
 
         async def on_circuit_change(platform: str, opened: bool) -> None:
@@ -82,8 +89,8 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
         async with open_platforms(platform_settings,
                                   on_circuit_change=on_circuit_change) as platforms:
             deps = PurchaseDeps(
-                store=store, platforms=platforms, rulebook=rulebook, catalogue=catalogue,
-                alarms=alarms, profiles=ProfileCache(platforms, settings.profile_cache_ttl),
+                store=store, platforms=platforms, rulebook=rulebook, alarms=alarms,
+                profiles=ProfileCache(platforms, settings.profile_cache_ttl),
                 tz=tz,
             )
             async with open_purchase_service(
@@ -96,7 +103,7 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                                       stuck_after=settings.stuck_after,
                                       live=service.in_flight)
                 await recovery.start(recoverer.run)
-                yield Runtime(settings, store, alarms, platforms, catalogue, rulebook, service,
-                              recoverer, webhooks)
+                yield Runtime(settings, store, alarms, platforms, rulebook, service, recoverer,
+                              webhooks)
                 recovery.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

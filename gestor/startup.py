@@ -5,7 +5,9 @@ wrong and where (a file and line, an address, a database), and `gestor` prints i
 What can be checked before anything starts is (the port, the TLS certificate and key, the
 catalogue, the seed rules);
 what needs the database is checked right after it is reached, before the simulator and the
-workers start.
+workers start. The seeds (`bonos.toml`, `rules.toml`) only matter to a database that has no
+active catalogue or rule set yet: only then is a problem in one fatal; seed rules are checked
+against the catalogue they will be used with (the database's, once it has one).
 """
 
 from __future__ import annotations
@@ -202,22 +204,40 @@ def describe_dsn(dsn: str) -> str:
 @attrs.frozen
 class Prepared:
     """What `prepare_database` did: the migrations it applied, whether the database already
-    has an active rule set, and whether it has an active channel key."""
+    has an active rule set, whether it has an active channel key, and the source of its active
+    catalogue version (None before `bonos.toml` seeds one)."""
 
     applied: tuple[str, ...]
     has_rules: bool
     has_channel_keys: bool = False
+    catalogue_source: str | None = None
+
+    def seed_problems(self, settings: Settings, catalogue: Catalogue | StartupError
+                      ) -> StartupError | None:
+        """Why the seeds can't be used where they would be (`catalogue`: the seed catalogue,
+        or why it was refused), or None."""
+        if self.catalogue_source is None:
+            if isinstance(catalogue, StartupError):
+                return catalogue
+            in_use = catalogue
+        else:
+            from gestor.catalogue import parse_source
+
+            in_use = parse_source(self.catalogue_source)  # checked before it was stored
+        return None if self.has_rules else check_seed_rules(settings, in_use)
 
 
 def prepare_database(dsn: str, where: str) -> Prepared:
     """Connect, migrate and look for rules (blocking); a `StartupError` if it cannot."""
-    from gestor.store import KeyStore, has_active_rules, migrate, open_bridge
+    from gestor.store import CATALOGUE, KeyStore, Versions, has_active_rules, migrate, open_bridge
 
     async def run() -> Prepared:
         async with open_bridge(dsn, min_size=1, max_size=1) as bridge:
             applied = await migrate(bridge)
+            catalogue = await Versions(bridge, CATALOGUE).active()
             return Prepared(tuple(applied), await has_active_rules(bridge),
-                            await KeyStore(bridge).has_active_channel_keys())
+                            await KeyStore(bridge).has_active_channel_keys(),
+                            None if catalogue is None else catalogue.source)
 
     try:
         return trio.run(run)

@@ -17,10 +17,10 @@ from quart import Response, request
 
 from gestor.api import _validate as validate
 from gestor.api._auth import acting, require_admin
-from gestor.api._body import JSON
 from gestor.api._problems import ApiProblem, json_response
+from gestor.api._sources import source_from_request
 from gestor.reconcile import run_reconciliation
-from gestor.rulebook import check_source, compile_source
+from gestor.rulebook import VersionConflict, check_source, compile_source
 from gestor.rules import (
     CompiledRules,
     PurchaseContext,
@@ -34,9 +34,6 @@ from gestor.store import RuleSetRecord
 if TYPE_CHECKING:
     from gestor.api._gestor_app import GestorApp
 
-MAX_RULES_BYTES = 256 * 1024
-
-
 def _rules_problem(exc: RuleSetError) -> ApiProblem:
     errors = [i for i in exc.issues if i.severity == "error"]
     first = errors[0] if errors else exc.issues[0]
@@ -45,35 +42,6 @@ def _rules_problem(exc: RuleSetError) -> ApiProblem:
         field=first.rule_id or first.section or "source",
         issues=[i.as_dict() for i in exc.issues],
     )
-
-
-async def _source_from_request() -> tuple[str, str, int | None]:
-    """(source, description, based_on) from a TOML body or a JSON {source, description}."""
-    raw = await request.get_data(cache=False, as_text=False)
-    assert isinstance(raw, bytes)
-    if len(raw) > MAX_RULES_BYTES:
-        raise ApiProblem(413, "REQUEST_TOO_LARGE", "a rule set is at most 256 KiB")
-    if (request.mimetype or "") == JSON:  # else application/toml (see _guards)
-        body = validate.json_object(raw)
-        source = body.get("source")
-        if not isinstance(source, str) or not source.strip():
-            raise ApiProblem(422, "MISSING_FIELD", "source (rule-set TOML) is required",
-                             field="source")
-        description = body.get("description", "")
-        based_on = body.get("based_on")
-        if not isinstance(description, str) or len(description) > 500:
-            raise ApiProblem(422, "INVALID_DESCRIPTION", "description: text up to 500 chars",
-                             field="description")
-        if based_on is not None and (isinstance(based_on, bool) or not isinstance(based_on, int)
-                                     or not 1 <= based_on <= validate.INTEGER_MAX):
-            raise ApiProblem(422, "INVALID_BASED_ON", "based_on must be a version number",
-                             field="based_on")
-        return source, description, based_on
-    try:
-        return raw.decode("utf-8"), "", None
-    except UnicodeDecodeError:
-        raise ApiProblem(400, "INVALID_ENCODING", "the rule set must be UTF-8 text",
-                         field="body") from None
 
 
 def _offers(rules: CompiledRules, ctx: PurchaseContext) -> dict[str, Any]:
@@ -167,7 +135,7 @@ def register(app: GestorApp, settings: Settings) -> None:
     @app.post("/v1/admin/rules/validate")
     async def validate_rules() -> Response:
         require_admin(settings)
-        source, _, _ = await _source_from_request()
+        source, _, _ = await source_from_request("rule set")
         try:
             warnings = check_source(source, app.runtime.catalogue, settings.timezone)
         except RuleSetError as exc:
@@ -178,7 +146,7 @@ def register(app: GestorApp, settings: Settings) -> None:
     async def create_rules() -> Response:
         require_admin(settings)
         actor = acting(settings)
-        source, description, based_on = await _source_from_request()
+        source, description, based_on = await source_from_request("rule set")
         try:
             warnings = check_source(source, app.runtime.catalogue, settings.timezone)
         except RuleSetError as exc:
@@ -201,6 +169,9 @@ def register(app: GestorApp, settings: Settings) -> None:
             record = await app.runtime.rulebook.activate(version, actor)
         except RuleSetError as exc:
             raise _rules_problem(exc) from None
+        except VersionConflict as exc:
+            raise ApiProblem(409, "VERSION_CONFLICT", f"{exc}; try again",
+                             field="version") from None
         assert record is not None
         return json_response(record.summary())
 

@@ -18,7 +18,15 @@ import trio
 from quart import Response, request, websocket
 from werkzeug.exceptions import HTTPException
 
-from gestor.api import _admin, _admin_alarms, _admin_audit, _admin_keys, _guards, _protocol_fixes
+from gestor.api import (
+    _admin,
+    _admin_alarms,
+    _admin_audit,
+    _admin_catalogue,
+    _admin_keys,
+    _guards,
+    _protocol_fixes,
+)
 from gestor.api import _render as render
 from gestor.api import _validate as validate
 from gestor.api._auth import (
@@ -116,6 +124,7 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _admin_alarms.register(app, settings)
     _admin_audit.register(app, settings)
     _admin_keys.register(app, settings)
+    _admin_catalogue.register(app, settings)
     return app
 
 

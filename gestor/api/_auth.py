@@ -67,6 +67,11 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/v1/admin/rules/<raw>/dry-run"): "viewer",
     ("POST", "/v1/admin/rules"): "admin",
     ("POST", "/v1/admin/rules/<raw>/activate"): "admin",
+    ("GET", "/v1/admin/catalogue"): "viewer",
+    ("GET", "/v1/admin/catalogue/<raw>"): "viewer",
+    ("POST", "/v1/admin/catalogue/validate"): "viewer",  # changes nothing: as a read
+    ("POST", "/v1/admin/catalogue"): "admin",
+    ("POST", "/v1/admin/catalogue/<raw>/activate"): "admin",
     ("GET", "/v1/admin/audit"): "viewer",
     ("GET", "/v1/admin/keys"): "admin",
     ("POST", "/v1/admin/keys"): "admin",

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gestor.api")
 
-#: Routes (by rule) whose body may be a TOML rule set as well as JSON.
-TOML_ROUTES = frozenset({"/v1/admin/rules", "/v1/admin/rules/validate"})
+#: Routes (by rule) whose body may be TOML (a rule set, a catalogue) as well as JSON.
+TOML_ROUTES = frozenset({"/v1/admin/rules", "/v1/admin/rules/validate",
+                         "/v1/admin/catalogue", "/v1/admin/catalogue/validate"})
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

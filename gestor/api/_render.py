@@ -26,6 +26,7 @@ def transaction(tx: Transaction, catalogue: Catalogue) -> dict[str, Any]:
         "operation": tx.operation,
         "profile_id": tx.profile_id,
         "rules_version": tx.rules_version,
+        "catalogue_version": tx.catalogue_version,
         "reasons": [r.as_dict() for r in tx.reasons],
         "created_at": tx.created_at.isoformat(),
         "updated_at": tx.updated_at.isoformat(),
@@ -61,6 +62,7 @@ def offers(result: OfferList) -> dict[str, Any]:
         "msisdn": result.msisdn,
         "profile_id": result.profile_id,
         "rules_version": result.rules_version,
+        "catalogue_version": result.catalogue_version,
         "currency": result.currency,
         "bonos": items,
     }

@@ -1,6 +1,7 @@
-"""A small client of a Gestor server's own admin API, for the `gestor rules` commands, on the
-HTTP/1.1 client of `gestor.platforms` (http, or https checked against the system's trust store,
-which `SSL_CERT_FILE` can replace). Each call is bounded by `call_timeout` seconds."""
+"""A small client of a Gestor server's own admin API, for the `gestor rules` and
+`gestor catalogue` commands, on the HTTP/1.1 client of `gestor.platforms` (http, or https checked
+against the system's trust store, which `SSL_CERT_FILE` can replace). Each call is bounded by
+`call_timeout` seconds."""
 
 from __future__ import annotations
 
@@ -58,13 +59,15 @@ class GestorAdmin:
             return problem
         raise _unreachable(f"no answer from {self.url} within {self.call_timeout:g} s")
 
-    async def create(self, source: str, description: str = "") -> dict[str, Any]:
+    async def create(self, source: str, description: str = "", kind: str = "rules"
+                     ) -> dict[str, Any]:
+        """Store `source` as a draft version of `kind` (`rules` or `catalogue`)."""
         return await self._call(
-            "POST", "/v1/admin/rules", {"source": source, "description": description}
+            "POST", f"/v1/admin/{kind}", {"source": source, "description": description}
         )
 
-    async def activate(self, version: int) -> dict[str, Any]:
-        return await self._call("POST", f"/v1/admin/rules/{version}/activate")
+    async def activate(self, version: int, kind: str = "rules") -> dict[str, Any]:
+        return await self._call("POST", f"/v1/admin/{kind}/{version}/activate")
 
     async def dry_run(
         self, source: str, msisdns: list[str], channel: str | None, bono_id: str | None

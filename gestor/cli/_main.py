@@ -1,6 +1,7 @@
 """The `gestor` command: `serve` (the whole system, embedded defaults), `simulate` (the
 external platforms' simulator on its own), `reconcile` (transactions against the ledger),
-`rules` (rule-set files), `keys` (API keys) and `audit` (the audit trail)."""
+`rules` (rule-set files), `catalogue` (bono catalogue files), `keys` (API keys) and `audit`
+(the audit trail)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from gestor.cli import _audit as cli_audit
+from gestor.cli import _catalogue as cli_catalogue
 from gestor.cli import _keys as cli_keys
 from gestor.cli import _rules as cli_rules
 from gestor.logs import configure_logging
@@ -28,6 +30,7 @@ from gestor.settings import Settings, SettingsError, load_settings
 from gestor.startup import StartupError, sole_error
 
 if TYPE_CHECKING:
+    from gestor.catalogue import Catalogue
     from gestor.reconcile import ReconciliationReport
 
 logger = logging.getLogger("gestor")
@@ -78,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--strict", action="store_true", help="unsettled (in-flight or "
                      "inconsistent) transactions count as mismatches")
     cli_rules.add_parser(sub)
+    cli_catalogue.add_parser(sub)
     cli_audit.add_parser(sub)
     cli_keys.add_parser(sub)
     return parser
@@ -93,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return reconcile(args)
         if args.command == "rules":
             return cli_rules.run(args)
+        if args.command == "catalogue":
+            return cli_catalogue.run(args)
         if args.command == "audit":
             return cli_audit.run(args)
         if args.command == "keys":
@@ -278,7 +284,6 @@ def serve(args: argparse.Namespace) -> int:
     from gestor.startup import (
         check_catalogue,
         check_exposure,
-        check_seed_rules,
         describe_dsn,
         open_listener,
         prepare_database,
@@ -302,8 +307,11 @@ def serve(args: argparse.Namespace) -> int:
             if settings.workers > 1:
                 sock.close()  # a probe: each worker binds its own
             tls_context(settings)  # each worker builds its own
-            catalogue = check_catalogue(settings)
-            seed_problem = check_seed_rules(settings, catalogue)
+            seed_catalogue: Catalogue | StartupError
+            try:
+                seed_catalogue = check_catalogue(settings)
+            except StartupError as exc:  # fatal only to a database without a catalogue
+                seed_catalogue = exc
             dsn = settings.database_url
             if dsn:
                 where = describe_dsn(dsn)
@@ -320,7 +328,8 @@ def serve(args: argparse.Namespace) -> int:
                 dsn = embedded.dsn
                 where = f"embedded PostgreSQL in {embedded.data_dir}"
             prepared = prepare_database(dsn, where)
-            if seed_problem is not None and not prepared.has_rules:
+            seed_problem = prepared.seed_problems(settings, seed_catalogue)
+            if seed_problem is not None:
                 raise seed_problem
             exposure = check_exposure(settings, prepared.has_channel_keys)
             if not os.environ.get("GESTOR_ADMIN_KEY"):

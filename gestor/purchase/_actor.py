@@ -33,6 +33,7 @@ from gestor.platforms import PlatformError
 from gestor.purchase._completions import Completions
 from gestor.purchase._deps import PurchaseDeps, SubscriberView
 from gestor.purchase._saga import SagaAbandoned, run_purchase
+from gestor.rules import CompiledRules
 from gestor.store import (
     Accepted,
     AcceptOutcome,
@@ -122,7 +123,8 @@ class SubscriberActor(ActorBase[object, object]):
     def _start(self, ctx: ActorContext, accepted: Accepted) -> None:
         tx = accepted.transaction
         view = SubscriberView.of(self.msisdn, accepted.subscriber, tx.created_at)
-        ctx.start_soon(self._run, tx, view)  # first: it raises if the actor is stopping
+        rules = self.deps.rules  # its versions (and price) from now to its end
+        ctx.start_soon(self._run, tx, view, rules)  # first: it raises if the actor is stopping
         self.pending = tx
         self.completions.track(tx.id)
 
@@ -164,12 +166,12 @@ class SubscriberActor(ActorBase[object, object]):
         with contextlib.suppress(PlatformError):
             await self.deps.profiles.get(self.msisdn)
 
-    async def _run(self, tx: Transaction, view: SubscriberView) -> None:
+    async def _run(self, tx: Transaction, view: SubscriberView, rules: CompiledRules) -> None:
         """The saga, as a child task of this actor (it keeps the actor alive while it runs),
-        deciding on the history its acceptance read."""
+        deciding on the history its acceptance read, under the versions active then."""
         final: Transaction | None = None
         try:
-            final = await run_purchase(self.deps, tx, view)
+            final = await run_purchase(self.deps, tx, view, rules)
         except (SagaAbandoned, StoreUnavailable) as exc:  # a line, not a traceback
             logger.warning("purchase %s handed to the recoverer: %s", tx.id, exc)
         except Exception:

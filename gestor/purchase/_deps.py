@@ -106,7 +106,6 @@ class PurchaseDeps:
     store: Store
     platforms: Platforms
     rulebook: RuleBook
-    catalogue: Catalogue
     alarms: AlarmHub
     profiles: ProfileCache
     tz: ZoneInfo
@@ -114,6 +113,11 @@ class PurchaseDeps:
 
     def now(self) -> datetime:
         return self.clock()
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The active catalogue version (a purchase uses its own: `rules.catalogue`)."""
+        return self.rulebook.catalogue
 
     @property
     def rules(self) -> CompiledRules:
@@ -140,15 +144,26 @@ class PurchaseDeps:
         )
 
     def decide(self, tx: Transaction, customer: Mapping[str, Any], view: SubscriberView,
-               now: datetime) -> Verdict:
-        rules = self.rules
+               now: datetime, rules: CompiledRules | None = None) -> Verdict:
+        """The rules' verdict on `tx`, under `rules` (the versions its purchase started with;
+        the active ones by default)."""
+        rules = self.rules if rules is None else rules
+        catalogue = rules.catalogue
+        if tx.bono_id not in catalogue:  # retired between the door and the acceptance
+            return Verdict(
+                profile_id="", rules_version=rules.version, currency=catalogue.currency,
+                catalogue_version=catalogue.version,
+                reasons=(Reason("UNKNOWN_BONO", f"bono {tx.bono_id!r} is not in catalogue "
+                                f"version {catalogue.version}"),),
+            )
         decision = rules.decide(self.context(customer, tx.channel, view, now), tx.bono_id)
         reasons = tuple(Reason(f.code, f.message, f.rule_id) for f in decision.failures)
         op = decision.operation
         return Verdict(
             profile_id=decision.profile_id,
             rules_version=decision.version,
-            currency=self.catalogue.currency,
+            catalogue_version=catalogue.version,
+            currency=catalogue.currency,
             operation=op.operation if op else None,
             price=op.price if op else None,
             reasons=reasons,

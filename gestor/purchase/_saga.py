@@ -19,6 +19,7 @@ from gestor.model import NewAlarm, Reason, Severity, Transaction, Transition, Tx
 from gestor.platforms import DebitReceipt, OutcomeUnknown, PlatformError, PlatformRejected
 from gestor.purchase import _steps as steps
 from gestor.purchase._deps import PurchaseDeps, SubscriberView
+from gestor.rules import CompiledRules
 from gestor.store import StoreUnavailable
 
 logger = logging.getLogger("gestor.purchase")
@@ -62,21 +63,25 @@ def _platform_reason(exc: PlatformError, stage: str) -> Reason:
     )
 
 
-async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView) -> Transaction:
-    """Drive `tx` (just accepted, state `received`) to a final state; returns it as stored."""
+async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView,
+                       rules: CompiledRules | None = None) -> Transaction:
+    """Drive `tx` (just accepted, state `received`) to a final state; returns it as stored.
+    `rules`: the rules and catalogue versions active when it was accepted (it keeps them, and
+    its price, whatever is activated meanwhile); the active ones by default."""
+    rules = deps.rules if rules is None else rules
     now = deps.now()
     try:
         customer = await deps.profiles.get(tx.msisdn)
     except PlatformError as exc:
         return await write(deps, tx, steps.failed(tx, _platform_reason(exc, "profile"), now))
 
-    verdict = deps.decide(tx, customer, view, now)
+    verdict = deps.decide(tx, customer, view, now, rules)
     if not verdict.accepted:
         return await write(deps, tx, steps.rejected(tx, verdict, now))
     assert verdict.price is not None
 
-    bono = deps.catalogue.get(tx.bono_id)
-    assert bono is not None  # checked at the door
+    bono = rules.catalogue.get(tx.bono_id)
+    assert bono is not None  # `decide` rejects a bono its catalogue does not have
     if verdict.operation == steps.PROVISION_ONLY:
         try:
             await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
@@ -141,9 +146,13 @@ async def _resolve_debit(deps: PurchaseDeps, tx: Transaction) -> DebitReceipt | 
 
 
 async def provision_charged(deps: PurchaseDeps, tx: Transaction) -> Transaction:
-    """From `charged`: provision; on failure refund; if the refund fails, inconsistent."""
-    bono = deps.catalogue.get(tx.bono_id)
-    assert bono is not None and tx.price is not None
+    """From `charged`: provision the bono as the catalogue version it was sold from has it;
+    on failure refund; if the refund fails, inconsistent."""
+    bono = (await deps.rulebook.catalogue_version(tx.catalogue_version)).get(tx.bono_id)
+    assert tx.price is not None
+    if bono is None:  # charged by recovery for a bono no catalogue it can read has
+        return await refund_charged(deps, tx, Reason(
+            "UNKNOWN_BONO", f"bono {tx.bono_id!r} is not in the catalogue; debit refunded"))
     try:
         await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
     except OutcomeUnknown as exc:

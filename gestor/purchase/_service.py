@@ -58,6 +58,7 @@ class OfferList:
     rules_version: int
     currency: str
     offers: tuple[Offer, ...]
+    catalogue_version: int = 0
 
 
 class Busy(Exception):
@@ -210,15 +211,15 @@ class PurchaseService:
     async def offers(self, msisdn: str, channel: str) -> OfferList:
         view = await self.view(msisdn)
         customer = await self.deps.profiles.get(msisdn)
-        listing = self.deps.rules.listing(
-            self.deps.context(customer, channel, view, self.deps.now())
-        )
+        rules = self.deps.rules  # once: one rules version, one catalogue version
+        listing = rules.listing(self.deps.context(customer, channel, view, self.deps.now()))
         return OfferList(
             msisdn=msisdn,
             profile_id=listing.profile.profile_id,
             rules_version=listing.version,
-            currency=self.deps.catalogue.currency,
+            currency=rules.catalogue.currency,
             offers=listing.offers,
+            catalogue_version=rules.catalogue.version,
         )
 
     async def get(self, tx_id: uuid.UUID) -> Transaction | None:

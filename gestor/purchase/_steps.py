@@ -26,6 +26,7 @@ class Verdict:
     rules_version: int
     currency: str
     operation: str | None = None
+    catalogue_version: int | None = None
     price: int | None = None
     reasons: tuple[Reason, ...] = ()
 
@@ -51,6 +52,7 @@ def _move(tx: Transaction, state: TxState, at: datetime, events: tuple[HistoryEn
         tx.id, tx.state, state, at, events,
         price=verdict.price, currency=verdict.currency, operation=verdict.operation,
         profile_id=verdict.profile_id, rules_version=verdict.rules_version, reasons=reasons,
+        catalogue_version=verdict.catalogue_version,
     )
 
 
@@ -117,6 +119,7 @@ def applied(tx: Transaction, move: Transition, at: datetime) -> Transaction:
         operation=move.operation or tx.operation,
         profile_id=move.profile_id or tx.profile_id,
         rules_version=move.rules_version or tx.rules_version,
+        catalogue_version=move.catalogue_version or tx.catalogue_version,
         reasons=move.reasons if move.reasons is not None else tx.reasons,
     )
 

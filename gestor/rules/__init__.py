@@ -6,7 +6,7 @@ once per rule-set version and evaluated without I/O (see docs/rules.md).
     decision = rules.decide(PurchaseContext(customer, "app", now), "DATA_2GB_7D")
 """
 
-from gestor.rules._compile import compile_rules
+from gestor.rules._compile import bono_references, compile_rules
 from gestor.rules._context import (
     NEVER_AGE_S,
     RuleLimits,
@@ -47,6 +47,7 @@ __all__ = [
     "RuleSetError",
     "UnknownBonoError",
     "ValidationRule",
+    "bono_references",
     "compile_rules",
     "customer_problems",
     "load_rules",

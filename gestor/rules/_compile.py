@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import tzinfo
 from typing import Any
 
@@ -397,8 +397,8 @@ def _check_order(
     return always is not None
 
 
-def _check_bono_ids(spec: RuleSetSpec, catalogue: Catalogue, issues: list[RuleIssue]) -> None:
-    """Warn about `bono.id == "X"` comparisons naming a bono that is not in the catalogue."""
+def bono_references(spec: RuleSetSpec) -> Iterator[tuple[str, str, str, str]]:
+    """(section, rule id, field, bono id) of every `bono.id == "X"` (or `in [...]`) in a rule."""
     for section, rule in spec.rules():
         fields = {"when": rule.when}
         if isinstance(rule, ValidationRule) and rule.applies_to:
@@ -412,13 +412,12 @@ def _check_bono_ids(spec: RuleSetSpec, catalogue: Catalogue, issues: list[RuleIs
             for m in _BONO_ID_IN.finditer(src):
                 named += [q.group(2) for q in _QUOTED.finditer(m.group(1))]
             for bono_id in named:
-                if bono_id not in catalogue:
-                    issues.append(
-                        RuleIssue(
-                            section,
-                            rule.id,
-                            field,
-                            f"bono id {bono_id!r} is not in the catalogue",
-                            "warning",
-                        )
-                    )
+                yield section, rule.id, field, bono_id
+
+
+def _check_bono_ids(spec: RuleSetSpec, catalogue: Catalogue, issues: list[RuleIssue]) -> None:
+    """Warn about `bono.id == "X"` comparisons naming a bono that is not in the catalogue."""
+    for section, rule_id, field, bono_id in bono_references(spec):
+        if bono_id not in catalogue:
+            issues.append(RuleIssue(section, rule_id, field,
+                                    f"bono id {bono_id!r} is not in the catalogue", "warning"))

@@ -29,7 +29,6 @@ from gestor.store._reconcile import (
     transactions_between,
     transactions_by_id,
 )
-from gestor.store._rule_sets import RuleSetRecord, has_active_rules
 from gestor.store._store import Store, Unsettled, open_store
 from gestor.store._supervisor import EmbeddedSupervisor, supervise_embedded
 from gestor.store._transactions import (
@@ -41,11 +40,20 @@ from gestor.store._transactions import (
     Replayed,
     SnapshotRequest,
 )
+from gestor.store._versioned import Versions
+from gestor.store._versions import (
+    CATALOGUE,
+    PartnerMoved,
+    RuleSetRecord,
+    VersionRecord,
+    has_active_rules,
+)
 
 __all__ = [
     "ACTION_FILTER",
     "ACTOR_FILTER",
     "CALLS",
+    "CATALOGUE",
     "ROLES",
     "AcceptOutcome",
     "Accepted",
@@ -62,6 +70,7 @@ __all__ = [
     "KeyStore",
     "NewKey",
     "NoEmbeddedDatabase",
+    "PartnerMoved",
     "PendingExists",
     "Replayed",
     "RuleSetRecord",
@@ -69,6 +78,8 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "Unsettled",
+    "VersionRecord",
+    "Versions",
     "Withdrawn",
     "attach_embedded",
     "describe_failure",

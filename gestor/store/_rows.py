@@ -62,6 +62,7 @@ def transaction_from_row(row: Mapping[str, Any]) -> Transaction:
         rules_version=row["rules_version"],
         reasons=_reasons(row["reasons"]),
         history=_history(row["history"]),
+        catalogue_version=row.get("catalogue_version"),
     )
 
 

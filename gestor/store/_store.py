@@ -28,14 +28,13 @@ from gestor.model import (
     Transaction,
     Transition,
 )
-from gestor.store import _alarms, _audit, _rate_limits, _restrictions, _rule_sets, _transactions
+from gestor.store import _alarms, _audit, _rate_limits, _restrictions, _transactions, _versions
 from gestor.store._audit import AuditRecord
 from gestor.store._batch import Batcher, BatcherStatistics, Queued
 from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
 from gestor.store._health import DatabaseHealth, HealthStatistics, StoreUnavailable
 from gestor.store._migrate import migrate
 from gestor.store._restrictions import Restriction
-from gestor.store._rule_sets import AuditEntry, RuleSetRecord
 from gestor.store._transactions import (
     Accepted,
     AcceptOutcome,
@@ -45,6 +44,8 @@ from gestor.store._transactions import (
     Replayed,
     SnapshotRequest,
 )
+from gestor.store._versioned import Versions
+from gestor.store._versions import AuditEntry, PartnerMoved, VersionRecord
 
 
 @attrs.frozen
@@ -257,34 +258,46 @@ class Store:
         await self.bridge.add_listener(_alarms.ALARM_CHANNEL, lambda p: callback(int(p)),
                                        lambda: callback(0))
 
-    # -- rule sets ------------------------------------------------------------------------------
-    async def seed_rules(self, source: str, description: str) -> RuleSetRecord:
-        return await self.bridge.run(_rule_sets.seed, source, description)
+    # -- versioned admin data: rule sets and the catalogue ---------------------------------------
+    @property
+    def rule_versions(self) -> Versions:
+        """Rule-set versions (DESIGN D6)."""
+        return Versions(self.bridge, _versions.RULES)
+
+    @property
+    def catalogue_versions(self) -> Versions:
+        """Bono catalogue versions."""
+        return Versions(self.bridge, _versions.CATALOGUE)
+
+    async def seed_rules(self, source: str, description: str) -> VersionRecord:
+        return await self.rule_versions.seed(source, description)
 
     async def create_rules(self, source: str, description: str, actor: Actor,
-                           based_on: int | None) -> RuleSetRecord:
-        return await self.bridge.run(_rule_sets.create, source, description, actor, based_on)
+                           based_on: int | None) -> VersionRecord:
+        return await self.rule_versions.create(source, description, actor, based_on)
 
-    async def rules(self, version: int) -> RuleSetRecord | None:
-        return await self.bridge.run(_rule_sets.get, version, transaction=False)
+    async def rules(self, version: int) -> VersionRecord | None:
+        return await self.rule_versions.get(version)
 
-    async def active_rules(self) -> RuleSetRecord | None:
-        return await self.bridge.run(_rule_sets.active, transaction=False)
+    async def active_rules(self) -> VersionRecord | None:
+        return await self.rule_versions.active()
 
-    async def rule_sets(self) -> list[RuleSetRecord]:
-        return await self.bridge.run(_rule_sets.listing, transaction=False)
+    async def rule_sets(self) -> list[VersionRecord]:
+        return await self.rule_versions.listing()
 
-    async def activate_rules(self, version: int, actor: Actor) -> RuleSetRecord | None:
-        return await self.bridge.run(_rule_sets.activate, version, actor)
+    async def activate_rules(self, version: int, actor: Actor, catalogue: int | None = None
+                             ) -> VersionRecord | PartnerMoved | None:
+        """Activate rule-set `version`; with `catalogue`, only while that catalogue version is
+        the active one (the rules were compiled against it)."""
+        return await self.rule_versions.activate(version, actor, catalogue)
 
     async def rules_audit(self, version: int | None = None) -> list[AuditEntry]:
-        return await self.bridge.run(_rule_sets.audit, version, transaction=False)
+        return await self.rule_versions.audit(version)
 
     async def listen_rules(self, callback: Callable[[int], None]) -> None:
         """`callback(version)` whenever any worker activates a rule set; `callback(0)` when
         the LISTEN was lost and made again (an activation may have been missed meanwhile)."""
-        await self.bridge.add_listener(_rule_sets.RULES_CHANNEL, lambda p: callback(int(p)),
-                                       lambda: callback(0))
+        await self.rule_versions.listen(callback)
 
     # -- audit trail ----------------------------------------------------------------------------
     async def audit_trail(self, *, after_id: int = 0, since: datetime | None = None,

@@ -103,13 +103,14 @@ WITH ins AS (
         operation = COALESCE(u.operation, t.operation),
         profile_id = COALESCE(u.profile_id, t.profile_id),
         rules_version = COALESCE(u.rules_version, t.rules_version),
+        catalogue_version = COALESCE(u.catalogue_version, t.catalogue_version),
         reasons = COALESCE(u.reasons::jsonb, t.reasons)
     FROM (SELECT u.*, clock_timestamp() AS ts  -- the database's clock, as it commits
           FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[], $14::timestamptz[],
                       $15::bigint[], $16::text[], $17::text[], $18::text[], $19::int[],
-                      $20::text[])
+                      $20::text[], $22::int[])
                AS u(id, expect, state, events, at, price, currency, operation, profile_id,
-                    rules_version, reasons)) u
+                    rules_version, reasons, catalogue_version)) u
     WHERE t.id = u.id AND t.state = u.expect
     RETURNING t.id, t.updated_at
 )
@@ -169,6 +170,7 @@ async def write_batch(
         [m.rules_version for m in moves],
         [None if m.reasons is None else encode_reasons(m.reasons) for m in moves],
         [t.accept_by for t in accepts],
+        [m.catalogue_version for m in moves],
     )
     inserted = {r["id"] for r in rows if r["inserted"]}
     updated = {r["id"]: r["at"] for r in rows if not r["inserted"]}
