@@ -8,7 +8,6 @@ time, never logged): none or a wrong one is 401; a valid channel key is 403. Who
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,14 @@ from quart import Response, request
 from gestor.api import _validate as validate
 from gestor.api._auth import acting, require_admin
 from gestor.api._body import JSON
+from gestor.api._decode import body_as
 from gestor.api._problems import ApiProblem, json_response
+from gestor.api._requests import (
+    DryRunRequest,
+    DryRunSourceRequest,
+    RestrictionRequest,
+    RulesRequest,
+)
 from gestor.reconcile import run_reconciliation
 from gestor.rulebook import check_source, compile_source
 from gestor.rules import (
@@ -54,21 +60,11 @@ async def _source_from_request() -> tuple[str, str, int | None]:
     if len(raw) > MAX_RULES_BYTES:
         raise ApiProblem(413, "REQUEST_TOO_LARGE", "a rule set is at most 256 KiB")
     if (request.mimetype or "") == JSON:  # else application/toml (see _guards)
-        body = validate.json_object(raw)
-        source = body.get("source")
-        if not isinstance(source, str) or not source.strip():
+        body = body_as(RulesRequest, validate.json_object(raw))
+        if not body.source.strip():
             raise ApiProblem(422, "MISSING_FIELD", "source (rule-set TOML) is required",
                              field="source")
-        description = body.get("description", "")
-        based_on = body.get("based_on")
-        if not isinstance(description, str) or len(description) > 500:
-            raise ApiProblem(422, "INVALID_DESCRIPTION", "description: text up to 500 chars",
-                             field="description")
-        if based_on is not None and (isinstance(based_on, bool) or not isinstance(based_on, int)
-                                     or not 1 <= based_on <= validate.INTEGER_MAX):
-            raise ApiProblem(422, "INVALID_BASED_ON", "based_on must be a version number",
-                             field="based_on")
-        return source, description, based_on
+        return body.source, body.description, body.based_on
     try:
         return raw.decode("utf-8"), "", None
     except UnicodeDecodeError:
@@ -208,16 +204,18 @@ def register(app: GestorApp, settings: Settings) -> None:
     async def dry_run(raw: str) -> Response:
         require_admin(settings)
         draft = app.runtime.rulebook.compiled(await record_of(version_of(raw)))
-        body = validate.json_object(await request.get_data(cache=False, as_text=False))
+        body = body_as(DryRunRequest,
+                       validate.json_object(await request.get_data(cache=False, as_text=False)))
         return json_response(await _dry_run(draft, body))
 
     @app.post("/v1/admin/rules/dry-run")
     async def dry_run_source() -> Response:
         """Dry run of a rule set given inline (`source`), without storing it."""
         require_admin(settings)
-        body = validate.json_object(await request.get_data(cache=False, as_text=False))
-        source = body.pop("source", None)
-        if not isinstance(source, str) or not source.strip():
+        body = body_as(DryRunSourceRequest,
+                       validate.json_object(await request.get_data(cache=False, as_text=False)))
+        source = body.source
+        if not source.strip():
             raise ApiProblem(422, "MISSING_FIELD", "source (rule-set TOML) is required",
                              field="source")
         try:
@@ -226,21 +224,15 @@ def register(app: GestorApp, settings: Settings) -> None:
             raise _rules_problem(exc) from None
         return json_response(await _dry_run(draft, body))
 
-    async def _dry_run(draft: CompiledRules, body: dict[str, Any]) -> dict[str, Any]:
+    async def _dry_run(draft: CompiledRules, body: DryRunRequest) -> dict[str, Any]:
         rt = app.runtime
         active = rt.rulebook.current
-        channel = validate.channel(body.get("channel"))
-        bono_id = body.get("bono_id")
-        if bono_id is not None:
-            bono_id = validate.bono_id(bono_id)
+        channel = validate.channel(body.channel)
+        bono_id = body.bono_id
         if bono_id is not None and rt.catalogue.get(bono_id) is None:
             raise ApiProblem(422, "UNKNOWN_BONO", f"there is no bono {bono_id!r}",
                              field="bono_id")
-        msisdns = body.get("msisdns", [])
-        customers = body.get("customers", [])
-        if not isinstance(msisdns, list) or not isinstance(customers, list):
-            raise ApiProblem(422, "INVALID_FIELD", "msisdns and customers must be lists",
-                             field="msisdns")
+        msisdns, customers = body.msisdns, body.customers
         if (not msisdns and not customers) or len(msisdns) + len(customers) > 100:
             raise ApiProblem(422, "INVALID_FIELD", "give 1 to 100 msisdns and/or customers",
                              field="msisdns")
@@ -253,9 +245,6 @@ def register(app: GestorApp, settings: Settings) -> None:
             contexts.append(({"msisdn": msisdn},
                              rt.purchases.deps.context(customer, channel, view, now)))
         for i, customer in enumerate(customers):
-            if not isinstance(customer, Mapping):
-                raise ApiProblem(422, "INVALID_FIELD", "a customer is a JSON object",
-                                 field=f"customers[{i}]")
             problems = customer_problems(customer)
             if problems:
                 key, problem = problems[0]
@@ -294,15 +283,8 @@ def register_restrictions(app: GestorApp, settings: Settings) -> None:
         msisdn = validate.msisdn(raw_msisdn)
         code = validate.restriction_code(code)
         raw = await request.get_data(cache=False, as_text=False)
-        body = validate.json_object(raw) if raw else {}
-        reason = body.get("reason")
-        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
-            raise ApiProblem(422, "INVALID_REASON", "reason: text up to 500 chars",
-                             field="reason")
-        until_raw = body.get("until")
-        if until_raw is not None and not isinstance(until_raw, str):
-            raise ApiProblem(422, "INVALID_TIME", "until must be an ISO 8601 time",
-                             field="until")
+        body = body_as(RestrictionRequest, validate.json_object(raw) if raw else {})
+        reason, until_raw = body.reason, body.until
         until = validate.instant(until_raw, "until", datetime.now(UTC)) if until_raw else None
         restriction = await app.runtime.store.restrict(
             msisdn, code, f"{reason or ''} (by {actor.name})".strip(), until, actor)

@@ -21,7 +21,9 @@ from quart import Response, request
 
 from gestor.api import _validate as validate
 from gestor.api._auth import acting, require_admin
+from gestor.api._decode import body_as
 from gestor.api._problems import ApiProblem, json_response
+from gestor.api._requests import NoteRequest
 from gestor.model import Alarm
 from gestor.settings import Settings
 
@@ -87,15 +89,7 @@ def _note(raw: str | bytes) -> str:
     assert isinstance(raw, bytes)
     if not raw.strip():
         return ""
-    body = validate.json_object(raw)
-    unknown = sorted(set(body) - {"note"})
-    if unknown:
-        raise ApiProblem(422, "UNKNOWN_FIELD", f"unknown field {unknown[0]!r}",
-                         field=unknown[0])
-    note = body.get("note", "")
-    if not isinstance(note, str) or len(note) > 500:
-        raise ApiProblem(422, "INVALID_NOTE", "note: text up to 500 characters", field="note")
-    return note
+    return body_as(NoteRequest, validate.json_object(raw)).note
 
 
 def register(app: GestorApp, settings: Settings) -> None:
