@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from quart import Response, request
 
+from gestor.api import _registry as reg
+from gestor.api import _resources as res
 from gestor.api import _validate as validate
 from gestor.api._auth import acting, require_admin
 from gestor.api._body import JSON
 from gestor.api._decode import body_as
 from gestor.api._problems import ApiProblem, json_response
+from gestor.api._registry import Answer, documented
 from gestor.api._requests import (
     DryRunRequest,
     DryRunSourceRequest,
@@ -107,6 +110,8 @@ def register(app: GestorApp, settings: Settings) -> None:
         return record
 
     @app.get("/v1/admin/statistics")
+    @documented("The answering worker's statistics", "Operations",
+                Answer(200, res.Statistics, "counters of actors, purchases, store, platforms..."))
     async def statistics() -> Response:
         require_admin(settings)
         rt = app.runtime
@@ -126,6 +131,17 @@ def register(app: GestorApp, settings: Settings) -> None:
         })
 
     @app.get("/v1/admin/reconciliation")
+    @documented("Reconcile with the charging system's ledger", "Operations", (
+        Answer(200, res.Reconciliation, "they agree"),
+        Answer(409, res.Reconciliation, "they disagree: `mismatches` (and with `strict`, "
+               "`unsettled`)")),
+        params=(reg.query("since", {"type": "string", "format": "date-time"},
+                          "start of the period (ISO 8601; default 24 h ago)"),
+                reg.query("until", {"type": "string", "format": "date-time"},
+                          "end of the period (default now)"),
+                reg.query("strict", {"type": "boolean"}, "count unsettled transactions "
+                          "against `ok`", False)),
+        problems=("INVALID_TIME", "INVALID_PERIOD", "INVALID_FLAG", "PLATFORM_UNAVAILABLE"))
     async def reconciliation() -> Response:
         """Gestor's transactions against the charging system's ledger for a period
         (`since`/`until`, ISO 8601; default the last 24 h; `strict=true` counts unsettled)."""
@@ -141,6 +157,7 @@ def register(app: GestorApp, settings: Settings) -> None:
         return json_response(report.as_dict(), 200 if report.ok else 409)
 
     @app.get("/v1/admin/rules")
+    @documented("Rule-set versions", "Rules", Answer(200, res.RuleSets, "every version"))
     async def list_rules() -> Response:
         require_admin(settings)
         records = await app.runtime.store.rule_sets()
@@ -150,6 +167,9 @@ def register(app: GestorApp, settings: Settings) -> None:
         })
 
     @app.get("/v1/admin/rules/<raw>")
+    @documented("A rule-set version, its source and audit", "Rules",
+                Answer(200, res.RuleSet, "the version"), params=(reg.RULES_VERSION,),
+                problems=("INVALID_VERSION", "RULES_NOT_FOUND"))
     async def get_rules(raw: str) -> Response:
         require_admin(settings)
         record = await record_of(version_of(raw))
@@ -161,6 +181,9 @@ def register(app: GestorApp, settings: Settings) -> None:
         })
 
     @app.post("/v1/admin/rules/validate")
+    @documented("Check a rule set without storing it", "Rules",
+                Answer(200, res.RulesCheck, "valid (with its warnings)"), body=RulesRequest,
+                toml=True, problems=("INVALID_RULES", "MISSING_FIELD"))
     async def validate_rules() -> Response:
         require_admin(settings)
         source, _, _ = await _source_from_request()
@@ -171,6 +194,10 @@ def register(app: GestorApp, settings: Settings) -> None:
         return json_response({"valid": True, "warnings": [w.as_dict() for w in warnings]})
 
     @app.post("/v1/admin/rules")
+    @documented("Store a rule set as a draft", "Rules",
+                Answer(201, res.RuleSetCreated, "the draft (with its warnings)", ("Location",)),
+                body=RulesRequest, toml=True,
+                problems=("INVALID_RULES", "MISSING_FIELD", "RULES_NOT_FOUND"))
     async def create_rules() -> Response:
         require_admin(settings)
         actor = acting(settings)
@@ -188,6 +215,10 @@ def register(app: GestorApp, settings: Settings) -> None:
         )
 
     @app.post("/v1/admin/rules/<raw>/activate")
+    @documented("Activate a rule-set version (or roll back to one)", "Rules",
+                Answer(200, res.RuleSetSummary, "now active in every worker"),
+                params=(reg.RULES_VERSION,),
+                problems=("INVALID_VERSION", "RULES_NOT_FOUND", "INVALID_RULES"))
     async def activate_rules(raw: str) -> Response:
         require_admin(settings)
         actor = acting(settings)
@@ -201,6 +232,12 @@ def register(app: GestorApp, settings: Settings) -> None:
         return json_response(record.summary())
 
     @app.post("/v1/admin/rules/<raw>/dry-run")
+    @documented("Dry-run a stored version against the active one", "Rules",
+                Answer(200, res.DryRun, "each subject under both"), body=DryRunRequest,
+                params=(reg.RULES_VERSION,),
+                problems=("INVALID_VERSION", "RULES_NOT_FOUND", "UNKNOWN_BONO",
+                          "PLATFORM_UNAVAILABLE", "TOO_MANY_REQUESTS"),
+                body_example={"msisdns": ["5491100000001"], "bono_id": "DATA_2GB_7D"})
     async def dry_run(raw: str) -> Response:
         require_admin(settings)
         draft = app.runtime.rulebook.compiled(await record_of(version_of(raw)))
@@ -209,6 +246,10 @@ def register(app: GestorApp, settings: Settings) -> None:
         return json_response(await _dry_run(draft, body))
 
     @app.post("/v1/admin/rules/dry-run")
+    @documented("Dry-run a rule set given inline against the active one", "Rules",
+                Answer(200, res.DryRun, "each subject under both"), body=DryRunSourceRequest,
+                problems=("INVALID_RULES", "UNKNOWN_BONO", "PLATFORM_UNAVAILABLE",
+                          "TOO_MANY_REQUESTS"))
     async def dry_run_source() -> Response:
         """Dry run of a rule set given inline (`source`), without storing it."""
         require_admin(settings)
@@ -270,6 +311,9 @@ def register_restrictions(app: GestorApp, settings: Settings) -> None:
     NO_DATA_BONOS). Changes reach every worker's live subscriber actor at once."""
 
     @app.get("/v1/admin/mobiles/<raw_msisdn>/restrictions")
+    @documented("A mobile's restrictions", "Restrictions",
+                Answer(200, res.Restrictions, "its restrictions"), params=(reg.MSISDN,),
+                problems=("INVALID_MSISDN",))
     async def list_restrictions(raw_msisdn: str) -> Response:
         require_admin(settings)
         msisdn = validate.msisdn(raw_msisdn)
@@ -277,6 +321,11 @@ def register_restrictions(app: GestorApp, settings: Settings) -> None:
         return json_response({"msisdn": msisdn, "restrictions": [r.as_dict() for r in items]})
 
     @app.put("/v1/admin/mobiles/<raw_msisdn>/restrictions/<code>")
+    @documented("Restrict a mobile (or change a restriction)", "Restrictions",
+                Answer(200, res.MobileRestriction, "the restriction, in force in every worker"),
+                body=RestrictionRequest, body_required=False,
+                params=(reg.MSISDN, reg.RESTRICTION_CODE),
+                problems=("INVALID_MSISDN", "INVALID_CODE", "INVALID_TIME"))
     async def put_restriction(raw_msisdn: str, code: str) -> Response:
         require_admin(settings)
         actor = acting(settings)
@@ -291,6 +340,9 @@ def register_restrictions(app: GestorApp, settings: Settings) -> None:
         return json_response({"msisdn": msisdn, **restriction.as_dict()})
 
     @app.delete("/v1/admin/mobiles/<raw_msisdn>/restrictions/<code>")
+    @documented("Lift a restriction", "Restrictions", Answer(204, None, "lifted"),
+                params=(reg.MSISDN, reg.RESTRICTION_CODE),
+                problems=("INVALID_MSISDN", "INVALID_CODE", "RESTRICTION_NOT_FOUND"))
     async def delete_restriction(raw_msisdn: str, code: str) -> Response:
         require_admin(settings)
         actor = acting(settings)

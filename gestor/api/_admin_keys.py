@@ -20,10 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Response, request
 
+from gestor.api import _registry as reg
+from gestor.api import _resources as res
 from gestor.api import _validate as validate
 from gestor.api._auth import acting
 from gestor.api._decode import body_as
 from gestor.api._problems import ApiProblem, json_response
+from gestor.api._registry import Answer, documented
 from gestor.api._requests import KeyRequest, RotateRequest
 from gestor.keys import KeyRequestError, key_request, replacement
 from gestor.settings import Settings
@@ -48,11 +51,19 @@ async def _body() -> dict[str, Any]:
     return validate.json_object(raw) if raw.strip() else {}
 
 
+KEY_ID = reg.Param("key_id", "path", {"type": "string", "pattern": "^[0-9a-f]{12}$"},
+                   "the key's id (12 hex digits, after gk_)", True, "0123456789ab", "id")
+
+
 def register(app: GestorApp, settings: Settings) -> None:
     def keys() -> KeyStore:
         return KeyStore(app.runtime.store.bridge)
 
     @app.get("/v1/admin/keys")
+    @documented("API keys (never their secrets)", "Keys", Answer(200, res.Keys, "the keys"),
+                params=(reg.query("all", {"type": "boolean"}, "revoked and expired ones too",
+                                  False),),
+                problems=("INVALID_FLAG",))
     async def list_keys() -> Response:
         every = validate.flag(request.args.get("all"), "all")
         now = datetime.now(UTC)
@@ -60,6 +71,11 @@ def register(app: GestorApp, settings: Settings) -> None:
         return json_response({"keys": [r.as_dict(now) for r in records]})
 
     @app.post("/v1/admin/keys")
+    @documented("Create an API key", "Keys",
+                Answer(201, res.NewKey, "the key; `key` is shown this once",
+                       ("Location", "Cache-Control")),
+                body=KeyRequest, body_required=False, problems=("INVALID_KEY", "KEY_NAME_IN_USE"),
+                body_example={"name": "web-shop", "channels": ["web"], "calls": ["purchase"]})
     async def create_key() -> Response:
         body = body_as(KeyRequest, await _body())
         expires = (datetime.now(UTC) + timedelta(seconds=body.expires_in)
@@ -79,6 +95,9 @@ def register(app: GestorApp, settings: Settings) -> None:
                              {**NO_STORE, "Location": f"/v1/admin/keys/{created.id}"})
 
     @app.post("/v1/admin/keys/<key_id>/revoke")
+    @documented("Revoke an API key, in every worker at once", "Keys",
+                Answer(200, res.KeyRecord, "revoked"), params=(KEY_ID,),
+                problems=("INVALID_KEY_ID", "KEY_NOT_FOUND", "KEY_REVOKED"))
     async def revoke_key(key_id: str) -> Response:
         outcome = await keys().revoke(_key_id(key_id), acting(settings))
         if outcome is None:
@@ -90,6 +109,11 @@ def register(app: GestorApp, settings: Settings) -> None:
         return json_response(record.as_dict(datetime.now(UTC)))
 
     @app.post("/v1/admin/keys/<key_id>/rotate")
+    @documented("Rotate an API key: a new one; the old one valid for `grace` seconds", "Keys",
+                Answer(201, res.RotatedKey, "the new key; `key` is shown this once",
+                       ("Location", "Cache-Control")),
+                body=RotateRequest, body_required=False, params=(KEY_ID,),
+                problems=("INVALID_KEY_ID", "KEY_NOT_FOUND", "KEY_NOT_ACTIVE"))
     async def rotate_key(key_id: str) -> Response:
         grace = body_as(RotateRequest, await _body()).grace
         raws: list[str] = []
