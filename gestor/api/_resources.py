@@ -18,11 +18,11 @@ Id = Annotated[str, Meta(description="a UUID",
 Amount = Annotated[int, Meta(description="integer minor units (cents)", examples=[60000])]
 
 
-class _Out(msgspec.Struct, kw_only=True, omit_defaults=False):
-    pass
+class _Out(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An answer's body: a member it does not declare is a drift the contract test fails."""
 
 
-class Problem(_Out):
+class Problem(msgspec.Struct, kw_only=True):
     """An error (RFC 9457): `code` is stable, `field` names the part of the request at fault;
     some codes add members (`pending_transaction`, `scope`, `role`, `limit`...)."""
 
@@ -297,10 +297,54 @@ class Statistics(_Out):
     rate_limits: dict[str, Any]
 
 
+class Mismatch(_Out):
+    """A transaction on which Gestor and the ledger disagree."""
+
+    kind: str
+    transaction_id: str
+    msisdn: str
+    state: str | None
+    price: Amount | None
+    debited: Amount
+    refunded: Amount
+    created_at: Time | None
+    detail: str
+
+
+class UnsettledTransaction(_Out):
+    transaction_id: str
+    msisdn: str
+    state: str
+    price: Amount | None
+    debited: Amount
+    refunded: Amount
+    created_at: Time
+    updated_at: Time
+
+
+class ReconciliationTotals(_Out):
+    transactions: int
+    debits: int
+    refunds: int
+    debited: Amount
+    refunded: Amount
+    net: Amount
+    completed: Amount
+    unsettled: Amount
+    difference: Amount
+    balanced: bool
+
+
 class Reconciliation(_Out):
     """Gestor's transactions against the charging system's ledger over a period; `ok`
     false (answered 409) when they disagree."""
 
+    since: Time | None
+    until: Time | None
+    mismatches: list[Mismatch]
+    unsettled: list[UnsettledTransaction]
+    totals: ReconciliationTotals
+    strict: bool
     ok: bool
 
 
