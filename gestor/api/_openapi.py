@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from werkzeug.routing import Rule
 
 REF = "#/components/schemas/{name}"
+EXAMPLE_REF = "#/components/examples/{name}"
 _VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _HIDDEN_METHODS = frozenset({"HEAD", "OPTIONS"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -105,6 +106,7 @@ def openapi_document(app: Quart) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schemas,
+            "examples": problem_examples(),
             "securitySchemes": {"bearer": {
                 "type": "http", "scheme": "bearer",
                 "description": "an API key: `Authorization: Bearer gk_<id>_<secret>` (or a "
@@ -187,7 +189,8 @@ def _operation(rule: Rule, method: str, op: Operation, ref_of: dict[type, dict[s
                 for media in answer.media}
         responses[str(answer.status)] = response
     for status, found in _by_status(codes).items():
-        _add_problems(responses.setdefault(str(status), {"description": "", "headers": {}}),
+        _add_problems(responses.setdefault(str(status), {"description": "",
+                                                         "headers": _headers(())}),
                       status, found)
     item["responses"] = dict(sorted(responses.items()))
     if op.websocket:
@@ -279,11 +282,23 @@ def _add_problems(response: dict[str, Any], status: int, codes: list[str]) -> No
         response["headers"].update(_headers(("Retry-After",)))
     if status == 401:
         response["headers"].update(_headers(("WWW-Authenticate",)))
-    examples = {code: {"summary": PROBLEM_CODES[code].meaning,
-                       "value": problem_example(status, code)} for code in codes}
+    examples = {code: {"$ref": EXAMPLE_REF.format(name=_example_name(code, status))}
+                for code in codes}
     response.setdefault("content", {})["application/problem+json"] = {
         "schema": {"$ref": REF.format(name="Problem")}, "examples": examples,
     }
+
+
+def _example_name(code: str, status: int) -> str:
+    """`CODE`, or `CODE_409` for a code answered with more than one status."""
+    return code if len(PROBLEM_CODES[code].statuses) == 1 else f"{code}_{status}"
+
+
+def problem_examples() -> dict[str, Any]:
+    """An example of each problem code, once (the calls' answers refer to them)."""
+    return {_example_name(c.code, status): {"summary": c.meaning,
+                                            "value": problem_example(status, c.code)}
+            for c in PROBLEM_CODES.values() for status in c.statuses}
 
 
 def problem_example(status: int, code: str) -> dict[str, Any]:

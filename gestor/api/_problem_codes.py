@@ -23,6 +23,7 @@ def _codes(*entries: tuple[str, int | tuple[int, ...], str]) -> dict[str, Proble
 PROBLEM_CODES: dict[str, ProblemCode] = _codes(
     # -- the request itself ------------------------------------------------------------------
     ("BAD_REQUEST", 400, "the HTTP request could not be understood"),
+    ("HTTP_ERROR", 400, "an HTTP-level refusal no other handler named (not expected)"),
     ("INVALID_ENCODING", 400, "the body is not UTF-8"),
     ("INVALID_JSON", 400, "the body is not JSON (or not an object, or holds NaN/Infinity)"),
     ("DUPLICATE_KEY", 400, "a key appears twice in one JSON object"),
