@@ -94,3 +94,19 @@ async def test_rotating_a_key_with_a_null_grace_is_a_422(served: Served,
                                   headers=bearer(admin))
         assert rotated.status_code == 201, rotated.text
         assert rotated.json()["replaces"]["id"] == key_id
+
+
+async def test_the_alarm_feed_without_an_upgrade_answers_as_documented(
+        served: Served, http: httpx.AsyncClient) -> None:
+    """The websocket is in the document too (`x-websocket`); a plain GET to it gets one of
+    its documented answers, a problem."""
+    keys = KeyStore(served.app.runtime.store.bridge)
+    with trio.fail_after(60):
+        _, viewer = await mint(keys, "feed-viewer", role="viewer")
+        document = (await http.get("/openapi.json")).json()
+        feed = document["paths"]["/v1/alarms"]["get"]
+        assert feed["x-websocket"] is True and "101" in feed["responses"]
+        for headers in ({}, bearer(viewer)):
+            response = await http.get("/v1/alarms", headers=headers)
+            assert str(response.status_code) in feed["responses"], response.status_code
+            assert response.headers["content-type"] == PROBLEM
