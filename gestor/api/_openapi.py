@@ -102,7 +102,7 @@ def openapi_document(app: Quart) -> dict[str, Any]:
             "description": DESCRIPTION,
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
-        "tags": [{"name": t} for t in dict.fromkeys(op.tag for _, _, op in operations)],
+        "tags": _tags(op.tag for _, _, op in operations),
         "paths": paths,
         "components": {
             "schemas": schemas,
@@ -114,6 +114,26 @@ def openapi_document(app: Quart) -> dict[str, Any]:
             }},
         },
     }
+
+
+#: The tags in the order the reference shows them, with what each groups.
+TAGS = {
+    "Purchases": "buy bonos, list what a mobile may buy, follow transactions",
+    "Alarms": "the live feed and the persisted alarms' lifecycle",
+    "Rules": "rule-set versions: check, store, dry-run, activate",
+    "Restrictions": "per-subscriber restrictions the rules see",
+    "Keys": "API keys and their scopes or roles",
+    "Audit": "who changed what, and when",
+    "Operations": "statistics and reconciliation",
+    "Health": "liveness and readiness",
+    "Reference": "this document and its page",
+}
+
+
+def _tags(used: Iterable[str]) -> list[dict[str, str]]:
+    names = dict.fromkeys(used)
+    ordered = [t for t in TAGS if t in names] + [t for t in names if t not in TAGS]
+    return [{"name": t, **({"description": TAGS[t]} if t in TAGS else {})} for t in ordered]
 
 
 def _version() -> str:
@@ -157,8 +177,9 @@ def _operation(rule: Rule, method: str, op: Operation, ref_of: dict[type, dict[s
         item["x-gestor-role"] = role
     elif rule.rule.startswith("/v1/"):
         call = ROUTE_CALLS.get(key)
-        notes.append(f"Needs a channel key whose scopes include `call:{call}` (or an operator "
-                     "key for reads, or the open mode).")
+        reads = "" if call == "purchase" else ", an operator key (it may read)"
+        notes.append(f"Needs a channel key whose scopes include `call:{call}`{reads}, or the "
+                     "open mode.")
         item["security"] = [{"bearer": []}, {}]
         item["x-gestor-call"] = call
     else:

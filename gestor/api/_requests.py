@@ -9,7 +9,7 @@ state (an msisdn's normal form, a time's range, a rule set that compiles) stay i
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import Meta
@@ -35,9 +35,9 @@ Msisdn = Annotated[str, _meta(
 BonoId = Annotated[str, _meta(
     "INVALID_BONO_ID", "a non-empty string of at most 64 characters (a bono of the catalogue)",
     "DATA_2GB_7D", min_length=1, max_length=64)]
-Channel = Annotated[
-    Literal["ussd", "app", "ivr", "web", "retail", "api"],
-    _meta("INVALID_CHANNEL", "one of api, app, ivr, retail, ussd, web", "ussd")]
+ChannelName = Literal["api", "app", "ivr", "retail", "ussd", "web"]
+Channel = Annotated[ChannelName, _meta("INVALID_CHANNEL",
+                                       f"one of {', '.join(get_args(ChannelName))}", "ussd")]
 Note = Annotated[str, _meta("INVALID_NOTE", "text up to 500 characters", "on it",
                             max_length=500)]
 Seconds = Annotated[int, _meta("INVALID_FIELD", f"whole seconds from 0 to "

@@ -5,12 +5,18 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from gestor.api._body import json_object
 from gestor.api._decode import body_as
 from gestor.api._problems import ApiProblem
-from gestor.api._requests import INTEGER_MAX, MAX_SECONDS, MSISDN_PATTERN, PurchaseRequest
+from gestor.api._requests import (
+    INTEGER_MAX,
+    MAX_SECONDS,
+    MSISDN_PATTERN,
+    ChannelName,
+    PurchaseRequest,
+)
 
 __all__ = [
     "CHANNELS", "INTEGER_MAX", "MAX_SECONDS", "alarm_since", "bono_id", "channel", "flag",
@@ -32,7 +38,7 @@ BIGINT_MAX = 2**63 - 1
 #: Times the API takes (reconciliation periods, restriction ends) lie within these years.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
-CHANNELS = frozenset({"ussd", "app", "ivr", "web", "retail", "api"})
+CHANNELS = frozenset(get_args(ChannelName))
 
 
 def msisdn(value: Any, field: str = "msisdn") -> str:

@@ -231,3 +231,10 @@ def test_a_valid_body_decodes() -> None:
     wanted = body_as(PurchaseRequest, {"msisdn": "+5491100000001", "bono_id": "X"})
     assert (wanted.msisdn, wanted.bono_id, wanted.channel) == ("+5491100000001", "X", None)
     assert body_as(RotateRequest, {}).grace == 86400
+
+
+def test_the_channels_of_the_schema_are_the_rules_channels() -> None:
+    from gestor.api import _validate
+    from gestor.rules import CHANNELS
+
+    assert _validate.CHANNELS == CHANNELS
