@@ -249,7 +249,9 @@ def register(app: GestorApp, settings: Settings) -> None:
     @documented("Dry-run a rule set given inline against the active one", "Rules",
                 Answer(200, res.DryRun, "each subject under both"), body=DryRunSourceRequest,
                 problems=("INVALID_RULES", "UNKNOWN_BONO", "PLATFORM_UNAVAILABLE",
-                          "TOO_MANY_REQUESTS"))
+                          "TOO_MANY_REQUESTS"),
+                body_example={"source": "description = 'weekend promo'\n",
+                              "msisdns": ["5491100000001"], "bono_id": "DATA_2GB_7D"})
     async def dry_run_source() -> Response:
         """Dry run of a rule set given inline (`source`), without storing it."""
         require_admin(settings)

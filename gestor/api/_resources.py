@@ -150,7 +150,7 @@ class Alarm(_Out):
     msisdn: str | None
     transaction_id: str | None
     details: dict[str, Any] | None
-    state: Literal["open", "resolved"] | str
+    state: Literal["open", "resolved"] | None
     resolved_by: int | None
     resolved_at: Time | None
     acknowledged: Acknowledgement | None
