@@ -28,18 +28,25 @@ def _schema(model: type[msgspec.Struct]) -> dict[str, Any]:
     return schema
 
 
+@functools.cache
+def _shape(model: type[msgspec.Struct]) -> tuple[frozenset[str] | None, tuple[str, ...]]:
+    """(the fields a body may have, None if any; those it must have), in declaration order."""
+    fields = msgspec.structs.fields(model)
+    allowed = (frozenset(f.encode_name for f in fields)
+               if model.__struct_config__.forbid_unknown_fields else None)
+    return allowed, tuple(f.encode_name for f in fields if f.required)
+
+
 def body_as(model: type[T], body: dict[str, Any]) -> T:
     """`body` as a `model`, or the 422 problem that names what is wrong with it."""
-    fields = msgspec.structs.fields(model)
-    if model.__struct_config__.forbid_unknown_fields:
-        unknown = sorted(set(body) - {f.encode_name for f in fields})
-        if unknown:
-            raise ApiProblem(422, "UNKNOWN_FIELD", f"unknown field {unknown[0]!r}",
-                             field=unknown[0])
-    for field in fields:
-        if field.required and field.encode_name not in body:
-            raise ApiProblem(422, "MISSING_FIELD", f"{field.encode_name} is required",
-                             field=field.encode_name)
+    allowed, required = _shape(model)
+    if allowed is not None and not allowed.issuperset(body):
+        unknown = sorted(set(body) - allowed)
+        raise ApiProblem(422, "UNKNOWN_FIELD", f"unknown field {unknown[0]!r}",
+                         field=unknown[0])
+    for name in required:
+        if name not in body:
+            raise ApiProblem(422, "MISSING_FIELD", f"{name} is required", field=name)
     try:
         return msgspec.convert(body, model)
     except msgspec.ValidationError as exc:
