@@ -20,15 +20,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors import ActorCrashed, AskTimeout, Overloaded, SystemStopped
-from gestor.api import (
-    _admin,
-    _admin_alarms,
-    _admin_audit,
-    _admin_keys,
-    _docs,
-    _guards,
-    _protocol_fixes,
-)
+from gestor.api import _admin, _admin_alarms, _admin_audit, _admin_keys, _guards, _protocol_fixes
 from gestor.api import _registry as reg
 from gestor.api import _render as render
 from gestor.api import _resources as res
@@ -42,6 +34,7 @@ from gestor.api._auth import (
     own_client,
     principal,
 )
+from gestor.api._docs import register as register_docs
 from gestor.api._limits import enforce as enforce_limits
 from gestor.api._problems import ApiProblem, json_response, problem
 from gestor.api._registry import Answer, documented
@@ -146,7 +139,7 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _admin_alarms.register(app, settings)
     _admin_audit.register(app, settings)
     _admin_keys.register(app, settings)
-    _docs.register(app)
+    register_docs(app)
     return app
 
 
