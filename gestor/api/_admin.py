@@ -8,16 +8,25 @@ time, never logged): none or a wrong one is 401; a valid channel key is 403. Who
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from quart import Response, request
 
+from gestor.api import _registry as reg
+from gestor.api import _resources as res
 from gestor.api import _validate as validate
 from gestor.api._auth import acting, require_admin
+from gestor.api._decode import body_as
 from gestor.api._problems import ApiProblem, json_response
+from gestor.api._registry import Answer, documented
+from gestor.api._requests import (
+    DryRunRequest,
+    DryRunSourceRequest,
+    RestrictionRequest,
+    RulesRequest,
+)
 from gestor.api._sources import source_from_request
 from gestor.reconcile import run_reconciliation
 from gestor.rulebook import VersionConflict, check_source, compile_source
@@ -79,6 +88,8 @@ def register(app: GestorApp, settings: Settings) -> None:
         return record
 
     @app.get("/v1/admin/statistics")
+    @documented("The answering worker's statistics", "Operations",
+                Answer(200, res.Statistics, "counters of actors, purchases, store, platforms..."))
     async def statistics() -> Response:
         require_admin(settings)
         rt = app.runtime
@@ -98,6 +109,17 @@ def register(app: GestorApp, settings: Settings) -> None:
         })
 
     @app.get("/v1/admin/reconciliation")
+    @documented("Reconcile with the charging system's ledger", "Operations", (
+        Answer(200, res.Reconciliation, "they agree"),
+        Answer(409, res.Reconciliation, "they disagree: `mismatches` (and with `strict`, "
+               "`unsettled`)")),
+        params=(reg.query("since", {"type": "string", "format": "date-time"},
+                          "start of the period (ISO 8601; default 24 h ago)"),
+                reg.query("until", {"type": "string", "format": "date-time"},
+                          "end of the period (default now)"),
+                reg.query("strict", {"type": "boolean"}, "count unsettled transactions "
+                          "against `ok`", False)),
+        problems=("INVALID_TIME", "INVALID_PERIOD", "INVALID_FLAG", "PLATFORM_UNAVAILABLE"))
     async def reconciliation() -> Response:
         """Gestor's transactions against the charging system's ledger for a period
         (`since`/`until`, ISO 8601; default the last 24 h; `strict=true` counts unsettled)."""
@@ -113,6 +135,7 @@ def register(app: GestorApp, settings: Settings) -> None:
         return json_response(report.as_dict(), 200 if report.ok else 409)
 
     @app.get("/v1/admin/rules")
+    @documented("Rule-set versions", "Rules", Answer(200, res.RuleSets, "every version"))
     async def list_rules() -> Response:
         require_admin(settings)
         records = await app.runtime.store.rule_sets()
@@ -122,6 +145,9 @@ def register(app: GestorApp, settings: Settings) -> None:
         })
 
     @app.get("/v1/admin/rules/<raw>")
+    @documented("A rule-set version, its source and audit", "Rules",
+                Answer(200, res.RuleSet, "the version"), params=(reg.RULES_VERSION,),
+                problems=("INVALID_VERSION", "RULES_NOT_FOUND"))
     async def get_rules(raw: str) -> Response:
         require_admin(settings)
         record = await record_of(version_of(raw))
@@ -133,6 +159,9 @@ def register(app: GestorApp, settings: Settings) -> None:
         })
 
     @app.post("/v1/admin/rules/validate")
+    @documented("Check a rule set without storing it", "Rules",
+                Answer(200, res.RulesCheck, "valid (with its warnings)"), body=RulesRequest,
+                toml=True, problems=("INVALID_RULES", "MISSING_FIELD"))
     async def validate_rules() -> Response:
         require_admin(settings)
         source, _, _ = await source_from_request("rule set")
@@ -143,6 +172,10 @@ def register(app: GestorApp, settings: Settings) -> None:
         return json_response({"valid": True, "warnings": [w.as_dict() for w in warnings]})
 
     @app.post("/v1/admin/rules")
+    @documented("Store a rule set as a draft", "Rules",
+                Answer(201, res.RuleSetCreated, "the draft (with its warnings)", ("Location",)),
+                body=RulesRequest, toml=True,
+                problems=("INVALID_RULES", "MISSING_FIELD", "RULES_NOT_FOUND"))
     async def create_rules() -> Response:
         require_admin(settings)
         actor = acting(settings)
@@ -160,6 +193,10 @@ def register(app: GestorApp, settings: Settings) -> None:
         )
 
     @app.post("/v1/admin/rules/<raw>/activate")
+    @documented("Activate a rule-set version (or roll back to one)", "Rules",
+                Answer(200, res.RuleSetSummary, "now active in every worker"),
+                params=(reg.RULES_VERSION,),
+                problems=("INVALID_VERSION", "RULES_NOT_FOUND", "INVALID_RULES"))
     async def activate_rules(raw: str) -> Response:
         require_admin(settings)
         actor = acting(settings)
@@ -176,19 +213,33 @@ def register(app: GestorApp, settings: Settings) -> None:
         return json_response(record.summary())
 
     @app.post("/v1/admin/rules/<raw>/dry-run")
+    @documented("Dry-run a stored version against the active one", "Rules",
+                Answer(200, res.DryRun, "each subject under both"), body=DryRunRequest,
+                params=(reg.RULES_VERSION,),
+                problems=("INVALID_VERSION", "RULES_NOT_FOUND", "UNKNOWN_BONO",
+                          "PLATFORM_UNAVAILABLE", "TOO_MANY_REQUESTS"),
+                body_example={"msisdns": ["5491100000001"], "bono_id": "DATA_2GB_7D"})
     async def dry_run(raw: str) -> Response:
         require_admin(settings)
         draft = app.runtime.rulebook.compiled(await record_of(version_of(raw)))
-        body = validate.json_object(await request.get_data(cache=False, as_text=False))
+        body = body_as(DryRunRequest,
+                       validate.json_object(await request.get_data(cache=False, as_text=False)))
         return json_response(await _dry_run(draft, body))
 
     @app.post("/v1/admin/rules/dry-run")
+    @documented("Dry-run a rule set given inline against the active one", "Rules",
+                Answer(200, res.DryRun, "each subject under both"), body=DryRunSourceRequest,
+                problems=("INVALID_RULES", "UNKNOWN_BONO", "PLATFORM_UNAVAILABLE",
+                          "TOO_MANY_REQUESTS"),
+                body_example={"source": "description = 'weekend promo'\n",
+                              "msisdns": ["5491100000001"], "bono_id": "DATA_2GB_7D"})
     async def dry_run_source() -> Response:
         """Dry run of a rule set given inline (`source`), without storing it."""
         require_admin(settings)
-        body = validate.json_object(await request.get_data(cache=False, as_text=False))
-        source = body.pop("source", None)
-        if not isinstance(source, str) or not source.strip():
+        body = body_as(DryRunSourceRequest,
+                       validate.json_object(await request.get_data(cache=False, as_text=False)))
+        source = body.source
+        if not source.strip():
             raise ApiProblem(422, "MISSING_FIELD", "source (rule-set TOML) is required",
                              field="source")
         try:
@@ -197,21 +248,15 @@ def register(app: GestorApp, settings: Settings) -> None:
             raise _rules_problem(exc) from None
         return json_response(await _dry_run(draft, body))
 
-    async def _dry_run(draft: CompiledRules, body: dict[str, Any]) -> dict[str, Any]:
+    async def _dry_run(draft: CompiledRules, body: DryRunRequest) -> dict[str, Any]:
         rt = app.runtime
         active = rt.rulebook.current
-        channel = validate.channel(body.get("channel"))
-        bono_id = body.get("bono_id")
-        if bono_id is not None:
-            bono_id = validate.bono_id(bono_id)
+        channel = validate.channel(body.channel)
+        bono_id = body.bono_id
         if bono_id is not None and rt.catalogue.get(bono_id) is None:
             raise ApiProblem(422, "UNKNOWN_BONO", f"there is no bono {bono_id!r}",
                              field="bono_id")
-        msisdns = body.get("msisdns", [])
-        customers = body.get("customers", [])
-        if not isinstance(msisdns, list) or not isinstance(customers, list):
-            raise ApiProblem(422, "INVALID_FIELD", "msisdns and customers must be lists",
-                             field="msisdns")
+        msisdns, customers = body.msisdns, body.customers
         if (not msisdns and not customers) or len(msisdns) + len(customers) > 100:
             raise ApiProblem(422, "INVALID_FIELD", "give 1 to 100 msisdns and/or customers",
                              field="msisdns")
@@ -224,9 +269,6 @@ def register(app: GestorApp, settings: Settings) -> None:
             contexts.append(({"msisdn": msisdn},
                              rt.purchases.deps.context(customer, channel, view, now)))
         for i, customer in enumerate(customers):
-            if not isinstance(customer, Mapping):
-                raise ApiProblem(422, "INVALID_FIELD", "a customer is a JSON object",
-                                 field=f"customers[{i}]")
             problems = customer_problems(customer)
             if problems:
                 key, problem = problems[0]
@@ -252,6 +294,9 @@ def register_restrictions(app: GestorApp, settings: Settings) -> None:
     NO_DATA_BONOS). Changes reach every worker's live subscriber actor at once."""
 
     @app.get("/v1/admin/mobiles/<raw_msisdn>/restrictions")
+    @documented("A mobile's restrictions", "Restrictions",
+                Answer(200, res.Restrictions, "its restrictions"), params=(reg.MSISDN,),
+                problems=("INVALID_MSISDN",))
     async def list_restrictions(raw_msisdn: str) -> Response:
         require_admin(settings)
         msisdn = validate.msisdn(raw_msisdn)
@@ -259,27 +304,28 @@ def register_restrictions(app: GestorApp, settings: Settings) -> None:
         return json_response({"msisdn": msisdn, "restrictions": [r.as_dict() for r in items]})
 
     @app.put("/v1/admin/mobiles/<raw_msisdn>/restrictions/<code>")
+    @documented("Restrict a mobile (or change a restriction)", "Restrictions",
+                Answer(200, res.MobileRestriction, "the restriction, in force in every worker"),
+                body=RestrictionRequest, body_required=False,
+                params=(reg.MSISDN, reg.RESTRICTION_CODE),
+                problems=("INVALID_MSISDN", "INVALID_CODE", "INVALID_TIME"))
     async def put_restriction(raw_msisdn: str, code: str) -> Response:
         require_admin(settings)
         actor = acting(settings)
         msisdn = validate.msisdn(raw_msisdn)
         code = validate.restriction_code(code)
         raw = await request.get_data(cache=False, as_text=False)
-        body = validate.json_object(raw) if raw else {}
-        reason = body.get("reason")
-        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
-            raise ApiProblem(422, "INVALID_REASON", "reason: text up to 500 chars",
-                             field="reason")
-        until_raw = body.get("until")
-        if until_raw is not None and not isinstance(until_raw, str):
-            raise ApiProblem(422, "INVALID_TIME", "until must be an ISO 8601 time",
-                             field="until")
+        body = body_as(RestrictionRequest, validate.json_object(raw) if raw else {})
+        reason, until_raw = body.reason, body.until
         until = validate.instant(until_raw, "until", datetime.now(UTC)) if until_raw else None
         restriction = await app.runtime.store.restrict(
             msisdn, code, f"{reason or ''} (by {actor.name})".strip(), until, actor)
         return json_response({"msisdn": msisdn, **restriction.as_dict()})
 
     @app.delete("/v1/admin/mobiles/<raw_msisdn>/restrictions/<code>")
+    @documented("Lift a restriction", "Restrictions", Answer(204, None, "lifted"),
+                params=(reg.MSISDN, reg.RESTRICTION_CODE),
+                problems=("INVALID_MSISDN", "INVALID_CODE", "RESTRICTION_NOT_FOUND"))
     async def delete_restriction(raw_msisdn: str, code: str) -> Response:
         require_admin(settings)
         actor = acting(settings)

@@ -19,9 +19,14 @@ from urllib.parse import urlencode
 
 from quart import Response, request
 
+from gestor.api import _registry as reg
+from gestor.api import _resources as res
 from gestor.api import _validate as validate
 from gestor.api._auth import acting, require_admin
+from gestor.api._decode import body_as
 from gestor.api._problems import ApiProblem, json_response
+from gestor.api._registry import Answer, documented
+from gestor.api._requests import NoteRequest
 from gestor.model import Alarm
 from gestor.settings import Settings
 
@@ -87,19 +92,25 @@ def _note(raw: str | bytes) -> str:
     assert isinstance(raw, bytes)
     if not raw.strip():
         return ""
-    body = validate.json_object(raw)
-    unknown = sorted(set(body) - {"note"})
-    if unknown:
-        raise ApiProblem(422, "UNKNOWN_FIELD", f"unknown field {unknown[0]!r}",
-                         field=unknown[0])
-    note = body.get("note", "")
-    if not isinstance(note, str) or len(note) > 500:
-        raise ApiProblem(422, "INVALID_NOTE", "note: text up to 500 characters", field="note")
-    return note
+    return body_as(NoteRequest, validate.json_object(raw)).note
+
+
+ALARM_ID = reg.Param("raw_id", "path", {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                     "the alarm's id", True, "12", "id")
 
 
 def register(app: GestorApp, settings: Settings) -> None:
     @app.get("/v1/admin/alarms")
+    @documented("Persisted alarms", "Alarms", Answer(200, res.Alarms, "a page; `next` links "
+                                                      "the following one (null on the last)"),
+                params=(reg.query("state", {"enum": list(STATES)}, "open, acknowledged, "
+                                  "unacknowledged or resolved; absent: all", "open"),
+                        reg.query("kind", {"type": "string", "pattern": "^[a-z][a-z0-9_,]*$"},
+                                  "comma-separated alarm kinds", "charge_unknown"),
+                        reg.query("since", {"type": "integer", "minimum": 0},
+                                  "the last id of the previous page", 0),
+                        reg.limit(DEFAULT_LIMIT, MAX_LIMIT)),
+                problems=("INVALID_STATE", "INVALID_KIND", "INVALID_SINCE:422", "INVALID_LIMIT"))
     async def list_alarms() -> Response:
         """Persisted alarms in id order, filtered by state and kind, a page at a time."""
         require_admin(settings)
@@ -117,6 +128,9 @@ def register(app: GestorApp, settings: Settings) -> None:
         return json_response({"alarms": [listed(a) for a in alarms], "next": next_page})
 
     @app.post("/v1/admin/alarms/<raw_id>/resolve")
+    @documented("Resolve an open alarm by hand", "Alarms", Answer(200, res.Alarm, "resolved"),
+                body=NoteRequest, body_required=False, params=(ALARM_ID,),
+                problems=("INVALID_ALARM_ID", "ALARM_NOT_FOUND", "ALARM_NOT_OPEN"))
     async def resolve_alarm(raw_id: str) -> Response:
         """An operator declares an open alarm settled (one whose cause went away unseen, such
         as a `platform_down` raised by a worker that died): a `resolved` alarm names it."""
@@ -133,6 +147,11 @@ def register(app: GestorApp, settings: Settings) -> None:
                          f"alarm {alarm_id} is not open (state {other.state})", field="id")
 
     @app.post("/v1/admin/alarms/<raw_id>/acknowledge")
+    @documented("Acknowledge an open alarm", "Alarms",
+                Answer(200, res.Alarm, "acknowledged: who and when are recorded on it"),
+                body=NoteRequest, body_required=False, params=(ALARM_ID,),
+                problems=("INVALID_ALARM_ID", "ALARM_NOT_FOUND", "ALARM_NOT_OPEN",
+                          "ALARM_ALREADY_ACKNOWLEDGED"))
     async def acknowledge_alarm(raw_id: str) -> Response:
         """An operator takes an open alarm in hand: who and when are recorded on it (and in
         the audit trail); it stays open until its cause settles or it is resolved."""

@@ -16,9 +16,12 @@ from urllib.parse import urlencode
 
 from quart import Response, request
 
+from gestor.api import _registry as reg
+from gestor.api import _resources as res
 from gestor.api import _validate as validate
 from gestor.api._auth import require_admin
 from gestor.api._problems import ApiProblem, json_response
+from gestor.api._registry import Answer, documented
 from gestor.store import ACTION_FILTER, ACTOR_FILTER
 
 if TYPE_CHECKING:
@@ -66,6 +69,19 @@ def _after(raw: str | None) -> int:
 
 def register(app: GestorApp, settings: Settings) -> None:
     @app.get("/v1/admin/audit")
+    @documented("The audit trail, oldest first", "Audit",
+                Answer(200, res.AuditTrail, "a page; `next` links the following one"),
+                params=(reg.query("since", {"type": "string", "format": "date-time"},
+                                  "entries at or after this time (ISO 8601)"),
+                        reg.query("actor", {"type": "string", "minLength": 1, "maxLength": 128},
+                                  "a key's name or id", "alice"),
+                        reg.query("action", {"type": "string"}, "an action, or a family "
+                                  "ending in '.'", "rules."),
+                        reg.query("after", {"type": "integer", "minimum": 0},
+                                  "the last id of the previous page", 0),
+                        reg.limit(DEFAULT_LIMIT, MAX_LIMIT)),
+                problems=("INVALID_TIME", "INVALID_ACTOR", "INVALID_ACTION", "INVALID_AFTER",
+                          "INVALID_LIMIT"))
     async def audit_trail() -> Response:
         require_admin(settings)
         args = request.args

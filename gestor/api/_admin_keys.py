@@ -20,9 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Response, request
 
+from gestor.api import _registry as reg
+from gestor.api import _resources as res
 from gestor.api import _validate as validate
 from gestor.api._auth import acting
+from gestor.api._decode import body_as
 from gestor.api._problems import ApiProblem, json_response
+from gestor.api._registry import Answer, documented
+from gestor.api._requests import KeyRequest, RotateRequest
 from gestor.keys import KeyRequestError, key_request, replacement
 from gestor.settings import Settings
 from gestor.store import KeyRecord, KeyStore, NewKey
@@ -31,29 +36,7 @@ if TYPE_CHECKING:
     from gestor.api._gestor_app import GestorApp
 
 _ID = re.compile(r"[0-9a-f]{12}")
-_CREATE_FIELDS = frozenset({"name", "role", "channels", "calls", "msisdn_prefixes", "read",
-                            "expires_in"})
-MAX_SECONDS = 10 * 365 * 86400
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _strings(body: dict[str, Any], field: str) -> list[str]:
-    value = body.get(field, [])
-    if not isinstance(value, list) or len(value) > 64 or not all(
-            isinstance(v, str) and len(v) <= 64 for v in value):
-        raise ApiProblem(422, "INVALID_FIELD", f"{field} must be a list of up to 64 strings",
-                         field=field)
-    return value
-
-
-def _seconds(body: dict[str, Any], field: str, default: int | None) -> int | None:
-    value = body.get(field, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SECONDS:
-        raise ApiProblem(422, "INVALID_FIELD", f"{field} must be whole seconds from 0 to "
-                         f"{MAX_SECONDS}", field=field)
-    return value
 
 
 def _key_id(raw: str) -> str:
@@ -68,11 +51,19 @@ async def _body() -> dict[str, Any]:
     return validate.json_object(raw) if raw.strip() else {}
 
 
+KEY_ID = reg.Param("key_id", "path", {"type": "string", "pattern": "^[0-9a-f]{12}$"},
+                   "the key's id (12 hex digits, after gk_)", True, "0123456789ab", "id")
+
+
 def register(app: GestorApp, settings: Settings) -> None:
     def keys() -> KeyStore:
         return KeyStore(app.runtime.store.bridge)
 
     @app.get("/v1/admin/keys")
+    @documented("API keys (never their secrets)", "Keys", Answer(200, res.Keys, "the keys"),
+                params=(reg.query("all", {"type": "boolean"}, "revoked and expired ones too",
+                                  False),),
+                problems=("INVALID_FLAG",))
     async def list_keys() -> Response:
         every = validate.flag(request.args.get("all"), "all")
         now = datetime.now(UTC)
@@ -80,26 +71,19 @@ def register(app: GestorApp, settings: Settings) -> None:
         return json_response({"keys": [r.as_dict(now) for r in records]})
 
     @app.post("/v1/admin/keys")
+    @documented("Create an API key", "Keys",
+                Answer(201, res.NewKey, "the key; `key` is shown this once",
+                       ("Location", "Cache-Control")),
+                body=KeyRequest, body_required=False, problems=("INVALID_KEY", "KEY_NAME_IN_USE"),
+                body_example={"name": "web-shop", "channels": ["web"], "calls": ["purchase"]})
     async def create_key() -> Response:
-        body = await _body()
-        unknown = sorted(set(body) - _CREATE_FIELDS)
-        if unknown:
-            raise ApiProblem(422, "UNKNOWN_FIELD", f"unknown field {unknown[0]!r}",
-                             field=unknown[0])
-        name, role, read = body.get("name"), body.get("role"), body.get("read", "own")
-        for field, value in (("name", name), ("role", role), ("read", read)):
-            if value is not None and not isinstance(value, str):
-                raise ApiProblem(422, "INVALID_FIELD", f"{field} must be text", field=field)
-        if name is None:
-            raise ApiProblem(422, "MISSING_FIELD", "name is required", field="name")
-        expires_in = _seconds(body, "expires_in", None)
-        expires = (datetime.now(UTC) + timedelta(seconds=expires_in)
-                   if expires_in is not None else None)
+        body = body_as(KeyRequest, await _body())
+        expires = (datetime.now(UTC) + timedelta(seconds=body.expires_in)
+                   if body.expires_in is not None else None)
         try:
             new, raw = key_request(
-                name, role=role, channels=_strings(body, "channels"),
-                calls=_strings(body, "calls"),
-                msisdn_prefixes=_strings(body, "msisdn_prefixes"), read=read or "own",
+                body.name, role=body.role, channels=body.channels, calls=body.calls,
+                msisdn_prefixes=body.msisdn_prefixes, read=body.read or "own",
                 expires_at=expires)
         except KeyRequestError as exc:
             raise ApiProblem(422, "INVALID_KEY", str(exc), field=exc.field) from None
@@ -111,6 +95,9 @@ def register(app: GestorApp, settings: Settings) -> None:
                              {**NO_STORE, "Location": f"/v1/admin/keys/{created.id}"})
 
     @app.post("/v1/admin/keys/<key_id>/revoke")
+    @documented("Revoke an API key, in every worker at once", "Keys",
+                Answer(200, res.KeyRecord, "revoked"), params=(KEY_ID,),
+                problems=("INVALID_KEY_ID", "KEY_NOT_FOUND", "KEY_REVOKED"))
     async def revoke_key(key_id: str) -> Response:
         outcome = await keys().revoke(_key_id(key_id), acting(settings))
         if outcome is None:
@@ -122,14 +109,13 @@ def register(app: GestorApp, settings: Settings) -> None:
         return json_response(record.as_dict(datetime.now(UTC)))
 
     @app.post("/v1/admin/keys/<key_id>/rotate")
+    @documented("Rotate an API key: a new one; the old one valid for `grace` seconds", "Keys",
+                Answer(201, res.RotatedKey, "the new key; `key` is shown this once",
+                       ("Location", "Cache-Control")),
+                body=RotateRequest, body_required=False, params=(KEY_ID,),
+                problems=("INVALID_KEY_ID", "KEY_NOT_FOUND", "KEY_NOT_ACTIVE"))
     async def rotate_key(key_id: str) -> Response:
-        body = await _body()
-        unknown = sorted(set(body) - {"grace"})
-        if unknown:
-            raise ApiProblem(422, "UNKNOWN_FIELD", f"unknown field {unknown[0]!r}",
-                             field=unknown[0])
-        grace = _seconds(body, "grace", 86400)
-        assert grace is not None
+        grace = body_as(RotateRequest, await _body()).grace
         raws: list[str] = []
 
         def make(old: KeyRecord) -> NewKey:

@@ -27,7 +27,9 @@ from gestor.api import (
     _guards,
     _protocol_fixes,
 )
+from gestor.api import _registry as reg
 from gestor.api import _render as render
+from gestor.api import _resources as res
 from gestor.api import _validate as validate
 from gestor.api._auth import (
     allow_channel,
@@ -38,9 +40,12 @@ from gestor.api._auth import (
     own_client,
     principal,
 )
+from gestor.api._docs import register as register_docs
 from gestor.api._gestor_app import GestorApp
 from gestor.api._limits import enforce as enforce_limits
 from gestor.api._problems import ApiProblem, json_response, problem
+from gestor.api._registry import Answer, documented
+from gestor.api._requests import PurchaseRequest
 from gestor.keyring import KeyRing
 from gestor.model import PENDING_STATES, NewTransaction, TxState
 from gestor.platforms import PlatformError
@@ -68,7 +73,8 @@ _STATES = {s.value for s in TxState}
 
 def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:
     _protocol_fixes.apply()
-    app = GestorApp("gestor")
+    # No /static route: there is no gestor/static (the reference page serves its own files).
+    app = GestorApp("gestor", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     # A body that has not all arrived within keep_alive_timeout is answered 408 and its
     # connection freed, as a head that has not (Quart's own default is 60 s): a client trickling
@@ -125,6 +131,7 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _admin_audit.register(app, settings)
     _admin_keys.register(app, settings)
     _admin_catalogue.register(app, settings)
+    register_docs(app)
     return app
 
 
@@ -174,10 +181,14 @@ def _routes(app: GestorApp, settings: Settings) -> None:
                        headers={"Retry-After": "2"})
 
     @app.get("/healthz")
+    @documented("Liveness: the worker answers", "Health", Answer(200, res.Health, "alive"))
     async def healthz() -> Response:
         return json_response({"status": "ok"})
 
     @app.get("/readyz")
+    @documented("Readiness: the database and the platforms answer", "Health",
+                (Answer(200, res.Readiness, "ready"),
+                 Answer(503, res.Readiness, "not ready: `checks` says what is down")))
     async def readyz() -> Response:
         checks: dict[str, Any] = {}
         health = app.runtime.store.health
@@ -204,6 +215,16 @@ def _routes(app: GestorApp, settings: Settings) -> None:
                              200 if ready else 503)
 
     @app.post("/v1/purchases")
+    @documented("Buy a bono", "Purchases", (
+        Answer(200, res.Transaction, "the purchase reached its final state (`Prefer: wait`)",
+               ("Location", "Idempotent-Replayed"), res.TRANSACTION_EXAMPLE),
+        Answer(202, res.Transaction, "accepted and still running, or `inconsistent` (being "
+               "settled); follow `Location`", ("Location", "Idempotent-Replayed"))),
+        body=PurchaseRequest, params=(reg.IDEMPOTENCY_KEY, reg.PREFER_WAIT, reg.CLIENT_ID),
+        problems=("IDEMPOTENCY_KEY_REQUIRED", "INVALID_IDEMPOTENCY_KEY", "INVALID_PREFER",
+                  "UNKNOWN_BONO", "PURCHASE_PENDING", "IDEMPOTENCY_KEY_REUSED", "RATE_LIMITED",
+                  "TOO_MANY_REQUESTS", "BUSY", "OUTCOME_UNKNOWN", "PLATFORM_UNAVAILABLE"),
+        body_example={"msisdn": "5491100000001", "bono_id": "DATA_2GB_7D", "channel": "ussd"})
     async def purchase() -> Response:
         rt = app.runtime
         key = validate.idempotency_key(request.headers.get("Idempotency-Key"))
@@ -269,6 +290,12 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         return json_response(render.transaction(tx, rt.catalogue), status, headers)
 
     @app.get("/v1/transactions/<tx_id>")
+    @documented("A transaction", "Purchases",
+                Answer(200, res.Transaction, "the transaction (with `Prefer: wait`, once final "
+                       "or when the wait is over)", example=res.TRANSACTION_EXAMPLE),
+                params=(reg.TRANSACTION_ID, reg.PREFER_WAIT, reg.CLIENT_ID),
+                problems=("INVALID_TRANSACTION_ID", "TRANSACTION_NOT_FOUND", "INVALID_PREFER",
+                          "RATE_LIMITED", "TOO_MANY_REQUESTS"))
     async def get_transaction(tx_id: str) -> Response:
         rt = app.runtime
         wanted = validate.transaction_id(tx_id)
@@ -283,6 +310,14 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         return json_response(render.transaction(tx, rt.catalogue))
 
     @app.get("/v1/mobiles/<raw_msisdn>/transactions")
+    @documented("A mobile's transactions", "Purchases",
+                Answer(200, res.Transactions, "newest first"),
+                params=(reg.MSISDN, reg.query(
+                    "state", {"type": "string"}, "`pending` (every state not final), or a "
+                    "comma-separated list of states", "pending"), reg.limit(50, 500),
+                    reg.CLIENT_ID),
+                problems=("INVALID_MSISDN", "INVALID_STATE", "INVALID_LIMIT", "RATE_LIMITED",
+                          "TOO_MANY_REQUESTS"))
     async def mobile_transactions(raw_msisdn: str) -> Response:
         rt = app.runtime
         msisdn = validate.msisdn(raw_msisdn)
@@ -311,6 +346,15 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         })
 
     @app.get("/v1/mobiles/<raw_msisdn>/bonos")
+    @documented("The bonos a mobile may buy", "Purchases",
+                Answer(200, res.Offers, "every bono of the catalogue, `eligible` or not and why",
+                       example=res.OFFERS_EXAMPLE),
+                params=(reg.MSISDN, reg.query(
+                    "channel", {"enum": sorted(validate.CHANNELS)}, "the channel (default "
+                    "`api`, or the only channel of a key limited to one)", "ussd"),
+                    reg.CLIENT_ID),
+                problems=("INVALID_MSISDN", "INVALID_CHANNEL", "RATE_LIMITED",
+                          "TOO_MANY_REQUESTS", "PLATFORM_UNAVAILABLE"))
     async def mobile_bonos(raw_msisdn: str) -> Response:
         rt = app.runtime
         msisdn = validate.msisdn(raw_msisdn)
@@ -322,6 +366,13 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         return json_response(render.offers(result))
 
     @app.websocket("/v1/alarms")
+    @documented("The alarm feed (a websocket)", "Alarms",
+                Answer(101, None, "the websocket: one text message per alarm (JSON: `id`, "
+                       "`at`, `kind`, `severity`, `message`, `msisdn`, `transaction_id`, "
+                       "`details`), every alarm after `since` first, then live ones"),
+                params=(reg.query("since", {"type": "integer", "minimum": 0},
+                                  "the last alarm id seen: replay every later one", 12),),
+                problems=("INVALID_SINCE:400",), websocket=True)
     async def alarms() -> None:
         since = validate.alarm_since(websocket.args.get("since"))  # 400 refuses the handshake
         await websocket.accept()

@@ -5,18 +5,27 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from gestor.api._body import json_object
+from gestor.api._decode import body_as
 from gestor.api._problems import ApiProblem
+from gestor.api._requests import (
+    INTEGER_MAX,
+    MAX_SECONDS,
+    MSISDN_PATTERN,
+    ChannelName,
+    PurchaseRequest,
+)
 
 __all__ = [
-    "CHANNELS", "alarm_since", "bono_id", "channel", "flag", "idempotency_key", "instant",
+    "CHANNELS", "INTEGER_MAX", "MAX_SECONDS", "alarm_since", "bono_id", "channel", "flag",
+    "idempotency_key", "instant",
     "json_object", "limit", "msisdn", "prefer_wait", "purchase_body", "restriction_code",
     "rule_version", "transaction_id", "whole_number",
 ]
 
-_MSISDN = re.compile(r"\+?([1-9][0-9]{7,14})")
+_MSISDN = re.compile(MSISDN_PATTERN)
 _KEY = re.compile(r"[\x21-\x7e]{1,200}")
 _DIGITS = re.compile(r"[0-9]{1,20}")  # ASCII only: '²'.isdigit() is True in Python
 _UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
@@ -26,12 +35,10 @@ _SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
 #: Largest values of PostgreSQL's bigint (alarm ids) and integer (rule-set versions): ids
 #: beyond them cannot exist.
 BIGINT_MAX = 2**63 - 1
-INTEGER_MAX = 2**31 - 1
 #: Times the API takes (reconciliation periods, restriction ends) lie within these years.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
-CHANNELS = frozenset({"ussd", "app", "ivr", "web", "retail", "api"})
-_PURCHASE_FIELDS = frozenset({"msisdn", "bono_id", "channel"})
+CHANNELS = frozenset(get_args(ChannelName))
 
 
 def msisdn(value: Any, field: str = "msisdn") -> str:
@@ -160,14 +167,9 @@ def flag(raw: str | None, field: str) -> bool:
 
 
 def purchase_body(body: dict[str, Any]) -> tuple[str, str, str]:
-    unknown = sorted(set(body) - _PURCHASE_FIELDS)
-    if unknown:
-        raise ApiProblem(422, "UNKNOWN_FIELD", f"unknown field {unknown[0]!r}", field=unknown[0])
-    if "msisdn" not in body:
-        raise ApiProblem(422, "MISSING_FIELD", "msisdn is required", field="msisdn")
-    if "bono_id" not in body:
-        raise ApiProblem(422, "MISSING_FIELD", "bono_id is required", field="bono_id")
-    return msisdn(body["msisdn"]), bono_id(body["bono_id"]), channel(body.get("channel"))
+    """(msisdn in its normal form, bono_id, channel) of a purchase body."""
+    wanted = body_as(PurchaseRequest, body)
+    return msisdn(wanted.msisdn), bono_id(wanted.bono_id), channel(wanted.channel)
 
 
 def prefer_wait(header: str | None, max_wait: float) -> float:

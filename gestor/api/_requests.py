@@ -1,0 +1,125 @@
+"""The request bodies the API takes, as msgspec Structs: `_decode` validates a body against
+one, and the OpenAPI document (`_openapi`) publishes the same Struct's JSON Schema.
+
+Each field's `description` is written to follow "<field> must be ..." (a refusal's `detail`),
+and its `x-problem` names the `code` of that refusal (`INVALID_MSISDN`...): the schema is the
+one place that says what a field takes and how a wrong value is answered. Checks no schema can
+state (an msisdn's normal form, a time's range, a rule set that compiles) stay in the route.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_args
+
+import msgspec
+from msgspec import Meta
+
+#: An E.164 number: `_msisdn` matches it in full, the schemas publish it.
+MSISDN_PATTERN = r"\+?([1-9][0-9]{7,14})"
+#: Largest value of PostgreSQL's integer (rule-set versions).
+INTEGER_MAX = 2**31 - 1
+#: Longest key expiry or rotation grace, in seconds.
+MAX_SECONDS = 10 * 365 * 86400
+
+
+def _meta(problem: str, description: str, *examples: Any, **constraints: Any) -> Meta:
+    extra: dict[str, Any] = {"x-problem": problem}
+    if examples:
+        extra["examples"] = list(examples)
+    return Meta(description=description, extra_json_schema=extra, **constraints)
+
+
+Msisdn = Annotated[str, _meta(
+    "INVALID_MSISDN", "an E.164 number: 8 to 15 digits with the country code, an optional "
+    "leading +, no leading zero", "5491100000001", pattern=f"^{MSISDN_PATTERN}$")]
+BonoId = Annotated[str, _meta(
+    "INVALID_BONO_ID", "a non-empty string of at most 64 characters (a bono of the catalogue)",
+    "DATA_2GB_7D", min_length=1, max_length=64)]
+ChannelName = Literal["api", "app", "ivr", "retail", "ussd", "web"]
+Channel = Annotated[ChannelName, _meta("INVALID_CHANNEL",
+                                       f"one of {', '.join(get_args(ChannelName))}", "ussd")]
+Note = Annotated[str, _meta("INVALID_NOTE", "text up to 500 characters", "on it",
+                            max_length=500)]
+Seconds = Annotated[int, _meta("INVALID_FIELD", f"whole seconds from 0 to "
+                                                f"{MAX_SECONDS}", 3600,
+                               ge=0, le=MAX_SECONDS)]
+Scopes = Annotated[list[Annotated[str, Meta(max_length=64)]], _meta(
+    "INVALID_FIELD", "a list of up to 64 strings", max_length=64)]
+
+
+Customer = Annotated[dict[str, Any], _meta(
+    "INVALID_FIELD", "a customer: a JSON object of a profile's attributes",
+    {"profile_id": "PREPAID", "balance": 100000})]
+
+
+class PurchaseRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Buy a bono for a mobile."""
+
+    msisdn: Msisdn
+    bono_id: BonoId
+    #: Absent or null: `api`, or the only channel of a key limited to one.
+    channel: Channel | None = None
+
+
+class NoteRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """An optional note on an alarm's acknowledgement or resolution."""
+
+    note: Note = ""
+
+
+class RestrictionRequest(msgspec.Struct, kw_only=True):
+    """Why a mobile is restricted, and until when (ISO 8601; absent: until lifted)."""
+
+    reason: Annotated[str, _meta("INVALID_REASON", "text up to 500 characters",
+                                 "fraud report 1234", max_length=500)] | None = None
+    until: Annotated[str, _meta("INVALID_TIME", "an ISO 8601 time",
+                                "2026-12-31T23:59:59Z")] | None = None
+
+
+class RulesRequest(msgspec.Struct, kw_only=True):
+    """A rule set as JSON (it may also be sent as the TOML document itself,
+    `Content-Type: application/toml`)."""
+
+    source: Annotated[str, _meta("MISSING_FIELD", "rule-set TOML (required, not blank)",
+                                 "description = 'weekend promo'\n", min_length=1)]
+    description: Annotated[str, _meta("INVALID_DESCRIPTION", "text up to 500 chars",
+                                      "weekend promo", max_length=500)] = ""
+    based_on: Annotated[int, _meta("INVALID_BASED_ON", "a version number", 1, ge=1,
+                                   le=INTEGER_MAX)] | None = None
+
+
+class DryRunRequest(msgspec.Struct, kw_only=True):
+    """Subjects to evaluate a rule set on: 1 to 100 msisdns and/or sample customers."""
+
+    msisdns: Annotated[list[Msisdn], _meta("INVALID_FIELD", "a list of msisdns",
+                                           max_length=100)] = []
+    customers: Annotated[list[Customer], _meta(
+        "INVALID_FIELD", "a list of customers (JSON objects)", max_length=100)] = []
+    channel: Channel | None = None
+    bono_id: BonoId | None = None
+
+
+class DryRunSourceRequest(DryRunRequest, kw_only=True):
+    """A dry run of a rule set given inline, not stored."""
+
+    source: Annotated[str, _meta("MISSING_FIELD", "rule-set TOML (required, not blank)",
+                                 min_length=1)]
+
+
+class KeyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A new API key: an operator key (`role`) or a channel key (scopes)."""
+
+    name: Annotated[str, _meta("INVALID_FIELD", "text", "web-shop")]
+    role: Annotated[str, _meta("INVALID_FIELD", "text: viewer, operator or admin (an "
+                               "operator key)", "viewer")] | None = None
+    channels: Scopes = []
+    calls: Scopes = []
+    msisdn_prefixes: Scopes = []
+    read: Annotated[str, _meta("INVALID_FIELD", "text: own or all", "own")] | None = None
+    expires_in: Seconds | None = None
+
+
+class RotateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """How long the old key stays valid beside the new one."""
+
+    grace: Seconds = 86400

@@ -1,0 +1,380 @@
+"""The response bodies of the API, as msgspec Structs: the OpenAPI document publishes their
+JSON Schema, and the contract test (tests/integration/test_contract.py) holds every answer
+the server gives to it. `_render` and the records' `as_dict` build the bodies themselves.
+
+Times are ISO 8601 strings; amounts integer minor units.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+Time = Annotated[str, Meta(description="an ISO 8601 time", examples=["2026-01-31T12:00:00+00:00"])]
+Id = Annotated[str, Meta(description="a UUID",
+                         examples=["6f1c8f7e-3b9a-4c57-9f0e-2b8b8a1d2e3f"])]
+Amount = Annotated[int, Meta(description="integer minor units (cents)", examples=[60000])]
+
+
+class _Out(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An answer's body: a member it does not declare is a drift the contract test fails."""
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """An error (RFC 9457): `code` is stable, `field` names the part of the request at fault;
+    some codes add members (`pending_transaction`, `scope`, `role`, `limit`...)."""
+
+    type: Annotated[str, Meta(examples=["https://gestor.dev/problems/invalid-msisdn"])]
+    title: Annotated[str, Meta(examples=["Unprocessable request"])]
+    status: Annotated[int, Meta(ge=400, le=599, examples=[422])]
+    code: Annotated[str, Meta(pattern="^[A-Z0-9_]+$", examples=["INVALID_MSISDN"])]
+    detail: str
+    field: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class Health(_Out):
+    status: Literal["ok"]
+
+
+class Readiness(_Out):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, Any]
+
+
+class BonoRef(_Out):
+    id: str
+    name: str | None
+    kind: str | None
+
+
+class Reason(_Out):
+    """Why a transaction was rejected or failed."""
+
+    code: str
+    message: str
+    rule: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class HistoryEntry(_Out):
+    state: str
+    at: Time
+    note: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class TransactionLinks(_Out):
+    self: str
+    mobile: str
+
+
+State = Literal["received", "profiled", "validated", "charged", "completed", "rejected",
+                "failed", "refunded", "inconsistent"]
+
+
+class Transaction(_Out):
+    """A purchase and where it stands (`final`: nothing more will happen to it)."""
+
+    id: Id
+    msisdn: str
+    bono: BonoRef
+    channel: str
+    state: State
+    final: bool
+    price: Amount | None
+    currency: str | None
+    operation: str | None
+    profile_id: str | None
+    rules_version: int | None
+    reasons: list[Reason]
+    created_at: Time
+    updated_at: Time
+    history: list[HistoryEntry]
+    links: TransactionLinks
+
+
+class Transactions(_Out):
+    """A mobile's transactions, newest first (`client`: only those of the calling key)."""
+
+    msisdn: str
+    transactions: list[Transaction]
+    client: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class OfferReason(_Out):
+    code: str
+    message: str
+    rule: str | None
+
+
+class Offer(_Out):
+    id: str
+    name: str
+    kind: str
+    price: Amount
+    list_price: Amount
+    currency: str
+    validity_days: int | None
+    data_mb: int | None
+    voice_min: int | None
+    sms: int | None
+    operation: str
+    eligible: bool
+    reasons: list[OfferReason]
+
+
+class Offers(_Out):
+    """The bonos a mobile may buy on a channel, and why not the ineligible ones."""
+
+    msisdn: str
+    profile_id: str
+    rules_version: int
+    currency: str
+    bonos: list[Offer]
+
+
+class Acknowledgement(_Out):
+    by: str | None
+    at: Time
+    note: str
+
+
+class Alarm(_Out):
+    """A persisted alarm and its lifecycle."""
+
+    id: int | None
+    at: Time
+    kind: str
+    severity: str
+    message: str
+    msisdn: str | None
+    transaction_id: str | None
+    details: dict[str, Any] | None
+    state: Literal["open", "resolved"] | None
+    resolved_by: int | None
+    resolved_at: Time | None
+    acknowledged: Acknowledgement | None
+
+
+class Alarms(_Out):
+    alarms: list[Alarm]
+    next: str | None
+
+
+class AuditEntry(_Out):
+    id: int
+    at: Time
+    actor_id: str
+    actor: str
+    action: str
+    subject: str
+    before: Any
+    after: Any
+
+
+class AuditTrail(_Out):
+    entries: list[AuditEntry]
+    next: str | None
+
+
+class Restriction(_Out):
+    code: str
+    reason: str | None
+    until: Time | None
+    created_at: Time
+
+
+class MobileRestriction(Restriction):
+    msisdn: str
+
+
+class Restrictions(_Out):
+    msisdn: str
+    restrictions: list[Restriction]
+
+
+class RuleSetSummary(_Out):
+    version: int
+    status: str
+    description: str
+    based_on: int | None
+    created_by: str
+    created_at: Time
+    activated_by: str | None
+    activated_at: Time | None
+
+
+class RuleSets(_Out):
+    active_version: int
+    versions: list[RuleSetSummary]
+
+
+class RuleSetAudit(_Out):
+    action: str
+    actor: str
+    at: Time
+
+
+class RuleSet(RuleSetSummary):
+    source: str
+    audit: list[RuleSetAudit]
+
+
+class RuleIssue(_Out):
+    section: str
+    rule_id: str | None
+    field: str | None
+    message: str
+    severity: Literal["error", "warning"]
+
+
+class RulesCheck(_Out):
+    valid: bool
+    warnings: list[RuleIssue]
+
+
+class RuleSetCreated(RuleSetSummary):
+    warnings: list[RuleIssue]
+
+
+class DryRun(_Out):
+    """Each subject's offers (and the decision on `bono_id`) under the draft and the active
+    rule set, and whether they differ."""
+
+    version: int
+    active_version: int
+    results: list[dict[str, Any]]
+
+
+class KeyRecord(_Out):
+    """An API key's public record; never its secret."""
+
+    id: Annotated[str, Meta(pattern="^[0-9a-f]{12}$", examples=["0123456789ab"])]
+    name: str
+    kind: Literal["operator", "channel"]
+    created_at: Time
+    created_by: str
+    expires_at: Time | None
+    revoked_at: Time | None
+    revoked_by: str | None
+    rotated_from: str | None
+    role: str | msgspec.UnsetType = msgspec.UNSET
+    channels: list[str] | msgspec.UnsetType = msgspec.UNSET
+    calls: list[str] | msgspec.UnsetType = msgspec.UNSET
+    msisdn_prefixes: list[str] | msgspec.UnsetType = msgspec.UNSET
+    read: Literal["own", "all"] | msgspec.UnsetType = msgspec.UNSET
+    status: Literal["active", "revoked", "expired"] | msgspec.UnsetType = msgspec.UNSET
+
+
+class Keys(_Out):
+    keys: list[KeyRecord]
+
+
+class NewKey(KeyRecord, kw_only=True):
+    """A new key's record and, this once, the raw key (`Cache-Control: no-store`)."""
+
+    key: Annotated[str, Meta(description="the raw key: shown once, keep it secret",
+                             examples=["gk_0123456789ab_" + "x" * 43])]
+
+
+class RotatedKey(NewKey, kw_only=True):
+    replaces: KeyRecord
+
+
+class Statistics(_Out):
+    """Counters of the worker that answered (actors, purchases, store, platforms...)."""
+
+    actors: dict[str, Any]
+    purchases: dict[str, Any]
+    store: dict[str, Any]
+    platforms: dict[str, Any]
+    alarms: dict[str, Any]
+    recovery: dict[str, Any]
+    webhooks: dict[str, Any]
+    rules: dict[str, Any]
+    keys: dict[str, Any]
+    connections: dict[str, Any] | None
+    rate_limits: dict[str, Any]
+
+
+class Mismatch(_Out):
+    """A transaction on which Gestor and the ledger disagree."""
+
+    kind: str
+    transaction_id: str
+    msisdn: str
+    state: str | None
+    price: Amount | None
+    debited: Amount
+    refunded: Amount
+    created_at: Time | None
+    detail: str
+
+
+class UnsettledTransaction(_Out):
+    transaction_id: str
+    msisdn: str
+    state: str
+    price: Amount | None
+    debited: Amount
+    refunded: Amount
+    created_at: Time
+    updated_at: Time
+
+
+class ReconciliationTotals(_Out):
+    transactions: int
+    debits: int
+    refunds: int
+    debited: Amount
+    refunded: Amount
+    net: Amount
+    completed: Amount
+    unsettled: Amount
+    difference: Amount
+    balanced: bool
+
+
+class Reconciliation(_Out):
+    """Gestor's transactions against the charging system's ledger over a period; `ok`
+    false (answered 409) when they disagree."""
+
+    since: Time | None
+    until: Time | None
+    mismatches: list[Mismatch]
+    unsettled: list[UnsettledTransaction]
+    totals: ReconciliationTotals
+    strict: bool
+    ok: bool
+
+
+# -- whole examples (tests/unit/test_openapi.py checks them against their Structs) -------------
+
+TRANSACTION_EXAMPLE: dict[str, Any] = {
+    "id": "6f1c8f7e-3b9a-4c57-9f0e-2b8b8a1d2e3f", "msisdn": "5491100000001",
+    "bono": {"id": "DATA_2GB_7D", "name": "2 GB for 7 days", "kind": "data"},
+    "channel": "ussd", "state": "completed", "final": True, "price": 60000, "currency": "ARS",
+    "operation": "debit_and_provision", "profile_id": "PREPAID", "rules_version": 1,
+    "reasons": [], "created_at": "2026-01-31T12:00:00.120000+00:00",
+    "updated_at": "2026-01-31T12:00:00.410000+00:00",
+    "history": [{"state": s, "at": f"2026-01-31T12:00:00.{ms}0000+00:00"} for s, ms in (
+        ("received", 12), ("profiled", 18), ("validated", 19), ("charged", 30),
+        ("completed", 41))],
+    "links": {"self": "/v1/transactions/6f1c8f7e-3b9a-4c57-9f0e-2b8b8a1d2e3f",
+              "mobile": "/v1/mobiles/5491100000001/transactions"},
+}
+OFFERS_EXAMPLE: dict[str, Any] = {
+    "msisdn": "5491100000001", "profile_id": "PREPAID", "rules_version": 1, "currency": "ARS",
+    "bonos": [
+        {"id": "DATA_2GB_7D", "name": "2 GB for 7 days", "kind": "data", "price": 60000,
+         "list_price": 60000, "currency": "ARS", "validity_days": 7, "data_mb": 2048,
+         "voice_min": None, "sms": None, "operation": "debit_and_provision", "eligible": True,
+         "reasons": []},
+        {"id": "ROAMING_1GB", "name": "Roaming 1 GB", "kind": "data", "price": 150000,
+         "list_price": 150000, "currency": "ARS", "validity_days": 3, "data_mb": 1024,
+         "voice_min": None, "sms": None, "operation": "debit_and_provision",
+         "eligible": False, "reasons": [{"code": "NOT_ELIGIBLE_PROFILE",
+                                          "message": "not for this profile",
+                                          "rule": "roaming-postpaid-only"}]},
+    ],
+}

@@ -1,0 +1,240 @@
+"""The OpenAPI document, built from an app that is not started: valid OpenAPI 3.1, complete
+(every route of the url_map, every path variable, every problem code the API raises), its
+examples valid against their own schemas; and request bodies refused by their Structs with the
+problem naming the field (gestor/api/_decode.py)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import msgspec
+import pytest
+from openapi_spec_validator import validate as validate_spec
+from referencing import Registry, Resource
+
+import gestor.api
+from gestor.api import GestorApp, create_app
+from gestor.api._decode import body_as
+from gestor.api._openapi import openapi_document, undocumented
+from gestor.api._problem_codes import PROBLEM_CODES
+from gestor.api._problems import ApiProblem
+from gestor.api._registry import Answer, documented
+from gestor.api._requests import (
+    DryRunRequest,
+    KeyRequest,
+    NoteRequest,
+    PurchaseRequest,
+    RotateRequest,
+)
+from gestor.api._resources import OFFERS_EXAMPLE, TRANSACTION_EXAMPLE, Offers, Transaction
+from gestor.settings import Settings, load_settings
+
+API = Path(gestor.api.__file__).parent
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    config = Path(__file__).resolve().parents[2] / "config"
+    return load_settings(config, environ={}, data_dir=tmp_path_factory.mktemp("data"))
+
+
+def new_app(settings: Settings) -> GestorApp:
+    """The app as `gestor serve` makes it (not started: no database, no platforms needed)."""
+    return create_app(settings, "postgresql://127.0.0.1:1/none", "http://127.0.0.1:1")
+
+
+@pytest.fixture(scope="module")
+def app(settings: Settings) -> GestorApp:
+    return new_app(settings)
+
+
+@pytest.fixture(scope="module")
+def document(app: GestorApp) -> dict[str, Any]:
+    return openapi_document(app)
+
+
+def _validator(document: dict[str, Any], ref: str) -> jsonschema.Validator:
+    """A validator of the document's schema at `ref` (`#/components/schemas/...`)."""
+    root = Resource.from_contents(
+        {**document, "$schema": "https://json-schema.org/draft/2020-12/schema"})
+    registry: Registry[Any] = Registry().with_resource("urn:doc", root)
+    return jsonschema.Draft202012Validator({"$ref": "urn:doc" + ref}, registry=registry)
+
+
+def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
+    assert document["openapi"] == "3.1.0"
+    validate_spec(document)  # raises on an invalid document
+
+
+def test_every_route_of_the_app_is_in_the_document(app: GestorApp,
+                                                   document: dict[str, Any]) -> None:
+    assert undocumented(app) == []
+    documented_ops = {(method.upper(), item["operationId"])
+                      for item_path in document["paths"].values()
+                      for method, item in item_path.items()}
+    for rule in app.url_map.iter_rules():
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            assert (method, rule.endpoint.rpartition(".")[2]) in documented_ops, rule.rule
+        shown = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", "{x}", rule.rule)
+        assert shown in {re.sub(r"\{[^}]+\}", "{x}", p) for p in document["paths"]}
+    assert len(documented_ops) >= 27
+
+
+def test_a_route_without_documented_fails_the_document(settings: Settings) -> None:
+    """What the registry is for: a route added without saying what it takes is caught, and
+    so is a problem code that is not catalogued."""
+    app = new_app(settings)
+
+    @app.get("/v1/undocumented")
+    async def undocumented_route() -> str:
+        return "x"
+
+    assert undocumented(app) == [("GET", "/v1/undocumented")]
+    with pytest.raises(ValueError, match="undocumented"):
+        openapi_document(app)
+
+    app = new_app(settings)
+
+    @app.get("/v1/bad-code")
+    @documented("x", "x", Answer(200, None, "x"), problems=("NO_SUCH_CODE",))
+    async def bad_code() -> str:
+        return "x"
+
+    with pytest.raises(ValueError, match="NO_SUCH_CODE"):
+        openapi_document(app)
+
+
+def test_every_problem_code_raised_by_the_api_is_catalogued() -> None:
+    """Each code literal given to ApiProblem/problem (or _unauthorized) in gestor/api."""
+    raised: set[str] = set()
+    for source in API.glob("*.py"):
+        tree = ast.parse(source.read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+            if name not in ("ApiProblem", "problem", "_unauthorized", "whole_number"):
+                continue
+            for arg in node.args:
+                if (isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                        and re.fullmatch(r"[A-Z][A-Z0-9_]+", arg.value)):
+                    raised.add(arg.value)
+    assert len(raised) >= 50
+    assert raised - set(PROBLEM_CODES) == set()
+    # INVALID_SINCE and INVALID_LIMIT are raised as f"INVALID_{field}" in _admin_alarms.
+    assert {"INVALID_SINCE", "INVALID_LIMIT"} <= set(PROBLEM_CODES)
+
+
+def test_every_call_lists_problems_with_an_example_each(document: dict[str, Any]) -> None:
+    examples = document["components"]["examples"]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                problem = response.get("content", {}).get("application/problem+json")
+                if problem is None:
+                    continue
+                refs = problem["examples"]
+                assert refs, (path, method, status)
+                for code, ref in refs.items():
+                    example = examples[ref["$ref"].rpartition("/")[2]]["value"]
+                    assert (example["code"], example["status"]) == (code, int(status))
+    purchase = document["paths"]["/v1/purchases"]["post"]
+    codes = {c for r in purchase["responses"].values()
+             for c in r.get("content", {}).get("application/problem+json", {})
+             .get("examples", {})}
+    assert {"INVALID_MSISDN", "INVALID_CHANNEL", "INVALID_BONO_ID", "UNKNOWN_FIELD",
+            "MISSING_FIELD", "IDEMPOTENCY_KEY_REQUIRED", "PURCHASE_PENDING", "OUTCOME_UNKNOWN",
+            "UNSUPPORTED_MEDIA_TYPE", "DUPLICATE_KEY", "RATE_LIMITED", "UNAUTHORIZED",
+            "FORBIDDEN_SCOPE", "BUSY"} <= codes
+    headers = {p["name"] for p in purchase["parameters"] if p["in"] == "header"}
+    assert {"Idempotency-Key", "Prefer"} <= headers
+    assert purchase["security"] == [{"bearer": []}, {}]
+    admin = document["paths"]["/v1/admin/keys"]["post"]
+    assert admin["security"] == [{"bearer": []}] and admin["x-gestor-role"] == "admin"
+
+
+def test_every_example_is_valid_against_its_schema(document: dict[str, Any]) -> None:
+    checked = 0
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            bodies = [operation.get("requestBody", {}).get("content", {})]
+            bodies += [r.get("content", {}) for r in operation["responses"].values()]
+            for content in bodies:
+                for media, entry in content.items():
+                    if "example" not in entry or "$ref" not in entry["schema"]:
+                        continue
+                    errors = list(_validator(document, entry["schema"]["$ref"])
+                                  .iter_errors(entry["example"]))
+                    assert errors == [], (path, method, media, errors[0].message)
+                    checked += 1
+    for example in document["components"]["examples"].values():
+        errors = list(_validator(document, "#/components/schemas/Problem")
+                      .iter_errors(example["value"]))
+        assert errors == []
+    assert checked >= 30
+    # The hand-written whole examples decode as their Structs.
+    msgspec.convert(TRANSACTION_EXAMPLE, Transaction)
+    msgspec.convert(OFFERS_EXAMPLE, Offers)
+
+
+# -- request bodies through their Structs ---------------------------------------------------
+
+
+def refused(model: type[msgspec.Struct], body: dict[str, Any]) -> tuple[int, str, str | None]:
+    with pytest.raises(ApiProblem) as info:
+        body_as(model, body)
+    return info.value.status, info.value.code, info.value.field
+
+
+@pytest.mark.parametrize(("model", "body", "code", "field"), [
+    (PurchaseRequest, {"msisdn": "5491100000001", "bono_id": "X", "extra": 1},
+     "UNKNOWN_FIELD", "extra"),
+    (PurchaseRequest, {"bono_id": "X"}, "MISSING_FIELD", "msisdn"),
+    (PurchaseRequest, {"msisdn": "5491100000001"}, "MISSING_FIELD", "bono_id"),
+    (PurchaseRequest, {"msisdn": 5491100000001, "bono_id": "X"}, "INVALID_MSISDN", "msisdn"),
+    (PurchaseRequest, {"msisdn": "0123", "bono_id": "X"}, "INVALID_MSISDN", "msisdn"),
+    (PurchaseRequest, {"msisdn": "5491100000001", "bono_id": ""}, "INVALID_BONO_ID",
+     "bono_id"),
+    (PurchaseRequest, {"msisdn": "5491100000001", "bono_id": "X" * 65}, "INVALID_BONO_ID",
+     "bono_id"),
+    (PurchaseRequest, {"msisdn": "5491100000001", "bono_id": "X", "channel": "fax"},
+     "INVALID_CHANNEL", "channel"),
+    (DryRunRequest, {"msisdns": ["5491100000001", "12"]}, "INVALID_MSISDN", "msisdns[1]"),
+    (DryRunRequest, {"msisdns": "5491100000001"}, "INVALID_FIELD", "msisdns"),
+    (DryRunRequest, {"customers": [{"a": 1}, 3]}, "INVALID_FIELD", "customers[1]"),
+    (NoteRequest, {"note": "x" * 501}, "INVALID_NOTE", "note"),
+    (KeyRequest, {"name": 3}, "INVALID_FIELD", "name"),
+    (KeyRequest, {"name": "k", "channels": ["x" * 65]}, "INVALID_FIELD", "channels[0]"),
+    (RotateRequest, {"grace": None}, "INVALID_FIELD", "grace"),
+    (RotateRequest, {"grace": True}, "INVALID_FIELD", "grace"),
+    (RotateRequest, {"grace": -1}, "INVALID_FIELD", "grace"),
+])
+def test_a_body_is_refused_naming_the_field(model: type[msgspec.Struct], body: dict[str, Any],
+                                            code: str, field: str) -> None:
+    assert refused(model, body) == (422, code, field)
+
+
+def test_the_detail_is_the_schema_description() -> None:
+    with pytest.raises(ApiProblem) as info:
+        body_as(PurchaseRequest, {"msisdn": "12", "bono_id": "X"})
+    assert info.value.detail.startswith("msisdn must be an E.164 number")
+    schema = msgspec.json.schema(PurchaseRequest)["$defs"]["PurchaseRequest"]
+    assert schema["properties"]["msisdn"]["x-problem"] == "INVALID_MSISDN"
+    assert info.value.detail == f"msisdn must be {schema['properties']['msisdn']['description']}"
+
+
+def test_a_valid_body_decodes() -> None:
+    wanted = body_as(PurchaseRequest, {"msisdn": "+5491100000001", "bono_id": "X"})
+    assert (wanted.msisdn, wanted.bono_id, wanted.channel) == ("+5491100000001", "X", None)
+    assert body_as(RotateRequest, {}).grace == 86400
+
+
+def test_the_channels_of_the_schema_are_the_rules_channels() -> None:
+    from gestor.api import _validate
+    from gestor.rules import CHANNELS
+
+    assert _validate.CHANNELS == CHANNELS
