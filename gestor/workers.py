@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from gestor.metrics import retire_process
 from gestor.settings import Settings, SettingsError, parse_bind
 from gestor.startup import StartupError, sole_error, tls_context
 
@@ -152,7 +153,7 @@ def _worker_main(env: Mapping[str, str], ready: SimpleQueue[int | str]) -> None:
     from gestor.logs import configure_logging
     from gestor.settings import load_settings
 
-    configure_logging()
+    configure_logging(log_format=env.get("GESTOR_LOG_FORMAT"), worker=env.get("GESTOR_WORKER"))
     started = False
 
     def on_ready() -> None:
@@ -189,8 +190,10 @@ def supervise(settings: Settings, env: Mapping[str, str], note: str = "") -> int
     stopping = False
     failure = ""
 
-    def start_one() -> SpawnProcess:
-        process = ctx.Process(target=_worker_main, args=(dict(env), ready), daemon=False)
+    def start_one(index: int) -> SpawnProcess:
+        """Worker `index` (its `worker` in logs and metrics; a replacement keeps it)."""
+        process = ctx.Process(target=_worker_main, args=({**env, "GESTOR_WORKER": str(index)},
+                                                          ready), daemon=False)
         process.start()
         return process
 
@@ -203,7 +206,7 @@ def supervise(settings: Settings, env: Mapping[str, str], note: str = "") -> int
                     os.kill(process.pid, signal.SIGTERM)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    workers = [start_one() for _ in range(settings.workers)]
+    workers = [start_one(i) for i in range(settings.workers)]
     try:
         deadline = time.monotonic() + _READY_TIMEOUT
         started = 0
@@ -232,7 +235,10 @@ def supervise(settings: Settings, env: Mapping[str, str], note: str = "") -> int
                 if not process.is_alive() and not stopping:
                     logger.error("worker %s exited with %s; starting another", process.pid,
                                  process.exitcode)
-                    workers[i] = start_one()
+                    if settings.metrics_dir is not None and process.pid is not None:
+                        # its counters still count, its gauges no longer show
+                        retire_process(settings.metrics_dir, process.pid)
+                    workers[i] = start_one(i)
         for process in workers:
             process.join()
         if failure:

@@ -72,6 +72,9 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/v1/admin/keys"): "admin",
     ("POST", "/v1/admin/keys/<key_id>/revoke"): "admin",
     ("POST", "/v1/admin/keys/<key_id>/rotate"): "admin",
+    # Outside /v1: Prometheus scrapes with a viewer key (open, as the alarm feed, on a
+    # loopback server without channel keys).
+    ("GET", "/metrics"): "viewer",
 }
 
 #: The call each channel route is, by (method, route rule) (the scopes `call:<call>`).
@@ -179,6 +182,9 @@ async def check_request(settings: Settings) -> None:
     """Authenticate a /v1 request and check its route's role or call (`before_request`)."""
     path = request.path
     if not path.startswith("/v1/"):
+        route = _route_key(request.method)
+        if route is not None and route in ROUTE_ROLES:  # /metrics
+            await _check_operator_route(settings, ROUTE_ROLES[route])
         return
     principal = await authenticate(settings, _keyring(), request.headers)
     if principal is not None:
@@ -206,6 +212,17 @@ async def check_request(settings: Settings) -> None:
     missing = principal.missing_call(call)
     if missing is not None:
         raise forbidden_scope(missing)
+
+
+async def _check_operator_route(settings: Settings, role: str) -> None:
+    """A route outside /v1 for operators' tools: an operator key with `role`, or none where
+    the server is open."""
+    principal = await authenticate(settings, _keyring(), request.headers)
+    if principal is None:
+        raise _unauthorized("an operator API key is required (Authorization: Bearer <key>)")
+    g.principal = principal
+    if principal.kind != "open" and not principal.has_role(role):
+        raise _forbidden_role(role, principal)
 
 
 async def check_websocket(settings: Settings) -> None:

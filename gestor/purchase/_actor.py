@@ -29,6 +29,7 @@ import attrs
 import trio
 
 from actors import ActorBase, ActorContext
+from gestor.logs import msisdn_var, transaction_id_var
 from gestor.model import NewTransaction, Transaction
 from gestor.platforms import PlatformError
 from gestor.purchase._deps import SubscriberView
@@ -87,6 +88,8 @@ class SubscriberActor(ActorBase[object, object]):
 
     async def _buy(self, ctx: ActorContext, buy: Buy) -> AcceptOutcome | Unsettled:
         new, deadline, ticket = buy.tx, buy.deadline, buy.ticket
+        msisdn_var.set(new.msisdn)  # this turn's log lines name the purchase and its mobile
+        transaction_id_var.set(str(new.id))
         if ticket.withdrawn:  # its asker gave up and answered "nothing was done"
             return Expired("its asker gave up before the subscriber's actor took it")
         ticket.started = True
@@ -131,6 +134,8 @@ class SubscriberActor(ActorBase[object, object]):
         after all, run its saga here, as its turn would have. Retries with its key wait for
         this (within their own deadline)."""
         key = (new.client, new.idempotency_key)
+        msisdn_var.set(new.msisdn)
+        transaction_id_var.set(str(new.id))
         try:
             await self._take_late(ctx, new, answer)
         finally:
@@ -167,6 +172,8 @@ class SubscriberActor(ActorBase[object, object]):
         """The saga, as a child task of this actor (it keeps the actor alive while it runs),
         deciding on the history its acceptance read."""
         final: Transaction | None = None
+        msisdn_var.set(tx.msisdn)  # the saga's own task: every line it logs names them
+        transaction_id_var.set(str(tx.id))
         try:
             final = await run_purchase(self.service.deps, tx, view)
         except (SagaAbandoned, StoreUnavailable) as exc:  # a line, not a traceback

@@ -9,12 +9,14 @@ durable point is written before the next side effect.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import trio
 
+from gestor.metrics._instruments import SAGA_STEP_SECONDS
 from gestor.model import NewAlarm, Reason, Severity, Transaction, Transition, TxState
 from gestor.platforms import DebitReceipt, OutcomeUnknown, PlatformError, PlatformRejected
 from gestor.purchase import _steps as steps
@@ -33,6 +35,26 @@ class SagaAbandoned(Exception):
     stayed unreachable; the recoverer takes over from the last durable state."""
 
 
+#: The movement kind this saga runs (the `kind` label of its metrics).
+KIND = "purchase"
+
+
+class _Step:
+    """`with _Step("debit"):` times one step of the saga (gestor_saga_step_duration_seconds)."""
+
+    __slots__ = ("key", "started")
+
+    def __init__(self, step: str) -> None:
+        self.key = (KIND, step)
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        SAGA_STEP_SECONDS.observe(self.key, time.perf_counter() - self.started)
+
+
 def refund_id(tx_id: uuid.UUID) -> str:
     """The refund's idempotency key: derived from the transaction, so a retry is the same one."""
     return str(uuid.uuid5(_REFUND_NAMESPACE, str(tx_id)))
@@ -42,7 +64,8 @@ async def write(deps: PurchaseDeps, tx: Transaction, move: Transition) -> Transa
     delay = 0.05
     for attempt in range(6):
         try:
-            at = await deps.store.transition(move)
+            with _Step("write"):
+                at = await deps.store.transition(move)
             if at is not None:
                 return steps.applied(tx, move, at)
             raise SagaAbandoned(f"{tx.id}: no longer in state {move.expect}")
@@ -66,11 +89,13 @@ async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView
     """Drive `tx` (just accepted, state `received`) to a final state; returns it as stored."""
     now = deps.now()
     try:
-        customer = await deps.profiles.get(tx.msisdn)
+        with _Step("profile"):
+            customer = await deps.profiles.get(tx.msisdn)
     except PlatformError as exc:
         return await write(deps, tx, steps.failed(tx, _platform_reason(exc, "profile"), now))
 
-    verdict = deps.decide(tx, customer, view, now)
+    with _Step("rules"):
+        verdict = deps.decide(tx, customer, view, now)
     if not verdict.accepted:
         return await write(deps, tx, steps.rejected(tx, verdict, now))
     assert verdict.price is not None
@@ -79,7 +104,8 @@ async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView
     assert bono is not None  # checked at the door
     if verdict.operation == steps.PROVISION_ONLY:
         try:
-            await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
+            with _Step("provision"):
+                await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
         except PlatformError as exc:
             reason = _platform_reason(exc, "provisioning")
             return await write(deps, tx, steps.failed(tx, reason, deps.now(), verdict))
@@ -87,7 +113,8 @@ async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView
 
     # debit_and_provision
     try:
-        receipt = await deps.platforms.debit(str(tx.id), tx.msisdn, verdict.price)
+        with _Step("debit"):
+            receipt = await deps.platforms.debit(str(tx.id), tx.msisdn, verdict.price)
         note = f"debited {verdict.price} {verdict.currency}, balance {receipt.balance_after}"
     except OutcomeUnknown:
         found = await _resolve_debit(deps, tx)
@@ -145,7 +172,8 @@ async def provision_charged(deps: PurchaseDeps, tx: Transaction) -> Transaction:
     bono = deps.catalogue.get(tx.bono_id)
     assert bono is not None and tx.price is not None
     try:
-        await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
+        with _Step("provision"):
+            await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
     except OutcomeUnknown as exc:
         # It may have been given: ask before refunding a bundle the subscriber has.
         given = await provisioned(deps, tx)
@@ -177,7 +205,8 @@ async def refund_charged(deps: PurchaseDeps, tx: Transaction, reason: Reason) ->
     """Give the money back; if that fails, mark the transaction inconsistent and alarm."""
     assert tx.price is not None
     try:
-        await deps.platforms.refund(refund_id(tx.id), str(tx.id), tx.msisdn, tx.price)
+        with _Step("refund"):
+            await deps.platforms.refund(refund_id(tx.id), str(tx.id), tx.msisdn, tx.price)
     except PlatformError as exc:
         why = _platform_reason(exc, "refund")
         tx = await write(

@@ -1,0 +1,46 @@
+"""`GET /metrics`: the Prometheus text of every worker of this server, added up.
+
+Who may scrape: an operator key of role `viewer` or above (`Authorization: Bearer <key>`, as
+Prometheus's `authorization` setting sends it), or anyone while the server is open (loopback,
+no channel keys) like the rest of the API (gestor/api/_auth.py, `ROUTE_ROLES`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from quart import Response
+
+from gestor.metrics import CONTENT_TYPE, Publisher, read_snapshots, render, snapshot
+
+if TYPE_CHECKING:
+    from gestor.api._app import GestorApp
+    from gestor.settings import Settings
+
+__all__ = ["register"]
+
+
+def register(app: GestorApp, settings: Settings) -> None:
+    """The route, and (when `settings.metrics_dir` is set) this worker's publisher."""
+    publisher: list[Publisher] = []
+
+    def collect() -> dict[str, Any]:
+        runtime = getattr(app, "runtime", None)
+        limiter = getattr(app, "limiter", None)
+        return snapshot(runtime, limiter, app.connections)
+
+    if settings.metrics_dir is not None:
+        directory = settings.metrics_dir
+
+        @app.before_serving
+        async def _publish() -> None:
+            publisher.append(Publisher(directory, collect))
+            await app.nursery.start(publisher[0].run)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        mine = collect()
+        others = (read_snapshots(publisher[0].directory, skip=publisher[0].path)
+                  if publisher else [])
+        body = render([(mine, True), *others])
+        return Response(body, status=200, content_type=CONTENT_TYPE)
