@@ -86,7 +86,7 @@ async def serve_app(app: GestorApp, settings: Settings, sock: socket.socket | No
     config.bind = [settings.bind]
     config.graceful_timeout = settings.shutdown_grace
     config.accesslog = None
-    config.errorlog = "-"
+    config.errorlog = logging.getLogger("hypercorn.error")  # through gestor.logs
     config.keep_alive_timeout = settings.keep_alive_timeout
     stop = stop if stop is not None else trio.Event()
 

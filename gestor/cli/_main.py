@@ -306,7 +306,8 @@ def serve(args: argparse.Namespace) -> int:
     settings = _settings(args, bind=args.bind, workers=args.workers,
                          platforms_url=args.platforms, certfile=args.certfile,
                          keyfile=args.keyfile, log_format=args.log_format)
-    configure_logging(args.log_level, settings.log_format or None)
+    configure_logging(args.log_level, settings.log_format or None,
+                      worker="0" if settings.workers == 1 else "main")
     try:
         settings = settings.with_admin_key()  # the first write to the data directory
     except OSError as exc:

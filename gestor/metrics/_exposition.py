@@ -6,6 +6,7 @@ gauges come from live workers only, each labelled with its `worker`.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Iterator
 from importlib.metadata import PackageNotFoundError, version
@@ -37,6 +38,7 @@ _COUNTERS = {i.name: i for i in INSTRUMENTS if isinstance(i, Counter)}
 _HISTOGRAMS = {i.name: i for i in INSTRUMENTS if isinstance(i, Histogram)}
 
 
+@functools.cache
 def gestor_version() -> str:
     try:
         return version("gestor")
