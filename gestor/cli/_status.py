@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 from datetime import UTC, datetime
@@ -20,6 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from gestor.settings import Settings
+
+logger = logging.getLogger("gestor")
 
 __all__ = ["add_parser", "admin_key", "forget_serve", "local_url", "record_serve", "run",
            "running", "without_password"]
@@ -41,8 +44,9 @@ def without_password(dsn: str) -> str:
 
 
 def record_serve(settings: Settings, *, dsn: str, database: str, platforms_url: str,
-                 simulator: bool) -> Path:
-    """Write `<data dir>/serve.json` for this `gestor serve`; returns its path."""
+                 simulator: bool) -> None:
+    """Write `<data dir>/serve.json` for this `gestor serve` (a warning if it can't: the
+    server runs all the same, only `gestor status` won't see it)."""
     from gestor.metrics import gestor_version
 
     admin_key = ("GESTOR_ADMIN_KEY (environment)" if os.environ.get("GESTOR_ADMIN_KEY")
@@ -63,9 +67,13 @@ def record_serve(settings: Settings, *, dsn: str, database: str, platforms_url: 
     }
     path = settings.data_dir / STATE_FILE
     aside = path.with_name(f".{STATE_FILE}.tmp")
-    aside.write_text(json.dumps(state, indent=2) + "\n")
-    os.replace(aside, path)
-    return path
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        aside.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(aside, path)
+    except OSError as exc:
+        logger.warning("cannot write %s (gestor status will not see this server): %s", path,
+                       exc.strerror or exc)
 
 
 def forget_serve(settings: Settings) -> None:

@@ -20,6 +20,8 @@ __all__ = [
     "HTTP_REQUEST_SECONDS",
     "INSTRUMENTS",
     "MOVEMENTS",
+    "MOVEMENTS_HANDED_OVER",
+    "MOVEMENTS_INCONSISTENT",
     "PLATFORM_CALL_SECONDS",
     "SAGA_STEP_SECONDS",
     "Counter",
@@ -95,9 +97,15 @@ HTTP_REQUEST_SECONDS = Histogram(
     "Time from a request's head to its response, by method and route template",
     ("method", "route"))
 MOVEMENTS = Counter(
-    "gestor_movements", "Movements whose saga ended in this server, by kind and final state "
-    "(inconsistent: charged, not provisioned, refund failed; abandoned: handed to the "
-    "recoverer)", ("kind", "state"))
+    "gestor_movements", "Movements that reached a terminal state (completed, rejected, failed, "
+    "refunded), by kind and state: each once, ended by its saga or by the recoverer",
+    ("kind", "state"))
+MOVEMENTS_INCONSISTENT = Counter(
+    "gestor_movements_inconsistent", "Movements that became inconsistent (charged, not "
+    "provisioned, the refund failed: an alarm is raised), by kind", ("kind",))
+MOVEMENTS_HANDED_OVER = Counter(
+    "gestor_movements_handed_over", "Movements whose saga stopped before a final state (the "
+    "database or a platform could not tell): the recoverer resumes them, by kind", ("kind",))
 SAGA_STEP_SECONDS = Histogram(
     "gestor_saga_step_duration_seconds",
     "Duration of each step of a movement's saga (profile, rules, debit, provision, refund, "
@@ -117,8 +125,8 @@ ALARMS_RAISED = Counter(
     ("kind", "severity"))
 
 INSTRUMENTS: tuple[Counter | Histogram, ...] = (
-    HTTP_REQUESTS, HTTP_REQUEST_SECONDS, MOVEMENTS, SAGA_STEP_SECONDS, PLATFORM_CALL_SECONDS,
-    DB_BATCH_SIZE, DB_CROSSING_SECONDS, ALARMS_RAISED)
+    HTTP_REQUESTS, HTTP_REQUEST_SECONDS, MOVEMENTS, MOVEMENTS_INCONSISTENT, MOVEMENTS_HANDED_OVER,
+    SAGA_STEP_SECONDS, PLATFORM_CALL_SECONDS, DB_BATCH_SIZE, DB_CROSSING_SECONDS, ALARMS_RAISED)
 
 
 def by_name() -> Iterator[tuple[str, Counter | Histogram]]:

@@ -52,6 +52,8 @@ COUNTERS = (
     _C("gestor_db_outages", "Times the database was found unreachable"),
     _C("gestor_actor_events", "Subscriber actors: activations, passivations, crashes",
        ("event",)),
+    _C("gestor_recovery_events", "The recoverer: passes, claimed (stale movements leased), "
+       "settled (brought to a terminal state), errors", ("event",)),
     _C("gestor_connections", "Client connections: accepted, evicted (idle, at the cap), "
        "refused (at the cap, none idle)", ("event",)),
 )
@@ -123,5 +125,8 @@ def read_statistics(runtime: Runtime | None, limiter: RateLimiter | None,
     gauges["gestor_db_up"] = [[[], int(s.health.up)]]
     gauges["gestor_db_crossings_in_flight"] = [[[], s.bridge.in_flight]]
     gauges["gestor_db_queued"] = [[[b.name], b.queued] for b in s.batchers]
+    r = runtime.recoverer.statistics()
+    counters["gestor_recovery_events"] = [[["passes"], r.passes], [["claimed"], r.claimed],
+                                          [["settled"], r.settled], [["errors"], r.errors]]
     gauges["gestor_alarm_subscribers"] = [[[], runtime.alarms.statistics().subscribers]]
     return Reading(counters, gauges)

@@ -16,7 +16,12 @@ from typing import Any, NoReturn, TypeVar
 
 import trio
 
-from gestor.metrics._instruments import SAGA_STEP_SECONDS
+from gestor.metrics._instruments import (
+    MOVEMENTS,
+    MOVEMENTS_HANDED_OVER,
+    MOVEMENTS_INCONSISTENT,
+    SAGA_STEP_SECONDS,
+)
 from gestor.model import NewAlarm, Reason, Severity, Transaction, Transition, TxState
 from gestor.platforms import DebitReceipt, OutcomeUnknown, PlatformError, PlatformRejected
 from gestor.purchase import _steps as steps
@@ -53,6 +58,21 @@ class _Step:
 
     def __exit__(self, *_: object) -> None:
         SAGA_STEP_SECONDS.observe(self.key, time.perf_counter() - self.started)
+
+
+def count_movement(tx: Transaction | None, before: TxState | None) -> None:
+    """Count a movement that ended as `tx` (None: its saga stopped without a state) having
+    been in state `before` (None: its saga ran it from the start) in the movement metrics."""
+    if tx is None:
+        MOVEMENTS_HANDED_OVER.inc((KIND,))
+    elif tx.state.terminal:
+        if before is None or not before.terminal:
+            MOVEMENTS.inc((KIND, tx.state.value))
+    elif tx.state is TxState.INCONSISTENT:
+        if before is not TxState.INCONSISTENT:
+            MOVEMENTS_INCONSISTENT.inc((KIND,))
+    elif before is None:
+        MOVEMENTS_HANDED_OVER.inc((KIND,))
 
 
 def refund_id(tx_id: uuid.UUID) -> str:

@@ -18,11 +18,10 @@ from actors import (
     AskTimeout,
     SystemStopped,
 )
-from gestor.metrics._instruments import MOVEMENTS
 from gestor.model import NewTransaction, Transaction
 from gestor.purchase._actor import Buy, Ticket
 from gestor.purchase._deps import PurchaseDeps, SubscriberView
-from gestor.purchase._saga import KIND, final
+from gestor.purchase._saga import count_movement, final
 from gestor.rules import Offer
 from gestor.store import (
     Accepted,
@@ -112,8 +111,7 @@ class PurchaseService:
     def finished(self, tx_id: uuid.UUID, tx: Transaction | None) -> None:
         completion = self._completions.pop(tx_id, None)
         self._finished += 1
-        # a saga handed to the recoverer ends without a final state here
-        MOVEMENTS.inc((KIND, tx.state.value if tx is not None and final(tx) else "abandoned"))
+        count_movement(tx, None)
         if completion is not None:
             completion.final = tx
             completion.done.set()
