@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import contextvars
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from quart import Response, g, request, websocket
@@ -33,6 +35,11 @@ __all__ = ["install"]
 access_logger = logging.getLogger("gestor.access")
 _SANE = re.compile(r"[A-Za-z0-9._~:/+=@-]{1,128}")
 _UNMATCHED = "unmatched"
+#: A new request id: 32 hex digits, 16 random per process then a counter (unique across
+#: workers and nodes without drawing 16 random bytes per request).
+_PREFIX = os.urandom(8).hex()
+_serial = itertools.count(1)
+_started: contextvars.ContextVar[float] = contextvars.ContextVar("gestor_request_started")
 
 
 def _request_id(headers: object) -> str:
@@ -40,7 +47,7 @@ def _request_id(headers: object) -> str:
         given = headers.get(name)  # type: ignore[attr-defined]
         if given and _SANE.fullmatch(given):
             return str(given)
-    return uuid.uuid4().hex
+    return f"{_PREFIX}{next(_serial):016x}"
 
 
 def install(app: Quart, settings: Settings) -> None:
@@ -51,12 +58,13 @@ def install(app: Quart, settings: Settings) -> None:
 
     @app.before_request
     async def _begin() -> None:
-        g.started = perf_counter()
+        _started.set(perf_counter())
         request_id_var.set(_request_id(request.headers))
 
     @app.after_request
     async def _end(response: Response) -> Response:
-        took = perf_counter() - g.get("started", perf_counter())
+        now = perf_counter()
+        took = now - _started.get(now)
         request_id = request_id_var.get() or ""
         response.headers["Request-Id"] = request_id
         method = request.method
@@ -71,12 +79,13 @@ def install(app: Quart, settings: Settings) -> None:
 
     @app.before_websocket
     async def _begin_ws() -> None:
-        g.started = perf_counter()
+        _started.set(perf_counter())
         request_id_var.set(_request_id(websocket.headers))
 
     @app.after_websocket
     async def _end_ws(response: Any) -> Any:
-        took = perf_counter() - g.get("started", perf_counter())
+        now = perf_counter()
+        took = now - _started.get(now)
         status = response.status_code if response is not None else 101
         rule = websocket.url_rule
         route = rule.rule if rule is not None else _UNMATCHED

@@ -95,9 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # `serve` logs as its settings say (json off a terminal); the other commands, text.
-    configure_logging(getattr(args, "log_level", None),
-                      getattr(args, "log_format", None) if args.command == "serve" else "text")
+    # `serve` logs as its settings say (json off a terminal); the simulator it starts, as it
+    # does (GESTOR_LOG_FORMAT); the other commands, text.
+    log_format = (getattr(args, "log_format", None) if args.command == "serve"
+                  else os.environ.get("GESTOR_LOG_FORMAT", "text") if args.command == "simulate"
+                  else "text")
+    configure_logging(getattr(args, "log_level", None), log_format,
+                      worker="simulator" if args.command == "simulate" else None)
     try:
         if args.command == "serve":
             return serve(args)
@@ -254,7 +258,10 @@ def _start_simulator(settings: Settings, stack: contextlib.ExitStack) -> str:
     cmd = [sys.executable, "-m", "gestor", "simulate", "--bind", "127.0.0.1:0", "--stop-on-eof",
            "--config", str(settings.config_dir),
            "--state-dir", str(settings.data_dir / "simulator")]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    from gestor.logs import default_format
+
+    env = {**os.environ, "GESTOR_LOG_FORMAT": settings.log_format or default_format()}
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
 
     def stop() -> None:
