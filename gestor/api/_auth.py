@@ -15,7 +15,8 @@ Every /v1 request is authenticated before its route runs, and the caller, a `Pri
 Channel calls need a channel key whose scopes cover them (`403 FORBIDDEN_SCOPE` naming the
 missing `scope`: `call:purchase`, `channel:web`, `msisdn:5491...`, `read:all`); operator keys may
 only read. Admin routes need an operator key whose role reaches the route's (`ROUTE_ROLES`:
-403 `FORBIDDEN_ROLE` naming the `role`); the alarm feed needs `viewer`. The operator recorded
+403 `FORBIDDEN_ROLE` naming the `role`); the alarm feed and `/metrics` need `viewer` (both open
+in the open mode). The operator recorded
 for a change is the key's name, never a header.
 """
 
