@@ -211,12 +211,14 @@ def http_status(url: str, timeout: float = 2) -> int:
         return 0
 
 
-_RUNNING = re.compile(r"(?:\[(\d+)\] \[INFO\] |hypercorn\.error\[(\d+)\]: )Running on ")
+_RUNNING = re.compile(r"(?:\[(\d+)\] \[INFO\] |hypercorn\.error\[(\d+)\][^:\n]*: )Running on "
+                      r'|"message":"Running on [^"]*","pid":(\d+)')
 
 
 def running_workers(log: str) -> set[int]:
-    """PIDs of hypercorn workers that logged `Running on` (after their lifespan startup)."""
-    return {int(a or b) for a, b in _RUNNING.findall(log)}
+    """PIDs of hypercorn workers that logged `Running on` (after their lifespan startup), in
+    either log format."""
+    return {int(a or b or c) for a, b, c in _RUNNING.findall(log)}
 
 
 def wait_ready(child: Child, url: str, workers: int, timeout: float = 90) -> None:

@@ -505,13 +505,26 @@ def config_dir_with(tmp: Path, sections: Mapping[str, Mapping[str, Any]]) -> Pat
     return dst
 
 
-_LOG_LINE = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL) (\S+?)\[\d+\]: (.*)$")
+_LOG_LINE = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL) (\S+?)\[\d+\][^:]*: (.*)$")
 _HEX = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\b\d{6,}\b")
+_PROBLEMS = ("WARNING", "ERROR", "CRITICAL")
 
 
 def log_problems(text: str) -> dict[str, int]:
+    """Warnings and errors of a gestor log, in either format (gestor/logs.py), by message."""
     out: Counter[str] = Counter()
     for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("level") in _PROBLEMS:
+                message = _HEX.sub("…", str(record.get("message", "")))[:200]
+                out[f"{record['level']} {record.get('logger')}: {message}"] += 1
+            if "exception" in record:
+                out["Traceback"] += 1
+            continue
         m = _LOG_LINE.match(line)
         if m:
             out[f"{m[1]} {m[2]}: " + _HEX.sub("…", m[3])[:200]] += 1

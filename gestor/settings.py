@@ -96,6 +96,14 @@ class Settings:
     simulator: Mapping[str, Any] = attrs.field(factory=dict)
     #: `[limits]`: rate limits per calling key and per msisdn (gestor.ratelimits).
     limits: LimitSettings = attrs.field(factory=LimitSettings)
+    #: `[logging] format` (GESTOR_LOG_FORMAT, `gestor serve --log-format`): "json", "text", or
+    #: "" for json unless stderr is a terminal (gestor/logs.py).
+    log_format: str = ""
+    #: `[logging] access_log`: a line per request on the `gestor.access` logger.
+    access_log: bool = True
+    #: Where the workers of one `gestor serve` share their metrics (GESTOR_METRICS_DIR, set by
+    #: `gestor serve` for its workers; None: this process's own only).
+    metrics_dir: Path | None = None
 
     @property
     def catalogue_path(self) -> Path:
@@ -132,6 +140,10 @@ class Settings:
             env["GESTOR_ADMIN_KEY"] = self.admin_key
         if self.api_keys:
             env["GESTOR_API_KEYS"] = ",".join(f"{n}={k}" for n, k in self.api_keys.items())
+        if self.log_format:
+            env["GESTOR_LOG_FORMAT"] = self.log_format
+        if self.metrics_dir is not None:
+            env["GESTOR_METRICS_DIR"] = str(self.metrics_dir)
         return env
 
     def with_admin_key(self) -> Settings:
@@ -302,7 +314,7 @@ def _read_file(path: Path) -> _Table:
 
 #: The tables of gestor.toml (other tables are refused as unknown).
 _KNOWN_TABLES = frozenset({"server", "database", "embedded", "purchase", "actors", "recovery",
-                           "alarms", "platforms", "simulator", "limits"})
+                           "alarms", "platforms", "simulator", "limits", "logging"})
 
 
 def _check_keys(table: _Table, known: frozenset[str]) -> None:
@@ -422,6 +434,11 @@ def load_settings(
         raise SettingsError("alarms.webhooks must be a list of http(s) URLs",
                             _where(alarms, "webhooks"))
     platforms = dict(data.get("platforms", {}))
+    logging_table = data.get("logging", {})
+    log_format = _get(logging_table, "format", str, "auto", "logging")
+    if log_format not in ("auto", "json", "text"):
+        raise SettingsError(f"logging.format must be auto, json or text, got {log_format!r}",
+                            _where(logging_table, "format"))
     values: dict[str, Any] = {
         "bind": _get(server, "bind", str, "127.0.0.1:8080", "server"),
         "workers": _get(server, "workers", int, 1, "server"),
@@ -449,6 +466,8 @@ def load_settings(
         "platforms": platforms,
         "simulator": dict(data.get("simulator", {})),
         "limits": _read_limits(data.get("limits", {})),
+        "log_format": "" if log_format == "auto" else log_format,
+        "access_log": _get(logging_table, "access_log", bool, True, "logging"),
     }
     data_dir = _get(embedded, "data_dir", str, "", "embedded")
     if data_dir:
@@ -478,6 +497,14 @@ def load_settings(
             sources[key] = var
     if env.get("GESTOR_DATA_DIR"):
         values["data_dir"] = Path(env["GESTOR_DATA_DIR"]).expanduser()
+    if env.get("GESTOR_METRICS_DIR"):
+        values["metrics_dir"] = Path(env["GESTOR_METRICS_DIR"])
+    if env.get("GESTOR_LOG_FORMAT"):
+        if env["GESTOR_LOG_FORMAT"] not in ("auto", "json", "text"):
+            raise SettingsError("the log format must be auto, json or text, got "
+                                f"{env['GESTOR_LOG_FORMAT']!r}", "GESTOR_LOG_FORMAT")
+        values["log_format"] = "" if env["GESTOR_LOG_FORMAT"] == "auto" else \
+            env["GESTOR_LOG_FORMAT"]
     for var, key in (("GESTOR_CERTFILE", "certfile"), ("GESTOR_KEYFILE", "keyfile")):
         if env.get(var):
             values[key] = Path(env[var]).expanduser()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from gestor.metrics import retire_process
 from gestor.serving import listening_socket
 from gestor.settings import Settings, SettingsError
 from gestor.startup import StartupError, sole_error, tls_context
@@ -72,7 +73,7 @@ async def serve_app(app: GestorApp, settings: Settings, sock: socket.socket | No
     config.bind = [settings.bind]
     config.graceful_timeout = settings.shutdown_grace
     config.accesslog = None
-    config.errorlog = "-"
+    config.errorlog = logging.getLogger("hypercorn.error")  # through gestor.logs
     config.keep_alive_timeout = settings.keep_alive_timeout
     stop = stop if stop is not None else trio.Event()
 
@@ -139,7 +140,7 @@ def _worker_main(env: Mapping[str, str], ready: SimpleQueue[int | str]) -> None:
     from gestor.logs import configure_logging
     from gestor.settings import load_settings
 
-    configure_logging()
+    configure_logging(log_format=env.get("GESTOR_LOG_FORMAT"), worker=env.get("GESTOR_WORKER"))
     started = False
 
     def on_ready() -> None:
@@ -176,8 +177,10 @@ def supervise(settings: Settings, env: Mapping[str, str], note: str = "") -> int
     stopping = False
     failure = ""
 
-    def start_one() -> SpawnProcess:
-        process = ctx.Process(target=_worker_main, args=(dict(env), ready), daemon=False)
+    def start_one(index: int) -> SpawnProcess:
+        """Worker `index` (its `worker` in logs and metrics; a replacement keeps it)."""
+        process = ctx.Process(target=_worker_main, args=({**env, "GESTOR_WORKER": str(index)},
+                                                          ready), daemon=False)
         process.start()
         return process
 
@@ -190,7 +193,7 @@ def supervise(settings: Settings, env: Mapping[str, str], note: str = "") -> int
                     os.kill(process.pid, signal.SIGTERM)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    workers = [start_one() for _ in range(settings.workers)]
+    workers = [start_one(i) for i in range(settings.workers)]
     try:
         deadline = time.monotonic() + _READY_TIMEOUT
         started = 0
@@ -219,7 +222,10 @@ def supervise(settings: Settings, env: Mapping[str, str], note: str = "") -> int
                 if not process.is_alive() and not stopping:
                     logger.error("worker %s exited with %s; starting another", process.pid,
                                  process.exitcode)
-                    workers[i] = start_one()
+                    if settings.metrics_dir is not None and process.pid is not None:
+                        # its counters still count, its gauges no longer show
+                        retire_process(settings.metrics_dir, process.pid)
+                    workers[i] = start_one(i)
         for process in workers:
             process.join()
         if failure:

@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 import trio
 
+from gestor.metrics._instruments import ALARMS_RAISED
 from gestor.model import Actor, Alarm, NewAlarm, Severity, Transaction, TxState
 from gestor.store import Store, StoreUnavailable
 
@@ -210,9 +211,15 @@ class AlarmHub:
 
     def _announce(self, alarm: Alarm) -> None:
         self._raised += 1
+        ALARMS_RAISED.inc((alarm.kind, alarm.severity.value))
+        ids: dict[str, object] = {"alarm_id": alarm.id, "kind": alarm.kind}
+        if alarm.msisdn:
+            ids["msisdn"] = alarm.msisdn
+        if alarm.transaction_id:
+            ids["transaction_id"] = str(alarm.transaction_id)
         logger.log(
             _LOG_LEVEL[alarm.severity], "alarm %d %s: %s (msisdn=%s transaction=%s)",
-            alarm.id, alarm.kind, alarm.message, alarm.msisdn, alarm.transaction_id,
+            alarm.id, alarm.kind, alarm.message, alarm.msisdn, alarm.transaction_id, extra=ids,
         )
         self._wakeup.set()  # don't wait for our own NOTIFY to come back
         for sink in self.sinks:
@@ -225,6 +232,7 @@ class AlarmHub:
         alarm = Alarm(0, datetime.now(UTC), new.kind, new.severity, new.message, new.msisdn,
                       new.transaction_id, dict(new.details))
         self._raised += 1
+        ALARMS_RAISED.inc((alarm.kind, alarm.severity.value))
         self._fan_out(alarm)
         if to_sinks:
             for sink in self.sinks:

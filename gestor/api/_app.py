@@ -19,12 +19,14 @@ from quart import Response, request, websocket
 from werkzeug.exceptions import HTTPException
 
 from gestor.api import (
+    _access,
     _admin,
     _admin_alarms,
     _admin_audit,
     _admin_catalogue,
     _admin_keys,
     _guards,
+    _metrics,
     _protocol_fixes,
 )
 from gestor.api import _registry as reg
@@ -47,6 +49,7 @@ from gestor.api._problems import ApiProblem, json_response, problem
 from gestor.api._registry import Answer, documented
 from gestor.api._requests import PurchaseRequest
 from gestor.keyring import KeyRing
+from gestor.logs import msisdn_var, transaction_id_var
 from gestor.model import PENDING_STATES, NewTransaction, TxState
 from gestor.platforms import PlatformError
 from gestor.purchase import Busy, Crowded
@@ -82,6 +85,7 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     app.config["BODY_TIMEOUT"] = settings.keep_alive_timeout
     app.config["JSON_SORT_KEYS"] = False
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = settings.shutdown_grace
+    _access.install(app, settings)  # first: request id, access log, request metrics
     stop = trio.Event()
     stopped = trio.Event()
 
@@ -132,6 +136,7 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _admin_keys.register(app, settings)
     _admin_catalogue.register(app, settings)
     register_docs(app)
+    _metrics.register(app, settings)
     return app
 
 
@@ -246,6 +251,8 @@ def _routes(app: GestorApp, settings: Settings) -> None:
             idempotency_key=key, request_hash=_request_hash(msisdn, bono_id, channel),
             at=datetime.now(UTC),
         )
+        transaction_id_var.set(str(new.id))  # this request's log lines name the purchase
+        msisdn_var.set(msisdn)
         outcome = await rt.purchases.purchase(new)
         # Honest answers (README, "Buy a bono"): a 503 SERVICE_UNAVAILABLE/BUSY or a 429 means
         # nothing was written and nothing will be; OUTCOME_UNKNOWN that it may have been.
@@ -281,6 +288,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
             )
         assert isinstance(outcome, Accepted | Replayed)
         tx = outcome.transaction
+        transaction_id_var.set(str(tx.id))  # a replay's is the first request's
         if wait > 0:
             tx = await rt.purchases.wait_final(tx, wait)
         headers = {"Location": f"/v1/transactions/{tx.id}"}

@@ -15,7 +15,8 @@ Every /v1 request is authenticated before its route runs, and the caller, a `Pri
 Channel calls need a channel key whose scopes cover them (`403 FORBIDDEN_SCOPE` naming the
 missing `scope`: `call:purchase`, `channel:web`, `msisdn:5491...`, `read:all`); operator keys may
 only read. Admin routes need an operator key whose role reaches the route's (`ROUTE_ROLES`:
-403 `FORBIDDEN_ROLE` naming the `role`); the alarm feed needs `viewer`. The operator recorded
+403 `FORBIDDEN_ROLE` naming the `role`); the alarm feed and `/metrics` need `viewer` (both open
+in the open mode). The operator recorded
 for a change is the key's name, never a header.
 """
 
@@ -77,6 +78,9 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/v1/admin/keys"): "admin",
     ("POST", "/v1/admin/keys/<key_id>/revoke"): "admin",
     ("POST", "/v1/admin/keys/<key_id>/rotate"): "admin",
+    # Outside /v1: Prometheus scrapes with a viewer key (open, as the alarm feed, on a
+    # loopback server without channel keys).
+    ("GET", "/metrics"): "viewer",
 }
 
 #: The call each channel route is, by (method, route rule) (the scopes `call:<call>`).
@@ -184,6 +188,9 @@ async def check_request(settings: Settings) -> None:
     """Authenticate a /v1 request and check its route's role or call (`before_request`)."""
     path = request.path
     if not path.startswith("/v1/"):
+        route = _route_key(request.method)
+        if route is not None and route in ROUTE_ROLES:  # /metrics
+            await _check_operator_route(settings, ROUTE_ROLES[route])
         return
     principal = await authenticate(settings, _keyring(), request.headers)
     if principal is not None:
@@ -211,6 +218,17 @@ async def check_request(settings: Settings) -> None:
     missing = principal.missing_call(call)
     if missing is not None:
         raise forbidden_scope(missing)
+
+
+async def _check_operator_route(settings: Settings, role: str) -> None:
+    """A route outside /v1 for operators' tools: an operator key with `role`, or none where
+    the server is open."""
+    principal = await authenticate(settings, _keyring(), request.headers)
+    if principal is None:
+        raise _unauthorized("an operator API key is required (Authorization: Bearer <key>)")
+    g.principal = principal
+    if principal.kind != "open" and not principal.has_role(role):
+        raise _forbidden_role(role, principal)
 
 
 async def check_websocket(settings: Settings) -> None:

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from gestor.api._body import JSON, TOML, check_media_type, has_body
 from gestor.api._problems import ApiProblem, problem
+from gestor.logs import request_id_var
 
 if TYPE_CHECKING:
     from quart import Quart
@@ -54,7 +55,7 @@ def install(app: Quart, max_request_bytes: int) -> None:
             return exc.response()
         if isinstance(exc, HTTPException):  # pragma: no cover - likewise
             return problem(exc.code or 500, "HTTP_ERROR", exc.description or "error")
-        request_id = uuid.uuid4().hex
+        request_id = request_id_var.get() or uuid.uuid4().hex  # the Request-Id header's
         method, path = ((request.method, request.path) if has_request_context()
                         else ("WEBSOCKET", websocket.path))
         logger.error("unexpected error answering %s %s (request %s)", method, path[:200],

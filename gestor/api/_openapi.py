@@ -124,7 +124,7 @@ TAGS = {
     "Restrictions": "per-subscriber restrictions the rules see",
     "Keys": "API keys and their scopes or roles",
     "Audit": "who changed what, and when",
-    "Operations": "statistics and reconciliation",
+    "Operations": "statistics, metrics and reconciliation",
     "Health": "liveness and readiness",
     "Reference": "this document and its page",
 }
@@ -329,9 +329,12 @@ def problem_example(status: int, code: str) -> dict[str, Any]:
 
 
 def _headers(names: Iterable[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"Gestor-Worker": {
-        "description": "the process id of the worker that answered",
-        "schema": {"type": "string"}}}
+    out: dict[str, Any] = {
+        "Gestor-Worker": {"description": "the process id of the worker that answered",
+                          "schema": {"type": "string"}},
+        "Request-Id": {"description": "this request's id (the client's `X-Request-Id` or "
+                       "`Request-Id` if sane, else generated), also in its log lines and as "
+                       "`request_id` in a problem body", "schema": {"type": "string"}}}
     for name in names:
         description, schema = _RESPONSE_HEADERS[name]
         out[name] = {"description": description, "schema": schema}

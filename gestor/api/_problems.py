@@ -7,6 +7,8 @@ from typing import Any
 import msgspec
 from quart import Response
 
+from gestor.logs import request_id_var
+
 PROBLEM_TYPE = "https://gestor.dev/problems/"
 _encode = msgspec.json.Encoder().encode
 
@@ -49,6 +51,10 @@ def problem(status: int, code: str, detail: str, *, field: str | None = None,
     if field is not None:
         body["field"] = field
     body.update(extra)
+    if "request_id" not in body:
+        request_id = request_id_var.get()
+        if request_id is not None:  # the request's Request-Id (gestor/api/_access.py)
+            body["request_id"] = request_id
     return Response(_encode(body), status=status, headers=headers,
                     content_type="application/problem+json")
 

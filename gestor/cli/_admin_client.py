@@ -66,6 +66,9 @@ class GestorAdmin:
             "POST", f"/v1/admin/{kind}", {"source": source, "description": description}
         )
 
+    async def statistics(self) -> dict[str, Any]:
+        return await self._call("GET", "/v1/admin/statistics")
+
     async def activate(self, version: int, kind: str = "rules") -> dict[str, Any]:
         return await self._call("POST", f"/v1/admin/{kind}/{version}/activate")
 

@@ -19,13 +19,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
 from gestor.cli import _audit as cli_audit
 from gestor.cli import _catalogue as cli_catalogue
 from gestor.cli import _keys as cli_keys
 from gestor.cli import _rules as cli_rules
-from gestor.logs import configure_logging
+from gestor.cli import _status as cli_status
+from gestor.logs import FORMATS, configure_logging
 from gestor.settings import Settings, SettingsError, load_settings
 from gestor.startup import StartupError, sole_error
 
@@ -45,7 +47,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gestor.metrics import gestor_version
+
     parser = argparse.ArgumentParser(prog="gestor", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gestor {gestor_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run Gestor (embedded PostgreSQL and simulator unless "
                            "configured otherwise)")
@@ -58,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(PEM, with its intermediates; GESTOR_CERTFILE); needs --keyfile")
     serve.add_argument("--keyfile", type=Path, help="the certificate's private key (PEM, "
                        "unencrypted; GESTOR_KEYFILE)")
+    serve.add_argument("--log-format", choices=FORMATS, help="json (one object per line) or "
+                       "text (GESTOR_LOG_FORMAT, [logging] format; default: json unless stderr "
+                       "is a terminal)")
     sim = sub.add_parser("simulate", help="run the platform simulator on its own")
     _common(sim)
     sim.add_argument("--bind", default="127.0.0.1:8090", help="HOST:PORT (default "
@@ -72,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         "charging system's debits and refunds; report every mismatch. Exit status: 0 clean, "
         "1 mismatches, 2 usage or configuration error, 3 a side could not be read.")
     _common(rec)
-    rec.add_argument("--platforms", help="base URL of the charging system (or "
-                     "GESTOR_PLATFORMS_URL; `gestor serve` logs its simulator's URL)")
+    rec.add_argument("--platforms", help="base URL of the charging system (default "
+                     "GESTOR_PLATFORMS_URL, else that of the running `gestor serve` of the data "
+                     "directory: its simulator's)")
     rec.add_argument("--since", type=_instant, help="ISO 8601, no zone means UTC (default: "
                      "24 h before --until)")
     rec.add_argument("--until", type=_instant, help="ISO 8601, exclusive (default: now)")
@@ -82,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "inconsistent) transactions count as mismatches")
     cli_rules.add_parser(sub)
     cli_catalogue.add_parser(sub)
+    cli_status.add_parser(sub)
     cli_audit.add_parser(sub)
     cli_keys.add_parser(sub)
     return parser
@@ -89,10 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(getattr(args, "log_level", None))
+    # `serve` logs as its settings say (json off a terminal); the simulator it starts, as it
+    # does (GESTOR_LOG_FORMAT); the other commands, text.
+    log_format = (getattr(args, "log_format", None) if args.command == "serve"
+                  else os.environ.get("GESTOR_LOG_FORMAT", "text") if args.command == "simulate"
+                  else "text")
+    configure_logging(getattr(args, "log_level", None), log_format,
+                      worker="simulator" if args.command == "simulate" else None)
     try:
         if args.command == "serve":
             return serve(args)
+        if args.command == "status":
+            return cli_status.run(_settings(args), args.json)
         if args.command == "reconcile":
             return reconcile(args)
         if args.command == "rules":
@@ -175,9 +193,13 @@ def reconcile(args: argparse.Namespace) -> int:
 
     settings = _settings(args, platforms_url=args.platforms)
     if not settings.platforms_url:
+        state = cli_status.running(settings.data_dir)
+        if state is not None and state.get("platforms_url"):
+            settings = attrs.evolve(settings, platforms_url=str(state["platforms_url"]))
+    if not settings.platforms_url:
         print("gestor: reconcile needs the charging system's URL: pass --platforms URL or set "
-              "GESTOR_PLATFORMS_URL (for the built-in simulator, the URL `gestor serve` logs "
-              "as 'platform simulator ... at URL')", file=sys.stderr)
+              "GESTOR_PLATFORMS_URL (none is running `gestor serve` with data directory "
+              f"{settings.data_dir})", file=sys.stderr)
         return 2
     until = args.until or datetime.now(UTC)
     since = args.since or until - timedelta(hours=24)
@@ -242,7 +264,10 @@ def _start_simulator(settings: Settings, stack: contextlib.ExitStack) -> str:
     cmd = [sys.executable, "-m", "gestor", "simulate", "--bind", "127.0.0.1:0", "--stop-on-eof",
            "--config", str(settings.config_dir),
            "--state-dir", str(settings.data_dir / "simulator")]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    from gestor.logs import default_format
+
+    env = {**os.environ, "GESTOR_LOG_FORMAT": settings.log_format or default_format()}
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
 
     def stop() -> None:
@@ -292,7 +317,9 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args, bind=args.bind, workers=args.workers,
                          platforms_url=args.platforms, certfile=args.certfile,
-                         keyfile=args.keyfile)
+                         keyfile=args.keyfile, log_format=args.log_format)
+    configure_logging(args.log_level, settings.log_format or None,
+                      worker="0" if settings.workers == 1 else "main")
     try:
         settings = settings.with_admin_key()  # the first write to the data directory
     except OSError as exc:
@@ -338,6 +365,15 @@ def serve(args: argparse.Namespace) -> int:
             if prepared.applied:
                 logger.info("database migrated: %s", ", ".join(prepared.applied))
             platforms_url = settings.platforms_url or _start_simulator(settings, stack)
+            if settings.workers > 1:  # their metrics add up there (gestor/metrics/_files.py)
+                from gestor.metrics import prepare_directory
+
+                settings = attrs.evolve(
+                    settings, metrics_dir=prepare_directory(settings.data_dir / "metrics"))
+            cli_status.record_serve(settings, dsn=dsn, database=where,
+                                    platforms_url=platforms_url,
+                                    simulator=not settings.platforms_url)
+            stack.callback(cli_status.forget_serve, settings)
             if settings.workers == 1:
                 code = _serve_one(settings, dsn, platforms_url, sock, exposure)
             else:

@@ -32,9 +32,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                        ("push", "store FILE as a new draft version on a running server")):
         p = actions.add_parser(name, help=text)
         p.add_argument("file", type=Path)
-        p.add_argument("--url", default=os.environ.get("GESTOR_URL", "http://127.0.0.1:8080"),
-                       help="the server (default GESTOR_URL or http://127.0.0.1:8080); the admin "
-                       "key comes from GESTOR_ADMIN_KEY")
+        p.add_argument("--url", help="the server (default GESTOR_URL, else the running `gestor "
+                       "serve` of the data directory, else http://127.0.0.1:8080); the admin key "
+                       "comes from GESTOR_ADMIN_KEY, else that server's <data dir>/admin.key")
+        p.add_argument("--config", type=Path, help="config directory (GESTOR_CONFIG_DIR)")
+        p.add_argument("--data-dir", type=Path, help="the data directory of the `gestor serve` "
+                       "to talk to (GESTOR_DATA_DIR)")
         if name == "dry-run":
             p.add_argument("--msisdn", action="append", required=True, help="repeatable")
             p.add_argument("--channel")
@@ -70,12 +73,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.file}: OK ({len(warnings)} warning(s))")
         return 0
 
-    key = os.environ.get("GESTOR_ADMIN_KEY", "")
+    from gestor.cli._status import admin_key, local_url, running
+
+    data_dir = load_settings(args.config, data_dir=args.data_dir).data_dir
+    state = running(data_dir)
+    url = args.url or os.environ.get("GESTOR_URL") or (
+        local_url(state) if state is not None else "http://127.0.0.1:8080")
+    # The data directory's admin key goes only to the server of that data directory.
+    ours = state is not None and url.rstrip("/") == local_url(state)
+    key = admin_key(data_dir) if ours else os.environ.get("GESTOR_ADMIN_KEY", "")
     if not key:
-        print("gestor rules: set GESTOR_ADMIN_KEY to the server's admin key", file=sys.stderr)
+        print("gestor rules: set GESTOR_ADMIN_KEY to the server's admin key (none in "
+              f"{data_dir / 'admin.key'})", file=sys.stderr)
         return 2
     try:
-        return trio.run(_remote, args, source, key)
+        return trio.run(_remote, args, source, key, url)
     except AdminApiError as exc:
         print(f"gestor rules: {exc} ({exc.status or 'no answer'})", file=sys.stderr)
         for issue in exc.problem.get("issues", []):
@@ -84,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-async def _remote(args: argparse.Namespace, source: str, key: str) -> int:
-    """`dry-run` or `push` against the server's admin API."""
-    async with open_admin(args.url, key) as admin:
+async def _remote(args: argparse.Namespace, source: str, key: str, url: str) -> int:
+    """`dry-run` or `push` against the server's admin API at `url`."""
+    async with open_admin(url, key) as admin:
         if args.rules_command == "dry-run":
             result = await admin.dry_run(source, args.msisdn, args.channel, args.bono)
             print(json.dumps(result, indent=2))

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -26,6 +27,8 @@ from urllib.parse import quote, urlencode
 import attrs
 import msgspec
 import trio
+
+from gestor.metrics._instruments import PLATFORM_CALL_SECONDS
 
 from ._breaker import CircuitBreaker
 from ._errors import (
@@ -201,13 +204,14 @@ class Platforms:
 
     async def subscriber(self, msisdn: str) -> Profile:
         """Profile from the data warehouse; unknown msisdn -> PlatformRejected(NOT_FOUND)."""
-        content = await self._call("dwh", "GET", f"/dwh/subscribers/{_q(msisdn)}")
+        content = await self._call("dwh", "GET", f"/dwh/subscribers/{_q(msisdn)}",
+                                   op="subscriber")
         return self._decode("dwh", content, Profile, mutating=False)
 
     # -- ocs -----------------------------------------------------------------------------------
 
     async def account(self, msisdn: str) -> Account:
-        content = await self._call("ocs", "GET", f"/ocs/accounts/{_q(msisdn)}")
+        content = await self._call("ocs", "GET", f"/ocs/accounts/{_q(msisdn)}", op="account")
         return self._decode("ocs", content, Account, mutating=False)
 
     async def profile(self, msisdn: str) -> CustomerData:
@@ -246,7 +250,8 @@ class Platforms:
         if reason is not None:
             body["reason"] = reason
         _q(tx_id)
-        content = await self._call("ocs", "POST", "/ocs/debits", body=body, mutating=True)
+        content = await self._call("ocs", "POST", "/ocs/debits", body=body, mutating=True,
+                                   op="debit")
         return self._decode("ocs", content, DebitReceipt, mutating=True)
 
     async def lookup_debit(self, tx_id: str) -> DebitReceipt | None:
@@ -256,7 +261,8 @@ class Platforms:
         neither opens nor closes the circuit (as ``lookup_refund`` and ``lookup_provision``).
         """
         try:
-            content = await self._call("ocs", "GET", f"/ocs/debits/{_q(tx_id)}", guarded=False)
+            content = await self._call("ocs", "GET", f"/ocs/debits/{_q(tx_id)}", guarded=False,
+                                       op="lookup_debit")
         except PlatformRejected as exc:
             if exc.status == 404:
                 return None
@@ -273,14 +279,15 @@ class Platforms:
         """
         _q(refund_id)
         body = {"id": refund_id, "debit_id": tx_id, "msisdn": msisdn, "amount": amount}
-        content = await self._call("ocs", "POST", "/ocs/refunds", body=body, mutating=True)
+        content = await self._call("ocs", "POST", "/ocs/refunds", body=body, mutating=True,
+                                   op="refund")
         return self._decode("ocs", content, RefundReceipt, mutating=True)
 
     async def lookup_refund(self, refund_id: str) -> RefundReceipt | None:
         """The refund made with ``refund_id``, or None; a settlement lookup (no circuit)."""
         try:
             path = f"/ocs/refunds/{_q(refund_id)}"
-            content = await self._call("ocs", "GET", path, guarded=False)
+            content = await self._call("ocs", "GET", path, guarded=False, op="lookup_refund")
         except PlatformRejected as exc:
             if exc.status == 404:
                 return None
@@ -368,13 +375,15 @@ class Platforms:
             "voice_min": int(bono_spec.get("voice_min", 0)),
             "sms": int(bono_spec.get("sms", 0)),
         }
-        content = await self._call("prov", "POST", "/prov/bundles", body=body, mutating=True)
+        content = await self._call("prov", "POST", "/prov/bundles", body=body, mutating=True,
+                                   op="provision")
         return self._decode("prov", content, Provisioned, mutating=True)
 
     async def lookup_provision(self, tx_id: str) -> Provisioned | None:
         """The bundle given with ``tx_id``, or None; a settlement lookup (no circuit)."""
         try:
-            content = await self._call("prov", "GET", f"/prov/bundles/{_q(tx_id)}", guarded=False)
+            content = await self._call("prov", "GET", f"/prov/bundles/{_q(tx_id)}", guarded=False,
+                                       op="lookup_provision")
         except PlatformRejected as exc:
             if exc.status == 404:
                 return None
@@ -435,12 +444,39 @@ class Platforms:
         body: Mapping[str, Any] | None = None,
         mutating: bool = False,
         guarded: bool = True,
+        op: str = "other",
     ) -> bytes:
-        """One call with retries; returns the body of a 2xx answer.
+        """One call with retries; returns the body of a 2xx answer. Its duration goes to
+        ``gestor_platform_call_duration_seconds`` by platform, operation ``op`` and outcome.
 
         ``guarded=False`` (settlement lookups) skips the circuit breaker: the call is attempted
         whatever the circuit's state, and its outcomes neither trip nor reset it.
         """
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await self._call_retrying(platform, method, path, body, mutating, guarded)
+        except CircuitOpen:
+            outcome = "circuit_open"
+            raise
+        except trio.Cancelled:
+            outcome = "cancelled"
+            raise
+        except PlatformRejected:
+            outcome = "rejected"
+            raise
+        except OutcomeUnknown:
+            outcome = "unknown"
+            raise
+        except BaseException:
+            outcome = "unavailable"
+            raise
+        finally:
+            PLATFORM_CALL_SECONDS.observe((platform, op, outcome), time.perf_counter() - started)
+
+    async def _call_retrying(self, platform: str, method: str, path: str,
+                             body: Mapping[str, Any] | None, mutating: bool, guarded: bool
+                             ) -> bytes:
         ep = self._endpoints[platform]
         content = None if body is None else _encoder.encode(body)
         settings = ep.settings

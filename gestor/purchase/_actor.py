@@ -28,11 +28,12 @@ import attrs
 import trio
 
 from actors import ActorBase, ActorContext
+from gestor.logs import msisdn_var, transaction_id_var
 from gestor.model import NewTransaction, Transaction
 from gestor.platforms import PlatformError
 from gestor.purchase._completions import Completions
 from gestor.purchase._deps import PurchaseDeps, SubscriberView
-from gestor.purchase._saga import SagaAbandoned, run_purchase
+from gestor.purchase._saga import SagaAbandoned, count_movement, run_purchase
 from gestor.rules import CompiledRules
 from gestor.store import (
     Accepted,
@@ -89,6 +90,8 @@ class SubscriberActor(ActorBase[object, object]):
 
     async def _buy(self, ctx: ActorContext, buy: Buy) -> AcceptOutcome | Unsettled:
         new, deadline, ticket = buy.tx, buy.deadline, buy.ticket
+        msisdn_var.set(new.msisdn)  # this turn's log lines name the purchase and its mobile
+        transaction_id_var.set(str(new.id))
         if ticket.withdrawn:  # its asker gave up and answered "nothing was done"
             return Expired("its asker gave up before the subscriber's actor took it")
         ticket.started = True
@@ -134,6 +137,8 @@ class SubscriberActor(ActorBase[object, object]):
         after all, run its saga here, as its turn would have. Retries with its key wait for
         this (within their own deadline)."""
         key = (new.client, new.idempotency_key)
+        msisdn_var.set(new.msisdn)
+        transaction_id_var.set(str(new.id))
         try:
             await self._take_late(ctx, new, answer)
         finally:
@@ -170,6 +175,8 @@ class SubscriberActor(ActorBase[object, object]):
         """The saga, as a child task of this actor (it keeps the actor alive while it runs),
         deciding on the history its acceptance read, under the versions active then."""
         final: Transaction | None = None
+        msisdn_var.set(tx.msisdn)  # the saga's own task: every line it logs names them
+        transaction_id_var.set(str(tx.id))
         try:
             final = await run_purchase(self.deps, tx, view, rules)
         except (SagaAbandoned, StoreUnavailable) as exc:  # a line, not a traceback
@@ -184,6 +191,7 @@ class SubscriberActor(ActorBase[object, object]):
         if self.pending is not None and self.pending.id == tx.id:
             self.pending = None
         self.deps.profiles.forget(self.msisdn)
+        count_movement(final, None)
         self.completions.end(tx.id, final)
 
 

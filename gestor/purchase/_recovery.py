@@ -34,12 +34,14 @@ from datetime import timedelta
 import attrs
 import trio
 
+from gestor.logs import msisdn_var, transaction_id_var
 from gestor.model import NewAlarm, Reason, Severity, Transaction, TxState
 from gestor.platforms import PlatformError
 from gestor.purchase import _steps as steps
 from gestor.purchase._deps import PurchaseDeps
 from gestor.purchase._saga import (
     SagaAbandoned,
+    count_movement,
     provision_charged,
     provisioned,
     refund_id,
@@ -171,6 +173,8 @@ class Recoverer:
         return total
 
     async def _recover(self, tx: Transaction) -> None:
+        msisdn_var.set(tx.msisdn)  # its own task: every line logged for it names them
+        transaction_id_var.set(str(tx.id))
         try:
             await self._resume(tx)
         finally:
@@ -187,6 +191,8 @@ class Recoverer:
             self._errors += 1
             logger.exception("recovery of %s (%s) failed", tx.id, tx.state)
             final = tx
+        if final is not tx:
+            count_movement(final, tx.state)
         if final is not tx or final.state.terminal:
             try:
                 await self.deps.alarms.resolve_transaction(final)

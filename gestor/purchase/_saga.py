@@ -9,12 +9,19 @@ durable point is written before the next side effect.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import trio
 
+from gestor.metrics._instruments import (
+    MOVEMENTS,
+    MOVEMENTS_HANDED_OVER,
+    MOVEMENTS_INCONSISTENT,
+    SAGA_STEP_SECONDS,
+)
 from gestor.model import NewAlarm, Reason, Severity, Transaction, Transition, TxState
 from gestor.platforms import DebitReceipt, OutcomeUnknown, PlatformError, PlatformRejected
 from gestor.purchase import _steps as steps
@@ -34,6 +41,41 @@ class SagaAbandoned(Exception):
     stayed unreachable; the recoverer takes over from the last durable state."""
 
 
+#: The movement kind this saga runs (the `kind` label of its metrics).
+KIND = "purchase"
+
+
+class _Step:
+    """`with _Step("debit"):` times one step of the saga (gestor_saga_step_duration_seconds)."""
+
+    __slots__ = ("key", "started")
+
+    def __init__(self, step: str) -> None:
+        self.key = (KIND, step)
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        SAGA_STEP_SECONDS.observe(self.key, time.perf_counter() - self.started)
+
+
+def count_movement(tx: Transaction | None, before: TxState | None) -> None:
+    """Count a movement that ended as `tx` (None: its saga stopped without a state) having
+    been in state `before` (None: its saga ran it from the start) in the movement metrics."""
+    if tx is None:
+        MOVEMENTS_HANDED_OVER.inc((KIND,))
+    elif tx.state.terminal:
+        if before is None or not before.terminal:
+            MOVEMENTS.inc((KIND, tx.state.value))
+    elif tx.state is TxState.INCONSISTENT:
+        if before is not TxState.INCONSISTENT:
+            MOVEMENTS_INCONSISTENT.inc((KIND,))
+    elif before is None:
+        MOVEMENTS_HANDED_OVER.inc((KIND,))
+
+
 def refund_id(tx_id: uuid.UUID) -> str:
     """The refund's idempotency key: derived from the transaction, so a retry is the same one."""
     return str(uuid.uuid5(_REFUND_NAMESPACE, str(tx_id)))
@@ -43,7 +85,8 @@ async def write(deps: PurchaseDeps, tx: Transaction, move: Transition) -> Transa
     delay = 0.05
     for attempt in range(6):
         try:
-            at = await deps.store.transition(move)
+            with _Step("write"):
+                at = await deps.store.transition(move)
             if at is not None:
                 return steps.applied(tx, move, at)
             raise SagaAbandoned(f"{tx.id}: no longer in state {move.expect}")
@@ -71,11 +114,13 @@ async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView
     rules = deps.rules if rules is None else rules
     now = deps.now()
     try:
-        customer = await deps.profiles.get(tx.msisdn)
+        with _Step("profile"):
+            customer = await deps.profiles.get(tx.msisdn)
     except PlatformError as exc:
         return await write(deps, tx, steps.failed(tx, _platform_reason(exc, "profile"), now))
 
-    verdict = deps.decide(tx, customer, view, now, rules)
+    with _Step("rules"):
+        verdict = deps.decide(tx, customer, view, now, rules)
     if not verdict.accepted:
         return await write(deps, tx, steps.rejected(tx, verdict, now))
     assert verdict.price is not None
@@ -84,7 +129,8 @@ async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView
     assert bono is not None  # `decide` rejects a bono its catalogue does not have
     if verdict.operation == steps.PROVISION_ONLY:
         try:
-            await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
+            with _Step("provision"):
+                await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
         except PlatformError as exc:
             reason = _platform_reason(exc, "provisioning")
             return await write(deps, tx, steps.failed(tx, reason, deps.now(), verdict))
@@ -92,7 +138,8 @@ async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView
 
     # debit_and_provision
     try:
-        receipt = await deps.platforms.debit(str(tx.id), tx.msisdn, verdict.price)
+        with _Step("debit"):
+            receipt = await deps.platforms.debit(str(tx.id), tx.msisdn, verdict.price)
         note = f"debited {verdict.price} {verdict.currency}, balance {receipt.balance_after}"
     except OutcomeUnknown:
         found = await _resolve_debit(deps, tx)
@@ -154,7 +201,8 @@ async def provision_charged(deps: PurchaseDeps, tx: Transaction) -> Transaction:
         return await refund_charged(deps, tx, Reason(
             "UNKNOWN_BONO", f"bono {tx.bono_id!r} is not in the catalogue; debit refunded"))
     try:
-        await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
+        with _Step("provision"):
+            await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
     except OutcomeUnknown as exc:
         # It may have been given: ask before refunding a bundle the subscriber has.
         given = await provisioned(deps, tx)
@@ -186,7 +234,8 @@ async def refund_charged(deps: PurchaseDeps, tx: Transaction, reason: Reason) ->
     """Give the money back; if that fails, mark the transaction inconsistent and alarm."""
     assert tx.price is not None
     try:
-        await deps.platforms.refund(refund_id(tx.id), str(tx.id), tx.msisdn, tx.price)
+        with _Step("refund"):
+            await deps.platforms.refund(refund_id(tx.id), str(tx.id), tx.msisdn, tx.price)
     except PlatformError as exc:
         why = _platform_reason(exc, "refund")
         tx = await write(

@@ -20,6 +20,8 @@ from typing import Generic, TypeVar
 import attrs
 import trio
 
+from gestor.metrics._instruments import DB_BATCH_SIZE
+
 In = TypeVar("In")
 Out = TypeVar("Out")
 
@@ -169,6 +171,7 @@ class Batcher(Generic[In, Out]):
         self._batches += 1
         self._items += len(batch)
         self._largest = max(self._largest, len(batch))
+        DB_BATCH_SIZE.observe((self.name,), len(batch))
         self._in_flight += 1
         try:
             results = await runner([slot.item for slot in batch])

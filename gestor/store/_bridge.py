@@ -27,6 +27,7 @@ import functools
 import logging
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -35,6 +36,7 @@ import attrs
 import outcome
 import trio
 
+from gestor.metrics._instruments import DB_CROSSING_SECONDS
 from gestor.store._health import DatabaseHealth, StoreUnavailable
 
 logger = logging.getLogger("gestor.store")
@@ -184,6 +186,7 @@ class Bridge:
         self.health.check()
         self._crossings += 1
         self._in_flight += 1
+        started = time.perf_counter()
         try:
             return await self._side.call(fn, *args)
         except _NotConnected as exc:
@@ -194,6 +197,7 @@ class Bridge:
             raise StoreUnavailable(str(exc)) from exc
         finally:
             self._in_flight -= 1
+            DB_CROSSING_SECONDS.observe((), time.perf_counter() - started)
 
     def lane(self, *, timeout: float = 30.0) -> Lane:
         """A dedicated connection (opened on first use, reopened after it is lost) for one

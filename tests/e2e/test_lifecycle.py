@@ -90,7 +90,7 @@ def serve_in_session(args: list[str], env: dict[str, str], stderr: Path
 
 # -- a clean stop ---------------------------------------------------------------------------------
 def _simulator_url(stderr: Path) -> str:
-    match = re.search(r"platform simulator \(pid \d+\) at (\S+)", stderr.read_text())
+    match = re.search(r"platform simulator \(pid \d+\) at ([^\s\"]+)", stderr.read_text())
     assert match, stderr.read_text()
     return match.group(1)
 
