@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 import trio
 
-from gestor.metrics._instruments import ALARMS_RAISED
+from gestor.metrics import ALARMS_RAISED
 from gestor.model import Actor, Alarm, NewAlarm, Severity, Transaction, TxState
 from gestor.store import Store, StoreUnavailable
 

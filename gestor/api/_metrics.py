@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart import Response
 
+from gestor.api._metrics_reading import read_statistics
 from gestor.api._registry import Answer, documented
 from gestor.metrics import CONTENT_TYPE, Publisher, read_snapshots, render, snapshot
 
@@ -29,7 +30,7 @@ def register(app: GestorApp, settings: Settings) -> None:
     def collect() -> dict[str, Any]:
         runtime = getattr(app, "runtime", None)
         limiter = getattr(app, "limiter", None)
-        return snapshot(runtime, limiter, app.connections)
+        return snapshot(read_statistics(runtime, limiter, app.connections))
 
     if settings.metrics_dir is not None:
         directory = settings.metrics_dir

@@ -193,7 +193,7 @@ def run(settings: Settings, as_json: bool) -> int:
     if "rules_version" in state:
         lines.append(f"rules:       version {state['rules_version']} active")
     if "catalogue_version" in state:
-        lines.append(f"catalogue:   version {state['catalogue_version']}")
+        lines.append(f"catalogue:   version {state['catalogue_version']} active")
     if "error" in state:
         lines.append(f"versions:    unknown ({state['error']})")
     print("\n".join(lines))

@@ -11,9 +11,12 @@ from gestor.metrics._instruments import (
     HTTP_REQUEST_SECONDS,
     HTTP_REQUESTS,
     MOVEMENTS,
+    MOVEMENTS_HANDED_OVER,
+    MOVEMENTS_INCONSISTENT,
     PLATFORM_CALL_SECONDS,
     SAGA_STEP_SECONDS,
 )
+from gestor.metrics._statistics import Reading, Series
 
 __all__ = [
     "ALARMS_RAISED",
@@ -23,9 +26,13 @@ __all__ = [
     "HTTP_REQUESTS",
     "HTTP_REQUEST_SECONDS",
     "MOVEMENTS",
+    "MOVEMENTS_HANDED_OVER",
+    "MOVEMENTS_INCONSISTENT",
     "PLATFORM_CALL_SECONDS",
     "SAGA_STEP_SECONDS",
     "Publisher",
+    "Reading",
+    "Series",
     "gestor_version",
     "prepare_directory",
     "read_snapshots",

@@ -10,7 +10,7 @@ import functools
 import os
 from collections.abc import Iterable, Iterator
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -23,12 +23,7 @@ from prometheus_client.registry import Collector
 
 from gestor.logs import worker_label
 from gestor.metrics._instruments import INSTRUMENTS, Counter, Histogram
-from gestor.metrics._statistics import COUNTERS, GAUGES, read_statistics
-
-if TYPE_CHECKING:
-    from gestor.ratelimits import RateLimiter
-    from gestor.runtime import Runtime
-    from gestor.serving import ConnectionTable
+from gestor.metrics._statistics import COUNTERS, GAUGES, Reading
 
 __all__ = ["CONTENT_TYPE", "gestor_version", "render", "snapshot"]
 
@@ -46,10 +41,9 @@ def gestor_version() -> str:
         return "unknown"
 
 
-def snapshot(runtime: Runtime | None, limiter: RateLimiter | None,
-             connections: ConnectionTable | None) -> Snapshot:
-    """This process's metrics now: its instruments and what its statistics records say."""
-    reading = read_statistics(runtime, limiter, connections)
+def snapshot(reading: Reading) -> Snapshot:
+    """This process's metrics now: its instruments and what its statistics records say
+    (`reading`)."""
     counters = {c.name: c.dump() for c in _COUNTERS.values()}
     counters.update(reading.counters)
     return {

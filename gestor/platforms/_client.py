@@ -28,7 +28,7 @@ import attrs
 import msgspec
 import trio
 
-from gestor.metrics._instruments import PLATFORM_CALL_SECONDS
+from gestor.metrics import PLATFORM_CALL_SECONDS
 
 from ._breaker import CircuitBreaker
 from ._errors import (

@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TypeVar
 
 import trio
 
-from gestor.metrics._instruments import (
+from gestor.metrics import (
     MOVEMENTS,
     MOVEMENTS_HANDED_OVER,
     MOVEMENTS_INCONSISTENT,

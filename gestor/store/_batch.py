@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 import attrs
 import trio
 
-from gestor.metrics._instruments import DB_BATCH_SIZE
+from gestor.metrics import DB_BATCH_SIZE
 
 In = TypeVar("In")
 Out = TypeVar("Out")

@@ -36,7 +36,7 @@ import attrs
 import outcome
 import trio
 
-from gestor.metrics._instruments import DB_CROSSING_SECONDS
+from gestor.metrics import DB_CROSSING_SECONDS
 from gestor.store._health import DatabaseHealth, StoreUnavailable
 
 logger = logging.getLogger("gestor.store")

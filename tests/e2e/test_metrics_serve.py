@@ -204,9 +204,11 @@ def test_status_version_and_the_commands_that_find_the_server(
         f"data dir:    {two_workers.data_dir}",
         f"config dir:  {two_workers.config}",
         "rules:       version 1 active",
+        "catalogue:   version 1 active",
     ]
     as_json = json.loads(gestor("status", "--json", *where, env=env).stdout)
     assert (as_json["workers"], as_json["url"]) == (2, two_workers.url)
+    assert (as_json["rules_version"], as_json["catalogue_version"]) == (1, 1)
     assert "password" not in json.dumps(as_json) and ":@" not in as_json["database"]
 
     nothing = gestor("status", "--data-dir", str(tmp_path), env=env)
