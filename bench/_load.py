@@ -48,6 +48,7 @@ class LoadSpec:
     host: str
     port: int
     scenario: str               # purchase | mix | hot-mobile | slow-platforms | faults | echo
+                                # | in-flight | many-mobiles | history
     mode: str                   # closed | open
     connections: int            # closed: clients of this process; open: connection cap
     rate: float                 # open: arrivals per second of this process
@@ -65,6 +66,12 @@ class LoadSpec:
     seed: int = 1
     drain: float = 15.0
     keep_answers: bool = True
+    long_msisdn: str = ""       # history: process 0 buys on it every LONG_EVERY requests
+    #                             (never twice at once), the other purchases on distinct msisdns
+
+
+#: history: one purchase in this many goes to the long-history mobile (when it is not busy)
+LONG_EVERY = 40
 
 
 @dataclass
@@ -98,6 +105,9 @@ class Generator:
         self.answers: list[tuple[str, str, str, int, float, float]] = []
         self.recent_ids: deque[str] = deque(maxlen=1000)
         self.counter = itertools.count()
+        self.long_tick = itertools.count()
+        self.long_busy = False
+        self.long_bytes = spec.long_msisdn.encode() if spec.proc_index == 0 else b""
         self.idle: list[HttpConnection] = []
         host = spec.host.encode()
         self.host_header = b"Host: " + host + b":" + str(spec.port).encode() + b"\r\n"
@@ -130,8 +140,16 @@ class Generator:
 
     def next_request(self) -> tuple[str, bytes]:
         scenario = self.spec.scenario
-        if scenario in ("purchase", "slow-platforms", "faults"):
+        if scenario in ("purchase", "slow-platforms", "faults", "in-flight"):
             return "purchase", self._purchase(self._distinct_msisdn())
+        if scenario == "history":
+            if (self.long_bytes and not self.long_busy
+                    and next(self.long_tick) % LONG_EVERY == 0):
+                self.long_busy = True
+                return "purchase", self._purchase(self.spec.long_msisdn)
+            return "purchase", self._purchase(self._distinct_msisdn())
+        if scenario == "many-mobiles":
+            return "bonos", self._get(f"/v1/mobiles/{self._distinct_msisdn()}/bonos?channel=ussd")
         if scenario == "echo":
             return "echo", self._purchase(self._distinct_msisdn())
         if scenario == "hot-mobile":
@@ -210,6 +228,9 @@ class Generator:
         except (ConnectionLost, OSError, trio.BrokenResourceError, ValueError) as exc:
             self.record(kind, 0, f"conn:{type(exc).__name__}", start, trio.current_time())
             return False
+        finally:
+            if self.long_busy and self.long_bytes in request:
+                self.long_busy = False
         end = trio.current_time()
         self.record(kind, status, self._detail(kind, status, body, problem, start, end), start,
                     end)
