@@ -22,9 +22,9 @@ from bench._plan import MILLION, Plan
 from bench._procs import ProcessGroup, http_json, progress
 
 HALF_RATE_P99_TARGET_MS = 100.0
-#: many-mobiles without --mobiles: this long at half the saturation rate (3x the actors' shipped
+#: many-mobiles without --mobiles: this long at half the saturation rate (4x the actors' shipped
 #: idle timeout, so that the RSS has reached the level passivation holds it at)
-MANY_MOBILES_PHASE_S = 45.0
+MANY_MOBILES_PHASE_S = 60.0
 
 
 def wait_quiet(plan: Plan, db: storage.DbThread, sim: str, t0: float, outcome: LoadOutcome,

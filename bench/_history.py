@@ -157,3 +157,15 @@ async def database_now(dsn: str) -> datetime:
         return now
     finally:
         await conn.close()
+
+
+async def long_purchases(dsn: str, msisdn: str, since: datetime) -> dict[str, int]:
+    """The run's purchases on the long-history mobile, by state."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT state, count(*) AS n FROM transactions "
+                                "WHERE msisdn = $1 AND created_at >= $2 GROUP BY state",
+                                msisdn, since)
+        return {r["state"]: int(r["n"]) for r in rows}
+    finally:
+        await conn.close()

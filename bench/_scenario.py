@@ -213,6 +213,9 @@ def run_scenario(env: Env, plan: Plan, args: argparse.Namespace, stamp: str) -> 
                 final_checks = storage.arun(storage.check_database(
                     dsn, outcome.answers + half_answers, since))
                 unfinished += half_unfinished
+        if loaded is not None and plan.long_msisdn:
+            loaded["long_mobile_purchases"] = storage.arun(
+                history.long_purchases(dsn, plan.long_msisdn, since))
     finally:
         if db is not None:
             db.close()
