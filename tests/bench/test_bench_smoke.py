@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,67 @@ def test_faults_scenario_smoke(tmp_path: Path) -> None:
     assert f["outage"]["start_s"] is not None and f["outage"]["end_s"] is not None
     assert result["transactions_by_state"].get("failed", 0) > 0  # the dwh outage
     assert "### Faults and their resolution" in proc.stdout
+
+
+def _bench(args: list[str], out: Path, timeout: float) -> tuple[subprocess.CompletedProcess[str],
+                                                                dict[str, Any]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GESTOR_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", *args, "--no-baselines", "--no-plot", "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc, json.loads(out.read_text())
+
+
+@pytest.mark.bench
+@pytest.mark.e2e
+def test_in_flight_scenario_smoke(tmp_path: Path) -> None:
+    """`in-flight` for 4 s at 30/s with 1 s platforms: every purchase answered 202 at once,
+    held in flight by 2 workers, final after the drain, the money balances."""
+    _proc, result = _bench(["in-flight", "--duration", "4", "--warmup", "0.5", "--rate", "30",
+                           "--latency", "dwh=1000,ocs=1000,prov=1000"],
+                          tmp_path / "in-flight.json", 120)
+    assert result["scenario"] == "in-flight" and result["workers"] == 2
+    answers = result["outcomes"]["purchase"]
+    assert answers and all(k.startswith("202") for k in answers), answers
+    assert result["errors"] == {} and result["load"]["unfinished"] == 0
+    assert result["in_flight"]["peak_db_pending"] > 0
+    assert result["pending_left"] == 0
+    assert result["invariants_ok"] is True, result["invariants"]
+    assert result["platform_overrides"]["timeout"] == 11.0
+
+
+@pytest.mark.bench
+@pytest.mark.e2e
+def test_many_mobiles_scenario_smoke(tmp_path: Path) -> None:
+    """`many-mobiles`: a closed-loop listing phase, then 300 distinct mobiles listed at half
+    its rate with the server's RSS sampled each second."""
+    proc, result = _bench(["many-mobiles", "--duration", "2", "--warmup", "0.5",
+                           "--mobiles", "300"], tmp_path / "many.json", 120)
+    assert result["scenario"] == "many-mobiles" and result["main_kind"] == "bonos"
+    assert result["requests_per_s"] > 0 and result["errors"] == {}
+    half = result["half_rate"]
+    assert half["kind"] == "bonos" and half["error_count"] == 0
+    assert 250 <= half["n"] <= 300 and half["mobiles"] == 300
+    rss = half["rss"]
+    assert rss["rss_peak_mb"] > 0 and rss["projected_mb_at_million"] >= rss["rss_end_mb"]
+    assert result["invariants_ok"] is True, result["invariants"]
+    assert "RSS projected at 1,000,000 mobiles" in proc.stdout
+
+
+@pytest.mark.bench
+@pytest.mark.e2e
+def test_history_scenario_smoke(tmp_path: Path) -> None:
+    """`history` with 50,000 stored movements: they are loaded, the run buys on the
+    long-history mobile too, the checks cover only the run's own purchases."""
+    proc, result = _bench(["history", "--history-rows", "50000", "--duration", "3",
+                           "--warmup", "0.5", "--half-rate-duration", "3"],
+                          tmp_path / "history.json", 180)
+    h = result["history"]
+    assert h["rows"] == 50_000 and h["long_rows"] == 5_000 and h["reused"] is False
+    assert sum(h["long_mobile_purchases"].values()) > 0
+    assert 0 < sum(result["transactions_by_state"].values()) < 50_000
+    assert result["half_rate"]["n"] > 0
+    assert result["invariants_ok"] is True, result["invariants"]
+    assert "### History stored before the run" in proc.stdout
