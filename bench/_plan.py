@@ -165,7 +165,7 @@ def make_plan(scenario: str, args: argparse.Namespace, *, workers: int | None = 
         )
     if scenario == "in-flight":
         common |= _timing(args, IN_FLIGHT_DURATION)
-        if args.workers is None and workers == chosen:
+        if args.workers is None:
             common["workers"] = IN_FLIGHT_WORKERS
         latency = parse_latency(args.latency) if args.latency is not None else {
             name: {"latency_ms": IN_FLIGHT_LATENCY_MS} for name in ("dwh", "ocs", "prov")}
