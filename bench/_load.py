@@ -32,6 +32,9 @@ from hdrh.histogram import HdrHistogram
 from bench._http import ConnectionLost, HttpConnection
 
 LOWEST_US = 1
+#: open loop: an idle keep-alive connection older than this is closed rather than reused (Gestor's
+#: shipped keep_alive_timeout is 20 s)
+IDLE_MAX_S = 10.0
 HIGHEST_US = 180_000_000  # 3 minutes
 SIGFIGS = 3
 
@@ -108,7 +111,8 @@ class Generator:
         self.long_tick = itertools.count()
         self.long_busy = False
         self.long_bytes = spec.long_msisdn.encode() if spec.proc_index == 0 else b""
-        self.idle: list[HttpConnection] = []
+        # idle keep-alive connections and when each became idle (the newest last)
+        self.idle: list[tuple[HttpConnection, float]] = []
         host = spec.host.encode()
         self.host_header = b"Host: " + host + b":" + str(spec.port).encode() + b"\r\n"
         self.prefer = (b"Prefer: wait=" + str(spec.wait).encode() + b"\r\n") if spec.wait \
@@ -246,6 +250,18 @@ class Generator:
         self.connects += 1
         return conn
 
+    async def _idle_or_new(self) -> HttpConnection | None:
+        """The most recently idle connection, or a new one. Connections idle longer than
+        `IDLE_MAX_S` are closed first, as a client's pool does: the server closes them at its
+        keep-alive timeout, and a request sent as it does so would be lost."""
+        now = trio.current_time()
+        while self.idle and now - self.idle[0][1] > IDLE_MAX_S:
+            stale, _ = self.idle.pop(0)
+            await self._drop(stale)
+        if self.idle:
+            return self.idle.pop()[0]
+        return await self._connect()
+
     async def _drop(self, conn: HttpConnection) -> None:
         self.connections -= 1
         with trio.CancelScope(shield=True), contextlib.suppress(OSError,
@@ -293,12 +309,12 @@ class Generator:
         self._begin()  # outstanding from its scheduled time, queued or not
         try:
             async with slots:
-                conn = self.idle.pop() if self.idle else await self._connect()
+                conn = await self._idle_or_new()
                 if conn is None:
                     self.record(kind, 0, "conn:connect", scheduled, trio.current_time())
                     return
                 if await self.exchange(conn, kind, request, scheduled):
-                    self.idle.append(conn)
+                    self.idle.append((conn, trio.current_time()))
                 else:
                     await self._drop(conn)
         except trio.Cancelled:
@@ -370,7 +386,7 @@ class Generator:
         last = max([*self.stats.second_counts, -1])
         for second in range(self.last_tick + 1, last + 1):
             self._send_tick(second)
-        for conn in self.idle:
+        for conn, _ in self.idle:
             await self._drop(conn)
         self.pipe.send({
             "type": "done", "proc": spec.proc_index,
