@@ -178,9 +178,10 @@ def _many_mobiles(r: Mapping[str, Any] | None) -> list[Goal]:
              MANY_RSS_MAX_MB, "MB",
              (f"measured over {fmt(mobiles)} mobiles" if full else
               f"peak {fmt(measured)} MB over {fmt(mobiles)} mobiles listed at "
-              f"{fmt(half.get('rate'))}/s, projected to a million from the slope of the "
-              f"phase's second half ({fmt(rss.get('kb_per_1000_mobiles'), 1)} kB per 1,000 "
-              f"mobiles): {fmt(projected)} MB"), "many-mobiles"),
+              f"{fmt(half.get('rate'))}/s, projected linearly to a million from the slope "
+              f"of the phase's second half ({fmt(rss.get('kb_per_1000_mobiles'), 1)} kB per "
+              f"1,000 mobiles): {fmt(projected)} MB, an upper bound if what grows is bounded "
+              "(bench/README.md)"), "many-mobiles"),
         Goal("many_p99", "listing p99 at half its saturation rate ≤ 50 ms",
              half.get("p99_ms") if half.get("n") else None, "<=", MANY_P99_MAX_MS, "ms",
              f"open loop at {fmt(half.get('rate'))}/s (saturation "
