@@ -31,7 +31,8 @@ def _in_flight(peak: int, rss: float, errors: int = 0, pending: int = 0) -> dict
     return {"workers": 2, "duration_s": 70.0, "platform_latency": "dwh 20000 ms",
             "in_flight": {"peak_db_pending": peak},
             "errors": {"purchase 503 BUSY": errors} if errors else {},
-            "outcomes": {"purchase": {"202 received": 12_000}},
+            "outcomes": {"purchase": {"202 received": 12_000}
+                         | ({"503 BUSY": errors} if errors else {})},
             "load": {"rate": 180.0, "unfinished": 0}, "invariants_ok": True,
             "invariants": {"ok": True, "checks": [{"name": "money", "ok": True}]},
             "pending_left": pending, "rss_mb_peak": rss, "rss_kb_per_in_flight": 40.0}
@@ -84,6 +85,7 @@ def test_goals_from_a_full_run() -> None:
 
 def test_in_flight_misses() -> None:
     rows = goals.evaluate({"in-flight": _in_flight(9_000, 1100.0, errors=3, pending=2)})
+    assert {g.key: g.value for g in rows}["in_flight_errors"] == 3
     assert {g.key: g.met for g in rows} == {
         "in_flight_peak": False, "in_flight_errors": False, "in_flight_rss": False,
         "in_flight_final": False}
