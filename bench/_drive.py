@@ -24,6 +24,8 @@ FINAL_STATES = {"completed", "rejected", "failed", "refunded", "inconsistent"}
 
 @dataclass
 class Second:
+    """What the load processes reported for one second, and the orchestrator's samples."""
+
     counts: Counter[str] = field(default_factory=Counter)
     hists: dict[str, HdrHistogram] = field(default_factory=dict)
     outstanding: int = 0
@@ -33,6 +35,8 @@ class Second:
 
 @dataclass
 class LoadOutcome:
+    """The merged result of the load processes of one phase."""
+
     hists: dict[str, HdrHistogram]
     counts: Counter[str]
     seconds: dict[int, Second]

@@ -31,7 +31,7 @@ def test_purchase_scenario_smoke(tmp_path: Path) -> None:
         [sys.executable, "-m", "bench", "purchase", "--workers", "1", "--duration", "3",
          "--warmup", "0.5", "--rate", "20", "--wait", "5", "--baseline-duration", "1",
          "--no-plot", "--json", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=40, check=False,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -54,7 +54,7 @@ def test_faults_scenario_smoke(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "faults", "--duration", "4", "--warmup", "0.5",
          "--rate", "20", "--outage", "1", "--no-baselines", "--no-plot", "--json", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=90, check=False,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
