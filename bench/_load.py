@@ -75,6 +75,8 @@ class LoadSpec:
 
 #: history: one purchase in this many goes to the long-history mobile (when it is not busy)
 LONG_EVERY = 40
+#: ... and their latency is also recorded under this kind
+LONG_KIND = "long-history purchase"
 
 
 @dataclass
@@ -238,6 +240,11 @@ class Generator:
         end = trio.current_time()
         self.record(kind, status, self._detail(kind, status, body, problem, start, end), start,
                     end)
+        if self.long_bytes and self.long_bytes in request and \
+                self.spec.warmup <= start - self.t0 < self.spec.duration:
+            # history: the long-history mobile's purchases on their own too
+            us = max(LOWEST_US, min(HIGHEST_US, int((end - start) * 1e6)))
+            self.stats.hist(self.stats.hists, LONG_KIND).record_value(us)
         return not conn.closed
 
     async def _connect(self) -> HttpConnection | None:

@@ -128,5 +128,7 @@ def test_history_scenario_smoke(tmp_path: Path) -> None:
     assert sum(h["long_mobile_purchases"].values()) > 0
     assert 0 < sum(result["transactions_by_state"].values()) < 50_000
     assert result["half_rate"]["n"] > 0
+    long = result["latency"]["long-history purchase"]  # the long-history mobile's own
+    assert 0 < long["n"] <= sum(h["long_mobile_purchases"].values())
     assert result["invariants_ok"] is True, result["invariants"]
     assert "### History stored before the run" in proc.stdout
