@@ -1,10 +1,11 @@
-"""Smoke test of the load test: `python -m bench purchase` for ~3 s at a low open-loop rate
-with 1 worker must produce a JSON result with the documented keys and pass its invariants."""
+"""Smoke tests of the load test: each scenario for a few seconds at a low rate must produce a
+JSON result with the documented keys and pass its invariants."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,26 @@ import pytest
 pytest.importorskip("hdrh", reason="the bench needs the `bench` extra (hdrhistogram)")
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m bench ARGV`; past `timeout`, a SIGINT first (the bench stops its PostgreSQL,
+    simulator and server on the way out), then SIGKILL to what is left of its session."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GESTOR_")}
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 KEYS = {
     "scenario", "workers", "purchases_per_s", "echo_req_per_s", "ratio_to_echo", "p50_ms",
     "p99_ms", "invariants_ok", "storage_tx_per_s", "cpu_per_purchase_ms", "cpu_per_echo_ms",
@@ -26,13 +47,9 @@ KEYS = {
 @pytest.mark.e2e
 def test_purchase_scenario_smoke(tmp_path: Path) -> None:
     out = tmp_path / "purchase.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GESTOR_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "purchase", "--workers", "1", "--duration", "3",
-         "--warmup", "0.5", "--rate", "20", "--wait", "5", "--baseline-duration", "1",
-         "--no-plot", "--json", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )
+    proc = _run(["purchase", "--workers", "1", "--duration", "3", "--warmup", "0.5", "--rate",
+                 "20", "--wait", "5", "--baseline-duration", "1", "--no-plot", "--json",
+                 str(out)], 120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result.keys() >= KEYS, KEYS - result.keys()
@@ -50,12 +67,8 @@ def test_faults_scenario_smoke(tmp_path: Path) -> None:
     """`faults` for ~4 s at 20/s: refunds, late debits and refund failures injected, the
     recoverer settles every inconsistent purchase, the money balances, reconcile agrees."""
     out = tmp_path / "faults.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GESTOR_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "faults", "--duration", "4", "--warmup", "0.5",
-         "--rate", "20", "--outage", "1", "--no-baselines", "--no-plot", "--json", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False,
-    )
+    proc = _run(["faults", "--duration", "4", "--warmup", "0.5", "--rate", "20", "--outage", "1",
+                 "--no-baselines", "--no-plot", "--json", str(out)], 180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["scenario"] == "faults" and result["mode"] == "open"
@@ -70,11 +83,7 @@ def test_faults_scenario_smoke(tmp_path: Path) -> None:
 
 def _bench(args: list[str], out: Path, timeout: float) -> tuple[subprocess.CompletedProcess[str],
                                                                 dict[str, Any]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GESTOR_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", *args, "--no-baselines", "--no-plot", "--json", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )
+    proc = _run([*args, "--no-baselines", "--no-plot", "--json", str(out)], timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, json.loads(out.read_text())
 
