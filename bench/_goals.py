@@ -239,7 +239,10 @@ def aggregate(runs: Sequence[Sequence[Goal]]) -> list[Goal]:
 def _shown(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
-    return (fmt(value, 2) if isinstance(value, float) else fmt(value)) + _suffix(unit)
+    if unit == "" and float(value).is_integer():
+        value = int(value)  # a count (a median of two may be x.5)
+    digits = 1 if unit in ("MB", "ms") else 2
+    return (fmt(value, digits) if isinstance(value, float) else fmt(value)) + _suffix(unit)
 
 
 def markdown(rows: Sequence[Goal], title: str = "## Goals (issue 15)") -> str:

@@ -91,7 +91,7 @@ def half_rate_phase(plan: Plan, args: argparse.Namespace, port: int, db: storage
     """Open loop at half the saturation rate just measured (or `--half-rate`) on the same
     server: the latency a request of `plan.main_kind` gets when the box is not saturated."""
     kind = plan.main_kind
-    rate = args.half_rate or saturation / 2
+    rate = args.half_rate or plan.half_rate_at or saturation / 2
     duration = args.half_rate_duration
     if plan.scenario == "many-mobiles" and rate >= 1:
         duration = plan.mobiles / rate if plan.mobiles else MANY_MOBILES_PHASE_S
@@ -99,13 +99,15 @@ def half_rate_phase(plan: Plan, args: argparse.Namespace, port: int, db: storage
     out: dict[str, Any] = {"rate": rate, "saturation_per_s": saturation, "workers": plan.workers,
                            "kind": kind,
                            "rate_basis": "--half-rate" if args.half_rate else
+                           "the rate of the empty database's half-rate phase"
+                           if plan.half_rate_at else
                            f"half the {kind} answers/s of the closed-loop run",
                            "duration_s": duration, "warmup_s": warmup,
                            "target_p99_ms": HALF_RATE_P99_TARGET_MS}
     if rate < 1:
         out["skipped"] = f"rate {rate:.2f}/s is below 1/s"
         return out, [], 0
-    progress(f"[{plan.name}] open loop at {rate:,.1f}/s (half of {saturation:,.1f}/s) for "
+    progress(f"[{plan.name}] open loop at {rate:,.1f}/s (saturation {saturation:,.1f}/s) for "
              f"{duration:,.0f} s…", final=True)
     completed0 = _completed(db, since)
     server.sample()

@@ -69,6 +69,8 @@ class Plan:
     mobiles: int = 0                # many-mobiles: distinct msisdns listed in the half-rate phase
     long_msisdn: str = ""           # history: one client buys on this mobile (long history)
     history_rows: int = 0           # history: movements stored before the run
+    half_rate_at: float = 0.0       # the half-rate phase at this rate rather than half the
+    #                                 saturation (history in goals: the empty database's rate)
 
     @property
     def name(self) -> str:
