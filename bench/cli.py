@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import _goals as goals
 from bench import _report as report
-from bench._env import open_env
+from bench._env import Env, open_env
 from bench._half_rate import MANY_MOBILES_PHASE_S
 from bench._output import write_outputs
 from bench._plan import MILLION, SCENARIOS, SLOW_SHARE_OF_SATURATION, Plan, runs_of
@@ -124,7 +124,7 @@ COMBINED_KEYS = ("workers", "purchases_per_s", "completed_per_s", "echo_req_per_
                  "ratio_to_echo", "p50_ms", "p99_ms", "cpu_ratio_purchase_to_echo")
 
 
-def _run_plans(env: Any, plans: list[Plan], args: argparse.Namespace, stamp: str,
+def _run_plans(env: Env, plans: list[Plan], args: argparse.Namespace, stamp: str,
                many: bool) -> dict[str, dict[str, Any]]:
     """Run the plans of one sequence, print and save each result; keyed by label."""
     results: dict[str, dict[str, Any]] = {}
