@@ -32,6 +32,9 @@ from hdrh.histogram import HdrHistogram
 from bench._http import ConnectionLost, HttpConnection
 
 LOWEST_US = 1
+#: open loop: an idle keep-alive connection older than this is closed rather than reused (Gestor's
+#: shipped keep_alive_timeout is 20 s)
+IDLE_MAX_S = 10.0
 HIGHEST_US = 180_000_000  # 3 minutes
 SIGFIGS = 3
 
@@ -48,6 +51,7 @@ class LoadSpec:
     host: str
     port: int
     scenario: str               # purchase | mix | hot-mobile | slow-platforms | faults | echo
+                                # | in-flight | many-mobiles | history
     mode: str                   # closed | open
     connections: int            # closed: clients of this process; open: connection cap
     rate: float                 # open: arrivals per second of this process
@@ -65,6 +69,14 @@ class LoadSpec:
     seed: int = 1
     drain: float = 15.0
     keep_answers: bool = True
+    long_msisdn: str = ""       # history: process 0 buys on it every LONG_EVERY requests
+    #                             (never twice at once), the other purchases on distinct msisdns
+
+
+#: history: one purchase in this many goes to the long-history mobile (when it is not busy)
+LONG_EVERY = 40
+#: ... and their latency is also recorded under this kind
+LONG_KIND = "long-history purchase"
 
 
 @dataclass
@@ -98,7 +110,11 @@ class Generator:
         self.answers: list[tuple[str, str, str, int, float, float]] = []
         self.recent_ids: deque[str] = deque(maxlen=1000)
         self.counter = itertools.count()
-        self.idle: list[HttpConnection] = []
+        self.long_tick = itertools.count()
+        self.long_busy = False
+        self.long_bytes = spec.long_msisdn.encode() if spec.proc_index == 0 else b""
+        # idle keep-alive connections and when each became idle (the newest last)
+        self.idle: list[tuple[HttpConnection, float]] = []
         host = spec.host.encode()
         self.host_header = b"Host: " + host + b":" + str(spec.port).encode() + b"\r\n"
         self.prefer = (b"Prefer: wait=" + str(spec.wait).encode() + b"\r\n") if spec.wait \
@@ -130,8 +146,16 @@ class Generator:
 
     def next_request(self) -> tuple[str, bytes]:
         scenario = self.spec.scenario
-        if scenario in ("purchase", "slow-platforms", "faults"):
+        if scenario in ("purchase", "slow-platforms", "faults", "in-flight"):
             return "purchase", self._purchase(self._distinct_msisdn())
+        if scenario == "history":
+            if (self.long_bytes and not self.long_busy
+                    and next(self.long_tick) % LONG_EVERY == 0):
+                self.long_busy = True
+                return "purchase", self._purchase(self.spec.long_msisdn)
+            return "purchase", self._purchase(self._distinct_msisdn())
+        if scenario == "many-mobiles":
+            return "bonos", self._get(f"/v1/mobiles/{self._distinct_msisdn()}/bonos?channel=ussd")
         if scenario == "echo":
             return "echo", self._purchase(self._distinct_msisdn())
         if scenario == "hot-mobile":
@@ -210,9 +234,17 @@ class Generator:
         except (ConnectionLost, OSError, trio.BrokenResourceError, ValueError) as exc:
             self.record(kind, 0, f"conn:{type(exc).__name__}", start, trio.current_time())
             return False
+        finally:
+            if self.long_busy and self.long_bytes in request:
+                self.long_busy = False
         end = trio.current_time()
         self.record(kind, status, self._detail(kind, status, body, problem, start, end), start,
                     end)
+        if self.long_bytes and self.long_bytes in request and \
+                self.spec.warmup <= start - self.t0 < self.spec.duration:
+            # history: the long-history mobile's purchases on their own too
+            us = max(LOWEST_US, min(HIGHEST_US, int((end - start) * 1e6)))
+            self.stats.hist(self.stats.hists, LONG_KIND).record_value(us)
         return not conn.closed
 
     async def _connect(self) -> HttpConnection | None:
@@ -224,6 +256,18 @@ class Generator:
         self.connections += 1
         self.connects += 1
         return conn
+
+    async def _idle_or_new(self) -> HttpConnection | None:
+        """The most recently idle connection, or a new one. Connections idle longer than
+        `IDLE_MAX_S` are closed first, as a client's pool does: the server closes them at its
+        keep-alive timeout, and a request sent as it does so would be lost."""
+        now = trio.current_time()
+        while self.idle and now - self.idle[0][1] > IDLE_MAX_S:
+            stale, _ = self.idle.pop(0)
+            await self._drop(stale)
+        if self.idle:
+            return self.idle.pop()[0]
+        return await self._connect()
 
     async def _drop(self, conn: HttpConnection) -> None:
         self.connections -= 1
@@ -272,12 +316,12 @@ class Generator:
         self._begin()  # outstanding from its scheduled time, queued or not
         try:
             async with slots:
-                conn = self.idle.pop() if self.idle else await self._connect()
+                conn = await self._idle_or_new()
                 if conn is None:
                     self.record(kind, 0, "conn:connect", scheduled, trio.current_time())
                     return
                 if await self.exchange(conn, kind, request, scheduled):
-                    self.idle.append(conn)
+                    self.idle.append((conn, trio.current_time()))
                 else:
                     await self._drop(conn)
         except trio.Cancelled:
@@ -349,7 +393,7 @@ class Generator:
         last = max([*self.stats.second_counts, -1])
         for second in range(self.last_tick + 1, last + 1):
             self._send_tick(second)
-        for conn in self.idle:
+        for conn, _ in self.idle:
             await self._drop(conn)
         self.pipe.send({
             "type": "done", "proc": spec.proc_index,

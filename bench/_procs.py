@@ -234,3 +234,12 @@ def wait_ready(child: Child, url: str, workers: int, timeout: float = 90) -> Non
         time.sleep(0.1)
     raise RuntimeError(f"{child.name} not ready within {timeout} s; see {child.log_path}:\n"
                        f"{child.log_tail()}")
+
+
+def progress(text: str, *, final: bool = False) -> None:
+    """A progress line on stderr (rewritten in place on a terminal)."""
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[2K" + text + ("\n" if final else ""))
+    else:
+        sys.stderr.write(text + "\n")
+    sys.stderr.flush()

@@ -92,7 +92,9 @@ def markdown(r: Mapping[str, Any]) -> str:
     main = lat.get(r["main_kind"], {})
     lines += [
         "| figure | value |", "| --- | --- |",
-        (f"| purchase answers/s (final state) | **{fmt(r['purchases_per_s'])}** |"
+        (f"| {r['main_kind']} answers/s (all requests) | **{fmt(r['requests_per_s'])}** |"
+         if r["main_kind"] != "purchase" else
+         f"| purchase answers/s (final state) | **{fmt(r['purchases_per_s'])}** |"
          if r["load"]["wait"] else
          f"| purchases reaching a final state/s (database) | **{fmt(r['purchases_per_s'])}** |"),
         f"| completed purchases/s | {fmt(r['completed_per_s'])} |",
@@ -122,6 +124,8 @@ def markdown(r: Mapping[str, Any]) -> str:
         lines += half_rate_section(half)
     if r.get("faults"):
         lines += faults_section(r["faults"], r)
+    if r.get("history"):
+        lines += history_section(r["history"])
     lines.append("### Latency by request kind and answer (ms)")
     lines += ["", "| kind | n | p50 | p90 | p99 | p99.9 | max |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -197,26 +201,55 @@ def half_rate_section(h: Mapping[str, Any]) -> list[str]:
     lines = ["### Half the saturation rate (open loop, same server)", ""]
     if h.get("skipped") or not h.get("n"):
         return [*lines, f"Skipped: {h.get('skipped', 'no answers')}.", ""]
+    kind = h.get("kind", "purchase")
+    what = "purchases" if kind == "purchase" else "listings"
     met = "met" if h.get("met") else "**missed**"
     lines += [
-        f"{fmt(h['rate'])} purchases/s scheduled ({h['rate_basis']}; saturation "
+        f"{fmt(h['rate'])} {what}/s scheduled ({h['rate_basis']}; saturation "
         f"{fmt(h['saturation_per_s'])}/s) for {fmt(h['duration_s'])} s, first "
         f"{fmt(h['warmup_s'])} s left out; latency from the scheduled time.", "",
         "| figure | value |", "| --- | --- |",
-        f"| purchase answers/s (final state) | {fmt(h.get('purchases_per_s'))} |",
+        (f"| purchase answers/s (final state) | {fmt(h.get('purchases_per_s'))} |"
+         if kind == "purchase" else
+         f"| {kind} answers/s (2xx) | {fmt(h.get('requests_per_s'))} |"),
         f"| latency p50 / p90 / p99 / p99.9 / max | {ms(h.get('p50_ms'))} / "
         f"{ms(h.get('p90_ms'))} / **{ms(h.get('p99_ms'))}** / {ms(h.get('p999_ms'))} / "
         f"{ms(h.get('max_ms'))} |",
-        f"| p99 target | ≤ {fmt(h.get('target_p99_ms'))} ms: {met} |",
+    ]
+    if kind == "purchase":
+        lines.append(f"| p99 target | ≤ {fmt(h.get('target_p99_ms'))} ms: {met} |")
+    lines.append(
         f"| errors (non-2xx or unanswered) | {fmt(h.get('error_count', 0))}"
         + (f" ({', '.join(f'`{k}` {v}' for k, v in h['errors'].items())})"
-           if h.get("errors") else "") + " |",
-        f"| server CPU per completed purchase at this rate | "
-        f"{ms(h.get('cpu_per_purchase_ms'))} |",
-        f"| generator lag max | {fmt(h.get('lag_max_s'), 3)} s |",
-        "",
-    ]
+           if h.get("errors") else "") + " |")
+    if kind == "purchase":
+        lines.append(f"| server CPU per completed purchase at this rate | "
+                     f"{ms(h.get('cpu_per_purchase_ms'))} |")
+    else:
+        rss = h.get("rss") or {}
+        lines += [
+            f"| server CPU per {kind} request at this rate | "
+            f"{ms(h.get('cpu_per_request_ms'))} |",
+            f"| distinct mobiles listed in this phase | {fmt(h.get('mobiles'))} |",
+            f"| server RSS start / peak / end | {fmt(rss.get('rss_start_mb'))} / "
+            f"{fmt(rss.get('rss_peak_mb'))} / {fmt(rss.get('rss_end_mb'))} MB |",
+            f"| RSS slope, second half of the phase | "
+            f"{fmt(rss.get('kb_per_1000_mobiles'), 1)} kB per 1,000 new mobiles |",
+            f"| RSS projected at 1,000,000 mobiles | {fmt(rss.get('projected_mb_at_million'))} "
+            "MB |",
+        ]
+    lines += [f"| generator lag max | {fmt(h.get('lag_max_s'), 3)} s |", ""]
     return lines
+
+
+def history_section(h: Mapping[str, Any]) -> list[str]:
+    long = h.get("long_mobile_purchases") or {}
+    return ["### History stored before the run", "",
+            f"{fmt(h.get('rows'))} movements (one mobile with {fmt(h.get('long_rows'))}), "
+            + ("reused from an earlier load" if h.get("reused") else
+               f"loaded in {fmt(h.get('load_s'))} s")
+            + "; this run's purchases on the long-history mobile: "
+            + (", ".join(f"{k} {fmt(v)}" for k, v in long.items()) or "none") + ".", ""]
 
 
 def faults_section(f: Mapping[str, Any], r: Mapping[str, Any]) -> list[str]:
