@@ -65,8 +65,10 @@ def _completed(db: storage.DbThread, since: datetime) -> int:
 def rss_growth(samples: list[tuple[float, float]], listed: int) -> dict[str, Any]:
     """RSS (MB) sampled against mobiles listed so far: the slope over the second half of the
     phase (kB per 1,000 new mobiles, least squares) and the RSS it projects at a million."""
-    if len(samples) < 4:
-        return {"samples": len(samples)}
+    if len(samples) < 4:  # too few for a slope: what was seen, and no projection
+        return {"samples": len(samples)} if not samples else {
+            "samples": len(samples), "rss_start_mb": samples[0][1],
+            "rss_end_mb": samples[-1][1], "rss_peak_mb": max(y for _, y in samples)}
     tail = samples[len(samples) // 2:]
     n = len(tail)
     mx = sum(x for x, _ in tail) / n

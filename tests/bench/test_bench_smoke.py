@@ -111,8 +111,10 @@ def test_in_flight_scenario_smoke(tmp_path: Path) -> None:
 def test_many_mobiles_scenario_smoke(tmp_path: Path) -> None:
     """`many-mobiles`: a closed-loop listing phase, then 300 distinct mobiles listed at half
     its rate with the server's RSS sampled each second."""
+    # at 50/s the 300 mobiles take 6 s: enough RSS samples (one a second) for a slope
     proc, result = _bench(["many-mobiles", "--duration", "2", "--warmup", "0.5",
-                           "--mobiles", "300"], tmp_path / "many.json", 120)
+                           "--mobiles", "300", "--half-rate", "50"], tmp_path / "many.json",
+                          120)
     assert result["scenario"] == "many-mobiles" and result["main_kind"] == "bonos"
     assert result["requests_per_s"] > 0 and result["errors"] == {}
     half = result["half_rate"]
