@@ -34,7 +34,7 @@ from gestor.api._gestor_app import GestorApp
 from gestor.api._limits import enforce as enforce_limits
 from gestor.api._problems import ApiProblem, json_response, problem
 from gestor.keyring import KeyRing
-from gestor.model import PENDING_STATES, NewTransaction, TxState
+from gestor.model import PENDING_STATES, NewTransaction, TxKind, TxState
 from gestor.platforms import PlatformError
 from gestor.purchase import Busy, Crowded
 from gestor.ratelimits import open_rate_limiter
@@ -56,6 +56,7 @@ from gestor.store import (
 logger = logging.getLogger("gestor.api")
 
 _STATES = {s.value for s in TxState}
+_KINDS = {k.value for k in TxKind}
 
 
 def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:
@@ -290,15 +291,21 @@ def _routes(app: GestorApp, settings: Settings) -> None:
                                  f"state must be 'pending' or among {sorted(_STATES)}",
                                  field="state")
             states = wanted
+        kinds: list[str] | None = None
+        if kind := request.args.get("kind"):
+            kinds = kind.split(",")
+            if any(k not in _KINDS for k in kinds):
+                raise ApiProblem(422, "INVALID_KIND", f"kind must be among {sorted(_KINDS)}",
+                                 field="kind")
         limit = validate.limit(request.args.get("limit"))
         enforce_limits(app, settings, "status", msisdn)
         # A key that reads only its own transactions lists only those.
         client = own_client()
-        txs = await rt.purchases.transactions(msisdn, states, limit, client)
+        txs = await rt.purchases.transactions(msisdn, states, limit, client, kinds)
         return json_response({
             "msisdn": msisdn,
             **({"client": client} if client is not None else {}),
-            "transactions": [render.transaction(tx, rt.catalogue) for tx in txs],
+            "transactions": [render.transaction(tx, rt.catalogue, msisdn) for tx in txs],
         })
 
     @app.get("/v1/mobiles/<raw_msisdn>/bonos")
