@@ -141,7 +141,9 @@ class Transaction:
     #: What a top-up collected of the payer's debt; what an advance left owed (amount + fee).
     collected: int | None = None
     owed: int | None = None
-    #: How many steps of its operation are done (durable before the next one starts).
+    #: Its operation's steps as decided (`do` or `do:undo`) and how many are done (durable
+    #: before the next one starts).
+    steps: tuple[str, ...] = ()
     step: int = 0
     reference: str | None = None
 
@@ -180,6 +182,7 @@ class Transition:
     collected: int | None = None
     owed: int | None = None
     step: int | None = None
+    steps: tuple[str, ...] | None = None
 
 
 class Severity(enum.StrEnum):

@@ -18,7 +18,15 @@ import trio
 from quart import Response, request, websocket
 from werkzeug.exceptions import HTTPException
 
-from gestor.api import _admin, _admin_alarms, _admin_audit, _admin_keys, _guards, _protocol_fixes
+from gestor.api import (
+    _admin,
+    _admin_alarms,
+    _admin_audit,
+    _admin_keys,
+    _guards,
+    _movements,
+    _protocol_fixes,
+)
 from gestor.api import _render as render
 from gestor.api import _validate as validate
 from gestor.api._auth import (
@@ -41,15 +49,9 @@ from gestor.ratelimits import open_rate_limiter
 from gestor.runtime import Runtime, open_runtime
 from gestor.settings import Settings
 from gestor.store import (
-    Accepted,
     DatabaseDown,
-    Expired,
-    KeyReused,
     KeyStore,
-    PendingExists,
-    Replayed,
     StoreUnavailable,
-    Unsettled,
     describe_failure,
 )
 
@@ -117,14 +119,15 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _admin_alarms.register(app, settings)
     _admin_audit.register(app, settings)
     _admin_keys.register(app, settings)
+    _movements.register(app, settings)
     return app
 
 
 _WORKER = str(os.getpid())
 
 
-def _request_hash(msisdn: str, bono_id: str, channel: str) -> str:
-    return hashlib.sha256(f"{msisdn}\x1f{bono_id}\x1f{channel}".encode()).hexdigest()
+def _request_hash(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 def _routes(app: GestorApp, settings: Settings) -> None:
@@ -205,8 +208,13 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         if only is not None and "channel" not in body:
             body["channel"] = only
         msisdn, bono_id, channel = validate.purchase_body(body)
+        # A bono for another mobile: `msisdn` pays, the beneficiary gets the bundle.
+        other = (_movements.beneficiary(body["beneficiary"], msisdn)
+                 if body.get("beneficiary") is not None else None)
         allow_channel(channel)
         allow_msisdn(msisdn)
+        if other is not None:
+            allow_msisdn(other)
         enforce_limits(app, settings, "purchase", msisdn)
         if rt.catalogue.get(bono_id) is None:
             raise ApiProblem(422, "UNKNOWN_BONO", f"there is no bono {bono_id!r}",
@@ -214,51 +222,13 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         new = NewTransaction(
             id=uuid.uuid4(), msisdn=msisdn, bono_id=bono_id, channel=channel,
             client=principal().name,
-            idempotency_key=key, request_hash=_request_hash(msisdn, bono_id, channel),
-            at=datetime.now(UTC),
+            idempotency_key=key,
+            request_hash=_request_hash(msisdn, bono_id, channel) if other is None
+            else _request_hash(msisdn, bono_id, channel, other),
+            at=datetime.now(UTC), beneficiary=other,
         )
         outcome = await rt.purchases.purchase(new)
-        # Honest answers (README, "Buy a bono"): a 503 SERVICE_UNAVAILABLE/BUSY or a 429 means
-        # nothing was written and nothing will be; OUTCOME_UNKNOWN that it may have been.
-        if isinstance(outcome, Expired):
-            logger.debug("purchase refused, nothing written: %s", outcome.reason)
-            raise ApiProblem(
-                503, "SERVICE_UNAVAILABLE",
-                f"nothing was done by this request: {outcome.reason}; safe to retry, with "
-                "this Idempotency-Key or, unless an earlier request with it was answered "
-                "OUTCOME_UNKNOWN, a new one", headers={"Retry-After": "1"},
-            )
-        if isinstance(outcome, Unsettled):
-            raise ApiProblem(
-                503, "OUTCOME_UNKNOWN",
-                f"the purchase may or may not have been accepted ({outcome.reason}); ask again "
-                "with the same Idempotency-Key: that returns it if it was accepted, or starts "
-                "it if it was not", field="Idempotency-Key", idempotency_key=key,
-                headers={"Retry-After": "1"},
-            )
-        if isinstance(outcome, PendingExists):
-            pending = outcome.transaction
-            raise ApiProblem(
-                409, "PURCHASE_PENDING",
-                f"mobile {msisdn} already has a purchase in flight: {pending.id}",
-                field="msisdn", pending_transaction=str(pending.id),
-                links={"pending": f"/v1/transactions/{pending.id}"},
-            )
-        if isinstance(outcome, KeyReused):
-            raise ApiProblem(
-                422, "IDEMPOTENCY_KEY_REUSED",
-                "this Idempotency-Key was already used for a different purchase",
-                field="Idempotency-Key", transaction=str(outcome.transaction.id),
-            )
-        assert isinstance(outcome, Accepted | Replayed)
-        tx = outcome.transaction
-        if wait > 0:
-            tx = await rt.purchases.wait_final(tx, wait)
-        headers = {"Location": f"/v1/transactions/{tx.id}"}
-        if isinstance(outcome, Replayed):
-            headers["Idempotent-Replayed"] = "true"
-        status = 200 if tx.state.terminal else 202
-        return json_response(render.transaction(tx, rt.catalogue), status, headers)
+        return await _movements.answer(app, outcome, key, wait, new)
 
     @app.get("/v1/transactions/<tx_id>")
     async def get_transaction(tx_id: str) -> Response:

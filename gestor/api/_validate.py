@@ -31,7 +31,7 @@ INTEGER_MAX = 2**31 - 1
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 CHANNELS = frozenset({"ussd", "app", "ivr", "web", "retail", "api"})
-_PURCHASE_FIELDS = frozenset({"msisdn", "bono_id", "channel"})
+_PURCHASE_FIELDS = frozenset({"msisdn", "bono_id", "channel", "beneficiary"})
 
 
 def msisdn(value: Any, field: str = "msisdn") -> str:

@@ -182,6 +182,7 @@ class SubscriberActor(ActorBase[object, object]):
         if self.pending is not None and self.pending.id == tx.id:
             self.pending = None
         self.deps.profiles.forget(self.msisdn)
+        self.deps.profiles.forget(tx.receiver)  # a beneficiary's balance may have changed too
         self.completions.end(tx.id, final)
 
 

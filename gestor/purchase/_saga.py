@@ -1,9 +1,12 @@
-"""The purchase saga: the I/O shell around `_steps` (DESIGN "A purchase, step by step", D4).
+"""The movement saga: the I/O shell around `_steps` (DESIGN "A purchase, step by step", D4,
+D10).
 
-Runs one accepted transaction to its end: profile → rules → debit → provision → complete, with a
-refund when provisioning fails after the debit, and `inconsistent` plus a critical alarm when the
-refund fails too. Every external call carries the transaction id as its idempotency key; every
-durable point is written before the next side effect.
+Runs one accepted movement to its end: profile(s) → rules → the steps of the operation the rules
+chose, in order (a purchase: debit → provision), each one's outcome durable before the next
+starts; when a step fails after others were done, their compensations in reverse order
+(`refunded`), and `inconsistent` plus a critical alarm when a compensation fails too. Every
+external call carries an idempotency key derived from the transaction id and the step
+(`step_id`), so a retry, or the recoverer after a crash, is the same call.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from typing import Any, NoReturn, TypeVar
 import trio
 
 from gestor.model import NewAlarm, Reason, Severity, Transaction, Transition, TxState
-from gestor.platforms import DebitReceipt, OutcomeUnknown, PlatformError, PlatformRejected
+from gestor.platforms import OutcomeUnknown, PlatformError, PlatformRejected
 from gestor.purchase import _steps as steps
 from gestor.purchase._deps import PurchaseDeps, SubscriberView
+from gestor.rules import Step, decode_steps
 from gestor.store import StoreUnavailable
 
 logger = logging.getLogger("gestor.purchase")
@@ -36,6 +40,18 @@ class SagaAbandoned(Exception):
 def refund_id(tx_id: uuid.UUID) -> str:
     """The refund's idempotency key: derived from the transaction, so a retry is the same one."""
     return str(uuid.uuid5(_REFUND_NAMESPACE, str(tx_id)))
+
+
+def step_id(tx_id: uuid.UUID, action: str) -> str:
+    """The idempotency key of one action of a movement on a platform: the transaction id for
+    its debit and its provisioning (as purchases always had), `refund_id` for the refund, and a
+    name derived from both for the others (credit, advance, recover, reverse:<step>). An
+    operation holds each step once, so each action has its own key."""
+    if action in ("debit", "provision"):
+        return str(tx_id)
+    if action == "refund":
+        return refund_id(tx_id)
+    return str(uuid.uuid5(_REFUND_NAMESPACE, f"{tx_id}:{action}"))
 
 
 async def write(deps: PurchaseDeps, tx: Transaction, move: Transition) -> Transaction:
@@ -62,44 +78,193 @@ def _platform_reason(exc: PlatformError, stage: str) -> Reason:
     )
 
 
+class StepFailed(Exception):
+    """A step was refused or could not be done, and it certainly did not happen."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.message)
+        self.reason = reason
+
+
+#: The failure code of a step that failed after others were done (what they were undone for).
+_FAILED_CODE = {"provision": "PROVISIONING_FAILED", "credit": "CREDIT_FAILED",
+                "debit": "CHARGE_FAILED", "advance": "ADVANCE_FAILED",
+                "recover": "RECOVERY_FAILED"}
+_STAGE = {"debit": "debit", "credit": "credit", "advance": "advance",
+          "provision": "provisioning", "recover": "recovery debit"}
+
+
 async def run_purchase(deps: PurchaseDeps, tx: Transaction, view: SubscriberView) -> Transaction:
     """Drive `tx` (just accepted, state `received`) to a final state; returns it as stored."""
     now = deps.now()
     try:
         customer = await deps.profiles.get(tx.msisdn)
+        beneficiary = None
+        if tx.beneficiary is not None and tx.beneficiary != tx.msisdn:
+            beneficiary = await deps.profiles.get(tx.beneficiary)
     except PlatformError as exc:
         return await write(deps, tx, steps.failed(tx, _platform_reason(exc, "profile"), now))
 
-    verdict = deps.decide(tx, customer, view, now)
+    verdict = deps.decide(tx, customer, beneficiary, view, now)
     if not verdict.accepted:
         return await write(deps, tx, steps.rejected(tx, verdict, now))
-    assert verdict.price is not None
+    return await run_steps(deps, steps.decided(tx, verdict), verdict)
 
-    bono = deps.catalogue.get(tx.bono_id)
-    assert bono is not None  # checked at the door
-    if verdict.operation == steps.PROVISION_ONLY:
+
+async def run_steps(deps: PurchaseDeps, tx: Transaction, verdict: steps.Verdict | None = None
+                    ) -> Transaction:
+    """Run `tx`'s steps from `tx.step` on. `verdict`: not yet written (nothing durable since
+    acceptance), it travels with the first durable point."""
+    plan = decode_steps(tx.steps)
+    for i in range(tx.step, len(plan)):
+        step = plan[i]
         try:
-            await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
-        except PlatformError as exc:
-            reason = _platform_reason(exc, "provisioning")
-            return await write(deps, tx, steps.failed(tx, reason, deps.now(), verdict))
-        return await write(deps, tx, steps.completed(tx, deps.now(), verdict))
+            note = await _do(deps, tx, step)
+        except StepFailed as exc:
+            if i == 0:  # nothing was done: nothing to undo
+                return await write(deps, tx, steps.failed(tx, exc.reason, deps.now(), verdict))
+            code = _FAILED_CODE.get(step.do, "STEP_FAILED")
+            logger.warning("%s failed for %s (%s); compensating", step.do, tx.id,
+                           exc.reason.code)
+            return await compensate(deps, tx, Reason(code, exc.reason.message))
+        if i == len(plan) - 1:
+            return await write(deps, tx, steps.completed(tx, deps.now(), verdict, note))
+        if verdict is not None:
+            tx = await write(deps, tx, steps.charged(tx, verdict, deps.now(), note))
+            verdict = None
+        else:
+            tx = await write(deps, tx, steps.progressed(tx, i + 1, deps.now(), note))
+    return tx
 
-    # debit_and_provision
+
+async def _do(deps: PurchaseDeps, tx: Transaction, step: Step) -> str:
+    """One step on its platform; the history note of its success. Raises `StepFailed` when it
+    certainly did not happen; abandons the saga (alarm) when nobody can tell."""
+    key = step_id(tx.id, step.do)
+    stage = _STAGE[step.do]
+    currency = tx.currency or deps.catalogue.currency
     try:
-        receipt = await deps.platforms.debit(str(tx.id), tx.msisdn, verdict.price)
-        note = f"debited {verdict.price} {verdict.currency}, balance {receipt.balance_after}"
-    except OutcomeUnknown:
-        found = await _resolve_debit(deps, tx)
-        if found is None:
-            reason = Reason("CHARGE_FAILED", "the charging system did not take the debit")
-            return await write(deps, tx, steps.failed(tx, reason, deps.now(), verdict))
-        note = f"debited {verdict.price} {verdict.currency} (confirmed by lookup)"
+        if step.do == "debit":
+            assert tx.price is not None
+            receipt = await deps.platforms.debit(key, tx.msisdn, tx.price)
+            return f"debited {tx.price} {currency}, balance {receipt.balance_after}"
+        if step.do in ("credit", "advance"):
+            assert tx.amount is not None
+            to = tx.receiver if step.do == "credit" else tx.msisdn
+            credit = await deps.platforms.credit(key, to, tx.amount, reason=step.do)
+            return f"{step.do}: credited {tx.amount} {currency} to {to}, " \
+                   f"balance {credit.balance_after}"
+        if step.do == "provision":
+            bono = deps.catalogue.get(tx.bono_id)
+            assert bono is not None
+            await deps.platforms.provision(key, tx.receiver, bono.as_dict())
+            return "bundle provisioned"
+        if step.do == "recover":
+            if not tx.collected:
+                return "nothing owed"
+            receipt = await deps.platforms.debit(key, tx.msisdn, tx.collected)
+            return f"recovered {tx.collected} {currency} owed, balance {receipt.balance_after}"
+        raise AssertionError(f"unknown step {step.do!r}")  # compile_rules refuses those
+    except OutcomeUnknown as exc:
+        happened = await _happened(deps, tx, step.do)
+        if happened is None:
+            if step.do == "provision":
+                await _abandon_unknown(
+                    deps, tx, "provision_unknown",
+                    "charged; provisioning outcome unknown and provisioning cannot be asked",
+                    {"bono_id": tx.bono_id, "price": tx.price},
+                )
+            await _abandon_unknown(
+                deps, tx, "charge_unknown",
+                f"{stage} outcome unknown and the charging system cannot be asked",
+                {"step": step.do, "amount": tx.price if step.do == "debit" else tx.amount},
+            )
+        if happened:
+            return f"{stage} done (confirmed by lookup)"
+        if step.do == "debit" and tx.step == 0:
+            raise StepFailed(Reason("CHARGE_FAILED", "the charging system did not take the "
+                                                     "debit")) from exc
+        raise StepFailed(_platform_reason(exc, stage)) from exc
     except PlatformError as exc:
-        reason = _platform_reason(exc, "debit")
-        return await write(deps, tx, steps.failed(tx, reason, deps.now(), verdict))
-    tx = await write(deps, tx, steps.charged(tx, verdict, deps.now(), note))
-    return await provision_charged(deps, tx)
+        raise StepFailed(_platform_reason(exc, stage)) from exc
+
+
+async def _happened(deps: PurchaseDeps, tx: Transaction, action: str) -> bool | None:
+    """Whether `action` of `tx` happened on its platform, asking a few times; None if it
+    can't be asked now (then nothing may be guessed: the recoverer asks again later)."""
+    key = step_id(tx.id, action)
+    p = deps.platforms
+    lookups: dict[str, Callable[[], Awaitable[object | None]]] = {
+        "debit": lambda: p.lookup_debit(key),
+        "recover": lambda: p.lookup_debit(key),
+        "credit": lambda: p.lookup_credit(key),
+        "advance": lambda: p.lookup_credit(key),
+        "provision": lambda: p.lookup_provision(key),
+        "refund": lambda: p.lookup_refund(key),
+    }
+    if action.startswith("reverse:"):
+        lookups[action] = lambda: p.lookup_debit(key)
+    pauses = (0.2, 0.4, 0.8, 1.6, 3.2) if action in ("debit", "recover") else (0.2, 0.4, 0.0)
+    found = await _ask(lookups[action], pauses)
+    return None if isinstance(found, _CantTell) else found is not None
+
+
+async def undo(deps: PurchaseDeps, tx: Transaction, step: Step) -> None:
+    """Compensate one done step (idempotent by its own key)."""
+    if step.undo == "refund":
+        assert tx.price is not None
+        await deps.platforms.refund(refund_id(tx.id), str(tx.id), tx.msisdn, tx.price)
+    elif step.undo == "reverse":
+        assert tx.amount is not None
+        whose = tx.receiver if step.do == "credit" else tx.msisdn
+        await deps.platforms.debit(step_id(tx.id, f"reverse:{step.do}"), whose, tx.amount)
+
+
+async def compensations_started(deps: PurchaseDeps, tx: Transaction) -> bool | None:
+    """Whether any compensation of `tx`'s done steps already happened (a saga was undoing
+    them when it stopped); None if a platform can't be asked."""
+    plan = decode_steps(tx.steps)
+    for step in plan[:tx.step]:
+        if step.undo is None:
+            continue
+        action = "refund" if step.undo == "refund" else f"reverse:{step.do}"
+        found = await _happened(deps, tx, action)
+        if found is None or found:
+            return found
+    return False
+
+
+async def compensate(deps: PurchaseDeps, tx: Transaction, reason: Reason) -> Transaction:
+    """Undo `tx`'s done steps in reverse order → `refunded`; if one fails, `inconsistent`
+    and a critical alarm (the recoverer retries)."""
+    plan = decode_steps(tx.steps)
+    for step in reversed(plan[:tx.step]):
+        if step.undo is None:
+            continue
+        try:
+            await undo(deps, tx, step)
+        except PlatformError as exc:
+            why = _platform_reason(exc, "refund" if step.undo == "refund" else "reversal")
+            tx = await write(
+                deps, tx,
+                steps.inconsistent(tx, Reason("REFUND_FAILED",
+                                              f"{reason.message}; {why.message}"), deps.now()),
+            )
+            what = (f"charged {tx.price} {tx.currency} but not provisioned, and the refund "
+                    "failed" if step.undo == "refund" else
+                    f"{tx.kind} {tx.id}: {reason.code}, and undoing its {step.do} failed")
+            await deps.alarms.raise_alarm(
+                NewAlarm(
+                    "refund_failed", Severity.CRITICAL, what,
+                    msisdn=tx.msisdn, transaction_id=tx.id,
+                    details={"bono_id": tx.bono_id, "price": tx.price, "step": step.do,
+                             "cause": why.message},
+                )
+            )
+            return tx
+    undone = [s.do for s in plan[:tx.step] if s.undo is not None]
+    note = "debit refunded" if undone == ["debit"] else f"undone: {', '.join(reversed(undone))}"
+    return await write(deps, tx, steps.refunded(tx, reason, deps.now(), note))
 
 
 class _CantTell:
@@ -107,6 +272,7 @@ class _CantTell:
 
 
 _CANT_TELL = _CantTell()
+
 
 
 async def _ask(lookup: Callable[[], Awaitable[T]], pauses: Sequence[float]) -> T | _CantTell:
@@ -131,73 +297,12 @@ async def _abandon_unknown(deps: PurchaseDeps, tx: Transaction, kind: str, what:
     raise SagaAbandoned(f"{tx.id}: {what}")
 
 
-async def _resolve_debit(deps: PurchaseDeps, tx: Transaction) -> DebitReceipt | None:
-    """An unknown debit outcome is settled by asking the charging system, never by guessing."""
-    found = await _ask(lambda: deps.platforms.lookup_debit(str(tx.id)), (0.2, 0.4, 0.8, 1.6, 3.2))
-    if isinstance(found, _CantTell):
-        await _abandon_unknown(deps, tx, "charge_unknown",
-                               "debit outcome unknown and the charging system cannot be asked")
-    return found
-
-
-async def provision_charged(deps: PurchaseDeps, tx: Transaction) -> Transaction:
-    """From `charged`: provision; on failure refund; if the refund fails, inconsistent."""
-    bono = deps.catalogue.get(tx.bono_id)
-    assert bono is not None and tx.price is not None
-    try:
-        await deps.platforms.provision(str(tx.id), tx.msisdn, bono.as_dict())
-    except OutcomeUnknown as exc:
-        # It may have been given: ask before refunding a bundle the subscriber has.
-        given = await provisioned(deps, tx)
-        if given is None:  # can't tell: leave it charged for the recoverer
-            await _abandon_unknown(
-                deps, tx, "provision_unknown",
-                "charged; provisioning outcome unknown and provisioning cannot be asked",
-                {"bono_id": tx.bono_id, "price": tx.price},
-            )
-        if given:
-            return await write(deps, tx, steps.completed(tx, deps.now()))
-        reason = _platform_reason(exc, "provisioning")
-    except PlatformError as exc:
-        reason = _platform_reason(exc, "provisioning")
-    else:
-        return await write(deps, tx, steps.completed(tx, deps.now()))
-    logger.warning("provisioning failed for %s (%s); refunding", tx.id, reason.code)
-    return await refund_charged(deps, tx, Reason("PROVISIONING_FAILED", reason.message))
-
-
 async def provisioned(deps: PurchaseDeps, tx: Transaction) -> bool | None:
     """Whether `tx`'s bundle was given, asking provisioning a few times; None if it can't be
     asked (then neither refunding nor completing is safe: the recoverer asks again later)."""
-    found = await _ask(lambda: deps.platforms.lookup_provision(str(tx.id)), (0.2, 0.4, 0.0))
-    return None if isinstance(found, _CantTell) else found is not None
-
-
-async def refund_charged(deps: PurchaseDeps, tx: Transaction, reason: Reason) -> Transaction:
-    """Give the money back; if that fails, mark the transaction inconsistent and alarm."""
-    assert tx.price is not None
-    try:
-        await deps.platforms.refund(refund_id(tx.id), str(tx.id), tx.msisdn, tx.price)
-    except PlatformError as exc:
-        why = _platform_reason(exc, "refund")
-        tx = await write(
-            deps, tx,
-            steps.inconsistent(tx, Reason("REFUND_FAILED", f"{reason.message}; {why.message}"),
-                               deps.now()),
-        )
-        await deps.alarms.raise_alarm(
-            NewAlarm(
-                "refund_failed", Severity.CRITICAL,
-                f"charged {tx.price} {tx.currency} but not provisioned, and the refund failed",
-                msisdn=tx.msisdn, transaction_id=tx.id,
-                details={"bono_id": tx.bono_id, "price": tx.price, "cause": why.message},
-            )
-        )
-        return tx
-    return await write(deps, tx, steps.refunded(tx, reason, deps.now()))
+    return await _happened(deps, tx, "provision")
 
 
 def final(tx: Transaction) -> bool:
     """Whether a waiting client can be answered: terminal, or settled as inconsistent."""
     return tx.state.terminal or tx.state is TxState.INCONSISTENT
-

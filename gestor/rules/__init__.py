@@ -20,7 +20,6 @@ from gestor.rules._model import (
     BONO_NOT_OFFERED,
     CHANNELS,
     DEFAULT_PROFILE_ID,
-    OPERATIONS,
     Decision,
     Failure,
     Listing,
@@ -35,6 +34,13 @@ from gestor.rules._model import (
     RuleSetSpec,
     ValidationRule,
 )
+from gestor.rules._operations import (
+    STANDARD_OPERATIONS,
+    STEPS,
+    Operation,
+    Step,
+    decode_steps,
+)
 from gestor.rules._parse import load_rules, parse_rules, rules_from_dict
 
 __all__ = [
@@ -45,14 +51,16 @@ __all__ = [
     "DEFAULT_PROFILE_ID",
     "HISTORY_DEFAULTS",
     "NEVER_AGE_S",
-    "OPERATIONS",
     "SECTION_VARIABLES",
+    "STANDARD_OPERATIONS",
+    "STEPS",
     "CompiledRules",
     "CustomerField",
     "Decision",
     "Failure",
     "Listing",
     "Offer",
+    "Operation",
     "OperationChoice",
     "OperationRule",
     "ProfileDecision",
@@ -62,10 +70,12 @@ __all__ = [
     "RuleLimits",
     "RuleSetError",
     "RuleSetSpec",
+    "Step",
     "UnknownBonoError",
     "ValidationRule",
     "compile_rules",
     "customer_problems",
+    "decode_steps",
     "load_rules",
     "parse_rules",
     "rules_from_dict",

@@ -69,6 +69,7 @@ def transaction_from_row(row: Mapping[str, Any]) -> Transaction:
         collected=row["collected"],
         owed=row["owed"],
         step=row["step"],
+        steps=tuple(row["steps"] or ()),
         reference=row["reference"],
     )
 

@@ -93,14 +93,15 @@ WITH upd AS (
         fee = COALESCE(u.fee, t.fee),
         collected = COALESCE(u.collected, t.collected),
         owed = COALESCE(u.owed, t.owed),
-        step = COALESCE(u.step, t.step)
+        step = COALESCE(u.step, t.step),
+        steps = COALESCE(string_to_array(u.steps, ' '), t.steps)
     FROM (SELECT u.*, clock_timestamp() AS ts  -- the database's clock, as it commits
           FROM unnest($14::uuid[], $15::text[], $16::text[], $17::text[], $18::timestamptz[],
                       $19::bigint[], $20::text[], $21::text[], $22::text[], $23::int[],
                       $24::text[], $25::bigint[], $26::bigint[], $27::bigint[], $28::bigint[],
-                      $29::int[])
+                      $29::int[], $30::text[])
                AS u(id, expect, state, events, at, price, currency, operation, profile_id,
-                    rules_version, reasons, amount, fee, collected, owed, step)) u
+                    rules_version, reasons, amount, fee, collected, owed, step, steps)) u
     WHERE t.id = u.id AND t.state = u.expect
     RETURNING t.id, t.updated_at
 )
@@ -177,6 +178,7 @@ async def write_batch(
         [m.collected for m in moves],
         [m.owed for m in moves],
         [m.step for m in moves],
+        [None if m.steps is None else " ".join(m.steps) for m in moves],
     )
     inserted = {r["id"] for r in rows if r["inserted"]}
     updated = {r["id"]: r["at"] for r in rows if not r["inserted"]}

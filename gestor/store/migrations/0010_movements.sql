@@ -12,7 +12,10 @@ ALTER TABLE transactions
     ADD COLUMN collected   bigint,
     -- The debt a movement left the payer (an advance's amount + fee), settled by top-ups.
     ADD COLUMN owed        bigint,
-    -- How many steps of its operation are done (durable before the next one starts, D4).
+    -- The steps of its operation as the rules declared them when it was decided ('debit:refund',
+    -- 'provision'...), and how many are done (durable before the next one starts, D4): the
+    -- recoverer resumes from these whatever rule set is active by then.
+    ADD COLUMN steps       text[],
     ADD COLUMN step        smallint NOT NULL DEFAULT 0,
     -- A top-up's reference on the recharge platform (unique: the platform's retries are one).
     ADD COLUMN reference   text,

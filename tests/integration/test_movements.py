@@ -1,0 +1,127 @@
+"""Every movement end to end inside one process (DESIGN D10): a bono for another mobile, airtime
+transfers, balance advances and top-ups on a real PostgreSQL, the platforms played by the
+simulator over real HTTP, the money checked at the simulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from tests.integration.conftest import NO_LIMITS, set_faults, sim_stats
+
+A, B, C = "5491100000011", "5491100000012", "5491100000013"
+BONO = "DATA_2GB_7D"
+
+
+async def post(client: Any, path: str, body: dict[str, Any], key: str,
+               wait: float | None = 20) -> Any:
+    headers = {"Idempotency-Key": key}
+    if wait is not None:
+        headers["Prefer"] = f"wait={wait}"
+    return await client.post(path, json=body, headers=headers)
+
+
+async def account(control: httpx.AsyncClient, msisdn: str) -> dict[str, Any]:
+    found: dict[str, Any] = (await sim_stats(control, msisdn))["per_msisdn"]
+    return found
+
+
+async def set_balance(control: httpx.AsyncClient, msisdn: str, balance: int) -> None:
+    response = await control.put(f"/control/accounts/{msisdn}", json={"balance": balance})
+    assert response.status_code == 200, response.text
+
+
+async def test_a_bono_for_another_mobile(client: Any, control: httpx.AsyncClient) -> None:
+    """The payer is debited once, the beneficiary provisioned once; both list it, each in its
+    role; a retry with the same key is the same purchase."""
+    with trio.fail_after(60):
+        payer, beneficiary = await account(control, A), await account(control, B)
+        body = {"msisdn": A, "bono_id": BONO, "beneficiary": B}
+        r = await post(client, "/v1/purchases", body, "gift-1")
+        assert r.status_code == 200, await r.get_json()
+        tx = await r.get_json()
+        assert (tx["kind"], tx["state"], tx["beneficiary"]) == ("purchase", "completed", B)
+        again = await post(client, "/v1/purchases", body, "gift-1")
+        assert (await again.get_json())["id"] == tx["id"]
+        assert again.headers["Idempotent-Replayed"] == "true"
+        after_a, after_b = await account(control, A), await account(control, B)
+        assert after_a["debits"] == payer["debits"] + 1
+        assert after_a["balance"] == payer["balance"] - tx["price"]
+        assert after_a["provisioned"] == payer["provisioned"]
+        assert after_b["provisioned"] == beneficiary["provisioned"] + 1
+        assert (after_b["debits"], after_b["balance"]) == (beneficiary["debits"],
+                                                           beneficiary["balance"])
+        for msisdn, role in ((A, "payer"), (B, "beneficiary")):
+            listed = await (await client.get(f"/v1/mobiles/{msisdn}/transactions")).get_json()
+            assert [(t["id"], t["role"]) for t in listed["transactions"]] == [(tx["id"], role)]
+        none = await client.get(f"/v1/mobiles/{B}/transactions?kind=transfer,advance")
+        assert (await none.get_json())["transactions"] == []
+
+
+async def test_a_gift_to_an_inactive_line_is_refused(client: Any,
+                                                     control: httpx.AsyncClient) -> None:
+    with trio.fail_after(60):
+        r = await control.put(f"/control/accounts/{B}", json={"line_status": "suspended"})
+        assert r.status_code == 200
+        before = await account(control, A)
+        r = await post(client, "/v1/purchases",
+                       {"msisdn": A, "bono_id": BONO, "beneficiary": B}, "gift-inactive")
+        tx = await r.get_json()
+        assert tx["state"] == "rejected"
+        assert "BENEFICIARY_NOT_ACTIVE" in {x["code"] for x in tx["reasons"]}
+        assert (await account(control, A))["debits"] == before["debits"]
+
+
+@pytest.mark.parametrize("limit_settings", [NO_LIMITS])
+async def test_the_beneficiary_is_guarded_while_a_gift_is_in_flight(
+        client: Any, control: httpx.AsyncClient) -> None:
+    """While A's bono for B is in flight, B can start nothing (409 naming the gift), and
+    neither can A; once it ends, both can."""
+    with trio.fail_after(60):
+        await set_faults(control, {"ocs.debit": {"latency_ms": 1500}})
+        gift = await post(client, "/v1/purchases",
+                          {"msisdn": A, "bono_id": BONO, "beneficiary": B}, "g", wait=None)
+        assert gift.status_code == 202
+        gift_id = (await gift.get_json())["id"]
+        for body, field in (({"msisdn": B, "bono_id": BONO}, "msisdn"),
+                            ({"msisdn": C, "bono_id": BONO, "beneficiary": B}, "beneficiary"),
+                            ({"msisdn": A, "bono_id": BONO}, "msisdn")):
+            r = await post(client, "/v1/purchases", body, f"busy-{field}-{body['msisdn']}",
+                           wait=None)
+            assert r.status_code == 409
+            problem = await r.get_json()
+            assert (problem["pending_transaction"], problem["field"]) == (gift_id, field)
+        done = await client.get(f"/v1/transactions/{gift_id}", headers={"Prefer": "wait=20"})
+        assert (await done.get_json())["state"] == "completed"
+        await set_faults(control, {})
+        r = await post(client, "/v1/purchases", {"msisdn": B, "bono_id": BONO}, "free-again")
+        assert (await r.get_json())["state"] == "completed"
+
+
+async def test_bad_movement_requests_name_the_field(client: Any) -> None:
+    with trio.fail_after(30):
+        cases = [
+            ("/v1/transfers", {"msisdn": A, "beneficiary": A, "amount": 100}, "beneficiary"),
+            ("/v1/transfers", {"msisdn": A, "beneficiary": B, "amount": 0}, "amount"),
+            ("/v1/transfers", {"msisdn": A, "amount": 10}, "beneficiary"),
+            ("/v1/advances", {"msisdn": A, "amount": 1.5}, "amount"),
+            ("/v1/advances", {"msisdn": A, "amount": 10, "beneficiary": B}, "beneficiary"),
+            ("/v1/topups", {"msisdn": A, "amount": 10}, "reference"),
+            ("/v1/topups", {"msisdn": A, "amount": 10, "reference": ""}, "reference"),
+            ("/v1/purchases", {"msisdn": A, "bono_id": BONO, "beneficiary": "12"},
+             "beneficiary"),
+        ]
+        for path, body, field in cases:
+            r = await post(client, path, body, f"bad-{path}-{field}")
+            assert r.status_code == 422, (path, body)
+            assert r.headers["Content-Type"] == "application/problem+json"
+            assert (await r.get_json())["field"] == field
+        r = await client.post("/v1/transfers", json={"msisdn": A, "beneficiary": B,
+                                                     "amount": 10})
+        assert r.status_code in (400, 422)
+        assert (await r.get_json())["field"] == "Idempotency-Key"
+        listed = await (await client.get(f"/v1/mobiles/{A}/transactions")).get_json()
+        assert listed["transactions"] == []
