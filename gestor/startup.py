@@ -166,7 +166,7 @@ def open_listener(settings: Settings) -> socket.socket:
     """The listening socket of a one-worker server; with several workers, a probe (closed by
     the caller) that no other process listens on the port: each worker binds its own with
     SO_REUSEPORT, which would otherwise share the port with any other such server."""
-    from gestor.workers import listening_socket
+    from gestor.serving import listening_socket
 
     try:
         return listening_socket(settings.bind, reuse_port=False)

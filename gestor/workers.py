@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from gestor.settings import Settings, SettingsError, parse_bind
+from gestor.serving import listening_socket
+from gestor.settings import Settings, SettingsError
 from gestor.startup import StartupError, sole_error, tls_context
 
 if TYPE_CHECKING:
@@ -35,20 +36,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("gestor")
 
 _READY_TIMEOUT = 120.0
-
-
-def listening_socket(bind: str, *, reuse_port: bool, backlog: int = 2048) -> socket.socket:
-    host, port = parse_bind(bind)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(backlog)
-    sock.setblocking(False)
-    return sock
 
 
 def _settle_gc() -> None:

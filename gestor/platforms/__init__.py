@@ -23,7 +23,15 @@ from ._errors import (
     PlatformRejected,
     PlatformUnavailable,
 )
-from ._records import Account, CustomerData, DebitReceipt, Profile, Provisioned, RefundReceipt
+from ._records import (
+    Account,
+    CreditReceipt,
+    CustomerData,
+    DebitReceipt,
+    Profile,
+    Provisioned,
+    RefundReceipt,
+)
 from ._settings import EndpointSettings, PlatformSettings
 
 __all__ = [
@@ -32,6 +40,7 @@ __all__ = [
     "CircuitCallback",
     "CircuitOpen",
     "CircuitState",
+    "CreditReceipt",
     "CustomerData",
     "DebitReceipt",
     "EndpointSettings",

@@ -4,10 +4,10 @@ Every call is bounded per platform by a :class:`trio.CapacityLimiter`, by a tota
 per attempt (``timeout``: waiting for a slot, connecting, sending and reading), retried with
 jittered exponential backoff (every call is a GET or idempotent by id) and guarded by a
 circuit breaker, except the settlement lookups (``lookup_debit``, ``lookup_refund``,
-``lookup_provision``): they are attempted while the circuit is open and neither trip nor
-reset it, since they are how money whose outcome is unknown gets settled. Failures are sorted
-into rejected / unavailable / outcome-unknown; a mutating request counts as possibly
-performed as soon as a byte of it may have been written
+``lookup_credit``, ``lookup_provision``): they are attempted while the circuit is open and
+neither trip nor reset it, since they are how money whose outcome is unknown gets settled.
+Failures are sorted into rejected / unavailable / outcome-unknown; a mutating request counts
+as possibly performed as soon as a byte of it may have been written
 (:class:`~gestor.platforms._http.Progress`, also readable after a cancelled attempt).
 """
 
@@ -36,7 +36,15 @@ from ._errors import (
     PlatformUnavailable,
 )
 from ._http import HTTPClient, HTTPError, Progress, Response
-from ._records import Account, CustomerData, DebitReceipt, Profile, Provisioned, RefundReceipt
+from ._records import (
+    Account,
+    CreditReceipt,
+    CustomerData,
+    DebitReceipt,
+    Profile,
+    Provisioned,
+    RefundReceipt,
+)
 from ._settings import EndpointSettings, PlatformSettings
 
 __all__ = [
@@ -80,11 +88,12 @@ class LedgerEntry:
     """One money movement in the charging system's ledger export (``GET /control/ledger``).
 
     A debit's ``id`` is the transaction id Gestor charged with; a refund has its own ``id``
-    and names the debit it gives back in ``debit_id``. ``ts`` is ``created_at`` in epoch
-    seconds.
+    and names the debit it gives back in ``debit_id``; a credit's ``id`` is the id Gestor
+    credited with; a top-up (a recharge the subscriber made, not Gestor's doing) has the
+    recharge platform's reference as ``id``. ``ts`` is ``created_at`` in epoch seconds.
     """
 
-    kind: Literal["debit", "refund"]
+    kind: Literal["debit", "refund", "credit", "topup"]
     id: str
     msisdn: str
     amount: int
@@ -94,7 +103,7 @@ class LedgerEntry:
 
     @property
     def transaction_id(self) -> str:
-        """The Gestor transaction this movement belongs to (the debit's id)."""
+        """The id this movement is filed under: a refund's debit, else its own id."""
         if self.kind == "refund" and self.debit_id:
             return self.debit_id
         return self.id
@@ -278,13 +287,42 @@ class Platforms:
             raise
         return self._decode("ocs", content, RefundReceipt, mutating=False)
 
+    async def credit(
+        self, credit_id: str, msisdn: str, amount: int, *, reason: str | None = None
+    ) -> CreditReceipt:
+        """Credit ``amount`` cents to ``msisdn``, idempotent by ``credit_id``.
+
+        Raises PlatformRejected (LINE_NOT_ACTIVE, IDEMPOTENCY_MISMATCH, INVALID_AMOUNT, ...),
+        PlatformUnavailable (not credited) or OutcomeUnknown (resolve with ``lookup_credit``).
+        """
+        body: dict[str, Any] = {"id": credit_id, "msisdn": msisdn, "amount": amount}
+        if reason is not None:
+            body["reason"] = reason
+        _q(credit_id)
+        content = await self._call("ocs", "POST", "/ocs/credits", body=body, mutating=True)
+        return self._decode("ocs", content, CreditReceipt, mutating=True)
+
+    async def lookup_credit(self, credit_id: str) -> CreditReceipt | None:
+        """The credit made with ``credit_id``, or None if the charging system has none; a
+        settlement lookup (attempted even while the ocs circuit is open, as ``lookup_debit``).
+        """
+        try:
+            path = f"/ocs/credits/{_q(credit_id)}"
+            content = await self._call("ocs", "GET", path, guarded=False)
+        except PlatformRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._decode("ocs", content, CreditReceipt, mutating=False)
+
     async def ledger(
         self,
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[LedgerEntry]:
-        """The charging system's debits and refunds with ``since <= created_at < until``,
-        oldest first (``GET {ocs url}/control/ledger?since=&until=``, ISO 8601 UTC).
+        """The charging system's money movements (debits, refunds, credits, top-ups) with
+        ``since <= created_at < until``, oldest first
+        (``GET {ocs url}/control/ledger?since=&until=``, ISO 8601 UTC).
 
         A bulk export for reconciliation, not a hot-path call: one attempt bounded by
         ``LEDGER_TIMEOUT`` seconds, outside the ocs limiter and circuit breaker (a slow export

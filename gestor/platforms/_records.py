@@ -7,7 +7,15 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Account", "CustomerData", "DebitReceipt", "Profile", "Provisioned", "RefundReceipt"]
+__all__ = [
+    "Account",
+    "CreditReceipt",
+    "CustomerData",
+    "DebitReceipt",
+    "Profile",
+    "Provisioned",
+    "RefundReceipt",
+]
 
 
 @attrs.frozen
@@ -104,6 +112,19 @@ class RefundReceipt:
     msisdn: str = ""
     created_at: str = ""
     status: str = "refunded"
+
+
+@attrs.frozen
+class CreditReceipt:
+    """A credit the charging system performed (money added to a balance, e.g. a transfer's
+    beneficiary or a balance advance)."""
+
+    id: str
+    msisdn: str
+    amount: int
+    balance_after: int
+    created_at: str
+    status: str = "credited"
 
 
 @attrs.frozen

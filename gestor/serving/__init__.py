@@ -5,6 +5,7 @@ descriptor limit; websocket writes bounded by `[alarms] send_timeout`), over TCP
 from gestor.serving._connections import ConnectionStatistics, ConnectionTable
 from gestor.serving._descriptors import connection_cap, descriptor_reserve, raise_descriptor_limit
 from gestor.serving._hypercorn import REFUSAL, ClientConnection, serve_http
+from gestor.serving._sockets import listening_socket
 from gestor.serving._tls import PLAIN_HTTP_REFUSAL, TLSConfigError, server_context
 from gestor.serving._websocket import FELL_BEHIND, is_websocket, write_websocket
 
@@ -19,6 +20,7 @@ __all__ = [
     "connection_cap",
     "descriptor_reserve",
     "is_websocket",
+    "listening_socket",
     "raise_descriptor_limit",
     "serve_http",
     "server_context",

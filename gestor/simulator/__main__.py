@@ -12,8 +12,8 @@ from functools import partial
 
 import trio
 
+from ._config import SimulatorConfig
 from ._serve import run_simulator
-from ._simulator import SimulatorConfig
 
 
 def main(argv: list[str] | None = None) -> int:

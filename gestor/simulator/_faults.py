@@ -34,6 +34,8 @@ OPERATIONS: tuple[str, ...] = (
     "ocs.lookup_debit",
     "ocs.refund",
     "ocs.lookup_refund",
+    "ocs.credit",
+    "ocs.lookup_credit",
     "prov.provision",
     "prov.lookup_bundle",
 )

@@ -22,12 +22,14 @@ import trio
 from ._faults import OPERATIONS
 from ._simulator import (
     AccountOverride,
+    CreditRequest,
     DebitRequest,
     ProvisionRequest,
     RefundRequest,
     Result,
     Simulator,
 )
+from ._topups import TopupRequest
 
 __all__ = ["Answer", "Hold", "SimulatorRouter"]
 
@@ -41,6 +43,8 @@ Handler = Callable[[Simulator, str, bytes, bytes], Result]
 _encoder = msgspec.json.Encoder()
 _debit_decoder = msgspec.json.Decoder(DebitRequest)
 _refund_decoder = msgspec.json.Decoder(RefundRequest)
+_credit_decoder = msgspec.json.Decoder(CreditRequest)
+_topup_decoder = msgspec.json.Decoder(TopupRequest)
 _provision_decoder = msgspec.json.Decoder(ProvisionRequest)
 _override_decoder = msgspec.json.Decoder(AccountOverride)
 _any_decoder = msgspec.json.Decoder()
@@ -109,6 +113,14 @@ def _lookup_refund(sim: Simulator, arg: str, body: bytes, query: bytes) -> Resul
     return _found(sim.lookup_refund(arg))
 
 
+def _credit(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
+    return sim.credit(_credit_decoder.decode(body))
+
+
+def _lookup_credit(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
+    return _found(sim.lookup_credit(arg))
+
+
 def _provision(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
     return sim.provision(_provision_decoder.decode(body))
 
@@ -163,6 +175,14 @@ def _put_account(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
     return sim.override_account(arg, _override_decoder.decode(body))
 
 
+def _post_topup(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
+    return sim.topup(_topup_decoder.decode(body))
+
+
+def _get_topup(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
+    return _found(sim.lookup_topup(arg))
+
+
 def _get_account(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
     return _found(sim.account(arg))
 
@@ -180,6 +200,8 @@ _ROUTES: dict[tuple[str, str, str, bool], _Route] = {
     ("GET", "ocs", "debits", True): _Route("ocs.lookup_debit", _lookup_debit),
     ("POST", "ocs", "refunds", False): _Route("ocs.refund", _refund),
     ("GET", "ocs", "refunds", True): _Route("ocs.lookup_refund", _lookup_refund),
+    ("POST", "ocs", "credits", False): _Route("ocs.credit", _credit),
+    ("GET", "ocs", "credits", True): _Route("ocs.lookup_credit", _lookup_credit),
     ("POST", "prov", "bundles", False): _Route("prov.provision", _provision),
     ("GET", "prov", "bundles", True): _Route("prov.lookup_bundle", _lookup_bundle),
     ("GET", "healthz", "", False): _Route(None, _healthz),
@@ -191,6 +213,8 @@ _ROUTES: dict[tuple[str, str, str, bool], _Route] = {
     ("POST", "control", "reset", False): _Route(None, _reset),
     ("PUT", "control", "accounts", True): _Route(None, _put_account),
     ("GET", "control", "accounts", True): _Route(None, _get_account),
+    ("POST", "control", "topups", False): _Route(None, _post_topup),
+    ("GET", "control", "topups", True): _Route(None, _get_topup),
 }
 _PATHS = {(a, b, arg) for (_, a, b, arg) in _ROUTES}
 assert {r.op for r in _ROUTES.values() if r.op is not None} == set(OPERATIONS)

@@ -7,9 +7,11 @@ from functools import partial
 import attrs
 import trio
 
+from ._config import SimulatorConfig
+from ._notifier import NotifySettings, TopupNotifier
 from ._router import SimulatorRouter
 from ._server import serve_http
-from ._simulator import Simulator, SimulatorConfig, open_simulator
+from ._simulator import Simulator, open_simulator
 
 __all__ = ["SimulatorHandle", "run_simulator", "serve_simulator"]
 
@@ -31,11 +33,15 @@ async def serve_simulator(
 ) -> None:
     """Serve the simulator until cancelled; ``port=0`` picks a free port.
 
-    Once listening, ``task_status.started(SimulatorHandle(url, simulator))``. When cancelled,
-    the requests in flight get up to a second to finish (see :mod:`._server`), then the
-    simulator (its journal) is closed.
+    Once listening, ``task_status.started(SimulatorHandle(url, simulator))``. With
+    ``config.topup_notify_url`` set, top-up notifications are delivered meanwhile (see
+    :mod:`._notifier`). When cancelled, the requests in flight get up to a second to finish
+    (see :mod:`._server`), then the simulator (its journal) is closed.
     """
     async with open_simulator(config) as simulator, trio.open_nursery() as nursery:
+        notify = NotifySettings.from_config(config)
+        if notify is not None:
+            await nursery.start(TopupNotifier(simulator, notify).run)
         router = SimulatorRouter(simulator)
         server = partial(serve_http, router.answer, host=host, port=port)
         url: str = await nursery.start(server)

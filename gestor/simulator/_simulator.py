@@ -1,4 +1,5 @@
-"""State of the platform simulator: subscribers, balances, debits, refunds and bundles.
+"""State of the platform simulator: subscribers, balances, debits, refunds, credits, top-ups and
+bundles.
 
 Plain synchronous state (one trio thread, no locks needed). Subscribers and their starting
 balances are synthetic (see ``_synthetic``); every change is applied through one ``_apply``
@@ -9,16 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Mapping
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import attrs
 import msgspec
 import trio
 
-from ._faults import FaultInjector, FaultSettings, parse_fault_scopes
+from ._config import SimulatorConfig
+from ._faults import FaultInjector
 from ._journal import Journal
 from ._synthetic import (
     SyntheticProfile,
@@ -26,11 +28,20 @@ from ._synthetic import (
     synthetic_account,
     synthetic_profile,
 )
+from ._topups import (
+    NOTICE_DISABLED,
+    NOTICE_PENDING,
+    Notification,
+    TopupRecord,
+    TopupRequest,
+)
 
 __all__ = [
     "AccountOverride",
     "AccountView",
     "BundleRecord",
+    "CreditRecord",
+    "CreditRequest",
     "DebitRecord",
     "DebitRequest",
     "LedgerEntry",
@@ -63,53 +74,6 @@ def _iso(ts: float) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# configuration
-
-
-@attrs.frozen(kw_only=True)
-class SimulatorConfig:
-    """Configuration of the simulator: the ``[simulator]`` table of a settings file."""
-
-    seed: int | None = None
-    state_dir: Path | None = None
-    fsync: bool = False
-    faults: Mapping[str, FaultSettings] = attrs.field(factory=dict)
-    bind: str | None = None
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> SimulatorConfig:
-        """Keys: ``seed`` (int), ``state_dir`` (path), ``fsync`` (bool), ``bind``
-        ("HOST:PORT", informational) and ``faults`` (``{scope: {knob: value}}``)."""
-        known = {"seed", "state_dir", "fsync", "faults", "bind"}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown [simulator] keys {sorted(unknown)}; known: {sorted(known)}")
-        seed = data.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError("simulator 'seed' must be an integer")
-        state_dir = data.get("state_dir") or None  # "" means no journal
-        if state_dir is not None and not isinstance(state_dir, str | Path):
-            raise ValueError("simulator 'state_dir' must be a path")
-        fsync = data.get("fsync", False)
-        if not isinstance(fsync, bool):
-            raise ValueError("simulator 'fsync' must be a boolean")
-        bind = data.get("bind")
-        if bind is not None and not isinstance(bind, str):
-            raise ValueError("simulator 'bind' must be a string HOST:PORT")
-        faults_table = data.get("faults", {})
-        if not isinstance(faults_table, Mapping):
-            raise ValueError("simulator 'faults' must be a table")
-        faults = {k: v for k, v in parse_fault_scopes(faults_table).items() if v is not None}
-        return cls(
-            seed=seed,
-            state_dir=None if state_dir is None else Path(state_dir),
-            fsync=fsync,
-            faults=faults,
-            bind=bind,
-        )
-
-
-# ----------------------------------------------------------------------------------------------
 # wire requests (decoded straight from JSON bodies by msgspec)
 
 
@@ -118,6 +82,15 @@ class DebitRequest:
     id: str
     msisdn: str
     amount: int
+    reason: str | None = None
+
+
+@attrs.frozen
+class CreditRequest:
+    id: str
+    msisdn: str
+    amount: int
+    currency: str | None = None
     reason: str | None = None
 
 
@@ -179,6 +152,19 @@ class RefundRecord:
 
 
 @attrs.frozen
+class CreditRecord:
+    id: str
+    msisdn: str
+    amount: int
+    balance_after: int
+    created_at: str
+    ts: float
+    reason: str | None = None
+    currency: str = CURRENCY
+    status: str = "credited"
+
+
+@attrs.frozen
 class BundleRecord:
     id: str
     msisdn: str
@@ -195,7 +181,7 @@ class BundleRecord:
 
 @attrs.frozen
 class LedgerEntry:
-    kind: str  # "debit" | "refund"
+    kind: str  # "debit" | "refund" | "credit" | "topup"
     id: str
     msisdn: str
     amount: int
@@ -225,6 +211,10 @@ class _AccountState:
     debited_total: int = 0
     refunds: int = 0
     refunded_total: int = 0
+    credits: int = 0
+    credited_total: int = 0
+    topups: int = 0
+    topped_up_total: int = 0
     provisioned: int = 0
 
     def view(self) -> AccountView:
@@ -240,6 +230,10 @@ class SimulatorStatistics:
     refunds: int
     debited_total: int
     refunded_total: int
+    credits: int
+    credited_total: int
+    topups: int
+    topped_up_total: int
     provisioned: int
     requests: int
     in_flight: int
@@ -267,10 +261,19 @@ class Simulator:
     _accounts: dict[str, _AccountState] = attrs.field(factory=dict)
     _debits: dict[str, DebitRecord] = attrs.field(factory=dict)
     _refunds: dict[str, RefundRecord] = attrs.field(factory=dict)
+    _credits: dict[str, CreditRecord] = attrs.field(factory=dict)
+    _topups: dict[str, TopupRecord] = attrs.field(factory=dict)
     _bundles: dict[str, BundleRecord] = attrs.field(factory=dict)
     _ledger: list[LedgerEntry] = attrs.field(factory=list)
     _debited_total: int = 0
     _refunded_total: int = 0
+    _credited_total: int = 0
+    _topped_up_total: int = 0
+    #: Called when a top-up whose notification is pending is made (the notifier's wake-up).
+    on_notice_pending: Callable[[], None] | None = None
+    #: Called with the updated top-up after each notification attempt is recorded (an
+    #: observer for tests and embedders: must not raise).
+    on_notice: Callable[[TopupRecord], None] | None = None
     requests_by_op: dict[str, int] = attrs.field(factory=dict)
     in_flight: int = 0  # platform requests being served right now
     peak_in_flight: int = 0
@@ -315,6 +318,12 @@ class Simulator:
             self._apply_debit(msgspec.convert(record["r"], DebitRecord))
         elif kind == "refund":
             self._apply_refund(msgspec.convert(record["r"], RefundRecord))
+        elif kind == "credit":
+            self._apply_credit(msgspec.convert(record["r"], CreditRecord))
+        elif kind == "topup":
+            self._apply_topup(msgspec.convert(record["r"], TopupRecord))
+        elif kind == "notice":
+            self._apply_notice(record["reference"], msgspec.convert(record["r"], Notification))
         elif kind == "bundle":
             self._apply_bundle(msgspec.convert(record["r"], BundleRecord))
         elif kind == "account":
@@ -368,6 +377,16 @@ class Simulator:
 
     def lookup_refund(self, refund_id: str) -> RefundRecord | None:
         return self._refunds.get(refund_id)
+
+    def lookup_credit(self, credit_id: str) -> CreditRecord | None:
+        return self._credits.get(credit_id)
+
+    def lookup_topup(self, reference: str) -> TopupRecord | None:
+        return self._topups.get(reference)
+
+    def pending_topups(self) -> list[TopupRecord]:
+        """The top-ups whose notification is not delivered yet, oldest first."""
+        return [t for t in self._topups.values() if t.notification.status == NOTICE_PENDING]
 
     def lookup_bundle(self, bundle_id: str) -> BundleRecord | None:
         return self._bundles.get(bundle_id)
@@ -484,6 +503,142 @@ class Simulator:
                         record.ts, record.debit_id)
         )
 
+    # -- credits -------------------------------------------------------------------------------
+
+    def credit(self, req: CreditRequest) -> Result:
+        """Add ``amount`` to the balance; idempotent by ``id`` exactly like :meth:`debit`."""
+        existing = self._credits.get(req.id)
+        if existing is not None:
+            if existing.msisdn != req.msisdn or existing.amount != req.amount:
+                return _error(
+                    409,
+                    "IDEMPOTENCY_MISMATCH",
+                    f"credit {req.id!r} already exists with another msisdn/amount",
+                )
+            return 200, existing
+        if (bad := _check_id(req.id)) is not None:
+            return bad
+        if not is_valid_msisdn(req.msisdn):
+            return _error(400, "INVALID_MSISDN", "msisdn must be 8-15 digits")
+        if req.amount <= 0:
+            return _error(400, "INVALID_AMOUNT", "amount must be a positive integer")
+        if req.currency is not None and req.currency != CURRENCY:
+            return _error(400, "INVALID_CURRENCY", f"currency must be {CURRENCY}")
+        account = self._account(req.msisdn)
+        if account.line_status != "active":
+            return _error(
+                403, "LINE_NOT_ACTIVE", f"line is {account.line_status}",
+                line_status=account.line_status,
+            )
+        ts = time.time()
+        record = CreditRecord(
+            id=req.id,
+            msisdn=req.msisdn,
+            amount=req.amount,
+            balance_after=account.balance + req.amount,
+            created_at=_iso(ts),
+            ts=ts,
+            reason=req.reason,
+        )
+        self._record("credit", record)
+        self._apply_credit(record)
+        return 200, record
+
+    def _apply_credit(self, record: CreditRecord) -> None:
+        account = self._account(record.msisdn)
+        account.balance += record.amount
+        account.credits += 1
+        account.credited_total += record.amount
+        self._credits[record.id] = record
+        self._credited_total += record.amount
+        self._ledger.append(
+            LedgerEntry("credit", record.id, record.msisdn, record.amount, record.created_at,
+                        record.ts)
+        )
+
+    # -- top-ups -------------------------------------------------------------------------------
+
+    def topup(self, req: TopupRequest) -> Result:
+        """A recharge on the recharge platform: ``amount`` added to the balance, idempotent by
+        ``reference`` (generated when not given) like a debit by id, and its notification to
+        Gestor pending when ``topup_notify_url`` is configured."""
+        reference = req.reference if req.reference is not None else uuid.uuid4().hex
+        existing = self._topups.get(reference)
+        if existing is not None:
+            if existing.msisdn != req.msisdn or existing.amount != req.amount:
+                return _error(
+                    409,
+                    "IDEMPOTENCY_MISMATCH",
+                    f"top-up {reference!r} already exists with another msisdn/amount",
+                )
+            return 200, existing
+        if (bad := _check_id(reference, "reference")) is not None:
+            return bad
+        if not all("!" <= c <= "~" for c in reference):
+            # it travels as the notification's Idempotency-Key header
+            return _error(400, "INVALID_REQUEST", "reference must be printable ASCII, no spaces")
+        if not is_valid_msisdn(req.msisdn):
+            return _error(400, "INVALID_MSISDN", "msisdn must be 8-15 digits")
+        if req.amount <= 0:
+            return _error(400, "INVALID_AMOUNT", "amount must be a positive integer")
+        account = self._account(req.msisdn)
+        if account.line_status != "active":
+            return _error(
+                403, "LINE_NOT_ACTIVE", f"line is {account.line_status}",
+                line_status=account.line_status,
+            )
+        ts = time.time()
+        notifying = self.config.topup_notify_url is not None
+        record = TopupRecord(
+            reference=reference,
+            msisdn=req.msisdn,
+            amount=req.amount,
+            balance_after=account.balance + req.amount,
+            created_at=_iso(ts),
+            ts=ts,
+            notification=Notification(NOTICE_PENDING if notifying else NOTICE_DISABLED),
+        )
+        self._record("topup", record)
+        self._apply_topup(record)
+        if notifying and self.on_notice_pending is not None:
+            self.on_notice_pending()
+        return 200, record
+
+    def _apply_topup(self, record: TopupRecord) -> None:
+        account = self._account(record.msisdn)
+        account.balance += record.amount
+        account.topups += 1
+        account.topped_up_total += record.amount
+        self._topups[record.reference] = record
+        self._topped_up_total += record.amount
+        self._ledger.append(
+            LedgerEntry("topup", record.reference, record.msisdn, record.amount,
+                        record.created_at, record.ts)
+        )
+
+    def notice_attempted(
+        self, topup: TopupRecord, status: int | None, error: str | None
+    ) -> TopupRecord | None:
+        """Record one attempt to notify ``topup`` (its answer's ``status``, or the ``error``
+        that left it without one). Returns the updated top-up, or None when ``topup`` is no
+        longer current (forgotten by a reset): then the notifier stops."""
+        current = self._topups.get(topup.reference)
+        if current is None or current.created_at != topup.created_at:
+            return None
+        notification = current.notification.after(status, error, _iso(time.time()))
+        self._record("notice", notification, reference=topup.reference)
+        updated = self._apply_notice(topup.reference, notification)
+        if updated is not None and self.on_notice is not None:
+            self.on_notice(updated)
+        return updated
+
+    def _apply_notice(self, reference: str, notification: Notification) -> TopupRecord | None:
+        current = self._topups.get(reference)
+        if current is None:
+            return None
+        updated = self._topups[reference] = attrs.evolve(current, notification=notification)
+        return updated
+
     # -- provisioning --------------------------------------------------------------------------
 
     def provision(self, req: ProvisionRequest) -> Result:
@@ -550,7 +705,8 @@ class Simulator:
             account.credit_limit = override.credit_limit
 
     def reset(self) -> None:
-        """Forget every debit, refund, bundle, account override and request count."""
+        """Forget every debit, refund, credit, top-up, bundle, account override and request
+        count."""
         if self._journal is not None:
             self._journal.truncate()
         self._clear()
@@ -559,15 +715,19 @@ class Simulator:
         self._accounts.clear()
         self._debits.clear()
         self._refunds.clear()
+        self._credits.clear()
+        self._topups.clear()
         self._bundles.clear()
         self._ledger.clear()
-        self._debited_total = self._refunded_total = 0
+        self._debited_total = self._refunded_total = self._credited_total = 0
+        self._topped_up_total = 0
         self.requests_by_op.clear()
         self.peak_in_flight = self.in_flight
         self._peak_debits = dict(self._debits_in_flight)
 
     def ledger(self, since: float | None = None, until: float | None = None) -> list[LedgerEntry]:
-        """Debits and refunds with ``since <= ts < until`` (epoch seconds), oldest first."""
+        """Money movements (debits, refunds, credits, top-ups) with ``since <= ts < until``
+        (epoch seconds), oldest first."""
         return [
             entry
             for entry in self._ledger
@@ -580,6 +740,11 @@ class Simulator:
             "refunds": len(self._refunds),
             "debited_total": self._debited_total,
             "refunded_total": self._refunded_total,
+            "credits": len(self._credits),
+            "credited_total": self._credited_total,
+            "topups": len(self._topups),
+            "topped_up_total": self._topped_up_total,
+            "notifications": self._notifications(),
             "provisioned": len(self._bundles),
             "requests_by_op": dict(sorted(self.requests_by_op.items())),
             "in_flight": self.in_flight,
@@ -596,10 +761,21 @@ class Simulator:
                 "debited_total": account.debited_total,
                 "refunds": account.refunds,
                 "refunded_total": account.refunded_total,
+                "credits": account.credits,
+                "credited_total": account.credited_total,
+                "topups": account.topups,
+                "topped_up_total": account.topped_up_total,
                 "provisioned": account.provisioned,
                 "max_concurrent_debits": self._peak_debits.get(msisdn, 0),
             }
         return out
+
+    def _notifications(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for topup in self._topups.values():
+            status = topup.notification.status
+            counts[status] = counts.get(status, 0) + 1
+        return dict(sorted(counts.items()))
 
     def statistics(self) -> SimulatorStatistics:
         return SimulatorStatistics(
@@ -608,6 +784,10 @@ class Simulator:
             refunds=len(self._refunds),
             debited_total=self._debited_total,
             refunded_total=self._refunded_total,
+            credits=len(self._credits),
+            credited_total=self._credited_total,
+            topups=len(self._topups),
+            topped_up_total=self._topped_up_total,
             provisioned=len(self._bundles),
             requests=sum(self.requests_by_op.values()),
             in_flight=self.in_flight,

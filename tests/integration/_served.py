@@ -16,10 +16,11 @@ import pytest
 import trio
 
 from gestor.api import GestorApp, create_app
+from gestor.serving import listening_socket
 from gestor.settings import load_settings
 from gestor.simulator import SimulatorHandle
 from gestor.store import table_counts
-from gestor.workers import listening_socket, serve_app
+from gestor.workers import serve_app
 from tests.integration.conftest import ADMIN_KEY
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}

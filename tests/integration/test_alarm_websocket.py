@@ -19,10 +19,10 @@ import trio.testing
 from trio_websocket import open_websocket_url
 
 from gestor.api import GestorApp, create_app
-from gestor.serving import FELL_BEHIND
+from gestor.serving import FELL_BEHIND, listening_socket
 from gestor.settings import Settings, load_settings
 from gestor.simulator import SimulatorHandle
-from gestor.workers import listening_socket, serve_app
+from gestor.workers import serve_app
 from tests.integration.conftest import ADMIN_KEY
 
 SEND_TIMEOUT = 1.0

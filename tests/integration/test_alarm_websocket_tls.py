@@ -18,10 +18,10 @@ from trio_websocket import open_websocket_url
 
 from gestor.api import GestorApp, create_app
 from gestor.model import NewAlarm, Severity
-from gestor.serving import FELL_BEHIND
+from gestor.serving import FELL_BEHIND, listening_socket
 from gestor.settings import Settings, load_settings
 from gestor.simulator import SimulatorHandle
-from gestor.workers import listening_socket, serve_app
+from gestor.workers import serve_app
 from tests.integration.conftest import ADMIN_KEY
 from tests.integration.test_alarm_websocket import _Disconnects, disconnects, frames
 from tests.tlscerts import Certificates, make_certificates

@@ -17,10 +17,10 @@ import trio
 import trio.testing
 
 from gestor.api import create_app
-from gestor.serving import ConnectionTable, connection_cap, raise_descriptor_limit
+from gestor.serving import ConnectionTable, connection_cap, listening_socket, raise_descriptor_limit
 from gestor.settings import load_settings
 from gestor.simulator import SimulatorHandle
-from gestor.workers import listening_socket, serve_app
+from gestor.workers import serve_app
 from tests.integration.conftest import ADMIN_KEY
 
 HELD = 5000

@@ -41,6 +41,8 @@ async def _snapshot(url: str) -> dict[str, object]:
             "other": (await http.get(f"/ocs/accounts/{OTHER}")).json(),
             "debit": (await http.get("/ocs/debits/tx-1")).json(),
             "bundle": (await http.get("/prov/bundles/tx-1")).json(),
+            "credit": (await http.get("/ocs/credits/cr-1")).json(),
+            "topup": (await http.get("/control/topups/rc-1")).json(),
         }
 
 
@@ -50,8 +52,11 @@ async def _write_state(url: str) -> None:
         await platforms.provision("tx-1", WELL_KNOWN, BONO)
         await platforms.debit("tx-2", WELL_KNOWN, 20_000)
         await platforms.refund("rf-2", "tx-2", WELL_KNOWN, 20_000)
+        await platforms.credit("cr-1", OTHER, 3_000)
     async with httpx.AsyncClient(base_url=url) as http:
         await http.put(f"/control/accounts/{OTHER}", json={"balance": 5, "roaming": True})
+        topup = {"msisdn": WELL_KNOWN, "amount": 9_000, "reference": "rc-1"}
+        assert (await http.post("/control/topups", json=topup)).status_code == 200
 
 
 async def test_state_survives_restart_and_torn_last_line(tmp_path: Path) -> None:
@@ -63,7 +68,7 @@ async def test_state_survives_restart_and_torn_last_line(tmp_path: Path) -> None
             before = await _snapshot(handle.url)
             nursery.cancel_scope.cancel()
         journal = tmp_path / JOURNAL_NAME
-        assert len(journal.read_bytes().splitlines()) == 5
+        assert len(journal.read_bytes().splitlines()) == 7
 
         # a crash in the middle of a write leaves half a line behind
         with journal.open("ab") as f:
