@@ -125,3 +125,94 @@ async def test_bad_movement_requests_name_the_field(client: Any) -> None:
         assert (await r.get_json())["field"] == "Idempotency-Key"
         listed = await (await client.get(f"/v1/mobiles/{A}/transactions")).get_json()
         assert listed["transactions"] == []
+
+
+async def test_a_transfer_moves_amount_and_fee(client: Any, control: httpx.AsyncClient) -> None:
+    """The payer pays amount + fee (5 % in the shipped rules), the beneficiary gets the amount;
+    once, however often the request is retried."""
+    with trio.fail_after(60):
+        payer, beneficiary = await account(control, A), await account(control, B)
+        body = {"msisdn": A, "beneficiary": B, "amount": 20_000}
+        for _ in range(2):
+            r = await post(client, "/v1/transfers", body, "transfer-1")
+            tx = await r.get_json()
+            assert (tx["kind"], tx["state"], tx["amount"], tx["fee"]) == (
+                "transfer", "completed", 20_000, 1_000), tx
+        after_a, after_b = await account(control, A), await account(control, B)
+        assert after_a["balance"] == payer["balance"] - 21_000
+        assert after_a["debits"] == payer["debits"] + 1
+        assert after_b["balance"] == beneficiary["balance"] + 20_000
+        assert after_b["credits"] == beneficiary["credits"] + 1
+        of_b = await (await client.get(f"/v1/mobiles/{B}/transactions?kind=transfer")).get_json()
+        assert [(t["id"], t["role"]) for t in of_b["transactions"]] == [(tx["id"],
+                                                                         "beneficiary")]
+
+
+async def test_a_transfer_whose_credit_fails_is_refunded(client: Any,
+                                                         control: httpx.AsyncClient) -> None:
+    with trio.fail_after(60):
+        payer, beneficiary = await account(control, A), await account(control, B)
+        await set_faults(control, {"ocs.credit": {"error_rate": 1.0}})
+        r = await post(client, "/v1/transfers", {"msisdn": A, "beneficiary": B, "amount": 5_000},
+                       "transfer-fails")
+        tx = await r.get_json()
+        assert tx["state"] == "refunded", tx
+        assert tx["reasons"][0]["code"] == "CREDIT_FAILED"
+        after_a, after_b = await account(control, A), await account(control, B)
+        assert after_a["balance"] == payer["balance"]
+        assert (after_a["debits"], after_a["refunds"]) == (payer["debits"] + 1,
+                                                           payer["refunds"] + 1)
+        assert (after_b["balance"], after_b["credits"]) == (beneficiary["balance"],
+                                                            beneficiary["credits"])
+
+
+async def test_an_advance_is_credited_once_and_topups_collect_it(
+        client: Any, control: httpx.AsyncClient) -> None:
+    """An advance of 50,000 (10 % fee: 55,000 owed) is credited once; another one is refused
+    while it is owed; a top-up of 20,000 collects 20,000, the same reference again collects
+    nothing, a top-up of 50,000 collects the remaining 35,000, and then nothing is owed."""
+    with trio.fail_after(90):
+        await set_balance(control, A, 10_000)
+        body = {"msisdn": A, "amount": 50_000}
+        for _ in range(2):
+            tx = await (await post(client, "/v1/advances", body, "advance-1")).get_json()
+            assert (tx["kind"], tx["state"], tx["fee"], tx["owed"]) == (
+                "advance", "completed", 5_000, 55_000), tx
+        acc = await account(control, A)
+        assert (acc["balance"], acc["credits"], acc["credited_total"]) == (60_000, 1, 50_000)
+        again = await (await post(client, "/v1/advances", {"msisdn": A, "amount": 1_000},
+                                  "advance-2")).get_json()
+        assert again["state"] == "rejected"
+        assert "ADVANCE_OUTSTANDING" in {x["code"] for x in again["reasons"]}
+
+        async def topup(reference: str, amount: int, collected: int, *, replay: bool = False
+                        ) -> None:
+            before = await account(control, A)
+            if not replay:  # the recharge platform credits it, then tells Gestor
+                r = await control.post("/control/topups", json={
+                    "msisdn": A, "amount": amount, "reference": reference})
+                assert r.status_code == 200, r.text
+            r = await post(client, "/v1/topups",
+                           {"msisdn": A, "amount": amount, "reference": reference}, reference)
+            tx = await r.get_json()
+            assert (tx["kind"], tx["state"], tx["collected"]) == ("topup", "completed",
+                                                                   collected), tx
+            assert (r.headers.get("Idempotent-Replayed") == "true") is replay
+            after = await account(control, A)
+            credited = 0 if replay else amount
+            assert after["balance"] == before["balance"] + credited - (0 if replay
+                                                                      else collected)
+
+        await topup("recharge-1", 20_000, 20_000)
+        await topup("recharge-1", 20_000, 20_000, replay=True)
+        await topup("recharge-2", 50_000, 35_000)
+        await topup("recharge-3", 10_000, 0)
+        acc = await account(control, A)
+        assert acc["debited_total"] == 55_000  # the whole debt, collected once
+        listed = await (await client.get(f"/v1/mobiles/{A}/transactions?kind=topup")).get_json()
+        assert sorted(t["reference"] for t in listed["transactions"]) == [
+            "recharge-1", "recharge-2", "recharge-3"]
+        await set_balance(control, A, 10_000)
+        tx = await (await post(client, "/v1/advances", {"msisdn": A, "amount": 20_000},
+                               "advance-3")).get_json()
+        assert tx["state"] == "completed", tx  # settled: a new advance may be taken
