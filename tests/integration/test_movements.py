@@ -4,6 +4,7 @@ simulator over real HTTP, the money checked at the simulator."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import httpx
@@ -216,3 +217,108 @@ async def test_an_advance_is_credited_once_and_topups_collect_it(
         tx = await (await post(client, "/v1/advances", {"msisdn": A, "amount": 20_000},
                                "advance-3")).get_json()
         assert tx["state"] == "completed", tx  # settled: a new advance may be taken
+
+
+@pytest.mark.parametrize("limit_settings", [NO_LIMITS])
+async def test_the_guard_holds_for_both_mobiles_of_transfers_under_concurrency(
+        client: Any, control: httpx.AsyncClient, app: Any) -> None:
+    """Many concurrent transfers A→B and B→A, bonos for each other and purchases on either:
+    never two movements in flight on one mobile, as the database recorded them (no two of a
+    mobile's movements, in either role, overlap in time) and as the charging system saw them
+    (at most one debit at a time per mobile)."""
+    with trio.fail_after(120):
+        await set_faults(control, {"ocs.debit": {"latency_ms": 50},
+                                   "ocs.credit": {"latency_ms": 50}})
+        answers: list[int] = []
+
+        async def one(i: int) -> None:
+            payer, other = (A, B) if i % 2 else (B, A)
+            if i % 3 == 0:
+                path, body = "/v1/transfers", {"msisdn": payer, "beneficiary": other,
+                                               "amount": 1_000}
+            elif i % 3 == 1:
+                path, body = "/v1/purchases", {"msisdn": payer, "bono_id": BONO,
+                                               "beneficiary": other}
+            else:
+                path, body = "/v1/purchases", {"msisdn": payer, "bono_id": BONO}
+            r = await post(client, path, body, f"crowd-{i}", wait=None)
+            answers.append(r.status_code)
+
+        for _ in range(4):
+            async with trio.open_nursery() as nursery:
+                for i in range(40):
+                    nursery.start_soon(one, i)
+            await trio.sleep(0.3)
+        assert set(answers) <= {202, 409}, answers
+        assert answers.count(202) >= 4
+        store = app.runtime.store
+
+        async def settled() -> list[Any]:
+            async def read(conn: Any) -> list[Any]:
+                return list(await conn.fetch(
+                    "SELECT id, msisdn, beneficiary, state, created_at, updated_at"
+                    " FROM transactions"))
+            return await store.bridge.run(read, transaction=False)
+
+        rows = await settled()
+        while any(r["state"] not in ("completed", "rejected", "failed", "refunded")
+                  for r in rows):
+            await trio.sleep(0.1)
+            rows = await settled()
+        assert len(rows) == answers.count(202)  # a 409 wrote nothing
+        for mobile in (A, B):
+            mine = sorted((r["created_at"], r["updated_at"]) for r in rows
+                          if mobile in (r["msisdn"], r["beneficiary"]))
+            for (_, end), (start, _) in itertools.pairwise(mine):
+                assert end <= start, (mobile, end, start)
+            assert (await account(control, mobile))["max_concurrent_debits"] <= 1
+
+
+async def test_reconciliation_understands_every_movement(
+        client: Any, control: httpx.AsyncClient, app: Any) -> None:
+    """After a gift, a transfer, a refunded transfer, an advance and top-ups collecting it,
+    `reconcile --strict` finds Gestor and the charging system in agreement, credits and
+    top-ups included; a credit Gestor did not record is a mismatch."""
+    from datetime import UTC, datetime, timedelta
+
+    from gestor.platforms import LedgerEntry
+    from gestor.reconcile import MismatchKind, reconcile, run_reconciliation
+    from gestor.store import transactions_between
+
+    with trio.fail_after(90):
+        since = datetime.now(UTC) - timedelta(minutes=1)
+        await set_balance(control, C, 10_000)
+        steps = [
+            ("/v1/purchases", {"msisdn": A, "bono_id": BONO, "beneficiary": B}),
+            ("/v1/transfers", {"msisdn": A, "beneficiary": B, "amount": 3_000}),
+            ("/v1/advances", {"msisdn": C, "amount": 40_000}),
+            ("/v1/topups", {"msisdn": C, "amount": 30_000, "reference": "rc-1"}),
+        ]
+        for n, (path, body) in enumerate(steps):
+            if path == "/v1/topups":
+                r = await control.post("/control/topups", json=body)
+                assert r.status_code == 200
+            tx = await (await post(client, path, body, f"rec-{n}")).get_json()
+            assert tx["state"] == "completed", tx
+        await set_faults(control, {"ocs.credit": {"error_rate": 1.0}})
+        tx = await (await post(client, "/v1/transfers",
+                               {"msisdn": B, "beneficiary": A, "amount": 1_000},
+                               "rec-refunded")).get_json()
+        assert tx["state"] == "refunded"
+        until = datetime.now(UTC) + timedelta(minutes=1)
+        report = await run_reconciliation(app.runtime.store, app.runtime.platforms, since,
+                                          until, strict=True)
+        assert report.ok, report.mismatches
+        t = report.totals
+        assert (t.credits, t.credited) == (2, 43_000)
+        assert t.transactions == 5 and t.balanced
+        # The same data with a credit Gestor never made: reported.
+        txs = await app.runtime.store.bridge.run(transactions_between, since, until,
+                                                 transaction=False)
+        ledger = await app.runtime.platforms.ledger(since, until)
+        assert reconcile(txs, ledger, strict=True).ok
+        stray = LedgerEntry("credit", "not-ours", C, 500, "2026-01-01T00:00:00+00:00",
+                            since.timestamp() + 1)
+        off = reconcile(txs, [*ledger, stray], strict=True)
+        assert [(m.kind, m.transaction_id) for m in off.mismatches] == [
+            (MismatchKind.CREDITED_NOT_RECORDED, "not-ours")]
