@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 import trio
 
-from gestor.model import NewAlarm, Reason, Severity, Transaction, Transition, TxState
+from gestor.model import NewAlarm, Reason, Severity, Transaction, Transition, TxKind, TxState
 from gestor.platforms import OutcomeUnknown, PlatformError, PlatformRejected
 from gestor.purchase import _steps as steps
 from gestor.purchase._deps import PurchaseDeps, SubscriberView
@@ -251,8 +251,8 @@ async def compensate(deps: PurchaseDeps, tx: Transaction, reason: Reason) -> Tra
                                               f"{reason.message}; {why.message}"), deps.now()),
             )
             what = (f"charged {tx.price} {tx.currency} but not provisioned, and the refund "
-                    "failed" if step.undo == "refund" else
-                    f"{tx.kind} {tx.id}: {reason.code}, and undoing its {step.do} failed")
+                    "failed" if tx.kind is TxKind.PURCHASE and step.undo == "refund" else
+                    f"{tx.kind} {reason.code}, and undoing its {step.do} failed")
             await deps.alarms.raise_alarm(
                 NewAlarm(
                     "refund_failed", Severity.CRITICAL, what,

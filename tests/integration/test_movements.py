@@ -97,7 +97,7 @@ async def test_the_beneficiary_is_guarded_while_a_gift_is_in_flight(
             assert (problem["pending_transaction"], problem["field"]) == (gift_id, field)
         done = await client.get(f"/v1/transactions/{gift_id}", headers={"Prefer": "wait=20"})
         assert (await done.get_json())["state"] == "completed"
-        await set_faults(control, {})
+        await set_faults(control, {"ocs.debit": {"latency_ms": 0}})
         r = await post(client, "/v1/purchases", {"msisdn": B, "bono_id": BONO}, "free-again")
         assert (await r.get_json())["state"] == "completed"
 
