@@ -168,7 +168,7 @@ def compile_rules(
                 f"{', '.join(defs)})",
             )
             ok = False
-        elif "purchase" not in chosen.kinds():
+        elif "purchase" not in chosen.kinds() or all(s.do != "provision" for s in chosen.steps):
             c.error("operations", o.id, "operation",
                     f"operation {o.operation!r} cannot sell a bono (its steps: "
                     f"{', '.join(s.do for s in chosen.steps)})")
@@ -234,9 +234,15 @@ def compile_rules(
 def _movement_check(c: _Compiler, v: ValidationRule) -> CompiledValidation | None:
     """A validation rule of movement kinds, compiled in their environment (no bono, no
     price: the amount, fee, operation and maximum amount)."""
+    before = len(c.issues)
     when = c.expr("movement_validation", v.id, "when", v.when, _BOOL)
     guard = (None if v.applies_to is None
              else c.expr("movement_validation", v.id, "applies_to", v.applies_to, _BOOL))
+    for n in range(before, len(c.issues)):  # the user wrote a [[validation]] rule
+        issue = c.issues[n]
+        c.issues[n] = RuleIssue("validation", issue.rule_id, issue.field, issue.message.replace(
+            "movement_validation rules", f"validation rules of {', '.join(v.kinds)}"),
+            issue.severity)
     if when is None or (v.applies_to is not None and guard is None):
         return None
     return CompiledValidation(
