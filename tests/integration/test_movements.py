@@ -322,3 +322,49 @@ async def test_reconciliation_understands_every_movement(
         off = reconcile(txs, [*ledger, stray], strict=True)
         assert [(m.kind, m.transaction_id) for m in off.mismatches] == [
             (MismatchKind.CREDITED_NOT_RECORDED, "not-ours")]
+
+
+async def test_a_bono_financed_by_an_advance_is_configuration(
+        client: Any, control: httpx.AsyncClient) -> None:
+    """An operation rule picking the shipped `advance_and_provision` (no code): a prepaid line
+    short of balance gets the bono; its price is lent (credited), charged, and owed with the
+    advance fee until a top-up collects it."""
+    from pathlib import Path
+
+    from tests.integration.conftest import ADMIN_KEY
+
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    source = (Path(__file__).parents[2] / "config" / "rules.toml").read_text()
+    first = source.index("[[operations]]")
+    source = source[:first] + '''[[operations]]
+id = "short_of_balance"
+when = 'customer.segment == "prepaid" && customer.balance < bono.price && history.owed == 0'
+operation = "advance_and_provision"
+
+''' + source[first:]
+    with trio.fail_after(90):
+        r = await client.post("/v1/admin/rules", headers=admin,
+                              json={"source": source, "description": "bonos on credit"})
+        assert r.status_code == 201, await r.get_data()
+        version = (await r.get_json())["version"]
+        r = await client.post(f"/v1/admin/rules/{version}/activate", headers=admin)
+        assert r.status_code == 200
+        await set_balance(control, C, 10_000)
+        before = await account(control, C)
+        tx = await (await post(client, "/v1/purchases", {"msisdn": C, "bono_id": BONO},
+                               "on-credit")).get_json()
+        assert (tx["state"], tx["operation"], tx["step"]) == (
+            "completed", "advance_and_provision", 3), tx
+        price = tx["price"]
+        assert (tx["amount"], tx["fee"], tx["owed"]) == (price, price // 10, price + price // 10)
+        after = await account(control, C)
+        assert after["balance"] == before["balance"]  # lent, then charged
+        assert (after["credits"], after["debits"], after["provisioned"]) == (
+            before["credits"] + 1, before["debits"] + 1, before["provisioned"] + 1)
+        r = await control.post("/control/topups", json={"msisdn": C, "amount": 30_000,
+                                                       "reference": "pay-back"})
+        assert r.status_code == 200
+        topup = await (await post(client, "/v1/topups", {"msisdn": C, "amount": 30_000,
+                                                         "reference": "pay-back"},
+                                  "pay-back")).get_json()
+        assert topup["collected"] == 30_000
