@@ -43,8 +43,9 @@ CREATE INDEX transactions_debts ON transactions (msisdn) INCLUDE (owed, collecte
 -- flight, as payer or beneficiary, across workers and nodes. One row per guarded mobile, taken
 -- with the acceptance (`accept_transactions`, in msisdn order across the whole batch: no
 -- lock-order deadlock) and released in the same transaction as the final state (trigger below).
--- It replaces the partial unique index over the payer's non-terminal rows, which cannot see the
--- beneficiary.
+-- The partial unique index over the payer's non-terminal rows (0001) cannot see a beneficiary:
+-- it stays as a second belt for the payer (the guard implies it, so it never refuses a row the
+-- guard admitted).
 CREATE TABLE mobile_guards (
     msisdn         text        PRIMARY KEY,
     transaction_id uuid        NOT NULL,
@@ -55,7 +56,6 @@ CREATE INDEX mobile_guards_transaction ON mobile_guards (transaction_id);
 INSERT INTO mobile_guards (msisdn, transaction_id)
     SELECT msisdn, id FROM transactions
     WHERE state IN ('received', 'profiled', 'validated', 'charged', 'inconsistent');
-DROP INDEX transactions_one_pending_per_msisdn;
 
 CREATE FUNCTION transactions_release_guards() RETURNS trigger
 LANGUAGE plpgsql VOLATILE AS $$
