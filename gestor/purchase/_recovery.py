@@ -257,6 +257,7 @@ class Recoverer:
         if final.state.terminal:
             self._settled += 1
             self.deps.profiles.forget(tx.msisdn)
+            self.deps.profiles.forget(tx.receiver)
             logger.info("recovered %s: %s → %s", tx.id, tx.state, final.state)
             return
         self._pending += 1
@@ -265,7 +266,7 @@ class Recoverer:
             self._stuck.add(tx.id)
             await self.deps.alarms.raise_alarm(
                 NewAlarm("stuck", Severity.WARNING,
-                         f"purchase unsettled for {int(age)} s (state {final.state})",
+                         f"{tx.kind} unsettled for {int(age)} s (state {final.state})",
                          msisdn=tx.msisdn, transaction_id=tx.id,
                          details={"state": final.state.value, "age_s": int(age)})
             )
