@@ -4,6 +4,7 @@ statement, `ON CONFLICT`/`RETURNING` to tell each row's fate (DESIGN D1, D3, D5)
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -77,7 +78,7 @@ def _stamped(events: str, at: str) -> str:
 
 # Acceptances through `accept_transactions` (0010: the guards of every mobile each movement
 # touches, in msisdn order across the batch, then the rows), transitions in the same statement.
-_WRITE = f"""
+_UPDATE = f"""
 WITH upd AS (
     UPDATE transactions t SET
         state = u.state,
@@ -105,11 +106,18 @@ WITH upd AS (
     WHERE t.id = u.id AND t.state = u.expect
     RETURNING t.id, t.updated_at
 )
+"""
+_WRITE = _UPDATE + """
 SELECT a.id, true AS inserted, NULL::timestamptz AS at
 FROM accept_transactions($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
                          $11::bigint[], $12::text[], $13::timestamptz[]) AS a(id)
 UNION ALL SELECT id, false, updated_at FROM upd
+"""
+# Transitions alone (most batches): the same statement without the acceptance, its
+# parameters renumbered from $1.
+_MOVES = re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) - 13}", _UPDATE) + """
+SELECT id, false AS inserted, updated_at AS at FROM upd
 """
 
 _BY_KEYS = """
@@ -147,8 +155,7 @@ async def write_batch(
     commit, atomic). Each transition gets its committed `updated_at` (the database's clock), or
     None if its row was no longer in `expect`; each acceptance that conflicted is explained
     (idempotent replay, key reuse, or pending)."""
-    rows = await conn.fetch(
-        _WRITE,
+    acceptance = [
         [t.id for t in accepts],
         [t.msisdn for t in accepts],
         [t.beneficiary for t in accepts],
@@ -162,6 +169,8 @@ async def write_batch(
         [t.amount for t in accepts],
         [t.reference for t in accepts],
         [t.accept_by for t in accepts],
+    ]
+    transitions = [
         [m.id for m in moves],
         [m.expect.value for m in moves],
         [m.state.value for m in moves],
@@ -179,7 +188,11 @@ async def write_batch(
         [m.owed for m in moves],
         [m.step for m in moves],
         [None if m.steps is None else " ".join(m.steps) for m in moves],
-    )
+    ]
+    if accepts:
+        rows = await conn.fetch(_WRITE, *acceptance, *transitions)
+    else:
+        rows = await conn.fetch(_MOVES, *transitions)
     inserted = {r["id"] for r in rows if r["inserted"]}
     updated = {r["id"]: r["at"] for r in rows if not r["inserted"]}
     outcomes: dict[uuid.UUID, WriteOutcome] = {

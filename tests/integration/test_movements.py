@@ -231,7 +231,7 @@ async def test_the_guard_holds_for_both_mobiles_of_transfers_under_concurrency(
                                    "ocs.credit": {"latency_ms": 50}})
         answers: list[int] = []
 
-        async def one(i: int) -> None:
+        async def one(n: int, i: int) -> None:
             payer, other = (A, B) if i % 2 else (B, A)
             if i % 3 == 0:
                 path, body = "/v1/transfers", {"msisdn": payer, "beneficiary": other,
@@ -241,13 +241,13 @@ async def test_the_guard_holds_for_both_mobiles_of_transfers_under_concurrency(
                                                "beneficiary": other}
             else:
                 path, body = "/v1/purchases", {"msisdn": payer, "bono_id": BONO}
-            r = await post(client, path, body, f"crowd-{i}", wait=None)
+            r = await post(client, path, body, f"crowd-{n}-{i}", wait=None)
             answers.append(r.status_code)
 
-        for _ in range(4):
+        for n in range(4):
             async with trio.open_nursery() as nursery:
                 for i in range(40):
-                    nursery.start_soon(one, i)
+                    nursery.start_soon(one, n, i)
             await trio.sleep(0.3)
         assert set(answers) <= {202, 409}, answers
         assert answers.count(202) >= 4
