@@ -40,6 +40,22 @@ TERMINAL_STATES = frozenset(
 PENDING_STATES = frozenset(s for s in TxState if s not in TERMINAL_STATES)
 
 
+class TxKind(enum.StrEnum):
+    """What a movement does (DESIGN D10). All share the states, the guard and the saga."""
+
+    PURCHASE = "purchase"  # a bono, for the payer or for a beneficiary
+    TRANSFER = "transfer"  # airtime from the payer to a beneficiary
+    ADVANCE = "advance"  # a balance advance credited to the payer, owed until top-ups settle it
+    TOPUP = "topup"  # a recharge the payer made: collects what the payer's advances still owe
+
+
+class Role(enum.StrEnum):
+    """A mobile's part in a movement."""
+
+    PAYER = "payer"
+    BENEFICIARY = "beneficiary"
+
+
 @attrs.frozen
 class HistoryEntry:
     """One step of a transaction's life, as shown in its history."""
@@ -72,7 +88,8 @@ class Reason:
 
 @attrs.frozen
 class NewTransaction:
-    """A purchase as accepted from a channel, before anything external happened."""
+    """A movement as accepted from a channel, before anything external happened. `msisdn` is
+    the payer; `bono_id` is "" for a movement that is not a purchase."""
 
     id: uuid.UUID
     msisdn: str
@@ -85,11 +102,20 @@ class NewTransaction:
     #: The acceptance deadline: the INSERT refuses the row once the database's clock has passed
     #: it, so a statement that reaches a stalled database too late writes nothing.
     accept_by: datetime | None = None
+    kind: TxKind = TxKind.PURCHASE
+    beneficiary: str | None = None
+    amount: int | None = None  # a transfer's, advance's or top-up's amount
+    reference: str | None = None  # a top-up's reference on the recharge platform
+
+    @property
+    def mobiles(self) -> tuple[str, ...]:
+        """Every mobile it touches (each one guarded), in msisdn order."""
+        return tuple(sorted({self.msisdn, self.beneficiary or self.msisdn}))
 
 
 @attrs.frozen
 class Transaction:
-    """A purchase transaction as persisted."""
+    """A movement as persisted (a purchase unless `kind` says otherwise)."""
 
     id: uuid.UUID
     msisdn: str
@@ -109,10 +135,30 @@ class Transaction:
     reasons: tuple[Reason, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
     catalogue_version: int | None = None
+    kind: TxKind = TxKind.PURCHASE
+    beneficiary: str | None = None
+    amount: int | None = None
+    fee: int | None = None
+    #: What a top-up collected of the payer's debt; what an advance left owed (amount + fee).
+    collected: int | None = None
+    owed: int | None = None
+    #: Its operation's steps as decided (`do` or `do:undo`) and how many are done (durable
+    #: before the next one starts).
+    steps: tuple[str, ...] = ()
+    step: int = 0
+    reference: str | None = None
 
     @property
     def pending(self) -> bool:
         return not self.state.terminal
+
+    @property
+    def receiver(self) -> str:
+        """The mobile that receives the bono or the airtime."""
+        return self.beneficiary or self.msisdn
+
+    def role_of(self, msisdn: str) -> Role:
+        return Role.PAYER if msisdn == self.msisdn else Role.BENEFICIARY
 
 
 @attrs.frozen
@@ -133,6 +179,12 @@ class Transition:
     rules_version: int | None = None
     reasons: tuple[Reason, ...] | None = None
     catalogue_version: int | None = None
+    amount: int | None = None
+    fee: int | None = None
+    collected: int | None = None
+    owed: int | None = None
+    step: int | None = None
+    steps: tuple[str, ...] | None = None
 
 
 class Severity(enum.StrEnum):
@@ -213,13 +265,18 @@ class Alarm:
 
 @attrs.frozen
 class PurchaseCounters:
-    """What a subscriber bought recently: the `history` the rules see."""
+    """What a subscriber did recently: the `history` the rules see. Purchases are the bonos it
+    bought (for itself or another mobile); gifts, the bonos and airtime it gave another mobile;
+    `owed`, what its advances still owe after its top-ups (whenever they were made)."""
 
     purchases_today: int = 0
     purchases_month: int = 0
     spent_today: int = 0
     spent_month: int = 0
     last_purchase_at: datetime | None = None
+    gifts_today: int = 0
+    gifted_today: int = 0
+    owed: int = 0
 
 
 @attrs.frozen

@@ -5,8 +5,16 @@ both sides and matches them; `render_text` and `render_json` format the report f
 `gestor reconcile` and the admin API.
 
 A ledger movement belongs to a transaction by id: a debit's `id` is the transaction id, a
-refund names it in `debit_id`. A transaction belongs to the period it was created in. A
-movement in the period whose transaction Gestor does not have at all belongs to this period.
+refund names it in `debit_id`; the other steps of a movement (a transfer's credit, an advance,
+a top-up's recovery debit, a reversing debit) carry ids derived from the transaction's
+(`gestor.purchase.step_id`). A transaction belongs to the period it was created in. A movement
+in the period whose transaction Gestor does not have at all belongs to this period. The
+recharges themselves (`topup` in the ledger) are the subscriber's, not Gestor's: not matched.
+
+Money is counted from the subscribers' side: `net` is what was debited, less what was refunded
+and what was credited (a transfer's credit, an advance); a completed movement accounts for its
+debits less its credits (a purchase: its price; a transfer: its fee; an advance: minus its
+amount; a top-up: what it collected).
 """
 
 from __future__ import annotations
@@ -21,9 +29,9 @@ from typing import Any
 import attrs
 import msgspec
 
-from gestor.model import Transaction, TxState
+from gestor.model import Transaction, TxKind, TxState
 from gestor.platforms import LedgerEntry, PlatformError, Platforms
-from gestor.purchase import refund_id
+from gestor.purchase import refund_id, step_id
 from gestor.store import Store, transactions_between, transactions_by_id
 
 __all__ = [
@@ -61,6 +69,7 @@ class MismatchKind(enum.StrEnum):
     REFUNDED_BUT_COMPLETED = "refunded_but_completed"  # a refund for a completed sale
     REFUND_MISSING = "refund_missing"  # Gestor says refunded; no refund
     REFUND_WITHOUT_DEBIT = "refund_without_debit"  # more refunded than debited
+    CREDITED_NOT_RECORDED = "credited_not_recorded"  # money given; Gestor has no such credit
 
 
 _KIND_ORDER = {kind: i for i, kind in enumerate(MismatchKind)}
@@ -104,9 +113,11 @@ class Totals:
     refunds: int
     debited: int
     refunded: int
-    net: int  # debited - refunded
-    completed: int  # what the completed transactions cost
+    net: int  # debited - refunded - credited
+    completed: int  # what the completed transactions cost (debits less credits)
     unsettled: int  # net charged for unsettled transactions
+    credits: int = 0
+    credited: int = 0
 
     @property
     def difference(self) -> int:
@@ -146,9 +157,33 @@ class ReconciliationReport:
 
 
 def _expected_charge(tx: Transaction) -> int:
+    """What its debits take, completed."""
+    if tx.steps:
+        done = {s.partition(":")[0] for s in tx.steps}
+        return (tx.price or 0 if "debit" in done else 0) + (
+            tx.collected or 0 if "recover" in done else 0)
     if tx.operation == _PROVISION_ONLY or tx.price is None:
         return 0
     return tx.price
+
+
+def _expected_credit(tx: Transaction) -> int:
+    """What its credits give, completed (a transfer's credit, an advance)."""
+    done = {s.partition(":")[0] for s in tx.steps}
+    return tx.amount or 0 if done & {"credit", "advance"} else 0
+
+
+def _aliases(transactions: Iterable[Transaction]) -> dict[str, str]:
+    """The ledger ids of the steps of these movements other than their debit (whose id is
+    the transaction's), to the transaction id."""
+    out: dict[str, str] = {}
+    for tx in transactions:
+        if tx.kind is TxKind.PURCHASE and not tx.amount:
+            continue  # a bono paid from the balance: debit and refund only
+        tid = str(tx.id)
+        for action in ("credit", "advance", "recover", "reverse:credit", "reverse:advance"):
+            out[step_id(tx.id, action)] = tid
+    return out
 
 
 @attrs.define
@@ -159,6 +194,8 @@ class _Tally:
     refunded: int = 0
     completed: int = 0
     unsettled: int = 0
+    credits: int = 0
+    credited: int = 0
 
 
 def _match(
@@ -173,11 +210,14 @@ def _match(
     refunded = sum(m.amount for m in moves if m.kind == "refund")
     has_debit = any(m.kind == "debit" for m in moves)
     has_refund = any(m.kind == "refund" for m in moves)
-    net = debited - refunded
+    credited = sum(m.amount for m in moves if m.kind == "credit")
+    net = debited - refunded - credited
     tally.debits += sum(1 for m in moves if m.kind == "debit")
     tally.refunds += sum(1 for m in moves if m.kind == "refund")
+    tally.credits += sum(1 for m in moves if m.kind == "credit")
     tally.debited += debited
     tally.refunded += refunded
+    tally.credited += credited
 
     def found(kind: MismatchKind, detail: str) -> None:
         if tx is not None:
@@ -189,13 +229,20 @@ def _match(
             Mismatch(kind, tid, msisdn, state, price, debited, refunded, at, detail)
         )
 
-    if net < 0:
+    if refunded > debited:
         found(MismatchKind.REFUND_WITHOUT_DEBIT,
               f"refunds of {refunded} exceed the debits of {debited}")
+    if tx is not None and (tx.kind is not TxKind.PURCHASE or tx.amount):
+        _match_movement(tx, found, tally, unsettled, debited, refunded, credited, tid)
+        return
     if tx is None:
-        if net > 0:
+        if debited - refunded > 0:
             found(MismatchKind.CHARGED_NOT_RECORDED,
-                  f"{net} debited (net of refunds) but Gestor has no such transaction")
+                  f"{debited - refunded} debited (net of refunds) but Gestor has no such "
+                  "transaction")
+        if credited > 0:
+            found(MismatchKind.CREDITED_NOT_RECORDED,
+                  f"{credited} credited but Gestor has no such transaction")
         return
 
     expected = _expected_charge(tx)
@@ -229,6 +276,30 @@ def _match(
         )
 
 
+def _match_movement(tx: Transaction, found: Any, tally: _Tally, unsettled: list[Unsettled],
+                    debited: int, refunded: int, credited: int, tid: str) -> None:
+    """A transfer, an advance, a top-up or a bono financed by an advance: by its totals."""
+    net = debited - refunded - credited
+    state = tx.state
+    if state is TxState.COMPLETED:
+        charge, credit = _expected_charge(tx), _expected_credit(tx)
+        tally.completed += charge - credit
+        if charge > 0 and not debited:
+            found(MismatchKind.RECORDED_NOT_CHARGED, f"completed at {charge} with no debit")
+        elif debited - refunded != charge or credited != credit:
+            found(MismatchKind.AMOUNT_MISMATCH,
+                  f"debited {debited - refunded} and credited {credited}; Gestor's "
+                  f"{tx.kind} took {charge} and gave {credit}")
+    elif state in (TxState.REFUNDED, *_NO_SALE):
+        if net != 0 or (state in _NO_SALE and (debited or credited)):
+            found(MismatchKind.CHARGED_NOT_RECORDED,
+                  f"{state.value}, but {debited - refunded} is debited and {credited} credited")
+    else:
+        tally.unsettled += net
+        unsettled.append(Unsettled(tid, tx.msisdn, state, tx.price, debited, refunded,
+                                   tx.created_at, tx.updated_at))
+
+
 def reconcile(
     transactions: Iterable[Transaction],
     ledger: Iterable[LedgerEntry],
@@ -241,13 +312,15 @@ def reconcile(
     its transaction; report each disagreement. Repeated movements (same kind and id) count
     once. `since`/`until` are only recorded in the report."""
     by_id = {str(tx.id): tx for tx in sorted(transactions, key=lambda t: (t.created_at, t.id))}
+    aliases = _aliases(by_id.values())
     moves: dict[str, list[LedgerEntry]] = {}
     seen: set[tuple[str, str]] = set()
     for entry in sorted(ledger, key=lambda e: e.ts):
-        if (entry.kind, entry.id) in seen:
+        if (entry.kind, entry.id) in seen or entry.kind == "topup":
             continue
         seen.add((entry.kind, entry.id))
-        moves.setdefault(entry.transaction_id, []).append(entry)
+        owner = aliases.get(entry.transaction_id, entry.transaction_id)
+        moves.setdefault(owner, []).append(entry)
     tally = _Tally()
     mismatches: list[Mismatch] = []
     unsettled: list[Unsettled] = []
@@ -263,9 +336,11 @@ def reconcile(
         refunds=tally.refunds,
         debited=tally.debited,
         refunded=tally.refunded,
-        net=tally.debited - tally.refunded,
+        net=tally.debited - tally.refunded - tally.credited,
         completed=tally.completed,
         unsettled=tally.unsettled,
+        credits=tally.credits,
+        credited=tally.credited,
     )
     return ReconciliationReport(since, until, tuple(mismatches), tuple(unsettled), totals, strict)
 
@@ -344,10 +419,14 @@ async def run_reconciliation(
     transactions = await store.bridge.run(transactions_between, since, until, transaction=False)
     ledger = await platforms.ledger(since - grace, until + grace)
     ours = {str(tx.id) for tx in transactions}
+    aliases = _aliases(transactions)
     start, end = since.timestamp(), until.timestamp()
     groups: dict[str, list[LedgerEntry]] = {}
     for entry in ledger:
-        groups.setdefault(entry.transaction_id, []).append(entry)
+        if entry.kind == "topup":
+            continue
+        owner = aliases.get(entry.transaction_id, entry.transaction_id)
+        groups.setdefault(owner, []).append(entry)
     matched: list[LedgerEntry] = []
     strays: dict[str, list[LedgerEntry]] = {}
     for tid, group in groups.items():
@@ -388,7 +467,8 @@ def render_text(report: ReconciliationReport) -> str:
     lines = [
         f"reconciliation {_when(report.since)} .. {_when(report.until)}",
         f"  transactions {t.transactions}; ledger: {t.debits} debits = {t.debited}, "
-        f"{t.refunds} refunds = {t.refunded}, net {t.net} (cents)",
+        f"{t.refunds} refunds = {t.refunded}, {t.credits} credits = {t.credited}, "
+        f"net {t.net} (cents)",
         f"  completed {t.completed} + unsettled {t.unsettled} "
         + ("= net: balanced" if t.balanced else f"!= net {t.net}: off by {t.difference}"),
     ]

@@ -27,6 +27,7 @@ from gestor.api import (
     _admin_keys,
     _guards,
     _metrics,
+    _movements,
     _protocol_fixes,
 )
 from gestor.api import _registry as reg
@@ -50,28 +51,23 @@ from gestor.api._registry import Answer, documented
 from gestor.api._requests import PurchaseRequest
 from gestor.keyring import KeyRing
 from gestor.logs import msisdn_var, transaction_id_var
-from gestor.model import PENDING_STATES, NewTransaction, TxState
+from gestor.model import PENDING_STATES, NewTransaction, TxKind, TxState
 from gestor.platforms import PlatformError
 from gestor.purchase import Busy, Crowded
 from gestor.ratelimits import open_rate_limiter
 from gestor.runtime import Runtime, open_runtime
 from gestor.settings import Settings
 from gestor.store import (
-    Accepted,
     DatabaseDown,
-    Expired,
-    KeyReused,
     KeyStore,
-    PendingExists,
-    Replayed,
     StoreUnavailable,
-    Unsettled,
     describe_failure,
 )
 
 logger = logging.getLogger("gestor.api")
 
 _STATES = {s.value for s in TxState}
+_KINDS = {k.value for k in TxKind}
 
 
 def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:
@@ -137,14 +133,15 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _admin_catalogue.register(app, settings)
     register_docs(app)
     _metrics.register(app, settings)
+    _movements.register(app, settings)
     return app
 
 
 _WORKER = str(os.getpid())
 
 
-def _request_hash(msisdn: str, bono_id: str, channel: str) -> str:
-    return hashlib.sha256(f"{msisdn}\x1f{bono_id}\x1f{channel}".encode()).hexdigest()
+def _request_hash(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 def _routes(app: GestorApp, settings: Settings) -> None:
@@ -239,8 +236,13 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         if only is not None and "channel" not in body:
             body["channel"] = only
         msisdn, bono_id, channel = validate.purchase_body(body)
+        # A bono for another mobile: `msisdn` pays, the beneficiary gets the bundle.
+        other = (_movements.beneficiary(body["beneficiary"], msisdn)
+                 if body.get("beneficiary") is not None else None)
         allow_channel(channel)
         allow_msisdn(msisdn)
+        if other is not None:
+            allow_msisdn(other)
         enforce_limits(app, settings, "purchase", msisdn)
         if rt.catalogue.get(bono_id) is None:
             raise ApiProblem(422, "UNKNOWN_BONO", f"there is no bono {bono_id!r}",
@@ -248,54 +250,15 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         new = NewTransaction(
             id=uuid.uuid4(), msisdn=msisdn, bono_id=bono_id, channel=channel,
             client=principal().name,
-            idempotency_key=key, request_hash=_request_hash(msisdn, bono_id, channel),
-            at=datetime.now(UTC),
+            idempotency_key=key,
+            request_hash=_request_hash(msisdn, bono_id, channel) if other is None
+            else _request_hash(msisdn, bono_id, channel, other),
+            at=datetime.now(UTC), beneficiary=other,
         )
         transaction_id_var.set(str(new.id))  # this request's log lines name the purchase
         msisdn_var.set(msisdn)
         outcome = await rt.purchases.purchase(new)
-        # Honest answers (README, "Buy a bono"): a 503 SERVICE_UNAVAILABLE/BUSY or a 429 means
-        # nothing was written and nothing will be; OUTCOME_UNKNOWN that it may have been.
-        if isinstance(outcome, Expired):
-            logger.debug("purchase refused, nothing written: %s", outcome.reason)
-            raise ApiProblem(
-                503, "SERVICE_UNAVAILABLE",
-                f"nothing was done by this request: {outcome.reason}; safe to retry, with "
-                "this Idempotency-Key or, unless an earlier request with it was answered "
-                "OUTCOME_UNKNOWN, a new one", headers={"Retry-After": "1"},
-            )
-        if isinstance(outcome, Unsettled):
-            raise ApiProblem(
-                503, "OUTCOME_UNKNOWN",
-                f"the purchase may or may not have been accepted ({outcome.reason}); ask again "
-                "with the same Idempotency-Key: that returns it if it was accepted, or starts "
-                "it if it was not", field="Idempotency-Key", idempotency_key=key,
-                headers={"Retry-After": "1"},
-            )
-        if isinstance(outcome, PendingExists):
-            pending = outcome.transaction
-            raise ApiProblem(
-                409, "PURCHASE_PENDING",
-                f"mobile {msisdn} already has a purchase in flight: {pending.id}",
-                field="msisdn", pending_transaction=str(pending.id),
-                links={"pending": f"/v1/transactions/{pending.id}"},
-            )
-        if isinstance(outcome, KeyReused):
-            raise ApiProblem(
-                422, "IDEMPOTENCY_KEY_REUSED",
-                "this Idempotency-Key was already used for a different purchase",
-                field="Idempotency-Key", transaction=str(outcome.transaction.id),
-            )
-        assert isinstance(outcome, Accepted | Replayed)
-        tx = outcome.transaction
-        transaction_id_var.set(str(tx.id))  # a replay's is the first request's
-        if wait > 0:
-            tx = await rt.purchases.wait_final(tx, wait)
-        headers = {"Location": f"/v1/transactions/{tx.id}"}
-        if isinstance(outcome, Replayed):
-            headers["Idempotent-Replayed"] = "true"
-        status = 200 if tx.state.terminal else 202
-        return json_response(render.transaction(tx, rt.catalogue), status, headers)
+        return await _movements.answer(app, outcome, key, wait, new)
 
     @app.get("/v1/transactions/<tx_id>")
     @documented("A transaction", "Purchases",
@@ -342,15 +305,21 @@ def _routes(app: GestorApp, settings: Settings) -> None:
                                  f"state must be 'pending' or among {sorted(_STATES)}",
                                  field="state")
             states = wanted
+        kinds: list[str] | None = None
+        if kind := request.args.get("kind"):
+            kinds = kind.split(",")
+            if any(k not in _KINDS for k in kinds):
+                raise ApiProblem(422, "INVALID_KIND", f"kind must be among {sorted(_KINDS)}",
+                                 field="kind")
         limit = validate.limit(request.args.get("limit"))
         enforce_limits(app, settings, "status", msisdn)
         # A key that reads only its own transactions lists only those.
         client = own_client()
-        txs = await rt.purchases.transactions(msisdn, states, limit, client)
+        txs = await rt.purchases.transactions(msisdn, states, limit, client, kinds)
         return json_response({
             "msisdn": msisdn,
             **({"client": client} if client is not None else {}),
-            "transactions": [render.transaction(tx, rt.catalogue) for tx in txs],
+            "transactions": [render.transaction(tx, rt.catalogue, msisdn) for tx in txs],
         })
 
     @app.get("/v1/mobiles/<raw_msisdn>/bonos")

@@ -86,6 +86,9 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
 #: The call each channel route is, by (method, route rule) (the scopes `call:<call>`).
 ROUTE_CALLS: dict[tuple[str, str], str] = {
     ("POST", "/v1/purchases"): "purchase",
+    ("POST", "/v1/transfers"): "transfers",
+    ("POST", "/v1/advances"): "advances",
+    ("POST", "/v1/topups"): "topups",
     ("GET", "/v1/mobiles/<raw_msisdn>/bonos"): "list",
     ("GET", "/v1/transactions/<tx_id>"): "status",
     ("GET", "/v1/mobiles/<raw_msisdn>/transactions"): "status",

@@ -7,17 +7,23 @@ from typing import Any
 import msgspec
 
 from gestor.catalogue import Catalogue
-from gestor.model import Alarm, Transaction
+from gestor.model import Alarm, Transaction, TxKind
 from gestor.purchase import OfferList
 
 
-def transaction(tx: Transaction, catalogue: Catalogue) -> dict[str, Any]:
-    bono = catalogue.get(tx.bono_id)
-    return {
+def transaction(tx: Transaction, catalogue: Catalogue, viewer: str | None = None
+                ) -> dict[str, Any]:
+    """A movement; listed for mobile `viewer`, with that mobile's `role` in it."""
+    bono = catalogue.get(tx.bono_id) if tx.bono_id else None
+    out: dict[str, Any] = {
         "id": str(tx.id),
+        "kind": tx.kind.value,
         "msisdn": tx.msisdn,
+        "beneficiary": tx.beneficiary,
         "bono": {"id": tx.bono_id, "name": bono.name if bono else None,
-                 "kind": bono.kind if bono else None},
+                 "kind": bono.kind if bono else None} if tx.bono_id else None,
+        "amount": tx.amount,
+        "fee": tx.fee,
         "channel": tx.channel,
         "state": tx.state.value,
         "final": tx.state.terminal,
@@ -27,6 +33,7 @@ def transaction(tx: Transaction, catalogue: Catalogue) -> dict[str, Any]:
         "profile_id": tx.profile_id,
         "rules_version": tx.rules_version,
         "catalogue_version": tx.catalogue_version,
+        "step": tx.step,
         "reasons": [r.as_dict() for r in tx.reasons],
         "created_at": tx.created_at.isoformat(),
         "updated_at": tx.updated_at.isoformat(),
@@ -36,6 +43,14 @@ def transaction(tx: Transaction, catalogue: Catalogue) -> dict[str, Any]:
             "mobile": f"/v1/mobiles/{tx.msisdn}/transactions",
         },
     }
+    if tx.kind is TxKind.TOPUP:
+        out["reference"] = tx.reference
+        out["collected"] = tx.collected
+    if tx.owed is not None:
+        out["owed"] = tx.owed
+    if viewer is not None:
+        out["role"] = tx.role_of(viewer).value
+    return out
 
 
 def offers(result: OfferList) -> dict[str, Any]:

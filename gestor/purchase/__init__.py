@@ -4,7 +4,7 @@ subscriber actor that serialises a mobile's purchases (`_actor`, recording each 
 
 from gestor.purchase._deps import ProfileCache, PurchaseDeps
 from gestor.purchase._recovery import Recoverer
-from gestor.purchase._saga import refund_id
+from gestor.purchase._saga import refund_id, step_id
 from gestor.purchase._service import (
     Busy,
     Crowded,
@@ -25,4 +25,5 @@ __all__ = [
     "Verdict",
     "open_purchase_service",
     "refund_id",
+    "step_id",
 ]

@@ -191,6 +191,7 @@ class SubscriberActor(ActorBase[object, object]):
         if self.pending is not None and self.pending.id == tx.id:
             self.pending = None
         self.deps.profiles.forget(self.msisdn)
+        self.deps.profiles.forget(tx.receiver)  # a beneficiary's balance may have changed too
         count_movement(final, None)
         self.completions.end(tx.id, final)
 

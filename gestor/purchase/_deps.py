@@ -13,7 +13,7 @@ import trio
 
 from gestor.alarms import AlarmHub
 from gestor.catalogue import Catalogue
-from gestor.model import PurchaseCounters, Reason, SubscriberSnapshot, Transaction
+from gestor.model import PurchaseCounters, Reason, SubscriberSnapshot, Transaction, TxKind
 from gestor.platforms import Platforms
 from gestor.purchase._steps import Verdict
 from gestor.rulebook import RuleBook
@@ -53,6 +53,10 @@ def history_of(counters: PurchaseCounters, now: datetime, tz: ZoneInfo) -> dict[
         "spent_month": counters.spent_month if same_month else 0,
         "last_purchase_at": last,
         "last_purchase_age_s": int((now - last).total_seconds()) if last else NEVER_AGE_S,
+        # Read for this very moment (the acceptance, or the listing): no roll-over to apply.
+        "gifts_today": counters.gifts_today,
+        "gifted_today": counters.gifted_today,
+        "owed": counters.owed,
     }
 
 
@@ -134,21 +138,32 @@ class PurchaseDeps:
         return SnapshotRequest(msisdn, day.astimezone(UTC), month.astimezone(UTC), now)
 
     def context(self, customer: Mapping[str, Any], channel: str, view: SubscriberView,
-                now: datetime) -> PurchaseContext:
+                now: datetime, beneficiary: Mapping[str, Any] | None = None,
+                kind: str = "purchase") -> PurchaseContext:
         return PurchaseContext(
             customer=customer,
             channel=channel,
             now=now,
             restrictions=list(view.restrictions),
             history=history_of(view.counters, view.at, self.tz),
+            beneficiary=beneficiary or {},
+            kind=kind,
         )
 
-    def decide(self, tx: Transaction, customer: Mapping[str, Any], view: SubscriberView,
+    def decide(self, tx: Transaction, customer: Mapping[str, Any],
+               beneficiary: Mapping[str, Any] | None, view: SubscriberView,
                now: datetime, rules: CompiledRules | None = None) -> Verdict:
-        """The rules' verdict on `tx`, under `rules` (the versions its purchase started with;
-        the active ones by default)."""
+        """What the rules decide for `tx` under `rules` (the versions its movement started
+        with; the active ones by default): its profile, operation (with the steps the rule set
+        declares for it) and price, or why not."""
         rules = self.rules if rules is None else rules
         catalogue = rules.catalogue
+        other = None
+        if beneficiary is not None and tx.beneficiary is not None:
+            other = {**beneficiary, "msisdn": tx.beneficiary}
+        ctx = self.context(customer, tx.channel, view, now, other, tx.kind.value)
+        if tx.kind is not TxKind.PURCHASE:
+            return self._decide_movement(tx, ctx, view, rules)
         if tx.bono_id not in catalogue:  # retired between the door and the acceptance
             return Verdict(
                 profile_id="", rules_version=rules.version, currency=catalogue.currency,
@@ -156,10 +171,11 @@ class PurchaseDeps:
                 reasons=(Reason("UNKNOWN_BONO", f"bono {tx.bono_id!r} is not in catalogue "
                                 f"version {catalogue.version}"),),
             )
-        decision = rules.decide(self.context(customer, tx.channel, view, now), tx.bono_id)
+        decision = rules.decide(ctx, tx.bono_id)
         reasons = tuple(Reason(f.code, f.message, f.rule_id) for f in decision.failures)
         op = decision.operation
-        return Verdict(
+        declared = rules.operation(op.operation) if op else None
+        verdict = Verdict(
             profile_id=decision.profile_id,
             rules_version=decision.version,
             catalogue_version=catalogue.version,
@@ -167,4 +183,36 @@ class PurchaseDeps:
             operation=op.operation if op else None,
             price=op.price if op else None,
             reasons=reasons,
+            steps=tuple(s.encode() for s in declared.steps) if declared else (),
         )
+        if verdict.accepted and declared is not None and verdict.price and any(
+                s.do == "advance" for s in declared.steps):
+            # A bono financed by an advance of its price, on the rules' terms for advances.
+            advance = rules.decide_movement(attrs.evolve(ctx, kind="advance"), verdict.price)
+            failures = tuple(Reason(f.code, f.message, f.rule_id) for f in advance.failures)
+            return attrs.evolve(verdict, reasons=failures, amount=verdict.price,
+                                fee=advance.fee, owed=verdict.price + advance.fee)
+        return verdict
+
+    def _decide_movement(self, tx: Transaction, ctx: PurchaseContext, view: SubscriberView,
+                         rules: CompiledRules) -> Verdict:
+        """A transfer, advance or top-up: the first movement rule of its kind, then every
+        validation rule of its kind."""
+        amount = tx.amount or 0
+        d = rules.decide_movement(ctx, amount)
+        declared = rules.operation(d.operation) if d.operation else None
+        reasons = tuple(Reason(f.code, f.message, f.rule_id) for f in d.failures)
+        verdict = Verdict(
+            profile_id=d.profile_id, rules_version=d.version,
+            catalogue_version=rules.catalogue.version, currency=rules.catalogue.currency,
+            operation=d.operation, reasons=reasons,
+            steps=tuple(s.encode() for s in declared.steps) if declared else (),
+            amount=amount, fee=d.fee,
+        )
+        if tx.kind is TxKind.TRANSFER:
+            return attrs.evolve(verdict, price=amount + d.fee)
+        if tx.kind is TxKind.ADVANCE:
+            return attrs.evolve(verdict, owed=amount + d.fee)
+        # A top-up collects what is owed, up to its amount (read at its acceptance, exact:
+        # it holds the mobile's guard, so nothing else moved meanwhile).
+        return attrs.evolve(verdict, collected=max(0, min(view.counters.owed, amount)))

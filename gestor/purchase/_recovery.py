@@ -2,17 +2,18 @@
 
 Every worker runs one. Each pass leases a batch of transactions untouched for `stale_after`
 seconds (a live saga writes far more often than that), so after a crash, or when another worker
-died, each orphan is resumed exactly where its last durable state left it:
+died, each orphan is resumed exactly where its last durable state left it, whatever its kind:
 
-- `received` (nothing durable since acceptance): ask the charging system whether the debit
-  happened, by the transaction id. No debit → `failed` (nothing charged). Debit → `charged`, then
-  on as below.
-- `charged`: if the refund (whose id derives from the transaction's) already went through — a
-  saga refunded and died before recording it — → `refunded`. Otherwise provision (idempotent by
-  transaction id) → `completed`; failure → refund.
-- `inconsistent`: if the bundle turned out to be provisioned → `completed`; otherwise retry the
-  refund (idempotent by its derived id) → `refunded`. While it keeps failing it stays visible
-  and is retried every `stale_after`.
+- `received` (nothing durable since acceptance): ask the platforms whether its first step
+  happened, by the step's key (`step_id`). Nothing → `failed` (nothing moved). A purchase's
+  debit → `charged`, then on as below; a top-up's recovery debit → `completed` with what it
+  collected; any other first step → undone (`refunded`), since what came next is not recorded.
+- `charged` (`step` steps of its recorded `steps` done): if a compensation already went through
+  (a saga was undoing and died before recording it) → finish undoing → `refunded`. Otherwise
+  run the remaining steps (each idempotent by its key) → `completed`; a failure → compensate.
+- `inconsistent`: if the failed step was a provisioning that happened after all → `completed`;
+  otherwise retry the compensations (idempotent) → `refunded`. While they keep failing it stays
+  visible and is retried every `stale_after`.
 
 A transaction still unsettled `stuck_after` seconds after it was created raises a `stuck` alarm.
 Whatever settles a transaction's cause for alarm (it reaches a final state, or its debit's
@@ -35,19 +36,25 @@ import attrs
 import trio
 
 from gestor.logs import msisdn_var, transaction_id_var
-from gestor.model import NewAlarm, Reason, Severity, Transaction, TxState
+from gestor.model import NewAlarm, Reason, Severity, Transaction, TxKind, TxState
 from gestor.platforms import PlatformError
 from gestor.purchase import _steps as steps
 from gestor.purchase._deps import PurchaseDeps
 from gestor.purchase._saga import (
     SagaAbandoned,
+    compensate,
+    compensations_started,
     count_movement,
-    provision_charged,
     provisioned,
-    refund_id,
+    run_steps,
+    step_id,
+    undo,
     write,
 )
+from gestor.rules import STANDARD_OPERATIONS, decode_steps
 from gestor.store import DatabaseDown, StoreUnavailable
+
+STANDARD = {o.name: tuple(s.encode() for s in o.steps) for o in STANDARD_OPERATIONS}
 
 logger = logging.getLogger("gestor.recovery")
 
@@ -56,40 +63,95 @@ REFUNDED_BEFORE = Reason("PROVISIONING_FAILED",
                          "provisioning failed and the debit was refunded before an interruption")
 
 
+#: The first side effect a movement of each kind may have made, looked up when it stopped before
+#: anything was recorded (`received`): by the idempotency keys its steps use (`step_id`).
+_FIRST_ACTIONS = {TxKind.PURCHASE: ("advance", "debit"), TxKind.TRANSFER: ("debit",),
+                  TxKind.ADVANCE: ("advance",), TxKind.TOPUP: ("recover",)}
+
+
+def _legacy(tx: Transaction) -> Transaction:
+    """A row written before operations were data: its steps are the standard ones of its
+    operation, and a charged one had its debit done."""
+    if tx.steps or tx.state not in (TxState.CHARGED, TxState.INCONSISTENT):
+        return tx
+    plan = STANDARD.get(tx.operation or "debit_and_provision", STANDARD["debit_and_provision"])
+    return attrs.evolve(tx, steps=plan, step=max(tx.step, 1))
+
+
 async def resume(deps: PurchaseDeps, tx: Transaction) -> Transaction:
     """Take `tx` from its last durable state as far as the platforms allow."""
+    tx = _legacy(tx)
     if tx.state in (TxState.RECEIVED, TxState.PROFILED, TxState.VALIDATED):
-        receipt = await deps.platforms.lookup_debit(str(tx.id))
-        if receipt is None:
-            return await write(deps, tx, steps.failed(tx, INTERRUPTED, deps.now()))
-        move = steps.charge_found(tx, receipt.amount, deps.catalogue.currency, deps.now())
-        tx = await write(deps, tx, move)
-        await deps.alarms.resolve_transaction(tx)  # the debit's outcome is known now
+        tx = await _undecided(deps, tx)
     if tx.state is TxState.CHARGED:
-        if await deps.platforms.lookup_refund(refund_id(tx.id)) is not None:
-            return await write(deps, tx, steps.refunded(tx, REFUNDED_BEFORE, deps.now()))
-        return await provision_charged(deps, tx)
+        started = await compensations_started(deps, tx)
+        if started is None:
+            raise SagaAbandoned(f"{tx.id}: cannot ask whether its compensation started")
+        if started:  # a saga was undoing its steps when it stopped: finish that
+            return await compensate(deps, tx, REFUNDED_BEFORE)
+        return await run_steps(deps, tx)
     if tx.state is TxState.INCONSISTENT:
         return await _settle_inconsistent(deps, tx)
     return tx
 
 
+async def _undecided(deps: PurchaseDeps, tx: Transaction) -> Transaction:
+    """A movement that stopped before its first durable point: what did its first step do?
+    Nothing → `failed`. A purchase's debit (the standard operation) → `charged`, and on. Any
+    other first step found → undone (`refunded`): what came next is not recorded, so the
+    movement is not guessed forward."""
+    p = deps.platforms
+    found: dict[str, int] = {}
+    for action in _FIRST_ACTIONS[tx.kind]:
+        key = step_id(tx.id, action)
+        receipt = (await p.lookup_credit(key) if action == "advance"
+                   else await p.lookup_debit(key))
+        if receipt is not None:
+            found[action] = receipt.amount
+    if not found:
+        return await write(deps, tx, steps.failed(tx, INTERRUPTED, deps.now()))
+    if tx.kind is TxKind.TOPUP:  # it collected what it found: done
+        move = steps.completed(attrs.evolve(tx, steps=("recover",)), deps.now(),
+                               note=f"recovered {found['recover']} owed (found by recovery)")
+        move = attrs.evolve(move, collected=found["recover"], operation="recover",
+                            steps=("recover",), step=1)
+        return await write(deps, tx, move)
+    if tx.kind is TxKind.PURCHASE and set(found) == {"debit"}:
+        move = steps.charge_found(tx, found["debit"], deps.catalogue.currency, deps.now())
+        tx = await write(deps, tx, move)
+        await deps.alarms.resolve_transaction(tx)  # the debit's outcome is known now
+        return tx
+    done = [a for a in ("advance", "debit") if a in found]
+    plan = tuple(f"{a}:{'refund' if a == 'debit' else 'reverse'}" for a in done)
+    move = steps.progressed(tx, len(done), deps.now(),
+                            f"found by recovery: {', '.join(done)}; undoing")
+    move = attrs.evolve(move, steps=plan, price=found.get("debit"),
+                        amount=found.get("advance", tx.amount))
+    tx = await write(deps, tx, move)
+    return await compensate(deps, tx, INTERRUPTED)
+
+
 async def _settle_inconsistent(deps: PurchaseDeps, tx: Transaction) -> Transaction:
-    price = tx.price
-    assert price is not None
-    # A purchase only becomes inconsistent once the saga knew the bundle was not given (an
-    # error, or a lookup that found nothing): a lookup that can't answer now doesn't undo that.
-    if await provisioned(deps, tx):
-        tx = await write(deps, tx, steps.completed(tx, deps.now()))
-    else:
-        try:
-            await deps.platforms.refund(refund_id(tx.id), str(tx.id), tx.msisdn, price)
-        except PlatformError as exc:
-            logger.warning("refund of inconsistent %s failed again: %s", tx.id, exc)
-            return tx
-        reason = Reason("PROVISIONING_FAILED", "not provisioned; refunded by recovery")
-        tx = await write(deps, tx, steps.refunded(tx, reason, deps.now()))
-    return tx
+    """A compensation failed. If the step that failed was a provisioning that happened after
+    all, the movement completes; otherwise its compensations are retried (idempotent)."""
+    plan = decode_steps(tx.steps)
+    failed = plan[tx.step] if tx.step < len(plan) else None
+    # A movement only becomes inconsistent once the saga knew the step failed (an error, or a
+    # lookup that found nothing): a lookup that can't answer now doesn't undo that.
+    if failed is not None and failed.do == "provision" and await provisioned(deps, tx):
+        return await write(deps, tx, steps.completed(tx, deps.now()))
+    try:
+        for step in reversed(plan[:tx.step]):
+            if step.undo is not None:
+                await undo(deps, tx, step)
+    except PlatformError as exc:
+        logger.warning("compensation of inconsistent %s failed again: %s", tx.id, exc)
+        return tx
+    code = "PROVISIONING_FAILED" if failed is not None and failed.do == "provision" \
+        else "STEP_FAILED"
+    what = "not provisioned" if code == "PROVISIONING_FAILED" else "not completed"
+    reason = Reason(code, f"{what}; refunded by recovery")
+    return await write(deps, tx, steps.refunded(tx, reason, deps.now()))
 
 
 @attrs.frozen
@@ -201,6 +263,7 @@ class Recoverer:
         if final.state.terminal:
             self._settled += 1
             self.deps.profiles.forget(tx.msisdn)
+            self.deps.profiles.forget(tx.receiver)
             logger.info("recovered %s: %s → %s", tx.id, tx.state, final.state)
             return
         self._pending += 1
@@ -209,7 +272,7 @@ class Recoverer:
             self._stuck.add(tx.id)
             await self.deps.alarms.raise_alarm(
                 NewAlarm("stuck", Severity.WARNING,
-                         f"purchase unsettled for {int(age)} s (state {final.state})",
+                         f"{tx.kind} unsettled for {int(age)} s (state {final.state})",
                          msisdn=tx.msisdn, transaction_id=tx.id,
                          details={"state": final.state.value, "age_s": int(age)})
             )

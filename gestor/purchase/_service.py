@@ -226,8 +226,9 @@ class PurchaseService:
         return await self.deps.store.get(tx_id)
 
     async def transactions(self, msisdn: str, states: Sequence[str] | None, limit: int,
-                           client: str | None = None) -> list[Transaction]:
-        return await self.deps.store.transactions_for(msisdn, states, limit, client)
+                           client: str | None = None, kinds: Sequence[str] | None = None
+                           ) -> list[Transaction]:
+        return await self.deps.store.transactions_for(msisdn, states, limit, client, kinds)
 
     def in_flight(self) -> list[uuid.UUID]:
         """Transactions whose saga runs in this worker right now."""

@@ -11,6 +11,9 @@ import attrs
 #: The call kinds that have buckets, and the routes each covers.
 KINDS: Mapping[str, str] = {
     "purchase": "POST /v1/purchases",
+    "transfer": "POST /v1/transfers",
+    "advance": "POST /v1/advances",
+    "topup": "POST /v1/topups",
     "list": "GET /v1/mobiles/{msisdn}/bonos",
     "status": "GET /v1/transactions/{id}, GET /v1/mobiles/{msisdn}/transactions",
 }
@@ -41,11 +44,17 @@ class Limit:
 DEFAULT_LIMITS: Mapping[str, Mapping[str, Limit]] = {
     "key": {
         "purchase": Limit(1000.0, 2000.0),
+        "transfer": Limit(1000.0, 2000.0),
+        "advance": Limit(1000.0, 2000.0),
+        "topup": Limit(1000.0, 2000.0),
         "list": Limit(5000.0, 10000.0),
         "status": Limit(5000.0, 10000.0),
     },
     "msisdn": {
         "purchase": Limit(0.2, 5.0),
+        "transfer": Limit(0.2, 5.0),
+        "advance": Limit(0.2, 5.0),
+        "topup": Limit(1.0, 20.0),  # money coming in: the recharge platform retries too
         "list": Limit(1.0, 20.0),
         "status": Limit(2.0, 40.0),
     },

@@ -27,6 +27,13 @@ from gestor.rules._model import (
     RuleSetError,
     ValidationRule,
 )
+from gestor.rules._operations import (
+    STANDARD_OPERATIONS,
+    STEPS,
+    Operation,
+    Step,
+    decode_steps,
+)
 from gestor.rules._parse import load_rules, parse_rules
 
 __all__ = [
@@ -34,10 +41,13 @@ __all__ = [
     "CHANNELS",
     "CUSTOMER_FIELDS",
     "NEVER_AGE_S",
+    "STANDARD_OPERATIONS",
+    "STEPS",
     "CompiledRules",
     "Decision",
     "Failure",
     "Offer",
+    "Operation",
     "OperationChoice",
     "OperationRule",
     "ProfilingRule",
@@ -45,11 +55,13 @@ __all__ = [
     "RuleIssue",
     "RuleLimits",
     "RuleSetError",
+    "Step",
     "UnknownBonoError",
     "ValidationRule",
     "bono_references",
     "compile_rules",
     "customer_problems",
+    "decode_steps",
     "load_rules",
     "parse_rules",
 ]

@@ -24,6 +24,7 @@ from gestor.rules._context import (
 )
 from gestor.rules._engine import (
     PER_BONO,
+    CompiledMovement,
     CompiledOperation,
     CompiledProfiling,
     CompiledRules,
@@ -32,8 +33,8 @@ from gestor.rules._engine import (
 from gestor.rules._fields import CUSTOMER, CUSTOMER_FIELDS, field_list, unknown_field_message
 from gestor.rules._model import (
     EMPTY_ATTRIBUTES,
-    OPERATIONS,
-    SECTIONS,
+    ENVIRONMENTS,
+    MOVEMENT_KINDS,
     Failure,
     OperationRule,
     ProfileDecision,
@@ -43,6 +44,7 @@ from gestor.rules._model import (
     Section,
     ValidationRule,
 )
+from gestor.rules._operations import Operation, check_operation
 from gestor.rules._plan import (
     OperationSource,
     ProfilingSource,
@@ -121,7 +123,14 @@ def compile_rules(
         )
 
     validation: list[CompiledValidation] = []
+    movement_checks: list[CompiledValidation] = []
     for v in spec.validation:
+        if any(k in MOVEMENT_KINDS for k in v.kinds):
+            checked = _movement_check(c, v)
+            if checked is not None:
+                movement_checks.append(checked)
+        if "purchase" not in v.kinds:
+            continue
         when = c.expr("validation", v.id, "when", v.when, _BOOL)
         guard = (
             None
@@ -139,28 +148,39 @@ def compile_rules(
                 )
             )
 
+    defs = {d.name: d for d in spec.operation_defs}
+    for d in spec.declared:
+        for field, message in check_operation(d):
+            c.error("operation", d.name, field, message)
     operations: list[CompiledOperation] = []
     ordered = []
     for o in spec.operations:
         when = c.expr("operations", o.id, "when", o.when, _BOOL)
         ordered.append(None if when is None else (o.id, *when))
         ok = when is not None
-        if o.operation not in OPERATIONS:
+        chosen = defs.get(o.operation)
+        if chosen is None:
             c.error(
                 "operations",
                 o.id,
                 "operation",
-                f"unknown operation {o.operation!r} (one of: {', '.join(OPERATIONS)})",
+                f"unknown operation {o.operation!r}: nobody declares it (declared: "
+                f"{', '.join(defs)})",
             )
+            ok = False
+        elif "purchase" not in chosen.kinds() or all(s.do != "provision" for s in chosen.steps):
+            c.error("operations", o.id, "operation",
+                    f"operation {o.operation!r} cannot sell a bono (its steps: "
+                    f"{', '.join(s.do for s in chosen.steps)})")
             ok = False
         price = None
         if o.price is not None:
-            if o.operation == "provision_only":
+            if chosen is not None and not chosen.charges:
                 c.error(
                     "operations",
                     o.id,
                     "price",
-                    "provision_only never charges the customer: remove `price`",
+                    f"{o.operation} never charges the customer: remove `price`",
                 )
                 ok = False
             price = c.expr("operations", o.id, "price", o.price, _INT)
@@ -171,6 +191,7 @@ def compile_rules(
             )
     _check_order("operations", ordered, c.issues)
     _check_bono_ids(spec, catalogue, c.issues)
+    movements = _movements(c, spec, defs)
 
     if any(i.severity == "error" for i in c.issues):
         raise RuleSetError(c.issues)
@@ -182,7 +203,8 @@ def compile_rules(
             for p in profiling
         ],
         operations=[
-            OperationSource(o.rule.when, o.rule.operation, o.rule.price) for o in operations
+            OperationSource(o.rule.when, o.rule.operation, o.rule.price,
+                            not defs[o.rule.operation].charges) for o in operations
         ],
         validation=[
             ValidationSource(v.rule.when, v.rule.applies_to, bool(v.names & PER_BONO))
@@ -201,10 +223,61 @@ def compile_rules(
         profiling=tuple(profiling),
         validation=tuple(validation),
         operations=tuple(operations),
+        movements=tuple(movements),
+        movement_checks=tuple(movement_checks),
         plan_env=plan_env,
         plans=plans,
         plan_note=note,
     )
+
+
+def _movement_check(c: _Compiler, v: ValidationRule) -> CompiledValidation | None:
+    """A validation rule of movement kinds, compiled in their environment (no bono, no
+    price: the amount, fee, operation and maximum amount)."""
+    before = len(c.issues)
+    when = c.expr("movement_validation", v.id, "when", v.when, _BOOL)
+    guard = (None if v.applies_to is None
+             else c.expr("movement_validation", v.id, "applies_to", v.applies_to, _BOOL))
+    for n in range(before, len(c.issues)):  # the user wrote a [[validation]] rule
+        issue = c.issues[n]
+        c.issues[n] = RuleIssue("validation", issue.rule_id, issue.field, issue.message.replace(
+            "movement_validation rules", f"validation rules of {', '.join(v.kinds)}"),
+            issue.severity)
+    if when is None or (v.applies_to is not None and guard is None):
+        return None
+    return CompiledValidation(
+        rule=v, when=when[0], applies_to=None if guard is None else guard[0],
+        failure=Failure(v.id, v.code, v.message),
+        names=when[1].names | (guard[1].names if guard else frozenset()),
+    )
+
+
+def _movements(c: _Compiler, spec: RuleSetSpec, defs: dict[str, Operation]
+               ) -> list[CompiledMovement]:
+    """The movement rules: each names a declared operation that suits its kind."""
+    out = []
+    for m in spec.movements:
+        when = c.expr("movements", m.id, "when", m.when, _BOOL)
+        fee = None if m.fee is None else c.expr("movements", m.id, "fee", m.fee, _INT)
+        most = (None if m.max_amount is None
+                else c.expr("movements", m.id, "max_amount", m.max_amount, _INT))
+        ok = when is not None and (m.fee is None or fee is not None) and (
+            m.max_amount is None or most is not None)
+        chosen = defs.get(m.operation)
+        if chosen is None:
+            c.error("movements", m.id, "operation",
+                    f"unknown operation {m.operation!r}: nobody declares it (declared: "
+                    f"{', '.join(defs)})")
+            ok = False
+        elif m.kind not in chosen.kinds():
+            c.error("movements", m.id, "operation",
+                    f"operation {m.operation!r} cannot run a {m.kind} (its steps: "
+                    f"{', '.join(s.do for s in chosen.steps)})")
+            ok = False
+        if ok and when is not None:
+            out.append(CompiledMovement(m, when[0], None if fee is None else fee[0],
+                                        None if most is None else most[0]))
+    return out
 
 
 def _zone(tz: str | tzinfo) -> tzinfo:
@@ -224,10 +297,10 @@ class _Compiler:
         self.issues: list[RuleIssue] = []
         self.names: set[str] = set()  # every top-level name the rule set references
         self.envs: dict[Section, Any] = {
-            s: make_env(SECTION_VARIABLES[s], limits) for s in SECTIONS
+            s: make_env(SECTION_VARIABLES[s], limits) for s in ENVIRONMENTS
         }
 
-    def error(self, section: str, rule_id: str, field: str, message: str) -> None:
+    def error(self, section: str, rule_id: str, field: str | None, message: str) -> None:
         self.issues.append(RuleIssue(section, rule_id, field, message))
 
     def expr(

@@ -25,6 +25,9 @@ HISTORY_DEFAULTS: Mapping[str, Any] = {
     "spent_today": 0,
     "spent_month": 0,
     "last_purchase_at": None,
+    "gifts_today": 0,
+    "gifted_today": 0,
+    "owed": 0,
 }
 
 _STR = cel.Type.STRING
@@ -43,6 +46,8 @@ BASE_VARIABLES: Mapping[str, Any] = {
     "month": _INT,
     "restrictions": cel.Type.List(_STR),
     "history": _DYN_MAP,
+    "beneficiary": _DYN_MAP,
+    "kind": _STR,
 }
 #: Added for operation rules (and validation): the profiling outcome and the bono.
 PROFILE_VARIABLES: Mapping[str, Any] = {
@@ -53,13 +58,30 @@ PROFILE_VARIABLES: Mapping[str, Any] = {
 #: Added for validation rules: the chosen operation's name and effective price.
 OPERATION_VARIABLES: Mapping[str, Any] = {"price": _INT, "operation": _STR}
 
+#: Movement rules (transfers, advances, top-ups) see the amount instead of a bono...
+MOVEMENT_VARIABLES: Mapping[str, Any] = {
+    "profile_id": _STR,
+    "attributes": _DYN_MAP,
+    "amount": _INT,
+}
+#: ...and their validation rules also the fee, the operation and the maximum amount.
+MOVEMENT_OPERATION_VARIABLES: Mapping[str, Any] = {
+    "fee": _INT,
+    "operation": _STR,
+    "max_amount": _INT,
+}
+
 SECTION_VARIABLES: Mapping[Section, Mapping[str, Any]] = {
     "profiling": BASE_VARIABLES,
     "operations": {**BASE_VARIABLES, **PROFILE_VARIABLES},
     "validation": {**BASE_VARIABLES, **PROFILE_VARIABLES, **OPERATION_VARIABLES},
+    "movements": {**BASE_VARIABLES, **MOVEMENT_VARIABLES},
+    "movement_validation": {**BASE_VARIABLES, **MOVEMENT_VARIABLES,
+                            **MOVEMENT_OPERATION_VARIABLES},
 }
 #: Top-level names (`customer`, not `customer.segment`).
-ALL_VARIABLES = frozenset(name.split(".")[0] for name in SECTION_VARIABLES["validation"])
+ALL_VARIABLES = frozenset(name.split(".")[0] for names in SECTION_VARIABLES.values()
+                          for name in names)
 
 #: The variables of the batched plans (see `_plan`): the rest are bound inside the plan.
 PLAN_VARIABLES: Mapping[str, Any] = {
@@ -123,6 +145,8 @@ class Binder:
         self._local = bool(needed & _LOCAL_TIME)
         self._restrictions = "restrictions" in needed
         self._history = "history" in needed
+        self._beneficiary = "beneficiary" in needed
+        self._kind = "kind" in needed
 
     def bind(self, ctx: PurchaseContext) -> dict[str, Any]:
         """A fresh dict of bindings (the caller may add to it)."""
@@ -148,6 +172,10 @@ class Binder:
             out["restrictions"] = restrictions if type(restrictions) is list else list(restrictions)
         if self._history:
             out["history"] = history_binding(ctx)
+        if self._beneficiary:
+            out["beneficiary"] = dict(ctx.beneficiary)
+        if self._kind:
+            out["kind"] = ctx.kind
         return out
 
 

@@ -29,9 +29,12 @@ from gestor.rules._model import (
     BONO_NOT_OFFERED,
     DEFAULT_PROFILE_ID,
     EMPTY_ATTRIBUTES,
+    MOVEMENT_NOT_OFFERED,
     Decision,
     Failure,
     Listing,
+    MovementDecision,
+    MovementRule,
     Offer,
     OperationChoice,
     OperationRule,
@@ -43,6 +46,7 @@ from gestor.rules._model import (
     Section,
     ValidationRule,
 )
+from gestor.rules._operations import Operation
 from gestor.rules._plan import Plans
 
 _ERROR = cel.Type.ERROR
@@ -80,6 +84,14 @@ class CompiledValidation:
     applies_to: Any | None
     failure: Failure
     names: frozenset[str]  # top-level names referenced by `when` and `applies_to`
+
+
+@attrs.frozen(eq=False)
+class CompiledMovement:
+    rule: MovementRule
+    when: Any
+    fee: Any | None
+    max_amount: Any | None
 
 
 @attrs.frozen(eq=False)
@@ -121,6 +133,8 @@ class CompiledRules:
         profiling: tuple[CompiledProfiling, ...],
         validation: tuple[CompiledValidation, ...],
         operations: tuple[CompiledOperation, ...],
+        movements: tuple[CompiledMovement, ...] = (),
+        movement_checks: tuple[CompiledValidation, ...] = (),
         plan_env: Any,
         plans: Plans | None,
         plan_note: str,
@@ -138,6 +152,10 @@ class CompiledRules:
         self._profiling = profiling
         self._validation = validation
         self._operations = operations
+        self._movements = movements
+        self._movement_checks = movement_checks
+        self._movements_env = envs["movements"]
+        self._movement_validation_env = envs["movement_validation"]
         self._plan_env = plan_env
         self._plans = plans
         self._plan_note = plan_note
@@ -149,6 +167,8 @@ class CompiledRules:
         self._n_operations = len(operations)
         self._default_profile = ProfileDecision(DEFAULT_PROFILE_ID, EMPTY_ATTRIBUTES, None)
         self._choices: dict[tuple[int, int], OperationChoice] = {}
+        self._defs = {d.name: d for d in spec.operation_defs}
+        self._free = frozenset(d.name for d in spec.operation_defs if not d.charges)
         self._offers: dict[tuple[int, int, int], Offer] = {}
 
     # --- metadata --------------------------------------------------------------------------
@@ -156,6 +176,10 @@ class CompiledRules:
     @property
     def spec(self) -> RuleSetSpec:
         return self._spec
+
+    def operation(self, name: str) -> Operation | None:
+        """The operation `name` as this rule set declares it (None: it declares none such)."""
+        return self._defs.get(name)
 
     @property
     def catalogue(self) -> Catalogue:
@@ -240,6 +264,78 @@ class CompiledRules:
                 elif offer is not None:
                     offers.append(offer)
         return self._listing(found or self._profile(base), offers)
+
+    def decide_movement(self, ctx: PurchaseContext, amount: int) -> MovementDecision:
+        """Profiling, then the first movement rule of `ctx.kind` that matches (operation, fee,
+        maximum amount), then every validation rule of that kind: for a transfer, an advance
+        or a top-up of `amount`. Evaluated rule by rule (movements are few beside purchases);
+        run-time errors never raise: an erroring `when` skips the rule, an erroring fee or
+        maximum refuses the movement, an erroring validation rule is a failure."""
+        base = self._full_binder.bind(ctx)
+        profile = self._slow_profile(base, None)
+        data = dict(base)
+        data["profile_id"] = profile.profile_id
+        data["attributes"] = dict(profile.attributes)
+        data["amount"] = amount
+        kind = ctx.kind
+        activation = self._movements_env.Activation(data)
+        chosen: CompiledMovement | None = None
+        fee, most = 0, None
+        refusal: Failure | None = None
+        for m in self._movements:
+            if m.rule.kind != kind or _truth(m.when.eval(activation)) is not True:
+                continue
+            chosen = m
+            for name, expr in (("fee", m.fee), ("max_amount", m.max_amount)):
+                if expr is None:
+                    continue
+                value = expr.eval(activation)
+                x = value.value()
+                if type(x) is not int or x < 0:
+                    why = _fault(value, "int") if type(x) is not int else f"negative: {x}"
+                    refusal = Failure(m.rule.id, MOVEMENT_NOT_OFFERED,
+                                      f"the {name} of movement rule {m.rule.id} failed: {why}")
+                elif name == "fee":
+                    fee = x
+                else:
+                    most = x
+            break
+        def decision(failures: tuple[Failure, ...]) -> MovementDecision:
+            return MovementDecision(
+                kind, profile.profile_id, failures, self._version,
+                chosen.rule.id if chosen else None, chosen.rule.operation if chosen else None,
+                fee, most)
+
+        if chosen is None or refusal is not None:
+            return decision((refusal or Failure(
+                None, MOVEMENT_NOT_OFFERED,
+                f"no {kind} is offered to profile {profile.profile_id}"),))
+        data["fee"] = fee
+        data["operation"] = chosen.rule.operation
+        data["max_amount"] = most if most is not None else amount
+        activation = self._movement_validation_env.Activation(data)
+        failures: list[Failure] = []
+        if most is not None and amount > most:
+            failures.append(Failure(chosen.rule.id, "AMOUNT_ABOVE_MAXIMUM",
+                                    f"the {kind} may be of {most} at most"))
+        for v in self._movement_checks:
+            if kind not in v.rule.kinds:
+                continue
+            if v.applies_to is not None:
+                applies = _truth(v.applies_to.eval(activation))
+                if applies is False:
+                    continue
+                if isinstance(applies, str):
+                    failures.append(Failure(v.rule.id, v.rule.code,
+                                            f"{v.rule.message} (rule error: {applies})"))
+                    continue
+            ok = _truth(v.when.eval(activation))
+            if ok is False:
+                failures.append(v.failure)
+            elif isinstance(ok, str):
+                failures.append(Failure(v.rule.id, v.rule.code,
+                                        f"{v.rule.message} (rule error: {ok})"))
+        return decision(tuple(failures))
 
     def explain(self, ctx: PurchaseContext, bono_id: str) -> dict[str, Any]:
         """A dry run of `decide` rule by rule: every rule's outcome and the decision.
@@ -513,10 +609,9 @@ class CompiledRules:
                 trace["validation"].append(entry)
         return choice, tuple(failures)
 
-    @staticmethod
-    def _price(o: CompiledOperation, bono: Bono, activation: Any) -> tuple[int, str]:
+    def _price(self, o: CompiledOperation, bono: Bono, activation: Any) -> tuple[int, str]:
         if o.price is None:
-            return (0 if o.rule.operation == "provision_only" else bono.price), ""
+            return (0 if o.rule.operation in self._free else bono.price), ""
         value = o.price.eval(activation)
         x = value.value()
         if type(x) is not int:

@@ -12,9 +12,8 @@ from typing import Any, Literal
 import attrs
 
 from gestor.catalogue import Bono
+from gestor.rules._operations import STANDARD_OPERATIONS, Operation
 
-#: Operations an operation rule may select (a closed set).
-OPERATIONS: tuple[str, ...] = ("debit_and_provision", "provision_only")
 #: Sales channels a purchase may come from.
 CHANNELS = frozenset({"ussd", "app", "ivr", "web", "retail", "api"})
 #: Profile assigned when no profiling rule matches.
@@ -25,8 +24,17 @@ BONO_NOT_OFFERED = "BONO_NOT_OFFERED"
 #: The (read-only) attributes of a profile decision whose rule sets none.
 EMPTY_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 
-Section = Literal["profiling", "validation", "operations"]
-SECTIONS: tuple[Section, ...] = ("profiling", "validation", "operations")
+Section = Literal["profiling", "validation", "operations", "movements", "movement_validation"]
+#: The sections of a rule set as written (movement_validation is the environment validation
+#: rules of movement kinds compile in).
+SECTIONS: tuple[Section, ...] = ("profiling", "validation", "operations", "movements")
+#: Every CEL environment (`SECTIONS` and the validation of movements).
+ENVIRONMENTS: tuple[Section, ...] = (*SECTIONS, "movement_validation")
+#: The movement kinds rules decide (a purchase's bono; the others' amounts).
+RULE_KINDS = ("purchase", "transfer", "advance", "topup")
+MOVEMENT_KINDS = ("transfer", "advance", "topup")
+#: Failure code when no movement rule allows the movement to the payer's profile.
+MOVEMENT_NOT_OFFERED = "MOVEMENT_NOT_OFFERED"
 
 
 # --- the rule-set spec ---------------------------------------------------------------------
@@ -57,6 +65,22 @@ class ValidationRule:
     message: str
     applies_to: str | None = None
     description: str = ""
+    #: The movement kinds it checks (docs/rules.md): purchases unless it says otherwise.
+    kinds: tuple[str, ...] = ("purchase",)
+
+
+@attrs.frozen
+class MovementRule:
+    """Ordered per kind; the first rule of a movement's kind whose `when` holds selects its
+    operation, fee and maximum amount (CEL over the movement's `amount`)."""
+
+    id: str
+    kind: str
+    when: str
+    operation: str
+    fee: str | None = None
+    max_amount: str | None = None
+    description: str = ""
 
 
 @attrs.frozen
@@ -70,7 +94,7 @@ class OperationRule:
     description: str = ""
 
 
-Rule = ProfilingRule | ValidationRule | OperationRule
+Rule = ProfilingRule | ValidationRule | OperationRule | MovementRule
 
 
 @attrs.frozen
@@ -81,6 +105,15 @@ class RuleSetSpec:
     validation: tuple[ValidationRule, ...] = ()
     operations: tuple[OperationRule, ...] = ()
     description: str = ""
+    #: The operations declared (`[operation.<name>]`), in file order.
+    declared: tuple[Operation, ...] = ()
+    movements: tuple[MovementRule, ...] = ()
+
+    @property
+    def operation_defs(self) -> tuple[Operation, ...]:
+        """The operations its rules may name: those declared, or the standard ones when it
+        declares none (a rule set written before operations were data)."""
+        return self.declared or STANDARD_OPERATIONS
 
     def rules(self) -> Iterator[tuple[Section, Rule]]:
         """Every rule with its section, in file order per section."""
@@ -90,17 +123,25 @@ class RuleSetSpec:
             yield "validation", v
         for o in self.operations:
             yield "operations", o
+        for m in self.movements:
+            yield "movements", m
 
     def as_dict(self) -> dict[str, Any]:
         """The TOML document shape (omitting empty optional fields)."""
         out: dict[str, Any] = {}
         if self.description:
             out["description"] = self.description
+        if self.declared:
+            out["operation"] = {o.name: o.as_dict() for o in self.declared}
         for section in SECTIONS:
             out[section] = [
-                {k: v for k, v in attrs.asdict(r).items() if v not in (None, "", {})}
+                {k: (list(v) if isinstance(v, tuple) else v)
+                 for k, v in attrs.asdict(r).items()
+                 if v not in (None, "", {}) and not (k == "kinds" and v == ("purchase",))}
                 for r in getattr(self, section)
             ]
+        if not out["movements"]:
+            del out["movements"]
         return out
 
 
@@ -167,6 +208,9 @@ class PurchaseContext:
     now: datetime = attrs.field(validator=_check_aware)
     restrictions: Sequence[str] = ()
     history: Mapping[str, Any] = attrs.field(factory=dict)
+    #: The beneficiary's customer data and `msisdn` (empty: the payer buys for itself).
+    beneficiary: Mapping[str, Any] = attrs.field(factory=dict)
+    kind: str = "purchase"
 
 
 # --- results -------------------------------------------------------------------------------
@@ -239,6 +283,31 @@ class Decision:
             "failures": [f.as_dict() for f in self.failures],
             "version": self.version,
         }
+
+
+@attrs.frozen
+class MovementDecision:
+    """What the rules decide for a transfer, advance or top-up. Approved iff an operation
+    was chosen, the amount is within `max_amount` and no validation failed."""
+
+    kind: str
+    profile_id: str
+    failures: tuple[Failure, ...]
+    version: int
+    rule_id: str | None = None
+    operation: str | None = None
+    fee: int = 0
+    max_amount: int | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.operation is not None and not self.failures
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "approved": self.approved, "profile_id": self.profile_id,
+                "rule_id": self.rule_id, "operation": self.operation, "fee": self.fee,
+                "max_amount": self.max_amount, "failures": [f.as_dict() for f in self.failures],
+                "version": self.version}
 
 
 @attrs.frozen

@@ -10,6 +10,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gestor.rules._model import (
+    MOVEMENT_KINDS,
+    RULE_KINDS,
+    MovementRule,
     OperationRule,
     ProfilingRule,
     Rule,
@@ -19,6 +22,7 @@ from gestor.rules._model import (
     Section,
     ValidationRule,
 )
+from gestor.rules._operations import Operation, operation_from_dict
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 ATTRIBUTE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -31,14 +35,20 @@ _FIELDS: Mapping[Section, tuple[frozenset[str], frozenset[str]]] = {
     ),
     "validation": (
         frozenset({"id", "when", "code", "message"}),
-        frozenset({"applies_to", "description"}),
+        frozenset({"applies_to", "description", "kinds"}),
     ),
     "operations": (
         frozenset({"id", "when", "operation"}),
         frozenset({"price", "description"}),
     ),
+    "movements": (
+        frozenset({"id", "kind", "when", "operation"}),
+        frozenset({"fee", "max_amount", "description"}),
+    ),
 }
-_TOP_KEYS = frozenset({"description", "profiling", "validation", "operations"})
+_LISTS = frozenset({"attributes", "kinds"})
+_TOP_KEYS = frozenset({"description", "profiling", "validation", "operations", "operation",
+                       "movements"})
 
 
 def load_rules(path: str | os.PathLike[str]) -> RuleSetSpec:
@@ -70,7 +80,7 @@ def rules_from_dict(doc: Mapping[str, Any]) -> RuleSetSpec:
                 None,
                 key,
                 "unknown top-level key (expected [[profiling]], [[validation]], "
-                "[[operations]] and an optional description)",
+                "[[operations]], [operation.<name>] and an optional description)",
             )
         )
     description = doc.get("description", "")
@@ -80,6 +90,8 @@ def rules_from_dict(doc: Mapping[str, Any]) -> RuleSetSpec:
     profiling = _section(doc, "profiling", _profiling, issues)
     validation = _section(doc, "validation", _validation, issues)
     operations = _section(doc, "operations", _operations, issues)
+    movements = _section(doc, "movements", _movements, issues)
+    declared = _declared(doc.get("operation", {}), issues)
     if issues:
         raise RuleSetError(issues)
     return RuleSetSpec(
@@ -87,7 +99,28 @@ def rules_from_dict(doc: Mapping[str, Any]) -> RuleSetSpec:
         validation=tuple(r for r in validation if isinstance(r, ValidationRule)),
         operations=tuple(r for r in operations if isinstance(r, OperationRule)),
         description=description,
+        declared=tuple(declared),
+        movements=tuple(r for r in movements if isinstance(r, MovementRule)),
     )
+
+
+def _declared(tables: Any, issues: list[RuleIssue]) -> list[Operation]:
+    """The `[operation.<name>]` tables: the operations the rules may name."""
+    if not isinstance(tables, dict):
+        issues.append(RuleIssue("operation", None, None,
+                                "must be tables: [operation.<name>] with `steps`"))
+        return []
+    out = []
+    for name, entry in tables.items():
+        if not ID_RE.match(name):
+            issues.append(RuleIssue("operation", name, None,
+                                    "letters, digits, '_', '.', '-' only"))
+            continue
+        op, problems = operation_from_dict(name, entry)
+        issues += [RuleIssue("operation", name, field, message) for field, message in problems]
+        if op is not None:
+            out.append(op)
+    return out
 
 
 def _section(
@@ -117,7 +150,7 @@ def _section(
             bad(key, f"unknown field (allowed: {', '.join(sorted(required | optional))})")
         for key in sorted(required - set(entry)):
             bad(key, "required field is missing")
-        for key in sorted((required | optional) - {"attributes"}):
+        for key in sorted((required | optional) - _LISTS):
             if key in entry and not isinstance(entry[key], str):
                 bad(key, f"must be a string, got {type(entry[key]).__name__}")
             elif key in entry and key != "description" and not entry[key].strip():
@@ -126,6 +159,11 @@ def _section(
             bad("id", "letters, digits, '_', '.', '-' only")
         if "attributes" in entry:
             _check_attributes(entry["attributes"], bad)
+        if "kinds" in entry and (not isinstance(entry["kinds"], list) or not entry["kinds"]
+                                 or any(k not in RULE_KINDS for k in entry["kinds"])):
+            bad("kinds", f"a non-empty list of movement kinds among {', '.join(RULE_KINDS)}")
+        if "kind" in entry and entry["kind"] not in MOVEMENT_KINDS:
+            bad("kind", f"one of {', '.join(MOVEMENT_KINDS)} (purchases have [[operations]])")
         if len(issues) == before:
             rules.append(build(entry))
     return rules
@@ -161,6 +199,19 @@ def _validation(e: dict[str, Any]) -> Rule:
         code=e["code"],
         message=e["message"],
         applies_to=e.get("applies_to"),
+        description=e.get("description", ""),
+        kinds=tuple(e.get("kinds", ("purchase",))),
+    )
+
+
+def _movements(e: dict[str, Any]) -> Rule:
+    return MovementRule(
+        id=e["id"],
+        kind=e["kind"],
+        when=e["when"],
+        operation=e["operation"],
+        fee=e.get("fee"),
+        max_amount=e.get("max_amount"),
         description=e.get("description", ""),
     )
 

@@ -64,7 +64,8 @@ class ProfilingSource:
 class OperationSource:
     when: str
     operation: str
-    price: str | None  # None: the default price (bono.price, or 0 for provision_only)
+    price: str | None  # None: the default price (bono.price, or 0 for a free operation)
+    free: bool = False  # its operation never debits (e.g. provision_only)
 
 
 @attrs.frozen
@@ -254,7 +255,7 @@ def body(rules: RuleSources, chunk: int, sub: Callable[[str], str], fold: Folder
     prices = {
         i: (fold.price(sub(o.price)) if o.price is not None else "0")
         for i, o in enumerate(ops)
-        if o.price is not None or o.operation == "provision_only"
+        if o.price is not None or o.free
     }
     price = select("__oi", prices, sub("bono.price"), n)
     per_bono = [_check(v, sub, fold) for v in rules.validation if v.per_bono]

@@ -8,8 +8,8 @@ from typing import Any
 from gestor.store._bridge import Bridge
 
 #: Every table a request can write to.
-TABLES = ("transactions", "restrictions", "alarms", "rule_sets", "rule_set_audit",
-          "catalogue_versions", "catalogue_version_audit", "audit")
+TABLES = ("transactions", "mobile_guards", "restrictions", "alarms", "rule_sets",
+          "rule_set_audit", "catalogue_versions", "catalogue_version_audit", "audit")
 
 _COUNT = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TABLES)
 

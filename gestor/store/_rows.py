@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from gestor.model import Alarm, HistoryEntry, Reason, Severity, Transaction, TxState
+from gestor.model import Alarm, HistoryEntry, Reason, Severity, Transaction, TxKind, TxState
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.decode
@@ -47,7 +47,7 @@ def transaction_from_row(row: Mapping[str, Any]) -> Transaction:
     return Transaction(
         id=row["id"],
         msisdn=row["msisdn"],
-        bono_id=row["bono_id"],
+        bono_id=row["bono_id"] or "",
         channel=row["channel"],
         client=row["client"],
         idempotency_key=row["idempotency_key"],
@@ -63,6 +63,15 @@ def transaction_from_row(row: Mapping[str, Any]) -> Transaction:
         reasons=_reasons(row["reasons"]),
         history=_history(row["history"]),
         catalogue_version=row.get("catalogue_version"),
+        kind=TxKind(row["kind"]),
+        beneficiary=row["beneficiary"],
+        amount=row["amount"],
+        fee=row["fee"],
+        collected=row["collected"],
+        owed=row["owed"],
+        step=row["step"],
+        steps=tuple(row["steps"] or ()),
+        reference=row["reference"],
     )
 
 

@@ -189,11 +189,13 @@ class Store:
     # -- cold ----------------------------------------------------------------------------------
     async def transactions_for(
         self, msisdn: str, states: Sequence[str] | None = None, limit: int = 50,
-        client: str | None = None,
+        client: str | None = None, kinds: Sequence[str] | None = None,
     ) -> list[Transaction]:
-        """A mobile's transactions, newest first; with `client`, only that client's."""
+        """A mobile's movements as payer or beneficiary, newest first; with `client`, only
+        that client's; with `kinds`, only those kinds."""
         return await self.bridge.run(
-            _transactions.list_for_msisdn, msisdn, states, limit, client, transaction=False
+            _transactions.list_for_msisdn, msisdn, states, limit, client, kinds,
+            transaction=False,
         )
 
     async def claim_stale(self, stale_before: datetime, now: datetime, limit: int = 100

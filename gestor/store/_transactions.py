@@ -4,6 +4,7 @@ statement, `ON CONFLICT`/`RETURNING` to tell each row's fate (DESIGN D1, D3, D5)
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -75,25 +76,10 @@ def _stamped(events: str, at: str) -> str:
             f" '[]'::jsonb) FROM jsonb_array_elements({events}::jsonb) WITH ORDINALITY AS e(v, n))")
 
 
-_WRITE = f"""
-WITH ins AS (
-    INSERT INTO transactions (id, msisdn, bono_id, channel, client, idempotency_key,
-                              request_hash, state, history, created_at, updated_at)
-    SELECT i.id, i.msisdn, i.bono_id, i.channel, i.client, i.key, i.hash,
-           '{TxState.RECEIVED.value}', {_stamped("i.history", "i.ts")}, i.ts, i.ts
-    -- The database's clock, per row (i.at, the request's arrival on the app's clock, is not
-    -- the record's time); trigger transactions_after_previous (0003) settles the rest.
-    FROM (SELECT i.*, clock_timestamp() AS ts
-          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                      $7::text[], $8::text[], $9::timestamptz[], $21::timestamptz[])
-               AS i(id, msisdn, bono_id, channel, client, key, hash, history, at, accept_by)) i
-    -- The acceptance deadline, by the database's clock at the moment the row is inserted: a
-    -- statement that reaches a stalled server too late writes nothing (see `Expired`).
-    WHERE i.accept_by IS NULL OR i.ts < i.accept_by
-    ORDER BY i.msisdn, i.client, i.key  -- one order for every writer: no lock-order deadlock
-    ON CONFLICT DO NOTHING
-    RETURNING id
-), upd AS (
+# Acceptances through `accept_transactions` (0010: the guards of every mobile each movement
+# touches, in msisdn order across the batch, then the rows), transitions in the same statement.
+_UPDATE = f"""
+WITH upd AS (
     UPDATE transactions t SET
         state = u.state,
         history = t.history || {_stamped("u.events", "greatest(u.ts, t.created_at)")},
@@ -103,19 +89,37 @@ WITH ins AS (
         operation = COALESCE(u.operation, t.operation),
         profile_id = COALESCE(u.profile_id, t.profile_id),
         rules_version = COALESCE(u.rules_version, t.rules_version),
-        catalogue_version = COALESCE(u.catalogue_version, t.catalogue_version),
-        reasons = COALESCE(u.reasons::jsonb, t.reasons)
+        reasons = COALESCE(u.reasons::jsonb, t.reasons),
+        amount = COALESCE(u.amount, t.amount),
+        fee = COALESCE(u.fee, t.fee),
+        collected = COALESCE(u.collected, t.collected),
+        owed = COALESCE(u.owed, t.owed),
+        step = COALESCE(u.step, t.step),
+        steps = COALESCE(string_to_array(u.steps, ' '), t.steps),
+        catalogue_version = COALESCE(u.catalogue_version, t.catalogue_version)
     FROM (SELECT u.*, clock_timestamp() AS ts  -- the database's clock, as it commits
-          FROM unnest($10::uuid[], $11::text[], $12::text[], $13::text[], $14::timestamptz[],
-                      $15::bigint[], $16::text[], $17::text[], $18::text[], $19::int[],
-                      $20::text[], $22::int[])
+          FROM unnest($14::uuid[], $15::text[], $16::text[], $17::text[], $18::timestamptz[],
+                      $19::bigint[], $20::text[], $21::text[], $22::text[], $23::int[],
+                      $24::text[], $25::bigint[], $26::bigint[], $27::bigint[], $28::bigint[],
+                      $29::int[], $30::text[], $31::int[])
                AS u(id, expect, state, events, at, price, currency, operation, profile_id,
-                    rules_version, reasons, catalogue_version)) u
+                    rules_version, reasons, amount, fee, collected, owed, step, steps,
+                    catalogue_version)) u
     WHERE t.id = u.id AND t.state = u.expect
     RETURNING t.id, t.updated_at
 )
-SELECT id, true AS inserted, NULL::timestamptz AS at FROM ins
+"""
+_WRITE = _UPDATE + """
+SELECT a.id, true AS inserted, NULL::timestamptz AS at
+FROM accept_transactions($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                         $11::bigint[], $12::text[], $13::timestamptz[]) AS a(id)
 UNION ALL SELECT id, false, updated_at FROM upd
+"""
+# Transitions alone (most batches): the same statement without the acceptance, its
+# parameters renumbered from $1.
+_MOVES = re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) - 13}", _UPDATE) + """
+SELECT id, false AS inserted, updated_at AS at FROM upd
 """
 
 _BY_KEYS = """
@@ -124,8 +128,14 @@ JOIN unnest($1::text[], $2::text[]) AS k(client, key)
   ON t.client = k.client AND t.idempotency_key = k.key
 """
 
+# The movement holding each of these mobiles' guard (as payer or beneficiary).
 _PENDING_FOR = """
-SELECT * FROM transactions WHERE msisdn = ANY($1::text[]) AND state = ANY($2::text[])
+SELECT g.msisdn AS guarded, t.* FROM mobile_guards g JOIN transactions t ON t.id = g.transaction_id
+WHERE g.msisdn = ANY($1::text[])
+"""
+
+_BY_REFERENCE = """
+SELECT * FROM transactions WHERE kind = 'topup' AND reference = ANY($1::text[])
 """
 
 
@@ -147,17 +157,22 @@ async def write_batch(
     commit, atomic). Each transition gets its committed `updated_at` (the database's clock), or
     None if its row was no longer in `expect`; each acceptance that conflicted is explained
     (idempotent replay, key reuse, or pending)."""
-    rows = await conn.fetch(
-        _WRITE,
+    acceptance = [
         [t.id for t in accepts],
         [t.msisdn for t in accepts],
-        [t.bono_id for t in accepts],
+        [t.beneficiary for t in accepts],
+        [t.kind.value for t in accepts],
+        [t.bono_id or None for t in accepts],
         [t.channel for t in accepts],
         [t.client for t in accepts],
         [t.idempotency_key for t in accepts],
         [t.request_hash for t in accepts],
         [encode_history([HistoryEntry(TxState.RECEIVED, t.at)]) for t in accepts],
-        [t.at for t in accepts],
+        [t.amount for t in accepts],
+        [t.reference for t in accepts],
+        [t.accept_by for t in accepts],
+    ]
+    transitions = [
         [m.id for m in moves],
         [m.expect.value for m in moves],
         [m.state.value for m in moves],
@@ -169,9 +184,18 @@ async def write_batch(
         [m.profile_id for m in moves],
         [m.rules_version for m in moves],
         [None if m.reasons is None else encode_reasons(m.reasons) for m in moves],
-        [t.accept_by for t in accepts],
+        [m.amount for m in moves],
+        [m.fee for m in moves],
+        [m.collected for m in moves],
+        [m.owed for m in moves],
+        [m.step for m in moves],
+        [None if m.steps is None else " ".join(m.steps) for m in moves],
         [m.catalogue_version for m in moves],
-    )
+    ]
+    if accepts:
+        rows = await conn.fetch(_WRITE, *acceptance, *transitions)
+    else:
+        rows = await conn.fetch(_MOVES, *transitions)
     inserted = {r["id"] for r in rows if r["inserted"]}
     updated = {r["id"]: r["at"] for r in rows if not r["inserted"]}
     outcomes: dict[uuid.UUID, WriteOutcome] = {
@@ -192,20 +216,28 @@ async def _explain_conflicts(
             _BY_KEYS, [t.client for t in conflicted], [t.idempotency_key for t in conflicted]
         )
     }
+    references = [t.reference for t in conflicted if t.reference is not None]
+    by_reference = {
+        r["reference"]: transaction_from_row(r)
+        for r in (await conn.fetch(_BY_REFERENCE, references) if references else ())
+    }
     pending = {
-        r["msisdn"]: transaction_from_row(r)
-        for r in await conn.fetch(_PENDING_FOR, [t.msisdn for t in conflicted], _PENDING)
+        r["guarded"]: transaction_from_row(r)
+        for r in await conn.fetch(_PENDING_FOR, [m for t in conflicted for m in t.mobiles])
     }
     outcomes: dict[uuid.UUID, WriteOutcome] = {}
     vanished = []
     db_now: datetime | None = None
     for t in conflicted:
         original = by_key.get((t.client, t.idempotency_key))
+        if original is None and t.reference is not None:  # the same top-up, by another key
+            original = by_reference.get(t.reference)
+        holders = [pending[m] for m in t.mobiles if m in pending]
         if original is not None:
             same = original.request_hash == t.request_hash
             outcomes[t.id] = Replayed(original) if same else KeyReused(original)
-        elif t.msisdn in pending:
-            outcomes[t.id] = PendingExists(pending[t.msisdn])
+        elif holders:
+            outcomes[t.id] = PendingExists(holders[0])
         elif t.accept_by is not None and t.accept_by <= (
             db_now := db_now or await conn.fetchval("SELECT clock_timestamp()")
         ):  # refused by the deadline (or late now): nothing was written, nor will be
@@ -235,24 +267,38 @@ class SnapshotRequest:
 
 
 def _subscriber(msisdn: str, day_start: str, month_start: str, at: str) -> str:
-    """SQL joins: a subscriber's history counters (`c`: over its completed purchases of this
-    month, an index-only range scan of transactions_completed_by_msisdn; `l`: the last one) and
-    its restrictions in force at `at` (`x`)."""
+    """SQL joins: a subscriber's history counters (`c`: over its completed movements of this
+    month, a range scan of transactions_completed_by_msisdn: purchases, and gifts today; `l`:
+    the last purchase), what its advances still owe (`d`, whenever made) and its restrictions
+    in force at `at` (`x`)."""
     return f"""
 LEFT JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE h.created_at >= {day_start}) AS purchases_today,
-           count(*) AS purchases_month,
-           COALESCE(sum(h.price) FILTER (WHERE h.created_at >= {day_start}), 0) AS spent_today,
-           COALESCE(sum(h.price), 0) AS spent_month
+    SELECT count(*) FILTER (WHERE h.kind = 'purchase' AND h.created_at >= {day_start})
+               AS purchases_today,
+           count(*) FILTER (WHERE h.kind = 'purchase') AS purchases_month,
+           COALESCE(sum(h.price) FILTER (WHERE h.kind = 'purchase'
+                                         AND h.created_at >= {day_start}), 0) AS spent_today,
+           COALESCE(sum(h.price) FILTER (WHERE h.kind = 'purchase'), 0) AS spent_month,
+           count(*) FILTER (WHERE h.beneficiary IS NOT NULL AND h.created_at >= {day_start})
+               AS gifts_today,
+           COALESCE(sum(CASE WHEN h.kind = 'transfer' THEN h.amount ELSE h.price END)
+                    FILTER (WHERE h.beneficiary IS NOT NULL
+                            AND h.created_at >= {day_start}), 0) AS gifted_today
     FROM transactions h
     WHERE h.msisdn = {msisdn} AND h.state = '{TxState.COMPLETED.value}'
       AND h.created_at >= {month_start}
 ) c ON true
 LEFT JOIN LATERAL (
     SELECT h.created_at AS last_at FROM transactions h
-    WHERE h.msisdn = {msisdn} AND h.state = '{TxState.COMPLETED.value}'
+    WHERE h.msisdn = {msisdn} AND h.state = '{TxState.COMPLETED.value}' AND h.kind = 'purchase'
     ORDER BY h.created_at DESC LIMIT 1
 ) l ON true
+LEFT JOIN LATERAL (
+    SELECT COALESCE(sum(h.owed), 0) - COALESCE(sum(h.collected), 0) AS owed
+    FROM transactions h
+    WHERE h.msisdn = {msisdn} AND h.state = '{TxState.COMPLETED.value}'
+      AND (h.owed IS NOT NULL OR h.collected IS NOT NULL)
+) d ON true
 LEFT JOIN LATERAL (
     SELECT array_agg(x.code ORDER BY x.code) AS codes FROM restrictions x
     WHERE x.msisdn = {msisdn} AND (x.until IS NULL OR x.until > {at})
@@ -262,7 +308,7 @@ LEFT JOIN LATERAL (
 
 _SNAPSHOT = f"""
 SELECT r.msisdn, c.purchases_today, c.purchases_month, c.spent_today, c.spent_month,
-       l.last_at, x.codes
+       c.gifts_today, c.gifted_today, d.owed, l.last_at, x.codes
 FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS r(msisdn, day_start, month_start)
 {_subscriber("r.msisdn", "r.day_start", "r.month_start", "$4")}
 """
@@ -275,7 +321,7 @@ FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS r(msisdn, day_s
 # never change. Restrictions are those in force at the acceptance.
 _ACCEPTED = f"""
 SELECT t.*, c.purchases_today, c.purchases_month, c.spent_today, c.spent_month,
-       l.last_at, x.codes
+       c.gifts_today, c.gifted_today, d.owed, l.last_at, x.codes
 FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS r(id, day_start, month_start)
 JOIN transactions t ON t.id = r.id
 {_subscriber("t.msisdn", "r.day_start", "r.month_start", "t.created_at")}
@@ -290,6 +336,9 @@ def _snapshot(r: Any) -> SubscriberSnapshot:
             spent_today=int(r["spent_today"] or 0),
             spent_month=int(r["spent_month"] or 0),
             last_purchase_at=r["last_at"],
+            gifts_today=r["gifts_today"] or 0,
+            gifted_today=int(r["gifted_today"] or 0),
+            owed=int(r["owed"] or 0),
         ),
         restrictions=tuple(r["codes"] or ()),
     )
@@ -322,19 +371,29 @@ async def read_accepted(conn: Any, items: Sequence[tuple[uuid.UUID, SnapshotRequ
     return [Accepted(transaction_from_row(by_id[i]), _snapshot(by_id[i])) for i, _ in items]
 
 
+# A mobile's movements in either role, newest first: two index range scans merged.
+_LIST = """
+SELECT * FROM (
+    (SELECT * FROM transactions WHERE msisdn = $1
+       AND ($2::text[] IS NULL OR state = ANY($2::text[]))
+       AND ($3::text IS NULL OR client = $3) AND ($5::text[] IS NULL OR kind = ANY($5::text[]))
+     ORDER BY created_at DESC LIMIT $4)
+    UNION ALL
+    (SELECT * FROM transactions WHERE beneficiary = $1 AND msisdn <> $1
+       AND ($2::text[] IS NULL OR state = ANY($2::text[]))
+       AND ($3::text IS NULL OR client = $3) AND ($5::text[] IS NULL OR kind = ANY($5::text[]))
+     ORDER BY created_at DESC LIMIT $4)
+) t ORDER BY created_at DESC LIMIT $4
+"""
+
+
 async def list_for_msisdn(
-    conn: Any, msisdn: str, states: Sequence[str] | None, limit: int, client: str | None = None
+    conn: Any, msisdn: str, states: Sequence[str] | None, limit: int, client: str | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> list[Transaction]:
-    rows = await conn.fetch(
-        "SELECT * FROM transactions WHERE msisdn = $1"
-        " AND ($2::text[] IS NULL OR state = ANY($2::text[]))"
-        " AND ($3::text IS NULL OR client = $3)"
-        " ORDER BY created_at DESC LIMIT $4",
-        msisdn,
-        list(states) if states else None,
-        client,
-        limit,
-    )
+    """The movements `msisdn` pays for or receives, newest first (`Transaction.role_of`)."""
+    rows = await conn.fetch(_LIST, msisdn, list(states) if states else None, client, limit,
+                            list(kinds) if kinds else None)
     return [transaction_from_row(r) for r in rows]
 
 

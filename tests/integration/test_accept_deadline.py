@@ -81,8 +81,11 @@ async def _lock_table(conn: Any) -> None:
 
 
 def _same_key(key: str) -> Callable[[Any], Any]:
+    # Another mobile (0010: a row first takes its mobiles' guards, and its deadline is read
+    # after that): ours passes its deadline check, then waits on the key.
     async def insert(conn: Any) -> None:
-        outcomes, _ = await _transactions.write_batch(conn, [_new(key, accept_in=60)], [])
+        outcomes, _ = await _transactions.write_batch(
+            conn, [_new(key, msisdn="5491100000032", accept_in=60)], [])
         assert isinstance(outcomes[0], _transactions.Inserted)
 
     return insert

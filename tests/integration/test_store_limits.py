@@ -156,7 +156,9 @@ async def test_history_read_is_an_index_range_scan(database_url: str) -> None:
                 n["Node Type"] in ("Index Scan", "Index Only Scan") for n in on_transactions
             ), [(n["Node Type"], n.get("Index Name")) for n in nodes]
             history = [n for n in on_transactions if n["Index Name"] != "transactions_pkey"]
-            assert {n["Index Name"] for n in history} == {"transactions_completed_by_msisdn"}
+            # The purchases and gifts of this month, and what its advances owe (0010).
+            assert {n["Index Name"] for n in history} == {"transactions_completed_by_msisdn",
+                                                          "transactions_debts"}
             # This month's completed purchases of that mobile (a row every 8 x 40 minutes
             # lands in the mobile's half: 30 days / 320 min ≈ 135), not its 60,000 rows.
             assert max(n["Actual Rows"] * n["Actual Loops"] for n in history) < 200
@@ -257,24 +259,24 @@ async def test_an_insert_that_waited_for_the_previous_final_write_starts_after_i
         await _race(database_url, body)
 
 
-async def test_an_insert_timed_before_the_previous_final_write_is_raised_to_its_end(
+async def test_an_acceptance_waits_for_the_previous_final_write_and_starts_after_it(
     database_url: str,
 ) -> None:
-    """The hard interleaving: the insert statement takes its clock reading, then waits (here on
-    another row of its batch, whose idempotency key a third session holds), meanwhile the
-    previous purchase ends with a later reading and holds its commit; the insert then waits for
-    that commit and succeeds. Its clock reading is earlier than the previous `updated_at`:
-    the trigger raises `created_at` (and its history entry) to it, in the same transaction."""
+    """The hard interleaving: the previous purchase ends and holds its commit (its guard's
+    release is uncommitted); the next batch's acceptance waits for that commit on the guard
+    (0010: guards are taken before the rows' clock readings), then is inserted with a
+    `created_at` after the previous `updated_at`. A row of the same batch on another mobile,
+    waiting meanwhile on an idempotency key a third session holds, is inserted too."""
     async def body(lanes: dict[str, Lane], pids: dict[str, int]) -> None:
         prev = _new(MSISDN)
         written, _ = await _write(lanes["prev"], [prev], [])
         assert isinstance(written[0], _transactions.Inserted)
-        # The blocker holds idempotency key "K" (another mobile), uncommitted.
+        await _execute(lanes["prev"], "BEGIN")
+        _, (ended,) = await _write(lanes["prev"], [], [_end(prev.id, TxState.COMPLETED, 10)])
+        assert ended is not None
         await _execute(lanes["blocker"], "BEGIN")
         held, _ = await _write(lanes["blocker"], [_new("5491100000099", key="K")], [])
         assert isinstance(held[0], _transactions.Inserted)
-        # The next batch: a row with key "K" on a mobile sorted first (it waits on the
-        # blocker), then the purchase on MSISDN.
         first_row = _new("5491100000000", key="K")
         nxt = _new(MSISDN)
         outcome: list[_transactions.WriteOutcome] = []
@@ -284,19 +286,14 @@ async def test_an_insert_timed_before_the_previous_final_write_is_raised_to_its_
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(insert)
-            await _until_blocked(lanes["watch"], pids["next"], pids["blocker"])
-            # Its clock readings are taken. The previous purchase ends now, commit held.
-            await _execute(lanes["prev"], "BEGIN")
-            _, (ended,) = await _write(lanes["prev"], [],
-                                       [_end(prev.id, TxState.COMPLETED, 10)])
-            assert ended is not None
-            await _execute(lanes["blocker"], "ROLLBACK")
             await _until_blocked(lanes["watch"], pids["next"], pids["prev"])
             await _execute(lanes["prev"], "COMMIT")
+            await _until_blocked(lanes["watch"], pids["next"], pids["blocker"])
+            await _execute(lanes["blocker"], "ROLLBACK")
         assert all(isinstance(o, _transactions.Inserted) for o in outcome)
         before, after, other = await _rows(lanes["watch"], prev.id, nxt.id, first_row.id)
-        assert after.created_at == before.updated_at == ended  # raised to the previous end
-        assert other.created_at < ended  # the other mobile's row kept its own reading
+        assert before.updated_at == ended
+        assert after.created_at > ended  # its clock was read once the guard was its own
         for tx in (before, after, other):
             _assert_truthful(tx)
 

@@ -49,7 +49,7 @@ def test_limits_can_be_turned_off(tmp_path: Path) -> None:
     ("[limits]\nsync_interval = 0\n",
      "limits.sync_interval must be at least 0.01 and at most 10, got 0.0", 2),
     ("[limits.ip]\npurchase = { rate = 1 }\n", "unknown key 'ip' in [limits]", 1),
-    ("[limits.key]\ntransfer = { rate = 1 }\n", "unknown key 'transfer' in [limits.key]", 2),
+    ("[limits.key]\nrefund = { rate = 1 }\n", "unknown key 'refund' in [limits.key]", 2),
     ("[limits.key]\npurchase = 5\n",
      "limits.key.purchase must be a table {rate = R, burst = B}, got 5", 2),
     ("[limits.msisdn]\n\npurchase = { rate = 1, brust = 3 }\n",
