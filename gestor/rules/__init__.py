@@ -29,8 +29,6 @@ from gestor.rules._model import (
 )
 from gestor.rules._operations import (
     STANDARD_OPERATIONS,
-    STEPS,
-    Operation,
     Step,
     decode_steps,
 )
@@ -42,12 +40,10 @@ __all__ = [
     "CUSTOMER_FIELDS",
     "NEVER_AGE_S",
     "STANDARD_OPERATIONS",
-    "STEPS",
     "CompiledRules",
     "Decision",
     "Failure",
     "Offer",
-    "Operation",
     "OperationChoice",
     "OperationRule",
     "ProfilingRule",
