@@ -157,6 +157,6 @@ async def test_a_revocation_reaches_both_workers_within_a_second(
             assert stop(proc) == 0
             log.close()
         logs = log_path.read_text()
-        assert " DEBUG " in logs  # the log was at DEBUG
+        assert "\"level\":\"DEBUG\"" in logs  # the log was at DEBUG (JSON: not a terminal)
         for text in (logs, *bodies, revoked.stdout, revoked.stderr):
             assert raw[-43:] not in text
