@@ -100,7 +100,8 @@ async def write(deps: PurchaseDeps, tx: Transaction, move: Transition) -> Transa
     delay = 0.05
     for attempt in range(6):
         try:
-            at = await deps.store.transition(move)
+            with _Step(tx, "write"):
+                at = await deps.store.transition(move)
             if at is not None:
                 return steps.applied(tx, move, at)
             raise SagaAbandoned(f"{tx.id}: no longer in state {move.expect}")

@@ -145,7 +145,9 @@ async def test_kill_9_mid_load_then_recover(
     try:
         with trio.fail_after(150):
             async with httpx.AsyncClient(base_url=platforms_url) as sim:
-                slow = {"ocs.debit": {"latency_ms": 30}, **faults}
+                # Debits slow enough that the kill always finds sagas mid-way (at 30 ms, on a
+                # loaded box, every purchase sent had sometimes already ended).
+                slow = {"ocs.debit": {"latency_ms": 250}, **faults}
                 assert (await sim.put("/control/faults", json=slow)).status_code == 200
             server = serve(port, platforms_url, database_url, crash_config, tmp_path)
             outcomes = await load_then_kill(f"http://127.0.0.1:{port}", server)

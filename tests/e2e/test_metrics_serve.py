@@ -166,7 +166,7 @@ async def test_a_json_log_line_deep_in_the_saga_names_its_purchase(
     mine = [line for line in lines if line.get("transaction_id") == tx_id]
     saga = [line for line in mine if line["logger"] == "gestor.purchase"]
     assert saga, mine
-    assert saga[0]["message"].startswith(f"provisioning failed for {tx_id}")
+    assert saga[0]["message"].startswith(f"provision failed for {tx_id}")
     assert saga[0]["msisdn"] == msisdn and saga[0]["level"] == "WARNING"
     # written by the worker that sold it: its pid, and its index as `worker`
     assert saga[0]["pid"] == int(r.headers["Gestor-Worker"]) and saga[0]["worker"] in ("0", "1")
