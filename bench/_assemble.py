@@ -195,7 +195,11 @@ def _describe_load(plan: Plan, procs: int) -> str:
             "many-mobiles": "GET /v1/mobiles/{m}/bonos on distinct msisdns",
             "history": f"purchases on distinct msisdns and, one in {LONG_EVERY} when it is free, "
                        f"on {plan.long_msisdn} (long history), {plan.history_rows:,} movements "
-                       "stored before the run"}[plan.scenario]
+                       "stored before the run",
+            "movements": f"movements: {plan.advance_clients} clients each running advance "
+                         "cycles (advance, 2 top-ups) on a well-known mobile, the others 40% "
+                         "bonos for themselves, 30% bonos and 30% airtime for one of "
+                         f"{plan.beneficiaries} mobiles"}[plan.scenario]
     how = (f"{plan.connections} closed-loop clients" if plan.mode == "closed" else
            f"open loop at {plan.rate:g}/s (≤ {plan.connections} connections)")
     wait = f"Prefer: wait={plan.wait:g}" if plan.wait else "no Prefer (202 at once)"

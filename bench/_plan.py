@@ -12,7 +12,7 @@ from typing import Any
 from bench import _faults as faults
 
 SCENARIOS = ("purchase", "mix", "hot-mobile", "slow-platforms", "faults", "in-flight",
-             "many-mobiles", "history")
+             "many-mobiles", "history", "movements")
 
 
 # -- plans --------------------------------------------------------------------------------------
@@ -69,6 +69,8 @@ class Plan:
     mobiles: int = 0                # many-mobiles: distinct msisdns listed in the half-rate phase
     long_msisdn: str = ""           # history: one client buys on this mobile (long history)
     history_rows: int = 0           # history: movements stored before the run
+    advance_clients: int = 0        # movements: clients running advance cycles
+    beneficiaries: int = 0          # movements: the pool gifts and transfers go to
     half_rate_at: float = 0.0       # the half-rate phase at this rate rather than half the
     #                                 saturation (history in goals: the empty database's rate)
 
@@ -135,6 +137,16 @@ def make_plan(scenario: str, args: argparse.Namespace, *, workers: int | None = 
                     half_rate=half and mode == "closed", long_msisdn=LONG_MSISDN,
                     history_rows=args.history_rows,
                     config={"limits": {"msisdn": {"purchase": {"rate": 0.0}}}}, **common)
+    if scenario == "movements":
+        # every kind of movement in one closed loop (bench/_load.py `movements_client`); the
+        # rate limits off: the advance cycles move one mobile back to back, and one client
+        # sends every kind
+        if mode != "closed":
+            raise SystemExit("movements runs a closed loop (no --rate)")
+        return Plan(scenario, mode, conns, 0, wait, latency, ratio_basis="requests_per_s",
+                    main_kind="movement", advance_clients=min(args.advance_clients, conns, 100),
+                    beneficiaries=args.beneficiaries,
+                    config={"limits": {"enabled": False}}, **common)
     if scenario == "mix":
         return Plan(scenario, mode, conns, args.rate or 0, wait, latency,
                     ratio_basis="requests_per_s", **common)
@@ -210,6 +222,9 @@ GOALS_SCENARIOS = ("in-flight", "many-mobiles", "history")
 def runs_of(scenario: str, args: argparse.Namespace) -> list[Plan]:
     """The plans one invocation runs: one scenario, or the `goals`/`all` sequence (purchase at
     1 worker with its half-rate phase, purchase at 2 workers, then the others at --workers)."""
+    if scenario == "movements" and not args.no_purchase_baseline:
+        # CPU per movement beside CPU per purchase, measured in the same invocation
+        return [make_plan("purchase", args, half_rate=False), make_plan(scenario, args)]
     if scenario not in ("goals", "all"):
         return [make_plan(scenario, args)]
     plans = [make_plan("purchase", args, workers=1),

@@ -126,6 +126,9 @@ def markdown(r: Mapping[str, Any]) -> str:
         lines += faults_section(r["faults"], r)
     if r.get("history"):
         lines += history_section(r["history"])
+    if r.get("movements"):
+        from bench._movements import section
+        lines += section(r["movements"], fmt)
     lines.append("### Latency by request kind and answer (ms)")
     lines += ["", "| kind | n | p50 | p90 | p99 | p99.9 | max |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
