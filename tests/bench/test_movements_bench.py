@@ -37,7 +37,8 @@ def test_movements_scenario_smoke(tmp_path: Path) -> None:
     m = result["movements"]
     # every kind was made, and completed at least once, each with its money at the simulator
     for kind in movements.KINDS:
-        assert m["completed_by_kind"][kind] > 0, (kind, m["states_by_kind"])
+        assert m["completed_by_kind"][kind] > 0, (kind, m["states_by_kind"],
+                                                  result["outcomes"].get(kind))
     assert set(m["money"]["purchase"]) == {"debit"}
     assert set(m["money"]["gift"]) == {"debit"}
     assert {"debit", "credit"} <= set(m["money"]["transfer"])
