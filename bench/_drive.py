@@ -145,7 +145,8 @@ def make_specs(plan_scenario: str, host: str, port: int, *, mode: str, connectio
                rate: float, duration: float, warmup: float, wait: float, procs: int,
                t0: float, hot: tuple[str, ...] = (), drain: float = 15.0,
                keep_answers: bool = True, long_msisdn: str = "", sim_port: int = 0,
-               advance_clients: int = 0, beneficiaries: int = 200) -> list[LoadSpec]:
+               advance_clients: int = 0, beneficiaries: int = 200,
+               kinds: tuple[str, ...] = ()) -> list[LoadSpec]:
     """The specs of `procs` load processes sharing the connections and the rate."""
     run_id = uuid.uuid4().hex[:8]
     specs = []
@@ -159,6 +160,7 @@ def make_specs(plan_scenario: str, host: str, port: int, *, mode: str, connectio
             msisdn_base=20_000_000 + (int(t0 * 10) % 5_000) * 10_000, drain=drain,
             keep_answers=keep_answers, long_msisdn=long_msisdn, sim_port=sim_port,
             advance_clients=advance_clients, beneficiaries=beneficiaries,
+            kinds=kinds,
         ))
     return specs
 

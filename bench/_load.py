@@ -74,6 +74,7 @@ class LoadSpec:
     sim_port: int = 0           # movements: the simulator (balances, recharges)
     advance_clients: int = 0    # movements: clients (of all processes) running advance cycles
     beneficiaries: int = 200    # movements: the shared pool gifts and transfers go to
+    kinds: tuple[str, ...] = ("purchase", "gift", "transfer")  # movements: the others' mix
 
 
 #: history: one purchase in this many goes to the long-history mobile (when it is not busy)
@@ -415,13 +416,15 @@ class Generator:
                     + b"\r\nContent-Type: application/json\r\nContent-Length: "
                     + str(len(body)).encode() + b"\r\n\r\n" + body)
 
+        mix = _cumulative(tuple((k, share) for k, share in MOVEMENT_MIX if k in spec.kinds))
         cycle = 0
         try:
             while trio.current_time() < end:
                 if number >= min(spec.advance_clients, 100):
+                    if not mix:
+                        return
                     r = self.rng.random()
-                    kind = next((k for k, share in _cumulative(MOVEMENT_MIX) if r < share),
-                                MOVEMENT_MIX[-1][0])
+                    kind = next((k for k, share in mix if r < share), mix[-1][0])
                     await call("gestor", kind, self.movement_request(kind))
                     continue
                 mobile = f"54911000000{number:02d}"
@@ -557,9 +560,10 @@ class Generator:
 
 
 def _cumulative(shares: tuple[tuple[str, float], ...]) -> list[tuple[str, float]]:
-    out, total = [], 0.0
+    """Shares → cumulative shares of their sum (a subset of MOVEMENT_MIX is renormalised)."""
+    out, total, whole = [], 0.0, sum(share for _, share in shares)
     for kind, share in shares:
-        total += share
+        total += share / whole
         out.append((kind, total))
     return out
 

@@ -40,6 +40,9 @@ MANY_MOBILES_SATURATION_S = 8.0
 MANY_MOBILES_DEFAULT = 12_000
 MILLION = 1_000_000
 
+#: movements: what --kinds may name (`advance`: advance cycles, an advance and its top-ups)
+MOVEMENT_CHOICES = ("purchase", "gift", "transfer", "advance")
+
 #: history: the purchases' own mobile with a long history, among the distinct ones.
 LONG_MSISDN = "5491100000077"
 
@@ -70,6 +73,8 @@ class Plan:
     long_msisdn: str = ""           # history: one client buys on this mobile (long history)
     history_rows: int = 0           # history: movements stored before the run
     advance_clients: int = 0        # movements: clients running advance cycles
+    kinds: tuple[str, ...] = ()     # movements: what the other clients do (purchase, gift,
+    #                                 transfer)
     beneficiaries: int = 0          # movements: the pool gifts and transfers go to
     half_rate_at: float = 0.0       # the half-rate phase at this rate rather than half the
     #                                 saturation (history in goals: the empty database's rate)
@@ -143,8 +148,16 @@ def make_plan(scenario: str, args: argparse.Namespace, *, workers: int | None = 
         # sends every kind
         if mode != "closed":
             raise SystemExit("movements runs a closed loop (no --rate)")
+        chosen_kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+        unknown = set(chosen_kinds) - set(MOVEMENT_CHOICES)
+        if unknown or not chosen_kinds:
+            raise SystemExit(f"--kinds: a comma-separated subset of {','.join(MOVEMENT_CHOICES)}")
+        # advance cycles alone: every client (up to the 100 well-known mobiles) runs one
+        advances = (0 if "advance" not in chosen_kinds else min(conns, 100)
+                    if chosen_kinds == ("advance",) else min(args.advance_clients, conns, 100))
         return Plan(scenario, mode, conns, 0, wait, latency, ratio_basis="requests_per_s",
-                    main_kind="movement", advance_clients=min(args.advance_clients, conns, 100),
+                    main_kind="movement", advance_clients=advances,
+                    kinds=tuple(k for k in chosen_kinds if k != "advance"),
                     beneficiaries=args.beneficiaries,
                     config={"limits": {"enabled": False}}, **common)
     if scenario == "mix":

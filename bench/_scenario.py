@@ -185,7 +185,7 @@ def run_scenario(env: Env, plan: Plan, args: argparse.Namespace, stamp: str) -> 
                            drain=max(15.0, plan.wait + 10), long_msisdn=plan.long_msisdn,
                            keep_answers=plan.main_kind in ("purchase", "movement"),
                            sim_port=int(sim.rsplit(":", 1)[1].split("/")[0]),
-                           advance_clients=plan.advance_clients,
+                           advance_clients=plan.advance_clients, kinds=plan.kinds,
                            beneficiaries=plan.beneficiaries or 200)
         sampling = RunSampler(plan, server, groups, db, sim, t0,
                               profile_to=env.tmp if args.profile else None,
@@ -254,6 +254,8 @@ def run_scenario(env: Env, plan: Plan, args: argparse.Namespace, stamp: str) -> 
         inv = movements.invariants(final_checks, movement_result, final_sim_stats,
                                    final_pending, exit_code, unfinished)
         result["movements"] = movements.figures(movement_result, result)
+        result["movements"]["kinds"] = [*plan.kinds, *(["advance"] if plan.advance_clients
+                                                       else [])]
     else:
         inv = invariants(final_checks, final_sim_stats, final_pending, exit_code, unfinished,
                          extra=faults.checks(fault_result) if fault_result is not None else [],

@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beneficiaries", type=int, default=200,
                    help="movements: msisdns the gifts and transfers go to (default 200: "
                         "movements meet on them, so the guard across roles is exercised)")
+    p.add_argument("--kinds", default="purchase,gift,transfer,advance",
+                   help="movements: what the load makes (default all: purchase, gift, "
+                        "transfer, advance = advance cycles with their top-ups); one kind "
+                        "alone gives its own CPU per movement")
     p.add_argument("--no-purchase-baseline", action="store_true",
                    help="movements: skip the purchase run before it (CPU per purchase)")
     p.add_argument("--profile", action="store_true",
