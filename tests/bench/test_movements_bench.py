@@ -138,3 +138,28 @@ def test_the_guard_is_replayed_across_payer_and_beneficiary() -> None:
     txs[1] |= {"created": 2, "updated": 3}
     mv = movements.analyse(txs, audit, 0, [])
     assert (mv["overlap_count"], mv["timestamp_overlaps"]) == (0, 0)
+
+
+def test_kinds_choose_what_the_movements_load_makes() -> None:
+    from bench._plan import make_plan, runs_of
+    from bench.cli import build_parser
+
+    def plan(*argv: str) -> Any:
+        return make_plan("movements", build_parser().parse_args(["movements", *argv]))
+
+    mixed = plan()
+    assert (mixed.kinds, mixed.advance_clients) == (("purchase", "gift", "transfer"), 16)
+    assert mixed.config["limits"] == {"enabled": False}
+    assert (plan("--kinds", "transfer").kinds, plan("--kinds", "transfer").advance_clients) == (
+        ("transfer",), 0)
+    alone = plan("--kinds", "advance", "--connections", "150")
+    assert (alone.kinds, alone.advance_clients) == ((), 100)
+    with pytest.raises(SystemExit):
+        plan("--kinds", "topup")
+    with pytest.raises(SystemExit):
+        plan("--rate", "50")
+    # the purchase run first, for CPU per purchase, unless told not to
+    args = build_parser().parse_args(["movements"])
+    assert [p.name for p in runs_of("movements", args)] == ["purchase", "movements"]
+    args = build_parser().parse_args(["movements", "--no-purchase-baseline"])
+    assert [p.name for p in runs_of("movements", args)] == ["movements"]
