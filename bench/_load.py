@@ -9,6 +9,9 @@ Two disciplines:
   `connections`, then it queues). Latency is measured from the scheduled time, so a server
   that stalls is charged for every request it delayed (no coordinated omission).
 
+`movements` runs closed-loop clients of its own (`movements_client`): advance cycles on
+well-known mobiles, with recharges at the simulator, and a mix of the other movements.
+
 The process reports to the orchestrator over a `multiprocessing` connection: a `tick` per
 second (what completed in that second, for the progress line and the time series) and a final
 `done` (HDR histograms of the measurement window, counts, and the purchase answers for the
@@ -51,7 +54,7 @@ class LoadSpec:
     host: str
     port: int
     scenario: str               # purchase | mix | hot-mobile | slow-platforms | faults | echo
-                                # | in-flight | many-mobiles | history
+                                # | in-flight | many-mobiles | history | movements
     mode: str                   # closed | open
     connections: int            # closed: clients of this process; open: connection cap
     rate: float                 # open: arrivals per second of this process
@@ -150,10 +153,10 @@ class Generator:
                 + self.prefer + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
                 + body)
 
-    def _post(self, path: str, body: bytes, key: str, *, prefer: bool = True) -> bytes:
+    def _post(self, path: str, body: bytes, key: str) -> bytes:
         return (b"POST " + path.encode() + b" HTTP/1.1\r\n" + self.host_header
                 + b"Content-Type: application/json\r\nIdempotency-Key: " + key.encode()
-                + b"\r\n" + (self.prefer if prefer else b"") + b"Content-Length: "
+                + b"\r\n" + self.prefer + b"Content-Length: "
                 + str(len(body)).encode() + b"\r\n\r\n" + body)
 
     def _key(self) -> str:
