@@ -13,7 +13,7 @@ from typing import Any
 
 from bench import _report as report
 from bench._drive import FINAL_STATES, LoadOutcome, Second, is_2xx, is_final
-from bench._load import LONG_EVERY
+from bench._load import LONG_EVERY, MOVEMENT_MIX
 from bench._plan import Plan, describe_latency
 from bench._procs import ProcessGroup
 
@@ -195,11 +195,24 @@ def _describe_load(plan: Plan, procs: int) -> str:
             "many-mobiles": "GET /v1/mobiles/{m}/bonos on distinct msisdns",
             "history": f"purchases on distinct msisdns and, one in {LONG_EVERY} when it is free, "
                        f"on {plan.long_msisdn} (long history), {plan.history_rows:,} movements "
-                       "stored before the run"}[plan.scenario]
+                       "stored before the run",
+            "movements": f"movements: {plan.advance_clients} clients each running advance "
+                         "cycles (advance, 2 top-ups) on a well-known mobile, the others "
+                         + (", ".join(f"{k} {share:.0%}" for k, share in _mix(plan.kinds))
+                            or "none")
+                         + f" (gifts and transfers to one of {plan.beneficiaries} "
+                         "mobiles)"}[plan.scenario]
     how = (f"{plan.connections} closed-loop clients" if plan.mode == "closed" else
            f"open loop at {plan.rate:g}/s (≤ {plan.connections} connections)")
     wait = f"Prefer: wait={plan.wait:g}" if plan.wait else "no Prefer (202 at once)"
     return f"{what}, {how}, {wait}, {procs} load process(es)"
+
+
+def _mix(kinds: Sequence[str]) -> list[tuple[str, float]]:
+    """movements: the other clients' mix, as shares."""
+    chosen = [(k, s) for k, s in MOVEMENT_MIX if k in kinds]
+    whole = sum(s for _, s in chosen)
+    return [(k, s / whole) for k, s in chosen]
 
 
 def timeseries(outcome: LoadOutcome, audit_final: list[float]) -> dict[str, list[float]]:

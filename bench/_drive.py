@@ -144,7 +144,9 @@ def drive(specs: list[LoadSpec], t0: float, *, label: str, sampler: Sampler | No
 def make_specs(plan_scenario: str, host: str, port: int, *, mode: str, connections: int,
                rate: float, duration: float, warmup: float, wait: float, procs: int,
                t0: float, hot: tuple[str, ...] = (), drain: float = 15.0,
-               keep_answers: bool = True, long_msisdn: str = "") -> list[LoadSpec]:
+               keep_answers: bool = True, long_msisdn: str = "", sim_port: int = 0,
+               advance_clients: int = 0, beneficiaries: int = 200,
+               kinds: tuple[str, ...] = ()) -> list[LoadSpec]:
     """The specs of `procs` load processes sharing the connections and the rate."""
     run_id = uuid.uuid4().hex[:8]
     specs = []
@@ -156,7 +158,9 @@ def make_specs(plan_scenario: str, host: str, port: int, *, mode: str, connectio
             duration=duration, warmup=warmup, wait=wait, proc_index=i, procs=procs,
             run_id=run_id, hot_msisdns=hot, seed=int(t0) % 100_000 + i,
             msisdn_base=20_000_000 + (int(t0 * 10) % 5_000) * 10_000, drain=drain,
-            keep_answers=keep_answers, long_msisdn=long_msisdn,
+            keep_answers=keep_answers, long_msisdn=long_msisdn, sim_port=sim_port,
+            advance_clients=advance_clients, beneficiaries=beneficiaries,
+            kinds=kinds,
         ))
     return specs
 

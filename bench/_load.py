@@ -9,6 +9,9 @@ Two disciplines:
   `connections`, then it queues). Latency is measured from the scheduled time, so a server
   that stalls is charged for every request it delayed (no coordinated omission).
 
+`movements` runs closed-loop clients of its own (`movements_client`): advance cycles on
+well-known mobiles, with recharges at the simulator, and a mix of the other movements.
+
 The process reports to the orchestrator over a `multiprocessing` connection: a `tick` per
 second (what completed in that second, for the progress line and the time series) and a final
 `done` (HDR histograms of the measurement window, counts, and the purchase answers for the
@@ -51,7 +54,7 @@ class LoadSpec:
     host: str
     port: int
     scenario: str               # purchase | mix | hot-mobile | slow-platforms | faults | echo
-                                # | in-flight | many-mobiles | history
+                                # | in-flight | many-mobiles | history | movements
     mode: str                   # closed | open
     connections: int            # closed: clients of this process; open: connection cap
     rate: float                 # open: arrivals per second of this process
@@ -71,12 +74,28 @@ class LoadSpec:
     keep_answers: bool = True
     long_msisdn: str = ""       # history: process 0 buys on it every LONG_EVERY requests
     #                             (never twice at once), the other purchases on distinct msisdns
+    sim_port: int = 0           # movements: the simulator (balances, recharges)
+    advance_clients: int = 0    # movements: clients (of all processes) running advance cycles
+    beneficiaries: int = 200    # movements: the shared pool gifts and transfers go to
+    kinds: tuple[str, ...] = ("purchase", "gift", "transfer")  # movements: the others' mix
 
 
 #: history: one purchase in this many goes to the long-history mobile (when it is not busy)
 LONG_EVERY = 40
 #: ... and their latency is also recorded under this kind
 LONG_KIND = "long-history purchase"
+
+#: movements: the kinds a client asks for (a `gift` is a bono for another mobile, a purchase
+#: with a beneficiary), all of them under one more histogram, `movement`
+MOVEMENT_KINDS = ("purchase", "gift", "transfer", "advance", "topup")
+#: movements: what the closed-loop clients without an advance cycle ask for, by share
+MOVEMENT_MIX = (("purchase", 0.4), ("gift", 0.3), ("transfer", 0.3))
+TRANSFER_AMOUNT = 10_000
+#: an advance of ADVANCE_AMOUNT (owed with its 10 % fee: 55,000) repaid by two top-ups of
+#: TOPUP_AMOUNT: the first collects 30,000, the second the 25,000 left
+ADVANCE_AMOUNT = 50_000
+TOPUP_AMOUNT = 30_000
+TOPUPS_PER_ADVANCE = 2
 
 
 @dataclass
@@ -134,6 +153,39 @@ class Generator:
                 + self.prefer + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
                 + body)
 
+    def _post(self, path: str, body: bytes, key: str) -> bytes:
+        return (b"POST " + path.encode() + b" HTTP/1.1\r\n" + self.host_header
+                + b"Content-Type: application/json\r\nIdempotency-Key: " + key.encode()
+                + b"\r\n" + self.prefer + b"Content-Length: "
+                + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    def _key(self) -> str:
+        return f"{self.spec.run_id}-{self.spec.proc_index}-{next(self.counter)}"
+
+    def _beneficiary(self) -> str:
+        return f"54911{50_000_000 + self.rng.randrange(self.spec.beneficiaries):08d}"
+
+    def movement_request(self, kind: str, msisdn: str = "", ref: str = "") -> bytes:
+        """A movement's POST (README, "Movements"): a bono for oneself or for a mobile of the
+        shared pool, airtime for one, an advance, a top-up's notice (`ref`)."""
+        channel = CHANNELS[next(self.counter) % 2]
+        payer = msisdn or self._distinct_msisdn()
+        doc: dict[str, Any] = {"msisdn": payer}
+        path = {"purchase": "/v1/purchases", "gift": "/v1/purchases",
+                "transfer": "/v1/transfers", "advance": "/v1/advances",
+                "topup": "/v1/topups"}[kind]
+        if kind in ("purchase", "gift"):
+            doc |= {"bono_id": self.spec.bono_id, "channel": channel}
+        if kind in ("gift", "transfer"):
+            doc["beneficiary"] = self._beneficiary()
+        if kind == "transfer":
+            doc |= {"amount": TRANSFER_AMOUNT, "channel": channel}
+        if kind == "advance":
+            doc |= {"amount": ADVANCE_AMOUNT, "channel": channel}
+        if kind == "topup":
+            doc |= {"amount": TOPUP_AMOUNT, "reference": ref}
+        return self._post(path, msgspec.json.encode(doc), ref or self._key())
+
     def _get(self, path: str) -> bytes:
         return b"GET " + path.encode() + b" HTTP/1.1\r\n" + self.host_header + b"\r\n"
 
@@ -181,7 +233,7 @@ class Generator:
                 return str(_decode(body).get("code", ""))
             except (msgspec.DecodeError, AttributeError):
                 return "?"
-        if kind == "purchase" and status in (200, 202):
+        if kind in MOVEMENT_KINDS and status in (200, 202):
             try:
                 doc = _decode(body)
                 tx_id, state, msisdn = doc["id"], doc["state"], doc["msisdn"]
@@ -221,6 +273,8 @@ class Generator:
         if self.spec.warmup <= rel < self.spec.duration:
             self.stats.counts[key] += 1
             self.stats.hist(self.stats.hists, kind).record_value(us)
+            if self.spec.scenario == "movements" and kind in MOVEMENT_KINDS:
+                self.stats.hist(self.stats.hists, "movement").record_value(us)
             self.stats.hist(self.stats.hists, f"{kind} {status}").record_value(us)
             if detail and status < 300:
                 self.stats.hist(self.stats.hists, f"{kind} {status} {detail}").record_value(us)
@@ -246,6 +300,20 @@ class Generator:
             us = max(LOWEST_US, min(HIGHEST_US, int((end - start) * 1e6)))
             self.stats.hist(self.stats.hists, LONG_KIND).record_value(us)
         return not conn.closed
+
+    async def exchange_body(self, conn: HttpConnection, kind: str, request: bytes,
+                            start: float) -> tuple[int, bytes, bool]:
+        """`exchange` that also hands back the answer: (status, body, `conn` still usable);
+        status 0 when the exchange failed."""
+        try:
+            status, body, problem = await conn.roundtrip(request)
+        except (ConnectionLost, OSError, trio.BrokenResourceError, ValueError) as exc:
+            self.record(kind, 0, f"conn:{type(exc).__name__}", start, trio.current_time())
+            return 0, b"", False
+        end = trio.current_time()
+        self.record(kind, status, self._detail(kind, status, body, problem, start, end), start,
+                    end)
+        return status, body, not conn.closed
 
     async def _connect(self) -> HttpConnection | None:
         try:
@@ -310,6 +378,90 @@ class Generator:
                 conn = None
         if conn is not None:
             await self._drop(conn)
+
+    async def movements_client(self, end: float, index: int) -> None:
+        """movements: a closed-loop client. The first `advance_clients` (of all processes)
+        each own a well-known mobile (always prepaid and active) and run advance cycles on it:
+        its balance set to 0 at the simulator, an advance, then TOPUPS_PER_ADVANCE recharges,
+        each made at the simulator (`POST /control/topups`) and notified to Gestor
+        (`POST /v1/topups`, its reference as Idempotency-Key) as the recharge platform would.
+        The others buy bonos for themselves or for the shared pool and send airtime to it."""
+        spec = self.spec
+        number = spec.proc_index + spec.procs * index
+        conns: dict[str, HttpConnection | None] = {"gestor": None, "sim": None}
+        sim_host = b"Host: " + spec.host.encode() + b":" + str(spec.sim_port).encode()
+
+        async def call(to: str, kind: str, request: bytes) -> tuple[int, bytes]:
+            conn = conns[to]
+            if conn is None:
+                conn = conns[to] = await self._connect_to(spec.sim_port if to == "sim"
+                                                          else spec.port)
+                if conn is None:
+                    await trio.sleep(0.1)
+                    return 0, b""
+            self._begin()
+            start = trio.current_time()
+            try:
+                status, body, ok = await self.exchange_body(conn, kind, request, start)
+            except trio.Cancelled:
+                self._unanswered(kind, start)
+                raise
+            finally:
+                self.outstanding -= 1
+            if not ok:
+                await self._drop(conn)
+                conns[to] = None
+            return status, body
+
+        def sim_request(method: bytes, path: str, doc: dict[str, Any]) -> bytes:
+            body = msgspec.json.encode(doc)
+            return (method + b" " + path.encode() + b" HTTP/1.1\r\n" + sim_host
+                    + b"\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+        mix = _cumulative(tuple((k, share) for k, share in MOVEMENT_MIX if k in spec.kinds))
+        cycle = 0
+        try:
+            while trio.current_time() < end:
+                if number >= min(spec.advance_clients, 100):
+                    if not mix:
+                        return
+                    r = self.rng.random()
+                    kind = next((k for k, share in mix if r < share), mix[-1][0])
+                    await call("gestor", kind, self.movement_request(kind))
+                    continue
+                mobile = f"54911000000{number:02d}"
+                await call("sim", "sim", sim_request(b"PUT", f"/control/accounts/{mobile}",
+                                                     {"balance": 0}))
+                await call("gestor", "advance", self.movement_request("advance", mobile))
+                for n in range(TOPUPS_PER_ADVANCE):
+                    ref = f"{spec.run_id}-{number}-{cycle}-{n}"
+                    await call("sim", "sim", sim_request(
+                        b"POST", "/control/topups",
+                        {"msisdn": mobile, "amount": TOPUP_AMOUNT, "reference": ref}))
+                    # the recharge platform's notice, retried (same reference) while the line
+                    # is busy or the server can't take it, as the simulator's notifier does
+                    for _ in range(20):
+                        status, _ = await call("gestor", "topup",
+                                               self.movement_request("topup", mobile, ref))
+                        if status not in (0, 409, 429, 503):
+                            break
+                        await trio.sleep(0.05)
+                cycle += 1
+        finally:
+            for conn in conns.values():
+                if conn is not None:
+                    await self._drop(conn)
+
+    async def _connect_to(self, port: int) -> HttpConnection | None:
+        try:
+            conn = await HttpConnection.open(self.spec.host, port)
+        except OSError as exc:
+            self.stats.counts[f"connect 0 {type(exc).__name__}"] += 1
+            return None
+        self.connections += 1
+        self.connects += 1
+        return conn
 
     async def open_request(self, slots: trio.Semaphore, kind: str, request: bytes,
                            scheduled: float) -> None:
@@ -383,7 +535,10 @@ class Generator:
             outer.start_soon(self.ticker)
             with trio.move_on_at(end + spec.drain):
                 async with trio.open_nursery() as nursery:
-                    if spec.mode == "closed":
+                    if spec.scenario == "movements":
+                        for i in range(spec.connections):
+                            nursery.start_soon(self.movements_client, end, i)
+                    elif spec.mode == "closed":
                         for _ in range(spec.connections):
                             nursery.start_soon(self.closed_client, end)
                     else:
@@ -405,6 +560,15 @@ class Generator:
             "connects": self.connects,
             "lag_max_s": self.lag_max,
         })
+
+
+def _cumulative(shares: tuple[tuple[str, float], ...]) -> list[tuple[str, float]]:
+    """Shares → cumulative shares of their sum (a subset of MOVEMENT_MIX is renormalised)."""
+    out, total, whole = [], 0.0, sum(share for _, share in shares)
+    for kind, share in shares:
+        total += share / whole
+        out.append((kind, total))
+    return out
 
 
 def run_process(spec: LoadSpec, pipe: Any) -> None:

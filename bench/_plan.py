@@ -12,7 +12,7 @@ from typing import Any
 from bench import _faults as faults
 
 SCENARIOS = ("purchase", "mix", "hot-mobile", "slow-platforms", "faults", "in-flight",
-             "many-mobiles", "history")
+             "many-mobiles", "history", "movements")
 
 
 # -- plans --------------------------------------------------------------------------------------
@@ -39,6 +39,9 @@ IN_FLIGHT_WORKERS = 2
 MANY_MOBILES_SATURATION_S = 8.0
 MANY_MOBILES_DEFAULT = 12_000
 MILLION = 1_000_000
+
+#: movements: what --kinds may name (`advance`: advance cycles, an advance and its top-ups)
+MOVEMENT_CHOICES = ("purchase", "gift", "transfer", "advance")
 
 #: history: the purchases' own mobile with a long history, among the distinct ones.
 LONG_MSISDN = "5491100000077"
@@ -69,6 +72,10 @@ class Plan:
     mobiles: int = 0                # many-mobiles: distinct msisdns listed in the half-rate phase
     long_msisdn: str = ""           # history: one client buys on this mobile (long history)
     history_rows: int = 0           # history: movements stored before the run
+    advance_clients: int = 0        # movements: clients running advance cycles
+    kinds: tuple[str, ...] = ()     # movements: what the other clients do (purchase, gift,
+    #                                 transfer)
+    beneficiaries: int = 0          # movements: the pool gifts and transfers go to
     half_rate_at: float = 0.0       # the half-rate phase at this rate rather than half the
     #                                 saturation (history in goals: the empty database's rate)
 
@@ -135,6 +142,24 @@ def make_plan(scenario: str, args: argparse.Namespace, *, workers: int | None = 
                     half_rate=half and mode == "closed", long_msisdn=LONG_MSISDN,
                     history_rows=args.history_rows,
                     config={"limits": {"msisdn": {"purchase": {"rate": 0.0}}}}, **common)
+    if scenario == "movements":
+        # every kind of movement in one closed loop (bench/_load.py `movements_client`); the
+        # rate limits off: the advance cycles move one mobile back to back, and one client
+        # sends every kind
+        if mode != "closed":
+            raise SystemExit("movements runs a closed loop (no --rate)")
+        chosen_kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+        unknown = set(chosen_kinds) - set(MOVEMENT_CHOICES)
+        if unknown or not chosen_kinds:
+            raise SystemExit(f"--kinds: a comma-separated subset of {','.join(MOVEMENT_CHOICES)}")
+        # advance cycles alone: every client (up to the 100 well-known mobiles) runs one
+        advances = (0 if "advance" not in chosen_kinds else min(conns, 100)
+                    if chosen_kinds == ("advance",) else min(args.advance_clients, conns, 100))
+        return Plan(scenario, mode, conns, 0, wait, latency, ratio_basis="requests_per_s",
+                    main_kind="movement", advance_clients=advances,
+                    kinds=tuple(k for k in chosen_kinds if k != "advance"),
+                    beneficiaries=args.beneficiaries,
+                    config={"limits": {"enabled": False}}, **common)
     if scenario == "mix":
         return Plan(scenario, mode, conns, args.rate or 0, wait, latency,
                     ratio_basis="requests_per_s", **common)
@@ -210,6 +235,9 @@ GOALS_SCENARIOS = ("in-flight", "many-mobiles", "history")
 def runs_of(scenario: str, args: argparse.Namespace) -> list[Plan]:
     """The plans one invocation runs: one scenario, or the `goals`/`all` sequence (purchase at
     1 worker with its half-rate phase, purchase at 2 workers, then the others at --workers)."""
+    if scenario == "movements" and not args.no_purchase_baseline:
+        # CPU per movement beside CPU per purchase, measured in the same invocation
+        return [make_plan("purchase", args, half_rate=False), make_plan(scenario, args)]
     if scenario not in ("goals", "all"):
         return [make_plan(scenario, args)]
     plans = [make_plan("purchase", args, workers=1),

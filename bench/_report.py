@@ -90,14 +90,20 @@ def markdown(r: Mapping[str, Any]) -> str:
     lines.append("")
     lat = r["latency"]
     main = lat.get(r["main_kind"], {})
+    # movements: the same figure over every kind's completed movements
+    unit = "movement" if r["main_kind"] == "movement" else "purchase"
     lines += [
         "| figure | value |", "| --- | --- |",
-        (f"| {r['main_kind']} answers/s (all requests) | **{fmt(r['requests_per_s'])}** |"
+        (f"| movements answered in a final state/s | "
+         f"**{fmt((r.get('movements') or {}).get('movements_per_s'))}** |"
+         if unit == "movement" else
+         f"| {r['main_kind']} answers/s (all requests) | **{fmt(r['requests_per_s'])}** |"
          if r["main_kind"] != "purchase" else
          f"| purchase answers/s (final state) | **{fmt(r['purchases_per_s'])}** |"
          if r["load"]["wait"] else
          f"| purchases reaching a final state/s (database) | **{fmt(r['purchases_per_s'])}** |"),
-        f"| completed purchases/s | {fmt(r['completed_per_s'])} |",
+        f"| completed purchases/s{' (bonos for oneself)' if unit == 'movement' else ''} | "
+        f"{fmt(r['completed_per_s'])} |",
         f"| all requests answered/s | {fmt(r['requests_per_s'])} |",
         f"| latency p50 / p90 / p99 / p99.9 | {ms(main.get('p50_ms'))} / "
         f"{ms(main.get('p90_ms'))} / {ms(main.get('p99_ms'))} / {ms(main.get('p999_ms'))} |",
@@ -106,9 +112,9 @@ def markdown(r: Mapping[str, Any]) -> str:
         f"| ratio to echo | **{fmt(r['ratio_to_echo'], 3)}** |",
         f"| asyncpg insert+update tx/s (64 concurrent) | {fmt(r['storage_tx_per_s'])} |",
         f"| ratio to storage | {fmt(r['ratio_to_storage'], 3)} |",
-        f"| server CPU per completed purchase | {ms(r['cpu_per_purchase_ms'])} |",
+        f"| server CPU per completed {unit} | {ms(r['cpu_per_purchase_ms'])} |",
         f"| server CPU per echo request | {ms(r['cpu_per_echo_ms'])} |",
-        f"| CPU ratio purchase / echo | **{fmt(r['cpu_ratio_purchase_to_echo'], 1)}x** |",
+        f"| CPU ratio {unit} / echo | **{fmt(r['cpu_ratio_purchase_to_echo'], 1)}x** |",
         f"| server CPU per answered request (any kind) | {ms(r.get('cpu_per_request_ms'))} "
         f"({fmt(r.get('cpu_ratio_request_to_echo'), 1)}x echo) |",
         f"| database commits per purchase | {fmt(r.get('db_commits_per_purchase'), 2)} |",
@@ -126,6 +132,9 @@ def markdown(r: Mapping[str, Any]) -> str:
         lines += faults_section(r["faults"], r)
     if r.get("history"):
         lines += history_section(r["history"])
+    if r.get("movements"):
+        from bench._movements import section
+        lines += section(r["movements"], fmt)
     lines.append("### Latency by request kind and answer (ms)")
     lines += ["", "| kind | n | p50 | p90 | p99 | p99.9 | max |",
               "| --- | --- | --- | --- | --- | --- | --- |"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from bench import _faults as faults
 from bench import _history as history
+from bench import _movements as movements
 from bench import _report as report
 from bench import _storage as storage
 from bench._assemble import Measured, assemble
@@ -167,6 +168,7 @@ def run_scenario(env: Env, plan: Plan, args: argparse.Namespace, stamp: str) -> 
     db: storage.DbThread | None = None
     half: dict[str, Any] | None = None
     fault_result: dict[str, Any] | None = None
+    movement_result: dict[str, Any] | None = None
     try:
         served.child.wait_line("gestor listening on ", 90)
         wait_ready(served.child, f"{served.base}/readyz", plan.workers)
@@ -181,7 +183,10 @@ def run_scenario(env: Env, plan: Plan, args: argparse.Namespace, stamp: str) -> 
                            duration=plan.duration, warmup=plan.warmup, wait=plan.wait,
                            procs=args.procs, t0=t0, hot=plan.hot,
                            drain=max(15.0, plan.wait + 10), long_msisdn=plan.long_msisdn,
-                           keep_answers=plan.main_kind == "purchase")
+                           keep_answers=plan.main_kind in ("purchase", "movement"),
+                           sim_port=int(sim.rsplit(":", 1)[1].split("/")[0]),
+                           advance_clients=plan.advance_clients, kinds=plan.kinds,
+                           beneficiaries=plan.beneficiaries or 200)
         sampling = RunSampler(plan, server, groups, db, sim, t0,
                               profile_to=env.tmp if args.profile else None,
                               worker_pids=sorted(running_workers(served.child.log_text())))
@@ -210,6 +215,11 @@ def run_scenario(env: Env, plan: Plan, args: argparse.Namespace, stamp: str) -> 
         if plan.scenario == "faults":
             fault_result = _fault_result(plan, args, env, served, dsn, sampling, sim_stats,
                                          quiesced - outcome.ended)
+        if plan.scenario == "movements":
+            movement_result = movements.read_back(
+                dsn, sim, since, None if args.no_reconcile else
+                (lambda: faults.reconcile(dsn, env.sim_url, served.config_dir,
+                                          served.data_dir)))
         if plan.half_rate:
             half, half_answers, half_unfinished = half_rate_phase(
                 plan, args, served.port, db, sim, _saturation(plan, outcome), server, since)
@@ -240,10 +250,17 @@ def run_scenario(env: Env, plan: Plan, args: argparse.Namespace, stamp: str) -> 
         postgres=env.pg_settings | {"embedded": env.pg_pid is not None},
         audit_final=audit_final,
     ))
-    inv = invariants(final_checks, final_sim_stats, final_pending, exit_code, unfinished,
-                     extra=faults.checks(fault_result) if fault_result is not None else [],
-                     scope=("main load and the half-rate phase" if half and half.get("n")
-                            else ""))
+    if movement_result is not None:
+        inv = movements.invariants(final_checks, movement_result, final_sim_stats,
+                                   final_pending, exit_code, unfinished)
+        result["movements"] = movements.figures(movement_result, result)
+        result["movements"]["kinds"] = [*plan.kinds, *(["advance"] if plan.advance_clients
+                                                       else [])]
+    else:
+        inv = invariants(final_checks, final_sim_stats, final_pending, exit_code, unfinished,
+                         extra=faults.checks(fault_result) if fault_result is not None else [],
+                         scope=("main load and the half-rate phase" if half and half.get("n")
+                                else ""))
     result["invariants"] = inv
     result["invariants_ok"] = inv["ok"]
     if half is not None:

@@ -119,9 +119,12 @@ CREATE TABLE IF NOT EXISTS bench_audit (
     state  text NOT NULL,
     at     timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- the mobile a movement gives to (movements: the guard holds across both roles)
+ALTER TABLE bench_audit ADD COLUMN IF NOT EXISTS beneficiary text;
 CREATE OR REPLACE FUNCTION bench_audit_rows() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO bench_audit (id, msisdn, state) SELECT n.id, n.msisdn, n.state FROM new_rows n;
+    INSERT INTO bench_audit (id, msisdn, beneficiary, state)
+        SELECT n.id, n.msisdn, n.beneficiary, n.state FROM new_rows n;
     RETURN NULL;
 END
 $$;

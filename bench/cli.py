@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import _goals as goals
+from bench import _movements as movements
 from bench import _report as report
 from bench._env import Env, open_env
 from bench._half_rate import MANY_MOBILES_PHASE_S
@@ -106,7 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="faults: seconds of dwh outage, starting at 40%% of the load (default "
                         "2; 0: none)")
     p.add_argument("--no-reconcile", action="store_true",
-                   help="faults: skip gestor reconcile --strict")
+                   help="faults, movements: skip gestor reconcile --strict")
+    p.add_argument("--advance-clients", type=int, default=16,
+                   help="movements: closed-loop clients running advance cycles (advance, two "
+                        "top-ups) on a well-known mobile each (default 16, at most 100)")
+    p.add_argument("--beneficiaries", type=int, default=200,
+                   help="movements: msisdns the gifts and transfers go to (default 200: "
+                        "movements meet on them, so the guard across roles is exercised)")
+    p.add_argument("--kinds", default="purchase,gift,transfer,advance",
+                   help="movements: what the load makes (default all: purchase, gift, "
+                        "transfer, advance = advance cycles with their top-ups); one kind "
+                        "alone gives its own CPU per movement")
+    p.add_argument("--no-purchase-baseline", action="store_true",
+                   help="movements: skip the purchase run before it (CPU per purchase)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy the Gestor worker(s) after the warm-up; top frames in the report")
     p.add_argument("--json", type=Path, default=None,
@@ -139,8 +152,14 @@ def _run_plans(env: Env, plans: list[Plan], args: argparse.Namespace, stamp: str
             # runs more than a long history could
             plan = replace(plan, half_rate_at=float(empty_half))
         result = run_scenario(env, plan, args, stamp)
+        if plan.scenario == "movements" and "purchase" in results:
+            movements.beside_purchase(result, results["purchase"])
+        # `movements` runs `purchase` first: --json names the last run's file, the other
+        # goes next to it
         one_file = not many and args.json is not None
-        path = args.json if one_file else RESULTS_DIR / f"{plan.name}-{stamp}.json"
+        path = (args.json if one_file and plan is plans[-1] else
+                args.json.with_name(f"{plan.name}-{stamp}.json") if one_file and args.json
+                else RESULTS_DIR / f"{plan.name}-{stamp}.json")
         write_outputs(result, path, not args.no_plot)
         results[plan.name] = result
         sys.stdout.write(report.markdown(result) + "\n")
@@ -177,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.runs > 1:
                 progress(f"== run {run + 1} of {args.runs} ==", final=True)
             results = _run_plans(env, plans, args, stamp, many)
-            if not many:
-                final = results[plans[0].name]
+            if not many:  # one scenario (`movements`: after its purchase baseline)
+                final = dict(results[plans[-1].name])
+                final["invariants_ok"] = all(r["invariants_ok"] for r in results.values())
                 break
             combined = _combined(args.scenario, results)
             path = (args.json if args.json and args.runs == 1
