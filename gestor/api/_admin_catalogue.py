@@ -139,7 +139,8 @@ def register(app: GestorApp, settings: Settings) -> None:
 
     @app.post("/v1/admin/catalogue/validate")
     @documented("Check a catalogue against the active rules without storing it", "Catalogue",
-                Answer(200, res.CatalogueCheck, "valid: what it would change, and its warnings"),
+                Answer(200, res.CatalogueCheck, "valid: what it would change, and its warnings",
+                       example=res.CATALOGUE_CHECK_EXAMPLE),
                 body=CatalogueRequest, toml=CATALOGUE_TOML,
                 problems=("INVALID_CATALOGUE", "CATALOGUE_BREAKS_RULES", "MISSING_FIELD",
                           "INVALID_FIELD"),
@@ -154,7 +155,7 @@ def register(app: GestorApp, settings: Settings) -> None:
     @app.post("/v1/admin/catalogue")
     @documented("Store a catalogue as a draft", "Catalogue",
                 Answer(201, res.CatalogueCreated, "the draft: what it would change, and its "
-                       "warnings", ("Location",)),
+                       "warnings", ("Location",), res.CATALOGUE_CREATED_EXAMPLE),
                 body=CatalogueRequest, toml=CATALOGUE_TOML,
                 problems=("INVALID_CATALOGUE", "CATALOGUE_BREAKS_RULES", "MISSING_FIELD",
                           "INVALID_FIELD", "CATALOGUE_NOT_FOUND"),

@@ -474,3 +474,16 @@ OFFERS_EXAMPLE: dict[str, Any] = {
                                           "rule": "roaming-postpaid-only"}]},
     ],
 }
+CATALOGUE_CHANGES_EXAMPLE: dict[str, Any] = {
+    "added": [], "retired": [], "repriced": [{"id": "DATA_2GB_7D", "from": 60000, "to": 55000}],
+    "changed": ["DATA_2GB_7D"],
+}
+CATALOGUE_CHECK_EXAMPLE: dict[str, Any] = {
+    "valid": True, "rules_version": 1, "active_version": 1, "bonos": 7, "currency": "ARS",
+    "changes": CATALOGUE_CHANGES_EXAMPLE, "warnings": [],
+}
+CATALOGUE_CREATED_EXAMPLE: dict[str, Any] = {
+    "version": 2, "status": "draft", "description": "DATA_2GB_7D at 550.00", "based_on": 1,
+    "created_by": "ada", "created_at": "2026-01-31T12:00:00+00:00", "activated_by": None,
+    "activated_at": None, "changes": CATALOGUE_CHANGES_EXAMPLE, "warnings": [],
+}
