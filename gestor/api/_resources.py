@@ -221,9 +221,10 @@ class RuleSets(_Out):
 
 
 class VersionAudit(_Out):
-    """One change to a version: `create` or `activate`, by whom, when."""
+    """One change to a version: `seed` (version 1, from the config files), `create` or
+    `activate`, by whom, when."""
 
-    action: Literal["create", "activate"]
+    action: Literal["seed", "create", "activate"]
     actor: str
     at: Time
 
