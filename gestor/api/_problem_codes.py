@@ -34,7 +34,7 @@ PROBLEM_CODES: dict[str, ProblemCode] = _codes(
     ("REQUEST_TOO_LARGE", 413, "the body is over `[server] max_request_bytes`"),
     ("REQUEST_ENTITY_TOO_LARGE", 413, "the body is over `[server] max_request_bytes`"),
     ("UNSUPPORTED_MEDIA_TYPE", 415, "the body is not declared application/json (or "
-     "application/toml where a rule set is taken), or not UTF-8"),
+     "application/toml where a rule set or a catalogue is taken), or not UTF-8"),
     ("NOT_FOUND", 404, "no such route"),
     ("METHOD_NOT_ALLOWED", 405, "the route does not take this method"),
     ("INVALID_CLIENT_ID", 400, "X-Client-Id (open mode) is not 1 to 64 printable ASCII "

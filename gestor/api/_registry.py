@@ -1,7 +1,7 @@
 """What each route says about itself for the OpenAPI document: `@documented(...)` under the
 route's own decorator records an `Operation` on the view function; `_openapi` walks the app's
 `url_map` and finds it there. A route without one makes the document incomplete, and
-tests/integration/test_openapi.py fails (`undocumented`).
+tests/unit/test_openapi.py fails (`undocumented`).
 
 A route names its request body Struct (`_requests`), its answers' Structs (`_resources`), its
 parameters and the problem codes it raises itself; the document adds the codes every route of
