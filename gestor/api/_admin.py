@@ -27,7 +27,7 @@ from gestor.api._requests import (
     RestrictionRequest,
     RulesRequest,
 )
-from gestor.api._sources import source_from_request
+from gestor.api._sources import submitted
 from gestor.reconcile import run_reconciliation
 from gestor.rulebook import VersionConflict, check_source, compile_source
 from gestor.rules import (
@@ -161,10 +161,10 @@ def register(app: GestorApp, settings: Settings) -> None:
     @app.post("/v1/admin/rules/validate")
     @documented("Check a rule set without storing it", "Rules",
                 Answer(200, res.RulesCheck, "valid (with its warnings)"), body=RulesRequest,
-                toml=True, problems=("INVALID_RULES", "MISSING_FIELD"))
+                toml=reg.RULES_TOML, problems=("INVALID_RULES", "MISSING_FIELD"))
     async def validate_rules() -> Response:
         require_admin(settings)
-        source, _, _ = await source_from_request("rule set")
+        source = (await submitted(RulesRequest, "rule set")).source
         try:
             warnings = check_source(source, app.runtime.catalogue, settings.timezone)
         except RuleSetError as exc:
@@ -174,19 +174,20 @@ def register(app: GestorApp, settings: Settings) -> None:
     @app.post("/v1/admin/rules")
     @documented("Store a rule set as a draft", "Rules",
                 Answer(201, res.RuleSetCreated, "the draft (with its warnings)", ("Location",)),
-                body=RulesRequest, toml=True,
+                body=RulesRequest, toml=reg.RULES_TOML,
                 problems=("INVALID_RULES", "MISSING_FIELD", "RULES_NOT_FOUND"))
     async def create_rules() -> Response:
         require_admin(settings)
         actor = acting(settings)
-        source, description, based_on = await source_from_request("rule set")
+        body = await submitted(RulesRequest, "rule set")
         try:
-            warnings = check_source(source, app.runtime.catalogue, settings.timezone)
+            warnings = check_source(body.source, app.runtime.catalogue, settings.timezone)
         except RuleSetError as exc:
             raise _rules_problem(exc) from None
-        if based_on is not None:
-            await record_of(based_on)
-        record = await app.runtime.store.create_rules(source, description, actor, based_on)
+        if body.based_on is not None:
+            await record_of(body.based_on)
+        record = await app.runtime.store.create_rules(body.source, body.description, actor,
+                                                      body.based_on)
         return json_response(
             {**record.summary(), "warnings": [w.as_dict() for w in warnings]}, 201,
             {"Location": f"/v1/admin/rules/{record.version}"},
@@ -196,7 +197,8 @@ def register(app: GestorApp, settings: Settings) -> None:
     @documented("Activate a rule-set version (or roll back to one)", "Rules",
                 Answer(200, res.RuleSetSummary, "now active in every worker"),
                 params=(reg.RULES_VERSION,),
-                problems=("INVALID_VERSION", "RULES_NOT_FOUND", "INVALID_RULES"))
+                problems=("INVALID_VERSION", "RULES_NOT_FOUND", "INVALID_RULES",
+                          "VERSION_CONFLICT"))
     async def activate_rules(raw: str) -> Response:
         require_admin(settings)
         actor = acting(settings)
@@ -238,12 +240,8 @@ def register(app: GestorApp, settings: Settings) -> None:
         require_admin(settings)
         body = body_as(DryRunSourceRequest,
                        validate.json_object(await request.get_data(cache=False, as_text=False)))
-        source = body.source
-        if not source.strip():
-            raise ApiProblem(422, "MISSING_FIELD", "source (rule-set TOML) is required",
-                             field="source")
         try:
-            draft = compile_source(source, app.runtime.catalogue, 0, settings.timezone)
+            draft = compile_source(body.source, app.runtime.catalogue, 0, settings.timezone)
         except RuleSetError as exc:
             raise _rules_problem(exc) from None
         return json_response(await _dry_run(draft, body))

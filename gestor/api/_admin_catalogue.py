@@ -9,10 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Response
 
+from gestor.api import _registry as reg
+from gestor.api import _resources as res
 from gestor.api import _validate as validate
 from gestor.api._auth import acting, require_admin
 from gestor.api._problems import ApiProblem, json_response
-from gestor.api._sources import source_from_request
+from gestor.api._registry import Answer, Toml, documented
+from gestor.api._requests import CATALOGUE_TOML_EXAMPLE, CatalogueRequest
+from gestor.api._sources import catalogue_source, submitted
 from gestor.catalogue import Catalogue, CatalogueError, parse_source, problem_at
 from gestor.rulebook import RuleBook, VersionConflict
 from gestor.rules import RuleIssue, RuleSetError
@@ -21,6 +25,14 @@ from gestor.store import VersionRecord
 
 if TYPE_CHECKING:
     from gestor.api._gestor_app import GestorApp
+
+
+CATALOGUE_TOML = Toml("the catalogue's TOML document (as config/bonos.toml)",
+                      CATALOGUE_TOML_EXAMPLE)
+#: A body that succeeds against the shipped rules and catalogue: the catalogue with one bono
+#: repriced (every bono the shipped rules name kept).
+BODY_EXAMPLE = {"source": CATALOGUE_TOML_EXAMPLE, "description": "DATA_2GB_7D at 550.00",
+                "based_on": 1}
 
 
 def _catalogue_problem(exc: CatalogueError) -> ApiProblem:
@@ -89,7 +101,7 @@ def _check(book: RuleBook, source: str) -> dict[str, Any]:
 
 
 def register(app: GestorApp, settings: Settings) -> None:
-    version_of = validate.rule_version
+    version_of = validate.rule_version  # a version in a path, for either kind
 
     async def record_of(version: int) -> VersionRecord:
         record = await app.runtime.store.catalogue_versions.get(version)
@@ -99,6 +111,8 @@ def register(app: GestorApp, settings: Settings) -> None:
         return record
 
     @app.get("/v1/admin/catalogue")
+    @documented("Catalogue versions", "Catalogue",
+                Answer(200, res.CatalogueVersions, "every version"))
     async def list_catalogues() -> Response:
         require_admin(settings)
         records = await app.runtime.store.catalogue_versions.listing()
@@ -108,6 +122,10 @@ def register(app: GestorApp, settings: Settings) -> None:
         })
 
     @app.get("/v1/admin/catalogue/<raw>")
+    @documented("A catalogue version: its source, its bonos and its audit", "Catalogue",
+                Answer(200, res.CatalogueVersion, "the version"),
+                params=(reg.CATALOGUE_VERSION,),
+                problems=("INVALID_VERSION", "CATALOGUE_NOT_FOUND"))
     async def get_catalogue(raw: str) -> Response:
         require_admin(settings)
         record = await record_of(version_of(raw))
@@ -120,21 +138,40 @@ def register(app: GestorApp, settings: Settings) -> None:
         })
 
     @app.post("/v1/admin/catalogue/validate")
+    @documented("Check a catalogue against the active rules without storing it", "Catalogue",
+                Answer(200, res.CatalogueCheck, "valid: what it would change, and its warnings",
+                       example=res.CATALOGUE_CHECK_EXAMPLE),
+                body=CatalogueRequest, toml=CATALOGUE_TOML,
+                problems=("INVALID_CATALOGUE", "CATALOGUE_BREAKS_RULES", "MISSING_FIELD",
+                          "INVALID_FIELD"),
+                body_example=BODY_EXAMPLE)
     async def validate_catalogue() -> Response:
+        """A catalogue (TOML, or JSON `source` or `catalogue`) parsed and checked against the
+        active rules: nothing is stored (`based_on` is not looked at)."""
         require_admin(settings)
-        source, _, _ = await source_from_request("catalogue", "catalogue")
+        source = catalogue_source(await submitted(CatalogueRequest, "catalogue"))
         return json_response(_check(app.runtime.rulebook, source))
 
     @app.post("/v1/admin/catalogue")
+    @documented("Store a catalogue as a draft", "Catalogue",
+                Answer(201, res.CatalogueCreated, "the draft: what it would change, and its "
+                       "warnings", ("Location",), res.CATALOGUE_CREATED_EXAMPLE),
+                body=CatalogueRequest, toml=CATALOGUE_TOML,
+                problems=("INVALID_CATALOGUE", "CATALOGUE_BREAKS_RULES", "MISSING_FIELD",
+                          "INVALID_FIELD", "CATALOGUE_NOT_FOUND"),
+                body_example=BODY_EXAMPLE)
     async def create_catalogue() -> Response:
+        """Stored as submitted (a JSON `catalogue` as its JSON text) once it parses and the
+        active rules compile against it; activate it to put it on sale."""
         require_admin(settings)
         actor = acting(settings)
-        source, description, based_on = await source_from_request("catalogue", "catalogue")
+        body = await submitted(CatalogueRequest, "catalogue")
+        source = catalogue_source(body)
         checked = _check(app.runtime.rulebook, source)
-        if based_on is not None:
-            await record_of(based_on)
-        record = await app.runtime.store.catalogue_versions.create(source, description, actor,
-                                                                   based_on)
+        if body.based_on is not None:
+            await record_of(body.based_on)
+        record = await app.runtime.store.catalogue_versions.create(
+            source, body.description, actor, body.based_on)
         return json_response(
             {**record.summary(), "changes": checked["changes"],
              "warnings": checked["warnings"]}, 201,
@@ -142,7 +179,14 @@ def register(app: GestorApp, settings: Settings) -> None:
         )
 
     @app.post("/v1/admin/catalogue/<raw>/activate")
+    @documented("Activate a catalogue version (or roll back to one)", "Catalogue",
+                Answer(200, res.CatalogueSummary, "now on sale in every worker"),
+                params=(reg.CATALOGUE_VERSION,),
+                problems=("INVALID_VERSION", "CATALOGUE_NOT_FOUND", "CATALOGUE_BREAKS_RULES",
+                          "VERSION_CONFLICT"))
     async def activate_catalogue(raw: str) -> Response:
+        """Refused (`CATALOGUE_BREAKS_RULES`, nothing changed) if the active rules do not
+        compile against it, e.g. when they name a bono it retires."""
         require_admin(settings)
         actor = acting(settings)
         version = version_of(raw)

@@ -120,6 +120,7 @@ def openapi_document(app: Quart) -> dict[str, Any]:
 TAGS = {
     "Purchases": "buy bonos, list what a mobile may buy, follow transactions",
     "Alarms": "the live feed and the persisted alarms' lifecycle",
+    "Catalogue": "bono catalogue versions: check against the rules, store, activate",
     "Rules": "rule-set versions: check, store, dry-run, activate",
     "Restrictions": "per-subscriber restrictions the rules see",
     "Keys": "API keys and their scopes or roles",
@@ -232,10 +233,10 @@ def _request_body(op: Operation, ref: dict[str, Any], schemas: dict[str, Any]
                   ) -> dict[str, Any]:
     example = op.body_example if op.body_example is not None else example_of(ref, schemas)
     content: dict[str, Any] = {"application/json": {"schema": ref, "example": example}}
-    if op.toml:
+    if op.toml is not None:
         content["application/toml"] = {
-            "schema": {"type": "string", "description": "the rule set's TOML document"},
-            "example": "description = 'weekend promo'\n",
+            "schema": {"type": "string", "description": op.toml.description},
+            "example": op.toml.example,
         }
     return {"required": op.body_required, "content": content}
 

@@ -34,7 +34,7 @@ PROBLEM_CODES: dict[str, ProblemCode] = _codes(
     ("REQUEST_TOO_LARGE", 413, "the body is over `[server] max_request_bytes`"),
     ("REQUEST_ENTITY_TOO_LARGE", 413, "the body is over `[server] max_request_bytes`"),
     ("UNSUPPORTED_MEDIA_TYPE", 415, "the body is not declared application/json (or "
-     "application/toml where a rule set is taken), or not UTF-8"),
+     "application/toml where a rule set or a catalogue is taken), or not UTF-8"),
     ("NOT_FOUND", 404, "no such route"),
     ("METHOD_NOT_ALLOWED", 405, "the route does not take this method"),
     ("INVALID_CLIENT_ID", 400, "X-Client-Id (open mode) is not 1 to 64 printable ASCII "
@@ -70,9 +70,15 @@ PROBLEM_CODES: dict[str, ProblemCode] = _codes(
     ("INVALID_DESCRIPTION", 422, "description is not text up to 500 characters"),
     ("INVALID_BASED_ON", 422, "based_on is not a version number"),
     ("INVALID_RULES", 422, "the rule set was refused (`issues` lists every problem)"),
+    ("INVALID_CATALOGUE", 422, "the catalogue was refused: `field` names the first problem's "
+     "place (`bono[i].price`, `currency`, `source`), `issues` lists every problem"),
+    ("CATALOGUE_BREAKS_RULES", 422, "the active rules (`rules_version`) do not compile "
+     "against this catalogue (a rule names a bono it retires...): `field` is "
+     "`rules.<rule id>`, `issues` lists every problem; nothing was changed"),
     ("INVALID_KEY", 422, "the key asked for is malformed (role and scopes together...)"),
     ("INVALID_TRANSACTION_ID", 400, "the transaction id is not a UUID"),
-    ("INVALID_VERSION", 400, "the rule-set version is not a whole number 1..2^31-1"),
+    ("INVALID_VERSION", 400, "the version (of a rule set or a catalogue) is not a whole number "
+     "1..2^31-1"),
     ("INVALID_ALARM_ID", 400, "the alarm id is not a whole number 1..2^63-1"),
     ("INVALID_KEY_ID", 400, "the key id is not 12 hex digits"),
     # -- purchase headers --------------------------------------------------------------------
@@ -84,6 +90,7 @@ PROBLEM_CODES: dict[str, ProblemCode] = _codes(
     # -- what exists, and its state ----------------------------------------------------------
     ("TRANSACTION_NOT_FOUND", 404, "no such transaction"),
     ("RULES_NOT_FOUND", 404, "no such rule-set version"),
+    ("CATALOGUE_NOT_FOUND", 404, "no such catalogue version"),
     ("RESTRICTION_NOT_FOUND", 404, "the mobile has no such restriction"),
     ("ALARM_NOT_FOUND", 404, "no such alarm"),
     ("KEY_NOT_FOUND", 404, "no such key"),
@@ -94,6 +101,8 @@ PROBLEM_CODES: dict[str, ProblemCode] = _codes(
      "(`acknowledged`)"),
     ("KEY_NAME_IN_USE", 409, "an active key already has this name"),
     ("KEY_NOT_ACTIVE", 409, "only an active key can be rotated"),
+    ("VERSION_CONFLICT", 409, "the rules and the catalogue kept changing while one was "
+     "activated; nothing was changed: try again"),
     # -- load and outages: nothing was done, retry after Retry-After -------------------------
     ("TOO_MANY_REQUESTS", 429, "too many requests for one mobile at once"),
     ("RATE_LIMITED", 429, "over a rate limit (`limit`, `retry_after`)"),

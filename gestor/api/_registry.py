@@ -1,7 +1,7 @@
 """What each route says about itself for the OpenAPI document: `@documented(...)` under the
 route's own decorator records an `Operation` on the view function; `_openapi` walks the app's
 `url_map` and finds it there. A route without one makes the document incomplete, and
-tests/integration/test_openapi.py fails (`undocumented`).
+tests/unit/test_openapi.py fails (`undocumented`).
 
 A route names its request body Struct (`_requests`), its answers' Structs (`_resources`), its
 parameters and the problem codes it raises itself; the document adds the codes every route of
@@ -15,6 +15,8 @@ from typing import Any, Literal, TypeVar
 
 import attrs
 import msgspec
+
+from gestor.api._requests import INTEGER_MAX, RULES_TOML_EXAMPLE
 
 F = TypeVar("F", bound=Callable[..., Any])
 ATTRIBUTE = "__gestor_openapi__"
@@ -48,14 +50,23 @@ class Answer:
 
 
 @attrs.frozen
+class Toml:
+    """A request body that may also be a TOML document (`Content-Type: application/toml`):
+    what the document is, and an example of one."""
+
+    description: str
+    example: str
+
+
+@attrs.frozen
 class Operation:
     summary: str
     tag: str
     answers: tuple[Answer, ...]
     body: type[msgspec.Struct] | None = None
     body_required: bool = True
-    #: Also takes the rule-set TOML itself (`application/toml`).
-    toml: bool = False
+    #: Also takes the TOML document itself (`application/toml`).
+    toml: Toml | None = None
     params: tuple[Param, ...] = ()
     #: Codes this route raises itself (`_problem_codes`).
     problems: tuple[str, ...] = ()
@@ -91,8 +102,12 @@ MSISDN = Param("raw_msisdn", "path", {"type": "string", "pattern": r"^\+?[1-9][0
 TRANSACTION_ID = Param("tx_id", "path", {"type": "string", "format": "uuid"},
                        "the transaction's id (a UUID)", True,
                        "6f1c8f7e-3b9a-4c57-9f0e-2b8b8a1d2e3f", "id")
-RULES_VERSION = Param("raw", "path", {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+RULES_VERSION = Param("raw", "path", {"type": "integer", "minimum": 1, "maximum": INTEGER_MAX},
                       "the rule-set version", True, 1, "version")
+CATALOGUE_VERSION = Param("raw", "path",
+                          {"type": "integer", "minimum": 1, "maximum": INTEGER_MAX},
+                          "the catalogue version", True, 1, "version")
+RULES_TOML = Toml("the rule set's TOML document", RULES_TOML_EXAMPLE)
 RESTRICTION_CODE = Param("code", "path", {"type": "string", "pattern": "^[A-Z0-9_]{1,40}$"},
                          "the restriction code", True, "NO_DATA_BONOS")
 IDEMPOTENCY_KEY = Param(

@@ -9,6 +9,7 @@ state (an msisdn's normal form, a time's range, a rule set that compiles) stay i
 
 from __future__ import annotations
 
+import tomllib
 from typing import Annotated, Any, Literal, get_args
 
 import msgspec
@@ -76,16 +77,66 @@ class RestrictionRequest(msgspec.Struct, kw_only=True):
                                 "2026-12-31T23:59:59Z")] | None = None
 
 
+Description = Annotated[str, _meta("INVALID_DESCRIPTION", "text up to 500 chars",
+                                   "weekend promo", max_length=500)]
+BasedOn = Annotated[int, _meta("INVALID_BASED_ON", "a version number", 1, ge=1,
+                               le=INTEGER_MAX)]
+#: A source's text: not empty, not only blanks (a character that is not a space).
+NOT_BLANK = r"\S"
+RULES_TOML_EXAMPLE = "description = 'weekend promo'\n"
+#: The shipped catalogue (config/bonos.toml) with DATA_2GB_7D at 550.00, one bono a line.
+CATALOGUE_TOML_EXAMPLE = "\n".join((
+    'currency = "ARS"',
+    "bono = [",
+    '  {id = "DATA_500MB_1D", name = "500 MB for 1 day", kind = "data", price = 15000, '
+    "validity_days = 1, data_mb = 500},",
+    '  {id = "DATA_2GB_7D", name = "2 GB for 7 days", kind = "data", price = 55000, '
+    "validity_days = 7, data_mb = 2048},",
+    '  {id = "DATA_10GB_30D", name = "10 GB for 30 days", kind = "data", price = 200000, '
+    "validity_days = 30, data_mb = 10240},",
+    '  {id = "VOICE_100MIN_7D", name = "100 minutes for 7 days", kind = "voice", '
+    "price = 40000, validity_days = 7, voice_min = 100},",
+    '  {id = "SMS_200_30D", name = "200 SMS for 30 days", kind = "sms", price = 20000, '
+    "validity_days = 30, sms = 200},",
+    '  {id = "COMBO_5GB_300MIN_30D", name = "5 GB + 300 minutes + 300 SMS for 30 days", '
+    'kind = "combo", price = 250000, validity_days = 30, data_mb = 5120, voice_min = 300, '
+    "sms = 300},",
+    '  {id = "ROAMING_1GB_7D", name = "Roaming: 1 GB for 7 days", kind = "data", '
+    "price = 350000, validity_days = 7, data_mb = 1024, roaming = true},",
+    "]",
+    "",
+))
+#: The same catalogue as a JSON document (`bonos`, as a version's `catalogue` is answered).
+CATALOGUE_EXAMPLE: dict[str, Any] = {
+    "currency": "ARS", "bonos": tomllib.loads(CATALOGUE_TOML_EXAMPLE)["bono"]}
+
+
 class RulesRequest(msgspec.Struct, kw_only=True):
     """A rule set as JSON (it may also be sent as the TOML document itself,
     `Content-Type: application/toml`)."""
 
     source: Annotated[str, _meta("MISSING_FIELD", "rule-set TOML (required, not blank)",
-                                 "description = 'weekend promo'\n", min_length=1)]
-    description: Annotated[str, _meta("INVALID_DESCRIPTION", "text up to 500 chars",
-                                      "weekend promo", max_length=500)] = ""
-    based_on: Annotated[int, _meta("INVALID_BASED_ON", "a version number", 1, ge=1,
-                                   le=INTEGER_MAX)] | None = None
+                                 RULES_TOML_EXAMPLE, min_length=1, pattern=NOT_BLANK)]
+    description: Description = ""
+    based_on: BasedOn | None = None
+
+
+class CatalogueRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A bono catalogue as JSON: its TOML text (`source`) or the same document as a JSON
+    object (`catalogue`), one of the two. It may also be sent as the TOML document itself
+    (`Content-Type: application/toml`). The catalogue's own entries are checked by the
+    catalogue's parser, every problem at once (`INVALID_CATALOGUE`, naming `bono[i].field`)."""
+
+    source: Annotated[str, _meta(
+        "MISSING_FIELD", "catalogue TOML, or the JSON document as text (required unless "
+        "catalogue is given; not blank)", CATALOGUE_TOML_EXAMPLE, min_length=1,
+        pattern=NOT_BLANK)] | None = None
+    catalogue: Annotated[dict[str, Any], _meta(
+        "INVALID_FIELD", "a JSON object: `currency` and `bonos` (or `bono`), each bono as in "
+        "config/bonos.toml (required unless source is given)",
+        CATALOGUE_EXAMPLE)] | None = None
+    description: Description = ""
+    based_on: BasedOn | None = None
 
 
 class DryRunRequest(msgspec.Struct, kw_only=True):
@@ -103,7 +154,7 @@ class DryRunSourceRequest(DryRunRequest, kw_only=True):
     """A dry run of a rule set given inline, not stored."""
 
     source: Annotated[str, _meta("MISSING_FIELD", "rule-set TOML (required, not blank)",
-                                 min_length=1)]
+                                 RULES_TOML_EXAMPLE, min_length=1, pattern=NOT_BLANK)]
 
 
 class KeyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -86,6 +86,7 @@ class Transaction(_Out):
     operation: str | None
     profile_id: str | None
     rules_version: int | None
+    catalogue_version: int | None
     reasons: list[Reason]
     created_at: Time
     updated_at: Time
@@ -129,6 +130,7 @@ class Offers(_Out):
     msisdn: str
     profile_id: str
     rules_version: int
+    catalogue_version: int
     currency: str
     bonos: list[Offer]
 
@@ -193,9 +195,14 @@ class Restrictions(_Out):
     restrictions: list[Restriction]
 
 
-class RuleSetSummary(_Out):
+VersionStatus = Literal["draft", "active", "retired"]
+
+
+class VersionSummary(_Out):
+    """A stored version (of the rules or the catalogue): who made and activated it, when."""
+
     version: int
-    status: str
+    status: VersionStatus
     description: str
     based_on: int | None
     created_by: str
@@ -204,20 +211,27 @@ class RuleSetSummary(_Out):
     activated_at: Time | None
 
 
+class RuleSetSummary(VersionSummary):
+    """A rule-set version."""
+
+
 class RuleSets(_Out):
     active_version: int
     versions: list[RuleSetSummary]
 
 
-class RuleSetAudit(_Out):
-    action: str
+class VersionAudit(_Out):
+    """One change to a version: `seed` (version 1, from the config files), `create` or
+    `activate`, by whom, when."""
+
+    action: Literal["seed", "create", "activate"]
     actor: str
     at: Time
 
 
 class RuleSet(RuleSetSummary):
     source: str
-    audit: list[RuleSetAudit]
+    audit: list[VersionAudit]
 
 
 class RuleIssue(_Out):
@@ -244,6 +258,89 @@ class DryRun(_Out):
     version: int
     active_version: int
     results: list[dict[str, Any]]
+
+
+class CatalogueSummary(VersionSummary):
+    """A catalogue version."""
+
+
+class CatalogueVersions(_Out):
+    active_version: int
+    versions: list[CatalogueSummary]
+
+
+class CatalogueBono(_Out):
+    """A bono of a catalogue; its price in minor units of the catalogue's currency."""
+
+    id: Annotated[str, Meta(examples=["DATA_2GB_7D"])]
+    name: Annotated[str, Meta(examples=["2 GB for 7 days"])]
+    kind: Literal["data", "voice", "sms", "combo"]
+    price: Amount
+    currency: Annotated[str, Meta(pattern="^[A-Z]{3}$", examples=["ARS"])]
+    validity_days: Annotated[int, Meta(ge=1, examples=[7])]
+    data_mb: Annotated[int, Meta(ge=0, examples=[2048])]
+    voice_min: Annotated[int, Meta(ge=0, examples=[0])]
+    sms: Annotated[int, Meta(ge=0, examples=[0])]
+    roaming: bool
+
+
+class CatalogueDocument(_Out):
+    """A catalogue as parsed: its currency and its bonos in order."""
+
+    currency: Annotated[str, Meta(pattern="^[A-Z]{3}$", examples=["ARS"])]
+    bonos: list[CatalogueBono]
+
+
+class CatalogueVersion(CatalogueSummary):
+    """A catalogue version: its source as submitted (TOML, or JSON text), the catalogue it
+    parses to, and its audit."""
+
+    source: str
+    catalogue: CatalogueDocument
+    audit: list[VersionAudit]
+
+
+class Repricing(_Out):
+    id: str
+    from_: Amount = msgspec.field(name="from")
+    to: Amount
+
+
+class CatalogueChanges(_Out):
+    """What a catalogue changes in the active one: bonos added, retired (in the active one,
+    not in this), repriced, and changed in any field (price included)."""
+
+    added: list[str]
+    retired: list[str]
+    repriced: list[Repricing]
+    changed: list[str]
+
+
+class CatalogueIssue(RuleIssue):
+    """A warning on a catalogue: a rule's (`rule_id`) or a retired bono's (`section` bono);
+    `entry` names the rule or the bono, `field` the field at fault."""
+
+    entry: str | None
+
+
+class CatalogueCheck(_Out):
+    """A valid catalogue, checked against the active rules (`rules_version`): its size, what
+    it changes in the active catalogue (`active_version`) and the warnings."""
+
+    valid: bool
+    rules_version: int
+    active_version: int
+    bonos: int
+    currency: str
+    changes: CatalogueChanges
+    warnings: list[CatalogueIssue]
+
+
+class CatalogueCreated(CatalogueSummary):
+    """A new draft, with what it would change and its warnings."""
+
+    changes: CatalogueChanges
+    warnings: list[CatalogueIssue]
 
 
 class KeyRecord(_Out):
@@ -355,7 +452,7 @@ TRANSACTION_EXAMPLE: dict[str, Any] = {
     "bono": {"id": "DATA_2GB_7D", "name": "2 GB for 7 days", "kind": "data"},
     "channel": "ussd", "state": "completed", "final": True, "price": 60000, "currency": "ARS",
     "operation": "debit_and_provision", "profile_id": "PREPAID", "rules_version": 1,
-    "reasons": [], "created_at": "2026-01-31T12:00:00.120000+00:00",
+    "catalogue_version": 1, "reasons": [], "created_at": "2026-01-31T12:00:00.120000+00:00",
     "updated_at": "2026-01-31T12:00:00.410000+00:00",
     "history": [{"state": s, "at": f"2026-01-31T12:00:00.{ms}0000+00:00"} for s, ms in (
         ("received", 12), ("profiled", 18), ("validated", 19), ("charged", 30),
@@ -364,8 +461,8 @@ TRANSACTION_EXAMPLE: dict[str, Any] = {
               "mobile": "/v1/mobiles/5491100000001/transactions"},
 }
 OFFERS_EXAMPLE: dict[str, Any] = {
-    "msisdn": "5491100000001", "profile_id": "PREPAID", "rules_version": 1, "currency": "ARS",
-    "bonos": [
+    "msisdn": "5491100000001", "profile_id": "PREPAID", "rules_version": 1, "catalogue_version": 1,
+    "currency": "ARS", "bonos": [
         {"id": "DATA_2GB_7D", "name": "2 GB for 7 days", "kind": "data", "price": 60000,
          "list_price": 60000, "currency": "ARS", "validity_days": 7, "data_mb": 2048,
          "voice_min": None, "sms": None, "operation": "debit_and_provision", "eligible": True,
@@ -377,4 +474,17 @@ OFFERS_EXAMPLE: dict[str, Any] = {
                                           "message": "not for this profile",
                                           "rule": "roaming-postpaid-only"}]},
     ],
+}
+CATALOGUE_CHANGES_EXAMPLE: dict[str, Any] = {
+    "added": [], "retired": [], "repriced": [{"id": "DATA_2GB_7D", "from": 60000, "to": 55000}],
+    "changed": ["DATA_2GB_7D"],
+}
+CATALOGUE_CHECK_EXAMPLE: dict[str, Any] = {
+    "valid": True, "rules_version": 1, "active_version": 1, "bonos": 7, "currency": "ARS",
+    "changes": CATALOGUE_CHANGES_EXAMPLE, "warnings": [],
+}
+CATALOGUE_CREATED_EXAMPLE: dict[str, Any] = {
+    "version": 2, "status": "draft", "description": "DATA_2GB_7D at 550.00", "based_on": 1,
+    "created_by": "ada", "created_at": "2026-01-31T12:00:00+00:00", "activated_by": None,
+    "activated_at": None, "changes": CATALOGUE_CHANGES_EXAMPLE, "warnings": [],
 }

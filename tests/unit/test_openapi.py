@@ -24,13 +24,28 @@ from gestor.api._problem_codes import PROBLEM_CODES
 from gestor.api._problems import ApiProblem
 from gestor.api._registry import Answer, documented
 from gestor.api._requests import (
+    CATALOGUE_EXAMPLE,
+    CATALOGUE_TOML_EXAMPLE,
+    CatalogueRequest,
     DryRunRequest,
     KeyRequest,
     NoteRequest,
     PurchaseRequest,
     RotateRequest,
+    RulesRequest,
 )
-from gestor.api._resources import OFFERS_EXAMPLE, TRANSACTION_EXAMPLE, Offers, Transaction
+from gestor.api._resources import (
+    CATALOGUE_CHECK_EXAMPLE,
+    CATALOGUE_CREATED_EXAMPLE,
+    OFFERS_EXAMPLE,
+    TRANSACTION_EXAMPLE,
+    CatalogueCheck,
+    CatalogueCreated,
+    Offers,
+    Transaction,
+)
+from gestor.api._sources import catalogue_source
+from gestor.catalogue import parse_source
 from gestor.settings import Settings, load_settings
 
 API = Path(gestor.api.__file__).parent
@@ -179,6 +194,8 @@ def test_every_example_is_valid_against_its_schema(document: dict[str, Any]) -> 
     # The hand-written whole examples decode as their Structs.
     msgspec.convert(TRANSACTION_EXAMPLE, Transaction)
     msgspec.convert(OFFERS_EXAMPLE, Offers)
+    msgspec.convert(CATALOGUE_CHECK_EXAMPLE, CatalogueCheck)
+    msgspec.convert(CATALOGUE_CREATED_EXAMPLE, CatalogueCreated)
 
 
 # -- request bodies through their Structs ---------------------------------------------------
@@ -212,6 +229,21 @@ def refused(model: type[msgspec.Struct], body: dict[str, Any]) -> tuple[int, str
     (RotateRequest, {"grace": None}, "INVALID_FIELD", "grace"),
     (RotateRequest, {"grace": True}, "INVALID_FIELD", "grace"),
     (RotateRequest, {"grace": -1}, "INVALID_FIELD", "grace"),
+    (RulesRequest, {}, "MISSING_FIELD", "source"),
+    (RulesRequest, {"source": " \n\t"}, "MISSING_FIELD", "source"),
+    (RulesRequest, {"source": 7}, "MISSING_FIELD", "source"),
+    (RulesRequest, {"source": "x", "description": "d" * 501}, "INVALID_DESCRIPTION",
+     "description"),
+    (RulesRequest, {"source": "x", "based_on": True}, "INVALID_BASED_ON", "based_on"),
+    (RulesRequest, {"source": "x", "based_on": 2**31}, "INVALID_BASED_ON", "based_on"),
+    (CatalogueRequest, {"source": ""}, "MISSING_FIELD", "source"),
+    (CatalogueRequest, {"source": "  "}, "MISSING_FIELD", "source"),
+    (CatalogueRequest, {"catalogue": [1]}, "INVALID_FIELD", "catalogue"),
+    (CatalogueRequest, {"catalogue": "currency = 'ARS'"}, "INVALID_FIELD", "catalogue"),
+    (CatalogueRequest, {"source": "x", "description": 7}, "INVALID_DESCRIPTION",
+     "description"),
+    (CatalogueRequest, {"source": "x", "based_on": 0}, "INVALID_BASED_ON", "based_on"),
+    (CatalogueRequest, {"source": "x", "catalog": {}}, "UNKNOWN_FIELD", "catalog"),
 ])
 def test_a_body_is_refused_naming_the_field(model: type[msgspec.Struct], body: dict[str, Any],
                                             code: str, field: str) -> None:
@@ -231,6 +263,57 @@ def test_a_valid_body_decodes() -> None:
     wanted = body_as(PurchaseRequest, {"msisdn": "+5491100000001", "bono_id": "X"})
     assert (wanted.msisdn, wanted.bono_id, wanted.channel) == ("+5491100000001", "X", None)
     assert body_as(RotateRequest, {}).grace == 86400
+
+
+def test_a_catalogue_is_given_once_as_source_or_as_a_document() -> None:
+    """`source` or `catalogue`: neither is a missing source, both is refused naming
+    `catalogue`; a document is stored as its JSON text, which parses to the same catalogue."""
+    for body, code, field in (({}, "MISSING_FIELD", "source"),
+                              ({"description": "x"}, "MISSING_FIELD", "source"),
+                              ({"source": "x", "catalogue": {}}, "INVALID_FIELD", "catalogue")):
+        with pytest.raises(ApiProblem) as info:
+            catalogue_source(body_as(CatalogueRequest, body))
+        assert (info.value.status, info.value.code, info.value.field) == (422, code, field)
+    assert catalogue_source(body_as(CatalogueRequest, {"source": "a = 1"})) == "a = 1"
+    stored = catalogue_source(body_as(CatalogueRequest, {"catalogue": CATALOGUE_EXAMPLE}))
+    assert parse_source(stored) == parse_source(CATALOGUE_TOML_EXAMPLE)
+    assert len(parse_source(stored)) == 7
+
+
+def test_the_catalogue_calls_are_documented(document: dict[str, Any]) -> None:
+    """Each catalogue call: its version parameter, bodies (JSON and TOML) with an example,
+    and its own problem codes under their statuses."""
+    paths = document["paths"]
+    assert set(paths["/v1/admin/catalogue"]) == {"get", "post"}
+    for path in ("/v1/admin/catalogue/{version}", "/v1/admin/catalogue/{version}/activate"):
+        (operation,) = paths[path].values()
+        assert [(p["name"], p["in"], p["schema"]["minimum"]) for p in operation["parameters"]
+                ] == [("version", "path", 1)]
+        assert "CATALOGUE_NOT_FOUND" in _codes(operation, "404")
+        assert "INVALID_VERSION" in _codes(operation, "400")
+    for method, path in (("post", "/v1/admin/catalogue"),
+                         ("post", "/v1/admin/catalogue/validate")):
+        operation = paths[path][method]
+        content = operation["requestBody"]["content"]
+        assert content["application/json"]["schema"]["$ref"].endswith("/CatalogueRequest")
+        assert content["application/json"]["example"]["source"] == CATALOGUE_TOML_EXAMPLE
+        assert content["application/toml"]["example"] == CATALOGUE_TOML_EXAMPLE
+        assert {"INVALID_CATALOGUE", "CATALOGUE_BREAKS_RULES", "MISSING_FIELD",
+                "INVALID_FIELD", "UNKNOWN_FIELD", "INVALID_DESCRIPTION",
+                "INVALID_BASED_ON"} <= _codes(operation, "422")
+        assert operation["tags"] == ["Catalogue"]
+    activate = paths["/v1/admin/catalogue/{version}/activate"]["post"]
+    assert "VERSION_CONFLICT" in _codes(activate, "409")
+    assert "CATALOGUE_BREAKS_RULES" in _codes(activate, "422")
+    assert paths["/v1/admin/catalogue"]["post"]["x-gestor-role"] == "admin"
+    assert paths["/v1/admin/catalogue/validate"]["post"]["x-gestor-role"] == "viewer"
+    rules = paths["/v1/admin/rules"]["post"]["requestBody"]["content"]
+    assert rules["application/toml"]["example"] == "description = 'weekend promo'\n"
+
+
+def _codes(operation: dict[str, Any], status: str) -> set[str]:
+    return set(operation["responses"][status]["content"]["application/problem+json"]
+               ["examples"])
 
 
 def test_the_channels_of_the_schema_are_the_rules_channels() -> None:
