@@ -1,8 +1,8 @@
 """Limits and timestamps against a real PostgreSQL: every acceptance carries its subscriber's
 history as committed at its insert, whichever process wrote what, read by the acceptance's one
-statement; the history read is an index range scan however long a mobile's history; a mobile's records never overlap in time, even when
-an insert waited for the previous purchase's final write (two connections, raced
-deterministically)."""
+statement; the history read is an index range scan however long a mobile's history; a mobile's
+records never overlap in time, even when an insert waited for the previous purchase's final
+write (two connections, raced deterministically)."""
 
 from __future__ import annotations
 
