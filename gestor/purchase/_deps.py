@@ -3,6 +3,7 @@ profile cache and clock. One `PurchaseDeps` per process, shared by every subscri
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -63,13 +64,24 @@ def history_of(counters: PurchaseCounters, now: datetime, tz: ZoneInfo) -> dict[
 @attrs.define
 class ProfileCache:
     """Customer data (data warehouse + charging) per msisdn, reused for `ttl` seconds; concurrent
-    requests for the same msisdn share one fetch."""
+    requests for the same msisdn share one fetch.
+
+    Memory follows the TTL, not the cap: each insert first drops the entries whose time is up,
+    oldest first (`_expiries` is in expiry order, as every entry lives `ttl`: amortised O(1)),
+    so a stream of distinct msisdns keeps about `ttl` seconds of them. `max_entries` bounds a
+    burst within one TTL (the oldest go first)."""
 
     platforms: Platforms
     ttl: float
     max_entries: int = 100_000
     _entries: dict[str, tuple[float, Mapping[str, Any]]] = attrs.field(factory=dict)
+    #: (expiry, msisdn) of every insert, oldest first; one whose entry was refreshed or
+    #: forgotten since is skipped when it comes out.
+    _expiries: collections.deque[tuple[float, str]] = attrs.field(factory=collections.deque)
     _inflight: dict[str, trio.Event] = attrs.field(factory=dict)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     async def get(self, msisdn: str) -> Mapping[str, Any]:
         while True:
@@ -88,21 +100,25 @@ class ProfileCache:
         finally:
             del self._inflight[msisdn]
             done.set()
-        if len(self._entries) >= self.max_entries:
-            self._evict()
-        self._entries[msisdn] = (trio.current_time() + self.ttl, data)
+        now = trio.current_time()
+        self._evict(now)
+        expires = now + self.ttl
+        self._entries[msisdn] = (expires, data)
+        self._expiries.append((expires, msisdn))
         return data
 
     def forget(self, msisdn: str) -> None:
         """Drop a subscriber's cached data (its balance just changed)."""
         self._entries.pop(msisdn, None)
 
-    def _evict(self) -> None:
-        now = trio.current_time()
-        for key in [k for k, (exp, _) in self._entries.items() if exp <= now]:
-            del self._entries[key]
-        while len(self._entries) >= self.max_entries:
-            del self._entries[next(iter(self._entries))]
+    def _evict(self, now: float) -> None:
+        """Drop the expired entries, and the oldest ones while there is no room for one more."""
+        entries, expiries = self._entries, self._expiries
+        while expiries and (expiries[0][0] <= now or len(entries) >= self.max_entries):
+            expires, msisdn = expiries.popleft()
+            hit = entries.get(msisdn)
+            if hit is not None and hit[0] == expires:  # not refreshed since
+                del entries[msisdn]
 
 
 @attrs.define

@@ -75,13 +75,14 @@ class Unsettled:
 
 
 async def _write_retrying_deadlocks(
-    conn: Any, accepts: Sequence[NewTransaction], moves: Sequence[Transition], attempts: int = 3
-) -> tuple[list[_transactions.WriteOutcome], list[datetime | None]]:
+    conn: Any, accepts: Sequence[_Accept], moves: Sequence[Transition], attempts: int = 3
+) -> tuple[list[AcceptOutcome], list[datetime | None]]:
     """The batch's one statement, again if PostgreSQL broke a deadlock by aborting it: it is
     atomic, so nothing of it was applied, and running it again is the same request."""
     for attempt in range(attempts):
         try:
-            return await _transactions.write_batch(conn, accepts, moves)
+            return await _transactions.write_batch(
+                conn, [a.tx for a in accepts], moves, [a.window for a in accepts])
         except asyncpg.exceptions.DeadlockDetectedError:
             if attempt == attempts - 1:
                 raise
@@ -89,18 +90,12 @@ async def _write_retrying_deadlocks(
 
 
 async def _write_batch(conn: Any, items: Sequence[Write]) -> list[WriteOutcome]:
-    """One statement (and commit) for a mixed batch of acceptances and transitions; then, in
-    the same crossing, one statement reading the accepted rows as committed with their
-    subscribers' history (`_transactions.read_accepted`: exact, whatever process wrote what)."""
+    """One statement (and commit) for a mixed batch of acceptances and transitions, which also
+    reads each accepted row as committed with its subscriber's history (exact, whatever process
+    wrote what: `_transactions.write_batch`)."""
     accepts = [i for i in items if isinstance(i, _Accept)]
     moves = [i for i in items if isinstance(i, Transition)]
-    written, moved = await _write_retrying_deadlocks(conn, [a.tx for a in accepts], moves)
-    inserted = [(a.tx.id, a.window) for a, w in zip(accepts, written, strict=True)
-                if isinstance(w, _transactions.Inserted)]
-    read = iter(await _transactions.read_accepted(conn, inserted) if inserted else [])
-    accepted: list[AcceptOutcome] = [
-        next(read) if isinstance(w, _transactions.Inserted) else w for w in written
-    ]
+    accepted, moved = await _write_retrying_deadlocks(conn, accepts, moves)
     a, m = iter(accepted), iter(moved)
     return [next(a) if isinstance(i, _Accept) else next(m) for i in items]
 

@@ -77,7 +77,9 @@ def _stamped(events: str, at: str) -> str:
 
 
 # Acceptances through `accept_transactions` (0010: the guards of every mobile each movement
-# touches, in msisdn order across the batch, then the rows), transitions in the same statement.
+# touches, in msisdn order across the batch, then the rows; 0011: then each inserted row's
+# settled `created_at` and its subscriber's history, read after the insert), transitions in the
+# same statement: one statement per crossing.
 _UPDATE = f"""
 WITH upd AS (
     UPDATE transactions t SET
@@ -110,11 +112,15 @@ WITH upd AS (
 )
 """
 _WRITE = _UPDATE + """
-SELECT a.id, true AS inserted, NULL::timestamptz AS at
+SELECT a.id, true AS inserted, NULL::timestamptz AS at, a.created_at AS created,
+       a.purchases_today, a.purchases_month, a.spent_today, a.spent_month, a.gifts_today,
+       a.gifted_today, a.owed, a.last_at, a.codes
 FROM accept_transactions($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                         $11::bigint[], $12::text[], $13::timestamptz[]) AS a(id)
-UNION ALL SELECT id, false, updated_at FROM upd
+                         $11::bigint[], $12::text[], $13::timestamptz[],
+                         $32::timestamptz[], $33::timestamptz[]) AS a
+UNION ALL SELECT id, false, updated_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM upd
 """
 # Transitions alone (most batches): the same statement without the acceptance, its
 # parameters renumbered from $1.
@@ -139,24 +145,24 @@ SELECT * FROM transactions WHERE kind = 'topup' AND reference = ANY($1::text[])
 """
 
 
-@attrs.frozen
-class Inserted:
-    """`write_batch`'s word for an acceptance whose row it inserted; `read_accepted` then reads
-    the row as committed and its subscriber's history (`Accepted`)."""
-
-    id: uuid.UUID
-
-
-WriteOutcome = Inserted | Replayed | KeyReused | PendingExists | Expired
+WriteOutcome = AcceptOutcome
 
 
 async def write_batch(
-    conn: Any, accepts: Sequence[NewTransaction], moves: Sequence[Transition]
+    conn: Any, accepts: Sequence[NewTransaction], moves: Sequence[Transition],
+    windows: Sequence[SnapshotRequest] = (),
 ) -> tuple[list[WriteOutcome], list[datetime | None]]:
     """Insert new transactions and apply transitions in ONE statement (one round trip, one
     commit, atomic). Each transition gets its committed `updated_at` (the database's clock), or
     None if its row was no longer in `expect`; each acceptance that conflicted is explained
-    (idempotent replay, key reuse, or pending)."""
+    (idempotent replay, key reuse, or pending).
+
+    `windows` (one per acceptance: the day and month of the history its rules read): each
+    inserted row is `Accepted`, the row as committed with its subscriber's history and
+    restrictions at that moment, read by the same statement after the insert (migration 0011:
+    exact, whatever process wrote what)."""
+    if len(windows) != len(accepts):
+        raise ValueError("write_batch needs one history window per acceptance")
     acceptance = [
         [t.id for t in accepts],
         [t.msisdn for t in accepts],
@@ -193,23 +199,43 @@ async def write_batch(
         [m.catalogue_version for m in moves],
     ]
     if accepts:
-        rows = await conn.fetch(_WRITE, *acceptance, *transitions)
+        rows = await conn.fetch(_WRITE, *acceptance, *transitions,
+                                [w.day_start for w in windows], [w.month_start for w in windows])
     else:
         rows = await conn.fetch(_MOVES, *transitions)
-    inserted = {r["id"] for r in rows if r["inserted"]}
+    inserted = {r["id"]: r for r in rows if r["inserted"]}
     updated = {r["id"]: r["at"] for r in rows if not r["inserted"]}
     outcomes: dict[uuid.UUID, WriteOutcome] = {
-        t.id: Inserted(t.id) for t in accepts if t.id in inserted
+        t.id: _accepted(t, inserted[t.id]) for t in accepts if t.id in inserted
     }
-    conflicted = [t for t in accepts if t.id not in inserted]
+    conflicted = [(t, w) for t, w in zip(accepts, windows, strict=True) if t.id not in inserted]
     if conflicted:
         outcomes.update(await _explain_conflicts(conn, conflicted))
     return [outcomes[t.id] for t in accepts], [updated.get(m.id) for m in moves]
 
 
+def _accepted(new: NewTransaction, row: Any) -> Accepted:
+    """An acceptance `_WRITE` inserted: the row as committed is `new` in `received`, both its
+    times and its history's one entry at the settled `created_at` (the database's clock when
+    its guards were its own, or the previous purchase's end if later: trigger
+    transactions_after_previous)."""
+    at: datetime = row["created"]
+    tx = Transaction(
+        id=new.id, msisdn=new.msisdn, bono_id=new.bono_id, channel=new.channel,
+        client=new.client, idempotency_key=new.idempotency_key, request_hash=new.request_hash,
+        state=TxState.RECEIVED, created_at=at, updated_at=at,
+        history=(HistoryEntry(TxState.RECEIVED, at),), kind=new.kind,
+        beneficiary=new.beneficiary, amount=new.amount, reference=new.reference,
+    )
+    return Accepted(tx, _snapshot(row))
+
+
 async def _explain_conflicts(
-    conn: Any, conflicted: Sequence[NewTransaction], attempts: int = 3
+    conn: Any, conflicted_windows: Sequence[tuple[NewTransaction, SnapshotRequest]],
+    attempts: int = 3,
 ) -> dict[uuid.UUID, WriteOutcome]:
+    conflicted = [t for t, _ in conflicted_windows]
+    window_of = {t.id: w for t, w in conflicted_windows}
     by_key = {
         (r["client"], r["idempotency_key"]): transaction_from_row(r)
         for r in await conn.fetch(
@@ -247,7 +273,7 @@ async def _explain_conflicts(
     if vanished:
         if attempts == 0:  # pragma: no cover - a conflict that vanishes three times in a row
             raise RuntimeError("could not settle the acceptance of a transaction")
-        retried, _ = await write_batch(conn, vanished, [])
+        retried, _ = await write_batch(conn, vanished, [], [window_of[t.id] for t in vanished])
         outcomes.update({t.id: o for t, o in zip(vanished, retried, strict=True)})
     return outcomes
 
@@ -313,21 +339,6 @@ FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS r(msisdn, day_s
 {_subscriber("r.msisdn", "r.day_start", "r.month_start", "$4")}
 """
 
-# The accepted rows as committed (their times settled by the trigger) with their subscribers'
-# history, read right after the acceptance committed, in the same crossing. Exact for the whole
-# saga, whatever worker or node runs it: the accepted purchase holds its msisdn's only pending
-# slot (the partial unique index over non-terminal states), so every other purchase of that
-# mobile is terminal and committed now, and none can complete until this one ends; terminal rows
-# never change. Restrictions are those in force at the acceptance.
-_ACCEPTED = f"""
-SELECT t.*, c.purchases_today, c.purchases_month, c.spent_today, c.spent_month,
-       c.gifts_today, c.gifted_today, d.owed, l.last_at, x.codes
-FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS r(id, day_start, month_start)
-JOIN transactions t ON t.id = r.id
-{_subscriber("t.msisdn", "r.day_start", "r.month_start", "t.created_at")}
-"""
-
-
 def _snapshot(r: Any) -> SubscriberSnapshot:
     return SubscriberSnapshot(
         counters=PurchaseCounters(
@@ -355,20 +366,6 @@ async def snapshot_batch(conn: Any, items: Sequence[SnapshotRequest]) -> list[Su
     )
     by_msisdn = {r["msisdn"]: r for r in rows}
     return [_snapshot(by_msisdn[i.msisdn]) for i in items]
-
-
-async def read_accepted(conn: Any, items: Sequence[tuple[uuid.UUID, SnapshotRequest]]
-                        ) -> list[Accepted]:
-    """Transactions just inserted (committed), each with its subscriber's history at that
-    moment (see `_ACCEPTED`): one statement."""
-    rows = await conn.fetch(
-        _ACCEPTED,
-        [i for i, _ in items],
-        [w.day_start for _, w in items],
-        [w.month_start for _, w in items],
-    )
-    by_id = {r["id"]: r for r in rows}
-    return [Accepted(transaction_from_row(by_id[i]), _snapshot(by_id[i])) for i, _ in items]
 
 
 # A mobile's movements in either role, newest first: two index range scans merged.

@@ -84,9 +84,11 @@ def _same_key(key: str) -> Callable[[Any], Any]:
     # Another mobile (0010: a row first takes its mobiles' guards, and its deadline is read
     # after that): ours passes its deadline check, then waits on the key.
     async def insert(conn: Any) -> None:
-        outcomes, _ = await _transactions.write_batch(
-            conn, [_new(key, msisdn="5491100000032", accept_in=60)], [])
-        assert isinstance(outcomes[0], _transactions.Inserted)
+        new = _new(key, msisdn="5491100000032", accept_in=60)
+        now = datetime.now(UTC)
+        outcomes, _ = await _transactions.write_batch(conn, [new], [], [SnapshotRequest(
+            new.msisdn, now - timedelta(hours=1), now - timedelta(days=1), now)])
+        assert isinstance(outcomes[0], Accepted)
 
     return insert
 
