@@ -38,7 +38,7 @@ _STRICT_JSON = ("INVALID_ENCODING", "INVALID_JSON", "DUPLICATE_KEY", "JSON_TOO_D
 _OUTAGE = ("SERVICE_UNAVAILABLE", "DATABASE_UNAVAILABLE")
 _RESPONSE_HEADERS: dict[str, tuple[str, dict[str, Any]]] = {
     "Location": ("where the resource created or answered lives", {"type": "string"}),
-    "Idempotent-Replayed": ("`true`: an earlier purchase with this Idempotency-Key",
+    "Idempotent-Replayed": ("`true`: an earlier request with this Idempotency-Key",
                             {"type": "string", "enum": ["true"]}),
     "Cache-Control": ("`no-store`: the answer holds a secret", {"type": "string"}),
     "Retry-After": ("seconds to wait before retrying", {"type": "string"}),
@@ -119,6 +119,7 @@ def openapi_document(app: Quart) -> dict[str, Any]:
 #: The tags in the order the reference shows them, with what each groups.
 TAGS = {
     "Purchases": "buy bonos, list what a mobile may buy, follow transactions",
+    "Movements": "airtime transfers, balance advances and top-ups (transactions too)",
     "Alarms": "the live feed and the persisted alarms' lifecycle",
     "Rules": "rule-set versions: check, store, dry-run, activate",
     "Restrictions": "per-subscriber restrictions the rules see",
