@@ -294,7 +294,7 @@ LEFT JOIN LATERAL (
     ORDER BY h.created_at DESC LIMIT 1
 ) l ON true
 LEFT JOIN LATERAL (
-    SELECT COALESCE(sum(h.owed), 0) - COALESCE(sum(h.collected), 0) AS owed
+    SELECT COALESCE(sum(h.owed), 0) - COALESCE(sum(h.collected), 0) AS debt
     FROM transactions h
     WHERE h.msisdn = {msisdn} AND h.state = '{TxState.COMPLETED.value}'
       AND (h.owed IS NOT NULL OR h.collected IS NOT NULL)
@@ -308,7 +308,7 @@ LEFT JOIN LATERAL (
 
 _SNAPSHOT = f"""
 SELECT r.msisdn, c.purchases_today, c.purchases_month, c.spent_today, c.spent_month,
-       c.gifts_today, c.gifted_today, d.owed, l.last_at, x.codes
+       c.gifts_today, c.gifted_today, d.debt, l.last_at, x.codes
 FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS r(msisdn, day_start, month_start)
 {_subscriber("r.msisdn", "r.day_start", "r.month_start", "$4")}
 """
@@ -321,7 +321,7 @@ FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS r(msisdn, day_s
 # never change. Restrictions are those in force at the acceptance.
 _ACCEPTED = f"""
 SELECT t.*, c.purchases_today, c.purchases_month, c.spent_today, c.spent_month,
-       c.gifts_today, c.gifted_today, d.owed, l.last_at, x.codes
+       c.gifts_today, c.gifted_today, d.debt, l.last_at, x.codes
 FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS r(id, day_start, month_start)
 JOIN transactions t ON t.id = r.id
 {_subscriber("t.msisdn", "r.day_start", "r.month_start", "t.created_at")}
@@ -338,7 +338,7 @@ def _snapshot(r: Any) -> SubscriberSnapshot:
             last_purchase_at=r["last_at"],
             gifts_today=r["gifts_today"] or 0,
             gifted_today=int(r["gifted_today"] or 0),
-            owed=int(r["owed"] or 0),
+            owed=int(r["debt"] or 0),
         ),
         restrictions=tuple(r["codes"] or ()),
     )
