@@ -183,6 +183,11 @@ def _operation(rule: Rule, method: str, op: Operation, ref_of: dict[type, dict[s
                      "open mode.")
         item["security"] = [{"bearer": []}, {}]
         item["x-gestor-call"] = call
+    elif key in ROUTE_ROLES:  # outside /v1 with a role (/metrics): open in the open mode
+        role = ROUTE_ROLES[key]
+        notes.append(f"Needs an operator key with role `{role}` or above (or the open mode).")
+        item["security"] = [{"bearer": []}, {}]
+        item["x-gestor-role"] = role
     else:
         item["security"] = []
     item["description"] = "\n\n".join(notes)
@@ -251,6 +256,8 @@ def _kind_codes(rule: Rule, method: str, op: Operation) -> list[str]:
         else:
             codes.append("INVALID_CLIENT_ID")
             codes.append("FORBIDDEN_ROLE" if op.websocket else "FORBIDDEN_SCOPE")
+    elif (method, rule.rule) in ROUTE_ROLES:  # /metrics
+        codes += ["UNAUTHORIZED", "KEY_REVOKED:401", "KEY_EXPIRED", "FORBIDDEN_ROLE"]
     if rule.arguments:
         codes.append("NOT_FOUND")  # a segment that cannot be one (an encoded '/')
     if method in _BODY_METHODS:

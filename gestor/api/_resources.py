@@ -364,6 +364,10 @@ class ReconciliationTotals(_Out):
     unsettled: Amount
     difference: Amount
     balanced: bool
+    # -- movements: what credits gave (a transfer's beneficiary, an advance) --
+    credits: Annotated[int, Meta(description="how many credits the ledger holds")]
+    credited: Annotated[int, Meta(description="what they gave, in cents (`net` is debited "
+                                              "less refunded less credited)")]
 
 
 class Reconciliation(_Out):

@@ -113,7 +113,9 @@ async def test_every_answer_conforms_to_the_document(served: Served,
             for operation in operations:
                 if operation.definition.raw.get("x-websocket"):
                     continue
-                key = admin if operation.path.startswith("/v1/admin/") else channel
+                # An admin call, or one outside /v1 that needs a role (/metrics).
+                key = (admin if operation.path.startswith("/v1/admin/")
+                       or operation.definition.raw.get("x-gestor-role") else channel)
                 for mode, examples in EXAMPLES.items():
                     if mode is GenerationMode.POSITIVE or _can_be_wrong(operation):
                         run(operation, mode, examples, key, session)
