@@ -104,8 +104,9 @@ class Transaction(_Out):
         description="a transfer's, advance's or top-up's amount in cents; null for a purchase",
         examples=[20000])]
     fee: Annotated[int | None, Meta(
-        description="the rules' fee on a transfer or an advance, in cents (paid on top of "
-                    "`amount`, or owed with it); null until decided or where none",
+        description="the rules' fee on a transfer or an advance, in cents (a transfer's payer "
+                    "pays `amount` + `fee`, its `price`; an advance owes them); null until "
+                    "decided",
         examples=[1000])]
     catalogue_version: Annotated[int | None, Meta(
         description="the catalogue version the movement was decided on (null before)")]
@@ -402,7 +403,7 @@ TRANSACTION_EXAMPLE: dict[str, Any] = {
 }
 TRANSFER_EXAMPLE: dict[str, Any] = {
     "id": "0b6e2a4c-7d1f-4e2a-9c3b-5f8d1e7a2b40", "msisdn": "5491100000001", "bono": None,
-    "channel": "ussd", "state": "completed", "final": True, "price": None, "currency": "ARS",
+    "channel": "ussd", "state": "completed", "final": True, "price": 21000, "currency": "ARS",
     "operation": "transfer", "profile_id": "PREPAID", "rules_version": 1, "reasons": [],
     "created_at": "2026-01-31T12:05:00.100000+00:00",
     "updated_at": "2026-01-31T12:05:00.350000+00:00",
