@@ -225,7 +225,8 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         body=PurchaseRequest, params=(reg.IDEMPOTENCY_KEY, reg.PREFER_WAIT, reg.CLIENT_ID),
         problems=("IDEMPOTENCY_KEY_REQUIRED", "INVALID_IDEMPOTENCY_KEY", "INVALID_PREFER",
                   "UNKNOWN_BONO", "PURCHASE_PENDING", "IDEMPOTENCY_KEY_REUSED", "RATE_LIMITED",
-                  "TOO_MANY_REQUESTS", "BUSY", "OUTCOME_UNKNOWN", "PLATFORM_UNAVAILABLE"),
+                  "TOO_MANY_REQUESTS", "BUSY", "OUTCOME_UNKNOWN", "PLATFORM_UNAVAILABLE",
+                  "INVALID_BENEFICIARY", "MOVEMENT_PENDING"),
         body_example={"msisdn": "5491100000001", "bono_id": "DATA_2GB_7D", "channel": "ussd"})
     async def purchase() -> Response:
         rt = app.runtime
@@ -235,10 +236,8 @@ def _routes(app: GestorApp, settings: Settings) -> None:
         only = principal().default_channel()  # a key limited to one channel buys on it
         if only is not None and "channel" not in body:
             body["channel"] = only
-        msisdn, bono_id, channel = validate.purchase_body(body)
-        # A bono for another mobile: `msisdn` pays, the beneficiary gets the bundle.
-        other = (_movements.beneficiary(body["beneficiary"], msisdn)
-                 if body.get("beneficiary") is not None else None)
+        # A bono for another mobile (`other`): `msisdn` pays, the beneficiary gets the bundle.
+        msisdn, bono_id, channel, other = validate.purchase_body(body)
         allow_channel(channel)
         allow_msisdn(msisdn)
         if other is not None:
@@ -282,13 +281,18 @@ def _routes(app: GestorApp, settings: Settings) -> None:
 
     @app.get("/v1/mobiles/<raw_msisdn>/transactions")
     @documented("A mobile's transactions", "Purchases",
-                Answer(200, res.Transactions, "newest first"),
+                Answer(200, res.Transactions, "newest first, the movements it pays and those "
+                       "it receives, each with its `role`"),
                 params=(reg.MSISDN, reg.query(
                     "state", {"type": "string"}, "`pending` (every state not final), or a "
                     "comma-separated list of states", "pending"), reg.limit(50, 500),
-                    reg.CLIENT_ID),
+                    reg.CLIENT_ID, reg.query(
+                        "kind", {"type": "string", "pattern": f"^({'|'.join(sorted(_KINDS))})"
+                                 f"(,({'|'.join(sorted(_KINDS))}))*$"},
+                        "only these kinds of movement: a comma-separated list of "
+                        f"{', '.join(sorted(_KINDS))}", "transfer,advance")),
                 problems=("INVALID_MSISDN", "INVALID_STATE", "INVALID_LIMIT", "RATE_LIMITED",
-                          "TOO_MANY_REQUESTS"))
+                          "TOO_MANY_REQUESTS", "INVALID_KIND"))
     async def mobile_transactions(raw_msisdn: str) -> Response:
         rt = app.runtime
         msisdn = validate.msisdn(raw_msisdn)

@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from quart import Response, request
 
+from gestor.api import _registry as reg
 from gestor.api import _render as render
+from gestor.api import _resources as res
 from gestor.api import _validate as validate
 from gestor.api._auth import allow_channel, allow_msisdn, principal
+from gestor.api._decode import body_as
 from gestor.api._limits import enforce as enforce_limits
 from gestor.api._problems import ApiProblem, json_response
+from gestor.api._registry import Answer, Param, documented
+from gestor.api._requests import AdvanceRequest, TopupRequest, TransferRequest
 from gestor.logs import msisdn_var, transaction_id_var
 from gestor.model import NewTransaction, TxKind
 from gestor.store import (
@@ -42,14 +47,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gestor.api")
 
-#: Largest amount a movement may name (minor units): PostgreSQL's bigint, halved so that an
-#: amount plus its fee still fits.
-MAX_AMOUNT = 2**62
-_REFERENCE = re.compile(r"[\x21-\x7e]{1,100}")
-_FIELDS = {
-    TxKind.TRANSFER: (frozenset({"msisdn", "beneficiary", "amount"}), frozenset({"channel"})),
-    TxKind.ADVANCE: (frozenset({"msisdn", "amount"}), frozenset({"channel"})),
-    TxKind.TOPUP: (frozenset({"msisdn", "amount", "reference"}), frozenset({"channel"})),
+_MODELS: dict[TxKind, type[TransferRequest | AdvanceRequest | TopupRequest]] = {
+    TxKind.TRANSFER: TransferRequest, TxKind.ADVANCE: AdvanceRequest, TxKind.TOPUP: TopupRequest,
 }
 _WHAT = {TxKind.PURCHASE: "purchase", TxKind.TRANSFER: "transfer",
          TxKind.ADVANCE: "advance", TxKind.TOPUP: "top-up"}
@@ -58,41 +57,6 @@ _WHAT = {TxKind.PURCHASE: "purchase", TxKind.TRANSFER: "transfer",
 def request_hash(*parts: object) -> str:
     """What makes two requests with one Idempotency-Key the same request."""
     return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
-
-
-def amount(value: Any, field: str = "amount") -> int:
-    """A positive whole amount in minor units."""
-    if type(value) is not int or not 0 < value <= MAX_AMOUNT:
-        raise ApiProblem(422, "INVALID_AMOUNT",
-                         f"{field} must be a whole number of cents above 0", field=field)
-    return value
-
-
-def reference(value: Any, field: str = "reference") -> str:
-    if not isinstance(value, str) or not _REFERENCE.fullmatch(value):
-        raise ApiProblem(422, "INVALID_REFERENCE", f"{field} must be 1 to 100 printable ASCII "
-                         "characters", field=field)
-    return value
-
-
-def beneficiary(value: Any, payer: str, field: str = "beneficiary") -> str:
-    """Another mobile than the payer's."""
-    found = validate.msisdn(value, field)
-    if found == payer:
-        raise ApiProblem(422, "INVALID_BENEFICIARY",
-                         f"{field} must be another mobile than msisdn", field=field)
-    return found
-
-
-def _body(kind: TxKind, body: dict[str, Any]) -> dict[str, Any]:
-    required, optional = _FIELDS[kind]
-    unknown = sorted(set(body) - required - optional)
-    if unknown:
-        raise ApiProblem(422, "UNKNOWN_FIELD", f"unknown field {unknown[0]!r}", field=unknown[0])
-    for name in sorted(required):
-        if name not in body:
-            raise ApiProblem(422, "MISSING_FIELD", f"{name} is required", field=name)
-    return body
 
 
 async def answer(app: GestorApp, outcome: AcceptOutcome | Unsettled, key: str, wait: float,
@@ -158,12 +122,13 @@ def register(app: GestorApp, settings: Settings) -> None:
         only = principal().default_channel()  # a key limited to one channel moves on it
         if only is not None and "channel" not in body:
             body["channel"] = only
-        body = _body(kind, body)
-        payer = validate.msisdn(body["msisdn"])
-        channel = validate.channel(body.get("channel"))
-        how_much = amount(body["amount"])
-        other = beneficiary(body["beneficiary"], payer) if "beneficiary" in body else None
-        ref = reference(body["reference"]) if "reference" in body else None
+        wanted = body_as(_MODELS[kind], body)
+        payer = validate.msisdn(wanted.msisdn)
+        channel = validate.channel(wanted.channel)
+        how_much = wanted.amount
+        other = (validate.beneficiary(wanted.beneficiary, payer)
+                 if isinstance(wanted, TransferRequest) else None)
+        ref = wanted.reference if isinstance(wanted, TopupRequest) else None
         allow_channel(channel)
         allow_msisdn(payer)
         if other is not None:
@@ -183,13 +148,58 @@ def register(app: GestorApp, settings: Settings) -> None:
         return await answer(app, outcome, key, wait, new)
 
     @app.post("/v1/transfers")
+    @documented("Transfer airtime to another mobile", "Movements", _answers(
+        "transfer", res.TRANSFER_EXAMPLE), body=TransferRequest,
+        params=_params("transfer-7f1d0c52"), problems=(*_PROBLEMS, "INVALID_BENEFICIARY"),
+        body_example={"msisdn": "5491100000001", "beneficiary": "5491100000002",
+                      "amount": 20000, "channel": "ussd"})
     async def transfer() -> Response:
+        """`msisdn` pays `amount` and the rules' fee (`fee`), `beneficiary` is credited
+        `amount`; a rule may refuse it (`rejected`, with `reasons`: `INSUFFICIENT_BALANCE`,
+        `BENEFICIARY_NOT_ACTIVE`, `GIFT_LIMIT_REACHED`...)."""
         return await movement(TxKind.TRANSFER, "transfer")
 
     @app.post("/v1/advances")
+    @documented("Advance balance to a mobile", "Movements", _answers("advance"),
+                body=AdvanceRequest, params=_params("advance-7f1d0c52"), problems=_PROBLEMS,
+                body_example={"msisdn": "5491100000132", "amount": 50000, "channel": "ussd"})
     async def advance() -> Response:
+        """`msisdn` is credited `amount` and owes it with the rules' fee (`owed`) until its
+        next top-ups collect it; a rule may refuse it (`rejected`: `BALANCE_NOT_LOW`,
+        `ADVANCE_OUTSTANDING`...)."""
         return await movement(TxKind.ADVANCE, "advance")
 
     @app.post("/v1/topups")
+    @documented("Notify a top-up (collects what advances owe)", "Movements",
+                _answers("top-up"), body=TopupRequest, params=_params("topup-7f1d0c52"),
+                problems=_PROBLEMS,
+                body_example={"msisdn": "5491100000003", "amount": 30000,
+                              "reference": "RCH-20260131-0001", "channel": "api"})
     async def topup() -> Response:
+        """The recharge platform's notice that `msisdn` was topped up by `amount`: it collects
+        what the mobile's advances owe, up to the top-up (`collected`). One top-up per
+        `reference`: the same notice again (any Idempotency-Key, any channel) answers the
+        same transaction; the reference with another msisdn or amount is
+        `IDEMPOTENCY_KEY_REUSED` naming `reference`."""
         return await movement(TxKind.TOPUP, "topup")
+
+
+#: What each movement POST can answer besides its body's fields (`x-problem`).
+_PROBLEMS = ("IDEMPOTENCY_KEY_REQUIRED", "INVALID_IDEMPOTENCY_KEY", "INVALID_PREFER",
+             "MOVEMENT_PENDING", "IDEMPOTENCY_KEY_REUSED", "RATE_LIMITED", "TOO_MANY_REQUESTS",
+             "BUSY", "OUTCOME_UNKNOWN", "PLATFORM_UNAVAILABLE")
+
+
+def _answers(what: str, example: dict[str, Any] | None = None) -> tuple[Answer, ...]:
+    return (Answer(200, res.Transaction, f"the {what} reached its final state (`Prefer: wait`)",
+                   ("Location", "Idempotent-Replayed"), example),
+            Answer(202, res.Transaction, f"the {what} is accepted and still running, or "
+                   "`inconsistent` (being settled); follow `Location`",
+                   ("Location", "Idempotent-Replayed")))
+
+
+def _params(key_example: str) -> tuple[Param, ...]:
+    """Its headers; an Idempotency-Key example of its own, so that each call's example is a
+    request of its own (one key, one request)."""
+    return (attrs.evolve(reg.IDEMPOTENCY_KEY, example=key_example), reg.PREFER_WAIT,
+            reg.CLIENT_ID)

@@ -38,7 +38,7 @@ _STRICT_JSON = ("INVALID_ENCODING", "INVALID_JSON", "DUPLICATE_KEY", "JSON_TOO_D
 _OUTAGE = ("SERVICE_UNAVAILABLE", "DATABASE_UNAVAILABLE")
 _RESPONSE_HEADERS: dict[str, tuple[str, dict[str, Any]]] = {
     "Location": ("where the resource created or answered lives", {"type": "string"}),
-    "Idempotent-Replayed": ("`true`: an earlier purchase with this Idempotency-Key",
+    "Idempotent-Replayed": ("`true`: an earlier request with this Idempotency-Key",
                             {"type": "string", "enum": ["true"]}),
     "Cache-Control": ("`no-store`: the answer holds a secret", {"type": "string"}),
     "Retry-After": ("seconds to wait before retrying", {"type": "string"}),
@@ -119,6 +119,7 @@ def openapi_document(app: Quart) -> dict[str, Any]:
 #: The tags in the order the reference shows them, with what each groups.
 TAGS = {
     "Purchases": "buy bonos, list what a mobile may buy, follow transactions",
+    "Movements": "airtime transfers, balance advances and top-ups (transactions too)",
     "Alarms": "the live feed and the persisted alarms' lifecycle",
     "Catalogue": "bono catalogue versions: check against the rules, store, activate",
     "Rules": "rule-set versions: check, store, dry-run, activate",
@@ -183,6 +184,11 @@ def _operation(rule: Rule, method: str, op: Operation, ref_of: dict[type, dict[s
                      "open mode.")
         item["security"] = [{"bearer": []}, {}]
         item["x-gestor-call"] = call
+    elif key in ROUTE_ROLES:  # outside /v1 with a role (/metrics): open in the open mode
+        role = ROUTE_ROLES[key]
+        notes.append(f"Needs an operator key with role `{role}` or above (or the open mode).")
+        item["security"] = [{"bearer": []}, {}]
+        item["x-gestor-role"] = role
     else:
         item["security"] = []
     item["description"] = "\n\n".join(notes)
@@ -251,6 +257,8 @@ def _kind_codes(rule: Rule, method: str, op: Operation) -> list[str]:
         else:
             codes.append("INVALID_CLIENT_ID")
             codes.append("FORBIDDEN_ROLE" if op.websocket else "FORBIDDEN_SCOPE")
+    elif (method, rule.rule) in ROUTE_ROLES:  # /metrics
+        codes += ["UNAUTHORIZED", "KEY_REVOKED:401", "KEY_EXPIRED", "FORBIDDEN_ROLE"]
     if rule.arguments:
         codes.append("NOT_FOUND")  # a segment that cannot be one (an encoded '/')
     if method in _BODY_METHODS:

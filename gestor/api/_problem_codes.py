@@ -53,11 +53,15 @@ PROBLEM_CODES: dict[str, ProblemCode] = _codes(
     ("INVALID_MSISDN", 422, "not an E.164 number"),
     ("INVALID_BONO_ID", 422, "not a bono id"),
     ("INVALID_CHANNEL", 422, "not a channel"),
+    ("INVALID_AMOUNT", 422, "amount is not a whole number of cents above 0"),
+    ("INVALID_REFERENCE", 422, "reference is not 1 to 100 printable ASCII characters"),
+    ("INVALID_BENEFICIARY", 422, "the beneficiary is the payer (msisdn) itself"),
     ("UNKNOWN_BONO", 422, "no such bono in the catalogue"),
     ("INVALID_STATE", 422, "not a state this listing filters on"),
     ("INVALID_LIMIT", 422, "limit is out of range"),
     ("INVALID_SINCE", (400, 422), "since is not a whole number in range"),
-    ("INVALID_KIND", 422, "not a list of alarm kinds"),
+    ("INVALID_KIND", 422, "not a list of alarm kinds (of movement kinds, for a mobile's "
+     "transactions)"),
     ("INVALID_TIME", 422, "not an ISO 8601 time between 1970 and 9999"),
     ("INVALID_PERIOD", 422, "since is not before until"),
     ("INVALID_FLAG", 422, "not true/false"),
@@ -82,11 +86,14 @@ PROBLEM_CODES: dict[str, ProblemCode] = _codes(
     ("INVALID_ALARM_ID", 400, "the alarm id is not a whole number 1..2^63-1"),
     ("INVALID_KEY_ID", 400, "the key id is not 12 hex digits"),
     # -- purchase headers --------------------------------------------------------------------
-    ("IDEMPOTENCY_KEY_REQUIRED", 400, "a purchase needs an Idempotency-Key header"),
+    ("IDEMPOTENCY_KEY_REQUIRED", 400, "a purchase or a movement needs an Idempotency-Key "
+     "header"),
     ("INVALID_IDEMPOTENCY_KEY", 400, "Idempotency-Key is not 1 to 200 printable ASCII "
      "characters without spaces"),
     ("INVALID_PREFER", 400, "Prefer: wait=N without a number of seconds"),
-    ("IDEMPOTENCY_KEY_REUSED", 422, "this Idempotency-Key was used for a different purchase"),
+    ("IDEMPOTENCY_KEY_REUSED", 422, "this Idempotency-Key was used for a different purchase "
+     "or movement (for a top-up, `field` `reference`: that reference was notified with "
+     "another msisdn or amount)"),
     # -- what exists, and its state ----------------------------------------------------------
     ("TRANSACTION_NOT_FOUND", 404, "no such transaction"),
     ("RULES_NOT_FOUND", 404, "no such rule-set version"),
@@ -96,6 +103,8 @@ PROBLEM_CODES: dict[str, ProblemCode] = _codes(
     ("KEY_NOT_FOUND", 404, "no such key"),
     ("PURCHASE_PENDING", 409, "the mobile has a purchase in flight (`pending_transaction`); "
      "nothing was done"),
+    ("MOVEMENT_PENDING", 409, "a mobile the movement touches (`field`: msisdn or beneficiary) "
+     "has a movement in flight (`pending_transaction`); nothing was done"),
     ("ALARM_NOT_OPEN", 409, "the alarm is resolved, or an event that is never open"),
     ("ALARM_ALREADY_ACKNOWLEDGED", 409, "someone acknowledged the alarm already "
      "(`acknowledged`)"),

@@ -21,6 +21,9 @@ MSISDN_PATTERN = r"\+?([1-9][0-9]{7,14})"
 INTEGER_MAX = 2**31 - 1
 #: Longest key expiry or rotation grace, in seconds.
 MAX_SECONDS = 10 * 365 * 86400
+#: Largest amount a movement may name (minor units): PostgreSQL's bigint, halved so that an
+#: amount plus its fee still fits.
+MAX_AMOUNT = 2**62
 
 
 def _meta(problem: str, description: str, *examples: Any, **constraints: Any) -> Meta:
@@ -53,12 +56,54 @@ Customer = Annotated[dict[str, Any], _meta(
     {"profile_id": "PREPAID", "balance": 100000})]
 
 
+Beneficiary = Annotated[str, _meta(
+    "INVALID_MSISDN", "an E.164 number: 8 to 15 digits with the country code, an optional "
+    "leading +, no leading zero, and another mobile than msisdn",
+    "5491100000002", pattern=f"^{MSISDN_PATTERN}$")]
+Amount = Annotated[int, _meta(
+    "INVALID_AMOUNT", "a whole number of cents above 0 (at most 2^62)", 20000, ge=1, le=MAX_AMOUNT)]
+Reference = Annotated[str, _meta(
+    "INVALID_REFERENCE", "1 to 100 printable ASCII characters (no spaces)",
+    "RCH-20260131-0001", pattern=r"^[\x21-\x7e]{1,100}$", min_length=1, max_length=100)]
+
+
 class PurchaseRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Buy a bono for a mobile."""
 
     msisdn: Msisdn
     bono_id: BonoId
     #: Absent or null: `api`, or the only channel of a key limited to one.
+    channel: Channel | None = None
+    #: A bono for another mobile: `msisdn` pays, the beneficiary gets the bundle.
+    beneficiary: Beneficiary | None = None
+
+
+class TransferRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Airtime for another mobile: `msisdn` pays `amount` and the rules' fee, `beneficiary`
+    is credited `amount`."""
+
+    msisdn: Msisdn
+    beneficiary: Beneficiary
+    amount: Amount
+    channel: Channel | None = None
+
+
+class AdvanceRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A balance advance: `msisdn` is credited `amount`, owed with the rules' fee until its
+    top-ups collect it."""
+
+    msisdn: Msisdn
+    amount: Amount
+    channel: Channel | None = None
+
+
+class TopupRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The recharge platform's notice of a top-up of `amount` to `msisdn`, named by its
+    `reference` there (one top-up per reference): it collects what advances owe."""
+
+    msisdn: Msisdn
+    amount: Amount
+    reference: Reference
     channel: Channel | None = None
 
 

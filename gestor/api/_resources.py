@@ -72,12 +72,17 @@ State = Literal["received", "profiled", "validated", "charged", "completed", "re
                 "failed", "refunded", "inconsistent"]
 
 
+Kind = Literal["purchase", "transfer", "advance", "topup"]
+
+
 class Transaction(_Out):
-    """A purchase and where it stands (`final`: nothing more will happen to it)."""
+    """A movement (`kind`: a purchase of a bono, an airtime transfer, a balance advance or a
+    top-up) and where it stands (`final`: nothing more will happen to it)."""
 
     id: Id
-    msisdn: str
-    bono: BonoRef
+    msisdn: Annotated[str, Meta(description="the payer (a top-up's: the mobile topped up)")]
+    bono: Annotated[BonoRef | None, Meta(description="the bono bought; null for a movement "
+                                                     "that is not a purchase")]
     channel: str
     state: State
     final: bool
@@ -86,12 +91,38 @@ class Transaction(_Out):
     operation: str | None
     profile_id: str | None
     rules_version: int | None
-    catalogue_version: int | None
     reasons: list[Reason]
     created_at: Time
     updated_at: Time
     history: list[HistoryEntry]
     links: TransactionLinks
+    # -- movements (DESIGN D10) --
+    kind: Kind
+    beneficiary: Annotated[str | None, Meta(
+        description="the mobile that receives the bono or the airtime; null: msisdn itself")]
+    amount: Annotated[int | None, Meta(
+        description="a transfer's, advance's or top-up's amount in cents; null for a purchase",
+        examples=[20000])]
+    fee: Annotated[int | None, Meta(
+        description="the rules' fee on a transfer or an advance, in cents (a transfer's payer "
+                    "pays `amount` + `fee`, its `price`; an advance owes them); null until "
+                    "decided",
+        examples=[1000])]
+    catalogue_version: Annotated[int | None, Meta(
+        description="the catalogue version the movement was decided on (null before)")]
+    step: Annotated[int, Meta(ge=0, description="how many steps of its operation are done")]
+    reference: Annotated[str | None, Meta(
+        description="top-ups only: the top-up's reference on the recharge platform",
+        examples=["RCH-20260131-0001"])] | msgspec.UnsetType = msgspec.UNSET
+    collected: Annotated[int | None, Meta(
+        description="top-ups only: what it collected of the debts of the mobile's advances, "
+                    "in cents (null until decided)")] | msgspec.UnsetType = msgspec.UNSET
+    owed: Annotated[int, Meta(
+        description="advances only: what it still owes (amount + fee), in cents, until "
+                    "top-ups collect it")] | msgspec.UnsetType = msgspec.UNSET
+    role: Annotated[Literal["payer", "beneficiary"], Meta(
+        description="in a mobile's listing only: that mobile's part in the movement"
+    )] | msgspec.UnsetType = msgspec.UNSET
 
 
 class Transactions(_Out):
@@ -430,6 +461,10 @@ class ReconciliationTotals(_Out):
     unsettled: Amount
     difference: Amount
     balanced: bool
+    # -- movements: what credits gave (a transfer's beneficiary, an advance) --
+    credits: Annotated[int, Meta(description="how many credits the ledger holds")]
+    credited: Annotated[int, Meta(description="what they gave, in cents (`net` is debited "
+                                              "less refunded less credited)")]
 
 
 class Reconciliation(_Out):
@@ -459,6 +494,21 @@ TRANSACTION_EXAMPLE: dict[str, Any] = {
         ("completed", 41))],
     "links": {"self": "/v1/transactions/6f1c8f7e-3b9a-4c57-9f0e-2b8b8a1d2e3f",
               "mobile": "/v1/mobiles/5491100000001/transactions"},
+    "kind": "purchase", "beneficiary": None, "amount": None, "fee": None, "step": 2,
+}
+TRANSFER_EXAMPLE: dict[str, Any] = {
+    "id": "0b6e2a4c-7d1f-4e2a-9c3b-5f8d1e7a2b40", "msisdn": "5491100000001", "bono": None,
+    "channel": "ussd", "state": "completed", "final": True, "price": 21000, "currency": "ARS",
+    "operation": "transfer", "profile_id": "PREPAID", "rules_version": 1, "reasons": [],
+    "created_at": "2026-01-31T12:05:00.100000+00:00",
+    "updated_at": "2026-01-31T12:05:00.350000+00:00",
+    "history": [{"state": s, "at": f"2026-01-31T12:05:00.{ms}0000+00:00"} for s, ms in (
+        ("received", 10), ("profiled", 15), ("validated", 16), ("charged", 25),
+        ("completed", 35))],
+    "links": {"self": "/v1/transactions/0b6e2a4c-7d1f-4e2a-9c3b-5f8d1e7a2b40",
+              "mobile": "/v1/mobiles/5491100000001/transactions"},
+    "kind": "transfer", "beneficiary": "5491100000002", "amount": 20000, "fee": 1000,
+    "catalogue_version": 1, "step": 2,
 }
 OFFERS_EXAMPLE: dict[str, Any] = {
     "msisdn": "5491100000001", "profile_id": "PREPAID", "rules_version": 1, "catalogue_version": 1,

@@ -19,7 +19,8 @@ from gestor.api._requests import (
 )
 
 __all__ = [
-    "CHANNELS", "INTEGER_MAX", "MAX_SECONDS", "alarm_since", "bono_id", "channel", "flag",
+    "CHANNELS", "INTEGER_MAX", "MAX_SECONDS", "alarm_since", "beneficiary", "bono_id", "channel",
+    "flag",
     "idempotency_key", "instant",
     "json_object", "limit", "msisdn", "prefer_wait", "purchase_body", "restriction_code",
     "rule_version", "transaction_id", "whole_number",
@@ -54,6 +55,15 @@ def msisdn(value: Any, field: str = "msisdn") -> str:
             field=field,
         )
     return match.group(1)
+
+
+def beneficiary(value: Any, payer: str, field: str = "beneficiary") -> str:
+    """Another mobile than the payer's (`payer` in its normal form)."""
+    found = msisdn(value, field)
+    if found == payer:
+        raise ApiProblem(422, "INVALID_BENEFICIARY",
+                         f"{field} must be another mobile than msisdn", field=field)
+    return found
 
 
 def channel(value: Any, field: str = "channel") -> str:
@@ -166,10 +176,13 @@ def flag(raw: str | None, field: str) -> bool:
     raise ApiProblem(422, "INVALID_FLAG", f"{field} must be true or false", field=field)
 
 
-def purchase_body(body: dict[str, Any]) -> tuple[str, str, str]:
-    """(msisdn in its normal form, bono_id, channel) of a purchase body."""
+def purchase_body(body: dict[str, Any]) -> tuple[str, str, str, str | None]:
+    """(msisdn in its normal form, bono_id, channel, beneficiary in its normal form or None)
+    of a purchase body."""
     wanted = body_as(PurchaseRequest, body)
-    return msisdn(wanted.msisdn), bono_id(wanted.bono_id), channel(wanted.channel)
+    payer = msisdn(wanted.msisdn)
+    other = None if wanted.beneficiary is None else beneficiary(wanted.beneficiary, payer)
+    return payer, bono_id(wanted.bono_id), channel(wanted.channel), other
 
 
 def prefer_wait(header: str | None, max_wait: float) -> float:

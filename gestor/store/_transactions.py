@@ -114,7 +114,7 @@ WITH upd AS (
 _WRITE = _UPDATE + """
 SELECT a.id, true AS inserted, NULL::timestamptz AS at, a.created_at AS created,
        a.purchases_today, a.purchases_month, a.spent_today, a.spent_month, a.gifts_today,
-       a.gifted_today, a.owed, a.last_at, a.codes
+       a.gifted_today, a.owed AS debt, a.last_at, a.codes
 FROM accept_transactions($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
                          $11::bigint[], $12::text[], $13::timestamptz[],
@@ -320,7 +320,7 @@ LEFT JOIN LATERAL (
     ORDER BY h.created_at DESC LIMIT 1
 ) l ON true
 LEFT JOIN LATERAL (
-    SELECT COALESCE(sum(h.owed), 0) - COALESCE(sum(h.collected), 0) AS owed
+    SELECT COALESCE(sum(h.owed), 0) - COALESCE(sum(h.collected), 0) AS debt
     FROM transactions h
     WHERE h.msisdn = {msisdn} AND h.state = '{TxState.COMPLETED.value}'
       AND (h.owed IS NOT NULL OR h.collected IS NOT NULL)
@@ -334,7 +334,7 @@ LEFT JOIN LATERAL (
 
 _SNAPSHOT = f"""
 SELECT r.msisdn, c.purchases_today, c.purchases_month, c.spent_today, c.spent_month,
-       c.gifts_today, c.gifted_today, d.owed, l.last_at, x.codes
+       c.gifts_today, c.gifted_today, d.debt, l.last_at, x.codes
 FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS r(msisdn, day_start, month_start)
 {_subscriber("r.msisdn", "r.day_start", "r.month_start", "$4")}
 """
@@ -349,7 +349,7 @@ def _snapshot(r: Any) -> SubscriberSnapshot:
             last_purchase_at=r["last_at"],
             gifts_today=r["gifts_today"] or 0,
             gifted_today=int(r["gifted_today"] or 0),
-            owed=int(r["owed"] or 0),
+            owed=int(r["debt"] or 0),
         ),
         restrictions=tuple(r["codes"] or ()),
     )

@@ -13,6 +13,7 @@ with `derandomize=True` (the same examples every run); the server runs on the te
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from typing import Any
@@ -25,6 +26,7 @@ import trio
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.errors import SerializationNotPossible
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -95,11 +97,15 @@ async def test_every_answer_conforms_to_the_document(served: Served,
         started = time.monotonic()
 
         def run(operation: Any, mode: GenerationMode, examples: int, key: str,
-                session: requests.Session, path: dict[str, Any] | None = None) -> None:
+                session: requests.Session, path: dict[str, Any] | None = None,
+                strategy: Any = None) -> None:
+            if strategy is None:
+                strategy = operation.as_strategy(generation_mode=mode, path_parameters=path)
+
             @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
                       print_blob=True, phases=(Phase.explicit, Phase.generate),
                       suppress_health_check=list(HealthCheck))
-            @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path))
+            @given(case=strategy)
             def call(case: Any) -> None:
                 response = case.call_and_validate(
                     base_url=served.url, session=session, headers=bearer(key), checks=CHECKS,
@@ -113,7 +119,16 @@ async def test_every_answer_conforms_to_the_document(served: Served,
             for operation in operations:
                 if operation.definition.raw.get("x-websocket"):
                     continue
-                key = admin if operation.path.startswith("/v1/admin/") else channel
+                # An admin call, or one outside /v1 that needs a role (/metrics).
+                key = (admin if operation.path.startswith("/v1/admin/")
+                       or operation.definition.raw.get("x-gestor-role") else channel)
+                # The document's own examples first (its body and parameters' `example`s):
+                # each is a request that succeeds, whatever the generated ones hit.
+                for strategy in operation.get_strategies_from_examples():
+                    # (the TOML example of a rule set cannot be sent: it is generated)
+                    with contextlib.suppress(SerializationNotPossible):
+                        run(operation, GenerationMode.POSITIVE, 1, key, session,
+                            strategy=strategy)
                 for mode, examples in EXAMPLES.items():
                     if mode is GenerationMode.POSITIVE or _can_be_wrong(operation):
                         run(operation, mode, examples, key, session)

@@ -181,8 +181,14 @@ async def test_an_advance_is_credited_once_and_topups_collect_it(
                 "advance", "completed", 5_000, 55_000), tx
         acc = await account(control, A)
         assert (acc["balance"], acc["credits"], acc["credited_total"]) == (60_000, 1, 50_000)
-        again = await (await post(client, "/v1/advances", {"msisdn": A, "amount": 1_000},
-                                  "advance-2")).get_json()
+        # Accepted (202, not waited for), it owes nothing of its own: not the mobile's debt.
+        r = await post(client, "/v1/advances", {"msisdn": A, "amount": 1_000}, "advance-2",
+                       wait=None)
+        accepted = await r.get_json()
+        assert (r.status_code, accepted["state"]) == (202, "received"), accepted
+        assert "owed" not in accepted, accepted
+        again = await (await client.get(f"/v1/transactions/{accepted['id']}",
+                                        headers={"Prefer": "wait=20"})).get_json()
         assert again["state"] == "rejected"
         assert "ADVANCE_OUTSTANDING" in {x["code"] for x in again["reasons"]}
 

@@ -27,18 +27,22 @@ from gestor.api._requests import (
     CATALOGUE_EXAMPLE,
     CATALOGUE_TOML_EXAMPLE,
     CatalogueRequest,
+    AdvanceRequest,
     DryRunRequest,
     KeyRequest,
     NoteRequest,
     PurchaseRequest,
     RotateRequest,
     RulesRequest,
+    TopupRequest,
+    TransferRequest,
 )
 from gestor.api._resources import (
     CATALOGUE_CHECK_EXAMPLE,
     CATALOGUE_CREATED_EXAMPLE,
     OFFERS_EXAMPLE,
     TRANSACTION_EXAMPLE,
+    TRANSFER_EXAMPLE,
     CatalogueCheck,
     CatalogueCreated,
     Offers,
@@ -314,6 +318,73 @@ def test_the_catalogue_calls_are_documented(document: dict[str, Any]) -> None:
 def _codes(operation: dict[str, Any], status: str) -> set[str]:
     return set(operation["responses"][status]["content"]["application/problem+json"]
                ["examples"])
+A, B = "5491100000011", "5491100000012"
+
+
+@pytest.mark.parametrize(("model", "body", "code", "field"), [
+    (TransferRequest, {"msisdn": A, "amount": 10}, "MISSING_FIELD", "beneficiary"),
+    (TransferRequest, {"msisdn": A, "beneficiary": "12", "amount": 10}, "INVALID_MSISDN",
+     "beneficiary"),
+    (TransferRequest, {"msisdn": A, "beneficiary": B, "amount": 0}, "INVALID_AMOUNT",
+     "amount"),
+    (TransferRequest, {"msisdn": A, "beneficiary": B, "amount": 2**62 + 1}, "INVALID_AMOUNT",
+     "amount"),
+    (AdvanceRequest, {"msisdn": A, "amount": 1.5}, "INVALID_AMOUNT", "amount"),
+    (AdvanceRequest, {"msisdn": A, "amount": True}, "INVALID_AMOUNT", "amount"),
+    (AdvanceRequest, {"msisdn": A, "amount": "10"}, "INVALID_AMOUNT", "amount"),
+    (AdvanceRequest, {"msisdn": A, "amount": 10, "beneficiary": B}, "UNKNOWN_FIELD",
+     "beneficiary"),
+    (TopupRequest, {"msisdn": A, "amount": 10}, "MISSING_FIELD", "reference"),
+    (TopupRequest, {"msisdn": A, "amount": 10, "reference": ""}, "INVALID_REFERENCE",
+     "reference"),
+    (TopupRequest, {"msisdn": A, "amount": 10, "reference": "a b"}, "INVALID_REFERENCE",
+     "reference"),
+    (TopupRequest, {"msisdn": A, "amount": 10, "reference": "x" * 101}, "INVALID_REFERENCE",
+     "reference"),
+    (TopupRequest, {"msisdn": A, "amount": 10, "reference": "R1", "channel": "fax"},
+     "INVALID_CHANNEL", "channel"),
+    (PurchaseRequest, {"msisdn": A, "bono_id": "X", "beneficiary": "0123"}, "INVALID_MSISDN",
+     "beneficiary"),
+])
+def test_a_movement_body_is_refused_naming_the_field(
+        model: type[msgspec.Struct], body: dict[str, Any], code: str, field: str) -> None:
+    assert refused(model, body) == (422, code, field)
+
+
+def test_the_movements_are_documented(document: dict[str, Any]) -> None:
+    """Each movement POST: its body Struct, its own codes and its body's, a body example
+    valid against its schema, and the transaction's movement members in the answers."""
+    for path, model in (("/v1/transfers", TransferRequest), ("/v1/advances", AdvanceRequest),
+                        ("/v1/topups", TopupRequest)):
+        post = document["paths"][path]["post"]
+        body = post["requestBody"]["content"]["application/json"]
+        assert body["schema"]["$ref"].endswith("/" + model.__name__)
+        msgspec.convert(body["example"], model)  # the example is a body the call takes
+        codes = {c for r in post["responses"].values()
+                 for c in r.get("content", {}).get("application/problem+json", {})
+                 .get("examples", {})}
+        assert {"MISSING_FIELD", "UNKNOWN_FIELD", "INVALID_MSISDN", "INVALID_AMOUNT",
+                "INVALID_CHANNEL", "MOVEMENT_PENDING", "IDEMPOTENCY_KEY_REQUIRED",
+                "IDEMPOTENCY_KEY_REUSED", "OUTCOME_UNKNOWN"} <= codes
+        assert ("INVALID_BENEFICIARY" in codes) == (model is TransferRequest)
+        assert ("INVALID_REFERENCE" in codes) == (model is TopupRequest)
+        assert post["x-gestor-call"] == path.rpartition("/")[2]
+        assert post["responses"]["200"]["content"]["application/json"]["schema"][
+            "$ref"].endswith("/Transaction")
+    keys = {document["paths"][p]["post"]["parameters"][0]["example"]
+            for p in ("/v1/purchases", "/v1/transfers", "/v1/advances", "/v1/topups")}
+    assert len(keys) == 4  # each call's example is a request of its own
+    purchase = document["paths"]["/v1/purchases"]["post"]
+    assert "beneficiary" in document["components"]["schemas"]["PurchaseRequest"]["properties"]
+    assert {"INVALID_BENEFICIARY", "MOVEMENT_PENDING"} <= set(
+        purchase["responses"]["422"]["content"]["application/problem+json"]["examples"]) | set(
+        purchase["responses"]["409"]["content"]["application/problem+json"]["examples"])
+    transaction = document["components"]["schemas"]["Transaction"]["properties"]
+    assert {"kind", "beneficiary", "amount", "fee", "collected", "owed", "step", "reference",
+            "catalogue_version", "role"} <= set(transaction)
+    listing = document["paths"]["/v1/mobiles/{msisdn}/transactions"]["get"]
+    assert "kind" in {p["name"] for p in listing["parameters"]}
+    msgspec.convert(TRANSFER_EXAMPLE, Transaction)
 
 
 def test_the_channels_of_the_schema_are_the_rules_channels() -> None:
