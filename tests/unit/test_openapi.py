@@ -26,8 +26,8 @@ from gestor.api._registry import Answer, documented
 from gestor.api._requests import (
     CATALOGUE_EXAMPLE,
     CATALOGUE_TOML_EXAMPLE,
-    CatalogueRequest,
     AdvanceRequest,
+    CatalogueRequest,
     DryRunRequest,
     KeyRequest,
     NoteRequest,
