@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import trio
 
+from gestor.processes import process_alive
 from gestor.settings import Settings
 
 logger = logging.getLogger("gestor")
@@ -86,23 +87,13 @@ def forget_serve(settings: Settings) -> None:
             path.unlink()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running(data_dir: Path) -> dict[str, Any] | None:
     """What the `gestor serve` of `data_dir` runs, if one runs."""
     try:
         state: dict[str, Any] = json.loads((data_dir / STATE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(state, dict) or not _alive(int(state.get("pid", 0))):
+    if not isinstance(state, dict) or not process_alive(int(state.get("pid", 0))):
         return None
     return state
 

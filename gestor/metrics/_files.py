@@ -26,6 +26,8 @@ from typing import Any
 import msgspec
 import trio
 
+from gestor.processes import process_alive
+
 __all__ = ["Publisher", "prepare_directory", "read_snapshots", "retire_process"]
 
 Snapshot = dict[str, Any]
@@ -50,16 +52,6 @@ def retire_process(directory: Path, pid: int) -> None:
             path.rename(path.with_name(path.name + _RETIRED))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read_snapshots(directory: Path, skip: Path | None = None) -> list[tuple[Snapshot, bool]]:
     """Every snapshot in `directory` but `skip`, with whether its process is live."""
     found: list[tuple[Snapshot, bool]] = []
@@ -74,7 +66,7 @@ def read_snapshots(directory: Path, skip: Path | None = None) -> list[tuple[Snap
             snapshot = _decode(path.read_bytes())
         except (OSError, msgspec.DecodeError):
             continue  # removed or renamed meanwhile
-        live = not retired and _alive(int(snapshot.get("pid", 0)))
+        live = not retired and process_alive(int(snapshot.get("pid", 0)))
         found.append((snapshot, live))
     return found
 

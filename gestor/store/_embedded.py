@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
 
 import attrs
+
+from gestor.processes import process_alive
 
 logger = logging.getLogger("gestor.store")
 
@@ -146,16 +147,6 @@ def _forget_dead_users(data_dir: Path) -> None:
     alive = [pid for pid in pids if isinstance(pid, int) and process_alive(pid)]
     if alive != pids:
         path.write_text(json.dumps(alive))
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _why(data_dir: Path, exc: subprocess.CalledProcessError) -> str:

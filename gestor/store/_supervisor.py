@@ -21,7 +21,8 @@ from collections.abc import Iterator
 
 import attrs
 
-from gestor.store._embedded import EmbeddedPostgres, RestartFailed, process_alive
+from gestor.processes import process_alive
+from gestor.store._embedded import EmbeddedPostgres, RestartFailed
 
 logger = logging.getLogger("gestor.store")
 
