@@ -394,27 +394,11 @@ class Simulator:
     # -- debits --------------------------------------------------------------------------------
 
     def debit(self, req: DebitRequest) -> Result:
-        existing = self._debits.get(req.id)
-        if existing is not None:
-            if existing.msisdn != req.msisdn or existing.amount != req.amount:
-                return _error(
-                    409,
-                    "IDEMPOTENCY_MISMATCH",
-                    f"debit {req.id!r} already exists with another msisdn/amount",
-                )
-            return 200, existing
-        if (bad := _check_id(req.id)) is not None:
-            return bad
-        if not is_valid_msisdn(req.msisdn):
-            return _error(400, "INVALID_MSISDN", "msisdn must be 8-15 digits")
-        if req.amount <= 0:
-            return _error(400, "INVALID_AMOUNT", "amount must be a positive integer")
+        if (answer := _replay_or_refusal("debit", self._debits.get(req.id), req)) is not None:
+            return answer
         account = self._account(req.msisdn)
-        if account.line_status != "active":
-            return _error(
-                403, "LINE_NOT_ACTIVE", f"line is {account.line_status}",
-                line_status=account.line_status,
-            )
+        if (refused := _refused_if_inactive(account)) is not None:
+            return refused
         if account.balance - req.amount < -account.credit_limit:
             return _error(
                 402, "INSUFFICIENT_BALANCE", "not enough balance", balance=account.balance
@@ -507,29 +491,13 @@ class Simulator:
 
     def credit(self, req: CreditRequest) -> Result:
         """Add ``amount`` to the balance; idempotent by ``id`` exactly like :meth:`debit`."""
-        existing = self._credits.get(req.id)
-        if existing is not None:
-            if existing.msisdn != req.msisdn or existing.amount != req.amount:
-                return _error(
-                    409,
-                    "IDEMPOTENCY_MISMATCH",
-                    f"credit {req.id!r} already exists with another msisdn/amount",
-                )
-            return 200, existing
-        if (bad := _check_id(req.id)) is not None:
-            return bad
-        if not is_valid_msisdn(req.msisdn):
-            return _error(400, "INVALID_MSISDN", "msisdn must be 8-15 digits")
-        if req.amount <= 0:
-            return _error(400, "INVALID_AMOUNT", "amount must be a positive integer")
+        if (answer := _replay_or_refusal("credit", self._credits.get(req.id), req)) is not None:
+            return answer
         if req.currency is not None and req.currency != CURRENCY:
             return _error(400, "INVALID_CURRENCY", f"currency must be {CURRENCY}")
         account = self._account(req.msisdn)
-        if account.line_status != "active":
-            return _error(
-                403, "LINE_NOT_ACTIVE", f"line is {account.line_status}",
-                line_status=account.line_status,
-            )
+        if (refused := _refused_if_inactive(account)) is not None:
+            return refused
         ts = time.time()
         record = CreditRecord(
             id=req.id,
@@ -582,11 +550,8 @@ class Simulator:
         if req.amount <= 0:
             return _error(400, "INVALID_AMOUNT", "amount must be a positive integer")
         account = self._account(req.msisdn)
-        if account.line_status != "active":
-            return _error(
-                403, "LINE_NOT_ACTIVE", f"line is {account.line_status}",
-                line_status=account.line_status,
-            )
+        if (refused := _refused_if_inactive(account)) is not None:
+            return refused
         ts = time.time()
         notifying = self.config.topup_notify_url is not None
         record = TopupRecord(
@@ -804,3 +769,35 @@ async def open_simulator(config: SimulatorConfig) -> AsyncIterator[Simulator]:
         yield simulator
     finally:
         simulator.close()
+
+
+def _replay_or_refusal(kind: str, existing: DebitRecord | CreditRecord | None,
+                       req: DebitRequest | CreditRequest) -> Result | None:
+    """What a debit or credit answers without touching a balance: the stored record again for
+    the same id and body, 409 for the same id with another body, 400 for a bad id, msisdn or
+    amount; None when it is a new, well-formed one."""
+    if existing is not None:
+        if existing.msisdn != req.msisdn or existing.amount != req.amount:
+            return _error(
+                409,
+                "IDEMPOTENCY_MISMATCH",
+                f"{kind} {req.id!r} already exists with another msisdn/amount",
+            )
+        return 200, existing
+    if (bad := _check_id(req.id)) is not None:
+        return bad
+    if not is_valid_msisdn(req.msisdn):
+        return _error(400, "INVALID_MSISDN", "msisdn must be 8-15 digits")
+    if req.amount <= 0:
+        return _error(400, "INVALID_AMOUNT", "amount must be a positive integer")
+    return None
+
+
+def _refused_if_inactive(account: _AccountState) -> Result | None:
+    """403 LINE_NOT_ACTIVE for a line money cannot move on (debits, credits, top-ups)."""
+    if account.line_status != "active":
+        return _error(
+            403, "LINE_NOT_ACTIVE", f"line is {account.line_status}",
+            line_status=account.line_status,
+        )
+    return None
