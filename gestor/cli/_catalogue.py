@@ -2,7 +2,7 @@
 
 `check` needs no server: it parses FILE (TOML, or the same document as JSON), names every bad
 entry and field, and compiles the configured seed rules (`rules.toml`) against it. `push`
-stores FILE as a draft version on a running server (`--url`, key in GESTOR_ADMIN_KEY), which
+stores FILE as a draft version on a running server (found as `_server` says), which
 compiles its active rules against it first; `--activate` activates it at once.
 Exit status: 0 fine, 1 the catalogue was refused (or the server said no), 2 usage errors.
 """
@@ -10,13 +10,13 @@ Exit status: 0 fine, 1 the catalogue was refused (or the server said no), 2 usag
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import trio
 
 from gestor.catalogue import CatalogueError, parse_source
+from gestor.cli._server import Server, add_server_arguments, find_server, read_source
 from gestor.rulebook import check_source
 from gestor.rules import RuleSetError
 from gestor.settings import load_settings
@@ -32,33 +32,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     push = actions.add_parser("push", help="store FILE as a new draft version on a running "
                               "server")
     push.add_argument("file", type=Path)
-    push.add_argument("--url", default=os.environ.get("GESTOR_URL", "http://127.0.0.1:8080"),
-                      help="the server (default GESTOR_URL or http://127.0.0.1:8080); the admin "
-                      "key comes from GESTOR_ADMIN_KEY")
+    add_server_arguments(push)
     push.add_argument("--description", default="")
     push.add_argument("--activate", action="store_true", help="activate it at once")
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SystemExit(f"gestor catalogue: cannot read {path}: {exc}") from None
-
-
 def run(args: argparse.Namespace) -> int:
-    source = _read(args.file)
+    source = read_source(args.file, "catalogue")
     if args.catalogue_command == "check":
         return _check(args, source)
     from gestor.cli._admin_client import AdminApiError
 
-    key = os.environ.get("GESTOR_ADMIN_KEY", "")
-    if not key:
-        print("gestor catalogue: set GESTOR_ADMIN_KEY to the server's admin key",
-              file=sys.stderr)
+    server = find_server(args, "catalogue")
+    if server is None:
         return 2
     try:
-        return trio.run(_push, args, source, key)
+        return trio.run(_push, args, source, server)
     except AdminApiError as exc:
         print(f"gestor catalogue: {exc} ({exc.status or 'no answer'})", file=sys.stderr)
         for issue in exc.problem.get("issues", []):
@@ -67,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-async def _push(args: argparse.Namespace, source: str, key: str) -> int:
+async def _push(args: argparse.Namespace, source: str, server: Server) -> int:
     """`push`: store `source` as a draft catalogue version (and activate it)."""
     from gestor.cli._admin_client import open_admin
 
-    async with open_admin(args.url, key) as admin:
+    async with open_admin(server.url, server.key) as admin:
         created = await admin.create(source, args.description, kind="catalogue")
         print(f"stored as catalogue version {created['version']} (draft)")
         for warning in created.get("warnings", []):
@@ -92,7 +81,7 @@ def _check(args: argparse.Namespace, source: str) -> int:
     settings = load_settings(args.config)
     rules = settings.rules_path
     try:
-        warnings = check_source(_read(rules), catalogue, settings.timezone)
+        warnings = check_source(read_source(rules, "catalogue"), catalogue, settings.timezone)
     except RuleSetError as exc:
         print(f"{args.file}: the rules of {rules} do not compile against it:", file=sys.stderr)
         for issue in exc.issues:

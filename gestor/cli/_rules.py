@@ -1,7 +1,7 @@
 """`gestor rules check|dry-run|push`: work on rule-set files, locally or against a server.
 
 `check` needs no server: it compiles FILE against the catalogue and names every bad rule.
-`dry-run` and `push` talk to a running server's admin API (`--url`, key in GESTOR_ADMIN_KEY).
+`dry-run` and `push` talk to a running server's admin API (found as `_server` says).
 Exit status: 0 fine, 1 the rule set was refused (or the server said no), 2 usage errors.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import trio
 
 from gestor.catalogue import CatalogueError, load_catalogue
 from gestor.cli._admin_client import AdminApiError, open_admin
+from gestor.cli._server import add_server_arguments, find_server, read_source
 from gestor.rulebook import check_source
 from gestor.rules import RuleSetError
 from gestor.settings import load_settings
@@ -32,12 +32,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                        ("push", "store FILE as a new draft version on a running server")):
         p = actions.add_parser(name, help=text)
         p.add_argument("file", type=Path)
-        p.add_argument("--url", help="the server (default GESTOR_URL, else the running `gestor "
-                       "serve` of the data directory, else http://127.0.0.1:8080); the admin key "
-                       "comes from GESTOR_ADMIN_KEY, else that server's <data dir>/admin.key")
-        p.add_argument("--config", type=Path, help="config directory (GESTOR_CONFIG_DIR)")
-        p.add_argument("--data-dir", type=Path, help="the data directory of the `gestor serve` "
-                       "to talk to (GESTOR_DATA_DIR)")
+        add_server_arguments(p)
         if name == "dry-run":
             p.add_argument("--msisdn", action="append", required=True, help="repeatable")
             p.add_argument("--channel")
@@ -47,15 +42,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             p.add_argument("--activate", action="store_true", help="activate it at once")
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SystemExit(f"gestor rules: cannot read {path}: {exc}") from None
-
-
 def run(args: argparse.Namespace) -> int:
-    source = _read(args.file)
+    source = read_source(args.file, "rules")
     if args.rules_command == "check":
         settings = load_settings(args.config)
         try:
@@ -73,21 +61,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.file}: OK ({len(warnings)} warning(s))")
         return 0
 
-    from gestor.cli._status import admin_key, local_url, running
-
-    data_dir = load_settings(args.config, data_dir=args.data_dir).data_dir
-    state = running(data_dir)
-    url = args.url or os.environ.get("GESTOR_URL") or (
-        local_url(state) if state is not None else "http://127.0.0.1:8080")
-    # The data directory's admin key goes only to the server of that data directory.
-    ours = state is not None and url.rstrip("/") == local_url(state)
-    key = admin_key(data_dir) if ours else os.environ.get("GESTOR_ADMIN_KEY", "")
-    if not key:
-        print("gestor rules: set GESTOR_ADMIN_KEY to the server's admin key (none in "
-              f"{data_dir / 'admin.key'})", file=sys.stderr)
+    server = find_server(args, "rules")
+    if server is None:
         return 2
     try:
-        return trio.run(_remote, args, source, key, url)
+        return trio.run(_remote, args, source, server.key, server.url)
     except AdminApiError as exc:
         print(f"gestor rules: {exc} ({exc.status or 'no answer'})", file=sys.stderr)
         for issue in exc.problem.get("issues", []):

@@ -226,6 +226,13 @@ def test_status_version_and_the_commands_that_find_the_server(
     done = gestor("rules", "push", str(rules), *where, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("stored as version ") and done.stdout.endswith(" (draft)\n")
+    # and so does catalogue push (the same discovery: gestor/cli/_server.py)
+    catalogue = tmp_path / "bonos.toml"
+    catalogue.write_text((two_workers.config / "bonos.toml").read_text())
+    done = gestor("catalogue", "push", str(catalogue), *where, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("stored as catalogue version ")
+    assert done.stdout.endswith(" (draft)\n")
 
 
 def _without_password(dsn: str) -> str:
