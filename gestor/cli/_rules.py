@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -73,15 +72,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.file}: OK ({len(warnings)} warning(s))")
         return 0
 
-    from gestor.cli._status import admin_key, local_url, running
+    from gestor.cli._status import server_and_key
 
     data_dir = load_settings(args.config, data_dir=args.data_dir).data_dir
-    state = running(data_dir)
-    url = args.url or os.environ.get("GESTOR_URL") or (
-        local_url(state) if state is not None else "http://127.0.0.1:8080")
-    # The data directory's admin key goes only to the server of that data directory.
-    ours = state is not None and url.rstrip("/") == local_url(state)
-    key = admin_key(data_dir) if ours else os.environ.get("GESTOR_ADMIN_KEY", "")
+    url, key = server_and_key(args.url, data_dir)
     if not key:
         print("gestor rules: set GESTOR_ADMIN_KEY to the server's admin key (none in "
               f"{data_dir / 'admin.key'})", file=sys.stderr)

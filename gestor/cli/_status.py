@@ -28,7 +28,7 @@ from gestor.settings import Settings
 logger = logging.getLogger("gestor")
 
 __all__ = ["add_parser", "admin_key", "forget_serve", "local_url", "record_serve", "run",
-           "running", "without_password"]
+           "running", "server_and_key", "without_password"]
 
 STATE_FILE = "serve.json"
 
@@ -118,6 +118,18 @@ def admin_key(data_dir: Path) -> str:
     with contextlib.suppress(OSError):
         return (data_dir / "admin.key").read_text().strip()
     return ""
+
+
+def server_and_key(url: str | None, data_dir: Path) -> tuple[str, str]:
+    """The server a command talks to and the admin key it uses: `url`, else GESTOR_URL, else
+    the running `gestor serve` of `data_dir`, else http://127.0.0.1:8080; the data
+    directory's admin key goes only to that data directory's server (any other gets only
+    GESTOR_ADMIN_KEY). The key is "" when there is none."""
+    state = running(data_dir)
+    url = url or os.environ.get("GESTOR_URL") or (
+        local_url(state) if state is not None else "http://127.0.0.1:8080")
+    ours = state is not None and url.rstrip("/") == local_url(state)
+    return url, admin_key(data_dir) if ours else os.environ.get("GESTOR_ADMIN_KEY", "")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,6 +6,7 @@ platform that cannot be asked."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -261,3 +262,41 @@ async def test_a_platform_that_cannot_be_asked_leaves_its_source_null(
         # The rest of the view does not depend on the platforms.
         assert [t["id"] for t in answer["recent"]] == [bought["id"]]
         assert answer["counters"]["purchases_today"] == 1
+
+
+async def test_gestor_mobile_prints_the_view(
+        gestor: Served, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`gestor mobile` against the served app (run in a thread: it runs trio of its own): a
+    readable page, `--json` the API's answer, a malformed msisdn exit status 2."""
+    from gestor.cli import main
+
+    monkeypatch.setenv("GESTOR_ADMIN_KEY", keys["viewer"])
+    with trio.fail_after(90):
+        async with httpx.AsyncClient(base_url=gestor.url, timeout=60) as http:
+            tx = await move(http, keys["channel"], "/v1/transfers",
+                            {"msisdn": A, "beneficiary": B, "amount": 12_345}, "cli")
+        assert tx["state"] == "completed"
+        common = ["--url", gestor.url, "--data-dir", str(tmp_path / "none")]
+        status = await trio.to_thread.run_sync(main, ["mobile", A, *common])
+        text = capsys.readouterr().out
+        assert status == 0
+        lines = text.splitlines()
+        assert lines[0].startswith(f"mobile {A} (as of ")
+        assert any(line.startswith("profile      PREPAID") for line in lines), text
+        row = next(line for line in lines if tx["id"][:8] in line)
+        assert all(part in row for part in ("payer", "transfer", f"to {B}", "123.45",
+                                            "completed")), row
+        weekday, hour = cell_of(tx["created_at"])
+        header = next(i for i, line in enumerate(lines) if line.startswith("peak hours since"))
+        assert "(1 movements)" in lines[header]
+        grid = lines[header + 2: header + 9]
+        assert [g[:3] for g in grid] == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+        assert grid[weekday].split()[1:] == ["1" if h == hour else "." for h in range(24)]
+
+        status = await trio.to_thread.run_sync(main, ["mobile", A, "--json", *common])
+        printed = json.loads(capsys.readouterr().out)
+        assert status == 0 and printed["recent"][0] == {**tx, "role": "payer"}
+        status = await trio.to_thread.run_sync(main, ["mobile", "12", *common])
+        assert status == 2
+        assert "msisdn must be an E.164 number" in capsys.readouterr().err
