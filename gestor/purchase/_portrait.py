@@ -9,7 +9,7 @@ database as a listing does; nothing is written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from gestor.platforms import (
     Profile,
 )
 from gestor.purchase._deps import PurchaseDeps, SubscriberView, history_of
-from gestor.rules import CompiledRules
+from gestor.rules import CompiledRules, PurchaseContext
 from gestor.store import Restriction
 
 #: How many recent movements a portrait lists.
@@ -103,9 +103,11 @@ def _answer(name: str, fetched: list[Any], failure: PlatformError | None) -> Sou
 
 
 def profile_of(answers: Mapping[str, SourceAnswer], rules: CompiledRules,
-               deps: PurchaseDeps, view: SubscriberView, channel: str) -> ProfileView:
-    """The profile the rules assign to the line the sources describe, as a purchase on
-    `channel` would see it at `view.at` (its history and restrictions being `view`)."""
+               context: Callable[[Mapping[str, Any]], PurchaseContext], channel: str
+               ) -> ProfileView:
+    """The profile `rules` assign to the line the sources describe, in the `context` a
+    purchase on `channel` would have (its history, restrictions, time) around its customer
+    data."""
     sources = {name: answers[name].data for name in SOURCES}
     notes = [a.note for a in answers.values() if a.note]
     dwh, ocs = sources["dwh"], sources["ocs"]
@@ -116,7 +118,7 @@ def profile_of(answers: Mapping[str, SourceAnswer], rules: CompiledRules,
         return ProfileView(None, category, None, {}, rules.version, channel, sources, None,
                            tuple(notes))
     customer = CustomerData.merge(Profile(**dwh), Account(**ocs))
-    decision = rules.profile(deps.context(customer, channel, view, view.at))
+    decision = rules.profile(context(customer))
     return ProfileView(decision.profile_id, category, decision.rule_id,
                        dict(decision.attributes), rules.version, channel, sources,
                        customer.as_dict(), tuple(notes))
@@ -178,7 +180,8 @@ async def portrait(deps: PurchaseDeps, msisdn: str, channel: str = "api") -> Por
     return Portrait(
         msisdn=msisdn,
         at=now,
-        profile=profile_of(got["answers"], deps.rules, deps, view, channel),
+        profile=profile_of(got["answers"], deps.rules,
+                           lambda customer: deps.context(customer, channel, view, now), channel),
         counters={k: history[k] for k in ("purchases_today", "purchases_month", "spent_today",
                                            "spent_month", "gifts_today", "gifted_today",
                                            "last_purchase_at")},
