@@ -9,7 +9,7 @@ database as a listing does; nothing is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -94,9 +94,8 @@ class Portrait:
     peak_hours: PeakHours
 
 
-def _answer(name: str, fetched: list[Any], failure: PlatformError | None) -> SourceAnswer:
-    if fetched:
-        return SourceAnswer(name, fetched[0].as_dict())
+def unanswered(name: str, failure: PlatformError) -> SourceAnswer:
+    """A source that did not answer with its record, and why."""
     if isinstance(failure, PlatformRejected) and failure.code == "NOT_FOUND":
         return SourceAnswer(name, None, f"{name}: no such line (NOT_FOUND)")
     return SourceAnswer(name, None, f"{name}: could not be asked ({failure})")
@@ -129,19 +128,15 @@ async def _ask(deps: PurchaseDeps, msisdn: str) -> dict[str, SourceAnswer]:
     portrait's."""
     answers: dict[str, SourceAnswer] = {}
 
-    async def ask(name: str) -> None:
-        fetched: list[Any] = []
-        failure: PlatformError | None = None
+    async def ask(name: str, fetch: Callable[[str], Awaitable[Profile | Account]]) -> None:
         try:
-            fetcher = deps.platforms.subscriber if name == "dwh" else deps.platforms.account
-            fetched.append(await fetcher(msisdn))
+            answers[name] = SourceAnswer(name, (await fetch(msisdn)).as_dict())
         except PlatformError as exc:
-            failure = exc
-        answers[name] = _answer(name, fetched, failure)
+            answers[name] = unanswered(name, exc)
 
     async with trio.open_nursery() as nursery:
-        for name in SOURCES:
-            nursery.start_soon(ask, name)
+        nursery.start_soon(ask, "dwh", deps.platforms.subscriber)
+        nursery.start_soon(ask, "ocs", deps.platforms.account)
     return answers
 
 

@@ -10,7 +10,7 @@ import attrs
 
 from gestor.cli._mobile import grid, render
 from gestor.platforms import PlatformRejected, PlatformUnavailable
-from gestor.purchase._portrait import PeakHours, _answer, profile_of
+from gestor.purchase._portrait import PeakHours, SourceAnswer, profile_of, unanswered
 from gestor.rules import PurchaseContext, compile_rules, load_rules
 from tests.rules.support import CATALOGUE, CONFIG, NOW, TZ, context, customer
 
@@ -23,16 +23,7 @@ def answers(**fields: Any) -> dict[str, Any]:
     data = customer(**fields)
     dwh = {k: data[k] for k in DWH}
     ocs = {k: v for k, v in data.items() if k not in DWH or k == "msisdn"}
-    return {"dwh": _answer("dwh", [_Record(dwh)], None),
-            "ocs": _answer("ocs", [_Record(ocs)], None)}
-
-
-@attrs.frozen
-class _Record:
-    data: Mapping[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.data)
+    return {"dwh": SourceAnswer("dwh", dwh), "ocs": SourceAnswer("ocs", ocs)}
 
 
 def in_context(found: Mapping[str, Any]) -> PurchaseContext:
@@ -56,13 +47,13 @@ def test_the_profile_is_the_rules_profile_of_both_sources_merged() -> None:
 
 def test_a_source_that_did_not_answer_leaves_the_profile_unevaluated() -> None:
     both = answers(segment="corporate")
-    gone = {**both, "ocs": _answer("ocs", [], PlatformUnavailable("ocs", "503 OUTAGE"))}
+    gone = {**both, "ocs": unanswered("ocs", PlatformUnavailable("ocs", "503 OUTAGE"))}
     view = profile_of(gone, SEED, in_context, "api")
     assert (view.profile_id, view.customer, view.sources["ocs"]) == (None, None, None)
     assert view.category == "corporate"  # the data warehouse did answer
     assert view.notes == ("ocs: could not be asked (ocs: 503 OUTAGE)",
                           "profile not evaluated: the rules need ocs")
-    unknown = {**both, "dwh": _answer("dwh", [], PlatformRejected("dwh", "NOT_FOUND", 404))}
+    unknown = {**both, "dwh": unanswered("dwh", PlatformRejected("dwh", "NOT_FOUND", 404))}
     view = profile_of(unknown, SEED, in_context, "api")
     assert (view.profile_id, view.category) == (None, None)
     assert view.notes == ("dwh: no such line (NOT_FOUND)",
