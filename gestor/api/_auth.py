@@ -57,6 +57,7 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", "/v1/admin/alarms"): "viewer",
     ("POST", "/v1/admin/alarms/<raw_id>/resolve"): "operator",
     ("POST", "/v1/admin/alarms/<raw_id>/acknowledge"): "operator",
+    ("GET", "/v1/admin/mobiles/<raw_msisdn>"): "viewer",
     ("GET", "/v1/admin/mobiles/<raw_msisdn>/restrictions"): "viewer",
     ("PUT", "/v1/admin/mobiles/<raw_msisdn>/restrictions/<code>"): "operator",
     ("DELETE", "/v1/admin/mobiles/<raw_msisdn>/restrictions/<code>"): "operator",

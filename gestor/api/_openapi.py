@@ -123,6 +123,7 @@ TAGS = {
     "Alarms": "the live feed and the persisted alarms' lifecycle",
     "Catalogue": "bono catalogue versions: check against the rules, store, activate",
     "Rules": "rule-set versions: check, store, dry-run, activate",
+    "Subscribers": "a subscriber through the profiler: profile, counters, movements, peak hours",
     "Restrictions": "per-subscriber restrictions the rules see",
     "Keys": "API keys and their scopes or roles",
     "Audit": "who changed what, and when",

@@ -8,7 +8,7 @@ import msgspec
 
 from gestor.catalogue import Catalogue
 from gestor.model import Alarm, Transaction, TxKind
-from gestor.purchase import OfferList
+from gestor.purchase import OfferList, Portrait
 
 
 def transaction(tx: Transaction, catalogue: Catalogue, viewer: str | None = None
@@ -80,6 +80,41 @@ def offers(result: OfferList) -> dict[str, Any]:
         "catalogue_version": result.catalogue_version,
         "currency": result.currency,
         "bonos": items,
+    }
+
+
+def portrait(p: Portrait, catalogue: Catalogue) -> dict[str, Any]:
+    """A subscriber through the profiler (`GET /v1/admin/mobiles/{msisdn}`)."""
+    profile = p.profile
+    last = p.counters.get("last_purchase_at")
+    return {
+        "msisdn": p.msisdn,
+        "at": p.at.isoformat(),
+        "profile": {
+            "profile_id": profile.profile_id,
+            "category": profile.category,
+            "rule_id": profile.rule_id,
+            "attributes": dict(profile.attributes),
+            "rules_version": profile.rules_version,
+            "channel": profile.channel,
+            "sources": {name: None if data is None else dict(data)
+                        for name, data in profile.sources.items()},
+            "customer": None if profile.customer is None else dict(profile.customer),
+            "notes": list(profile.notes),
+        },
+        "counters": {**p.counters, "last_purchase_at": last.isoformat() if last else None},
+        "restrictions": [{"code": r.code, "reason": r.reason,
+                          "until": r.until.isoformat() if r.until else None}
+                         for r in p.restrictions],
+        "advance_outstanding": p.advance_outstanding,
+        "pending": None if p.pending is None else transaction(p.pending, catalogue, p.msisdn),
+        "recent": [transaction(tx, catalogue, p.msisdn) for tx in p.recent],
+        "peak_hours": {
+            "timezone": p.peak_hours.timezone,
+            "from": p.peak_hours.since.isoformat(),
+            "to": p.peak_hours.until.isoformat(),
+            "cells": [{"weekday": d, "hour": h, "count": n} for d, h, n in p.peak_hours.cells()],
+        },
     }
 
 

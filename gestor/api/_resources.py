@@ -226,6 +226,93 @@ class Restrictions(_Out):
     restrictions: list[Restriction]
 
 
+class ProfileSources(_Out):
+    """Each platform's record of the line as it answered now; null when it could not be asked
+    or does not know the line (`notes` say which)."""
+
+    dwh: Annotated[dict[str, Any] | None, Meta(
+        description="the data warehouse's profile (segment, tenure_months, region, device, "
+                    "plan, birthday_month, language)")]
+    ocs: Annotated[dict[str, Any] | None, Meta(
+        description="the charging system's account (balance, currency, line_status, roaming, "
+                    "credit_limit)")]
+
+
+class SubscriberProfile(_Out):
+    """The profile the active rules assign the line now, from the platforms' answers."""
+
+    profile_id: Annotated[str | None, Meta(
+        description="what the profiling rules assign; null when a source they need did not "
+                    "answer", examples=["PREPAID"])]
+    category: Annotated[str | None, Meta(
+        description="the data warehouse's segment of the line (prepaid, postpaid, vip, "
+                    "corporate); null without the data warehouse", examples=["prepaid"])]
+    rule_id: Annotated[str | None, Meta(description="the profiling rule that matched (null: "
+                                                    "none did, the profile is DEFAULT)")]
+    attributes: Annotated[dict[str, Any], Meta(description="the matched rule's attributes")]
+    rules_version: int
+    channel: Annotated[str, Meta(description="the channel the profile was evaluated for")]
+    sources: ProfileSources
+    customer: Annotated[dict[str, Any] | None, Meta(
+        description="the customer fields the rules see (both sources merged); null unless "
+                    "both answered")]
+    notes: Annotated[list[str], Meta(description="what could not be asked or evaluated, "
+                                                 "and why")]
+
+
+class SubscriberCounters(_Out):
+    """The history the rules read, as of now (today and this month in `[purchase] timezone`)."""
+
+    purchases_today: int
+    purchases_month: int
+    spent_today: Amount
+    spent_month: Amount
+    gifts_today: int
+    gifted_today: Amount
+    last_purchase_at: Time | None
+
+
+class RestrictionInForce(_Out):
+    code: str
+    reason: str | None
+    until: Time | None
+
+
+class PeakCell(_Out):
+    weekday: Annotated[int, Meta(ge=0, le=6, description="0 = Monday ... 6 = Sunday")]
+    hour: Annotated[int, Meta(ge=0, le=23)]
+    count: Annotated[int, Meta(ge=0)]
+
+
+class SubscriberPeakHours(_Out):
+    """The movements the mobile made (as payer, any outcome) per weekday and hour in
+    `timezone`, over the last 90 days: all 168 cells, zeros included."""
+
+    timezone: str
+    from_: Annotated[Time, Meta(description="start of the period (inclusive)")] = msgspec.field(
+        name="from")
+    to: Annotated[Time, Meta(description="end of the period (exclusive): now")]
+    cells: list[PeakCell]
+
+
+class SubscriberView(_Out):
+    """A subscriber through the profiler: profile, counters, restrictions, what its advances
+    owe, its movement in flight, its 20 most recent movements (either role) and peak hours."""
+
+    msisdn: str
+    at: Annotated[Time, Meta(description="when it was read (the server's clock)")]
+    profile: SubscriberProfile
+    counters: SubscriberCounters
+    restrictions: Annotated[list[RestrictionInForce], Meta(description="those in force now")]
+    advance_outstanding: Annotated[Amount, Meta(
+        description="what the mobile's advances still owe (amount + fee, less what top-ups "
+                    "collected)")]
+    pending: Annotated[Transaction | None, Meta(
+        description="the movement in flight on this mobile (either role), if any")]
+    recent: Annotated[list[Transaction], Meta(description="newest first, each with its `role`")]
+    peak_hours: SubscriberPeakHours
+
+
 VersionStatus = Literal["draft", "active", "retired"]
 
 

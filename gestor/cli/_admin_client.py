@@ -1,13 +1,14 @@
-"""A small client of a Gestor server's own admin API, for the `gestor rules` and
-`gestor catalogue` commands, on the HTTP/1.1 client of `gestor.platforms` (http, or https checked
-against the system's trust store, which `SSL_CERT_FILE` can replace). Each call is bounded by
-`call_timeout` seconds."""
+"""A small client of a Gestor server's own admin API, for the `gestor rules`, `gestor
+catalogue` and `gestor mobile` commands, on the HTTP/1.1 client of `gestor.platforms` (http, or
+https checked against the system's trust store, which `SSL_CERT_FILE` can replace). Each call is
+bounded by `call_timeout` seconds."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import attrs
 import msgspec
@@ -68,6 +69,11 @@ class GestorAdmin:
 
     async def statistics(self) -> dict[str, Any]:
         return await self._call("GET", "/v1/admin/statistics")
+
+    async def mobile(self, msisdn: str, channel: str | None = None) -> dict[str, Any]:
+        """A subscriber through the profiler (`GET /v1/admin/mobiles/{msisdn}`)."""
+        query = f"?{urlencode({'channel': channel})}" if channel else ""
+        return await self._call("GET", f"/v1/admin/mobiles/{quote(msisdn, safe='')}{query}")
 
     async def activate(self, version: int, kind: str = "rules") -> dict[str, Any]:
         return await self._call("POST", f"/v1/admin/{kind}/{version}/activate")

@@ -3,6 +3,7 @@ subscriber actor that serialises a mobile's purchases (`_actor`, recording each 
 `_completions`), the recoverer (`_recovery`) and the service the API calls (`_service`)."""
 
 from gestor.purchase._deps import ProfileCache, PurchaseDeps
+from gestor.purchase._portrait import Portrait
 from gestor.purchase._recovery import Recoverer
 from gestor.purchase._saga import refund_id, step_id
 from gestor.purchase._service import (
@@ -18,6 +19,7 @@ __all__ = [
     "Busy",
     "Crowded",
     "OfferList",
+    "Portrait",
     "ProfileCache",
     "PurchaseDeps",
     "PurchaseService",

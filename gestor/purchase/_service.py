@@ -31,6 +31,7 @@ from gestor.model import NewTransaction, Transaction
 from gestor.purchase._actor import Buy, Ticket, actor_factory
 from gestor.purchase._completions import Completions
 from gestor.purchase._deps import PurchaseDeps, SubscriberView
+from gestor.purchase._portrait import Portrait, portrait
 from gestor.purchase._saga import final
 from gestor.rules import Offer
 from gestor.store import (
@@ -207,6 +208,10 @@ class PurchaseService:
         bono)."""
         request = self.deps.snapshot_request(msisdn)
         return SubscriberView.of(msisdn, await self.deps.store.snapshot(request), request.now)
+
+    async def portrait(self, msisdn: str, channel: str = "api") -> Portrait:
+        """The subscriber through the profiler, now (`_portrait`: read only)."""
+        return await portrait(self.deps, msisdn, channel)
 
     async def offers(self, msisdn: str, channel: str) -> OfferList:
         view = await self.view(msisdn)

@@ -29,6 +29,7 @@ from gestor.store._reconcile import (
     transactions_between,
     transactions_by_id,
 )
+from gestor.store._restrictions import Restriction
 from gestor.store._store import Store, Unsettled, open_store
 from gestor.store._supervisor import EmbeddedSupervisor, supervise_embedded
 from gestor.store._transactions import (
@@ -73,6 +74,7 @@ __all__ = [
     "PartnerMoved",
     "PendingExists",
     "Replayed",
+    "Restriction",
     "RuleSetRecord",
     "SnapshotRequest",
     "Store",

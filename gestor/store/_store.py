@@ -28,7 +28,15 @@ from gestor.model import (
     Transaction,
     Transition,
 )
-from gestor.store import _alarms, _audit, _rate_limits, _restrictions, _transactions, _versions
+from gestor.store import (
+    _alarms,
+    _audit,
+    _peak_hours,
+    _rate_limits,
+    _restrictions,
+    _transactions,
+    _versions,
+)
 from gestor.store._audit import AuditRecord
 from gestor.store._batch import Batcher, BatcherStatistics, Queued
 from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
@@ -192,6 +200,13 @@ class Store:
             _transactions.list_for_msisdn, msisdn, states, limit, client, kinds,
             transaction=False,
         )
+
+    async def peak_hours(self, msisdn: str, since: datetime, until: datetime, tz: str
+                         ) -> dict[tuple[int, int], int]:
+        """{(weekday 0 = Monday, hour): movements} `msisdn` made (as payer) in [since, until),
+        in time zone `tz`; empty cells absent."""
+        return await self.bridge.run(_peak_hours.peak_hours, msisdn, since, until, tz,
+                                     transaction=False)
 
     async def claim_stale(self, stale_before: datetime, now: datetime, limit: int = 100
                           ) -> list[Transaction]:
