@@ -23,6 +23,7 @@ from gestor.store._health import (
 )
 from gestor.store._keys import CALLS, ROLES, KeyRecord, KeyStore, NewKey
 from gestor.store._migrate import migrate
+from gestor.store._notifications import Delivery, RouteRow
 from gestor.store._reconcile import (
     NoEmbeddedDatabase,
     attach_embedded,
@@ -60,6 +61,7 @@ __all__ = [
     "Batcher",
     "DatabaseDown",
     "DatabaseHealth",
+    "Delivery",
     "EmbeddedPostgres",
     "EmbeddedStartError",
     "EmbeddedSupervisor",
@@ -73,6 +75,7 @@ __all__ = [
     "PartnerMoved",
     "PendingExists",
     "Replayed",
+    "RouteRow",
     "RuleSetRecord",
     "SnapshotRequest",
     "Store",
