@@ -55,6 +55,8 @@ class Deliverer:
     _retried: int = 0
     _failed: int = 0
     _superseded: int = 0
+    _outcomes: int = 0
+    _recorded: trio.Event = attrs.field(factory=trio.Event)
 
     @property
     def lease(self) -> float:
@@ -141,6 +143,9 @@ class Deliverer:
         if not recorded:
             self._superseded += 1
             return
+        self._outcomes += 1
+        self._recorded.set()
+        self._recorded = trio.Event()
         if state == "sent":
             self._sent += 1
             logger.info("notification %d sent by %s (%s, attempt %d)", delivery.id,
@@ -199,6 +204,12 @@ class Deliverer:
                 raise SendFailed(str(exc)) from None
         else:
             raise SendFailed(f"no sender for channel {delivery.channel!r}", final=True)
+
+    async def wait_outcomes(self, count: int) -> None:
+        """Until this deliverer has recorded `count` outcomes (sent, retry or failed) since it
+        started: for tests and embedders that must not poll."""
+        while self._outcomes < count:
+            await self._recorded.wait()
 
     def statistics(self) -> DelivererStatistics:
         return DelivererStatistics(self._sent, self._retried, self._failed, self._superseded)
