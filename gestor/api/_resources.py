@@ -442,6 +442,7 @@ class Statistics(_Out):
     alarms: dict[str, Any]
     recovery: dict[str, Any]
     webhooks: dict[str, Any]
+    notifications: dict[str, Any] | None
     rules: dict[str, Any]
     keys: dict[str, Any]
     connections: dict[str, Any] | None

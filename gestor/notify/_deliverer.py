@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 import trio
 
+from gestor.metrics import NOTIFICATIONS
 from gestor.model import Alarm
 from gestor.notify._config import NotificationSettings
 from gestor.notify._email import SendFailed, SmtpSender
@@ -143,6 +144,7 @@ class Deliverer:
         if not recorded:
             self._superseded += 1
             return
+        NOTIFICATIONS.inc((delivery.channel, "retry" if state == "pending" else state))
         self._outcomes += 1
         self._recorded.set()
         self._recorded = trio.Event()
