@@ -8,6 +8,7 @@ value with a `ConfigError` naming the key (its `path`, for the settings file's l
     [notifications.sms.templates.refunded]      # es = "...", en = "..."
     [notifications.sms.templates.inconsistent]
     [[notifications.routes]]         # channel, to, kinds, min_severity: alarms by kind/severity
+                                     # (none given: critical alarms to every operator)
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ class NotificationSettings:
                               ("notifications", "retry_backoff_max"))
         email = _email(top.table("email"), password)
         sms = _sms(top.table("sms"))
+        if "routes" not in top.data:  # the default: critical alarms to every operator
+            default = (Route("email", email.operators, (), Severity.CRITICAL),)
+            top.check_known({"max_attempts", "retry_backoff", "retry_backoff_max",
+                             "attempt_timeout", "poll_interval", "email", "sms"})
+            return cls(max_attempts=max_attempts, **values, email=email, sms=sms,
+                       routes=default)
         routes = top.get("routes", [])
         if not isinstance(routes, list):
             raise ConfigError("notifications.routes must be an array of tables "

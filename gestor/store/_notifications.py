@@ -125,9 +125,9 @@ async def finish(conn: Any, delivery_id: int, attempt: int, state: str, retry_in
 async def next_due(conn: Any) -> float | None:
     """Seconds until the next pending delivery is due (0 if one is due now); None if none."""
     value = await conn.fetchval(
-        "SELECT greatest(0, extract(epoch FROM min(next_at) - clock_timestamp()))::float8"
+        "SELECT extract(epoch FROM min(next_at) - clock_timestamp())::float8"
         " FROM notifications WHERE state = 'pending'")
-    return None if value is None else float(value)
+    return None if value is None else max(float(value), 0.0)
 
 
 async def listing(conn: Any, after_id: int, limit: int, alarm_id: int | None,

@@ -41,6 +41,7 @@ async def test_claims_do_not_overlap_are_leased_and_outcomes_need_the_attempt(
 ) -> None:
     with trio.fail_after(30):
         async with open_store(database_url) as store:
+            assert await store.next_notification_due() is None  # nothing pending
             await store.replace_notification_routes([
                 RouteRow("alarm", "email", f"op{i}@op.example", "en", (), 0) for i in range(6)])
             await store.raise_alarm(NewAlarm("stuck", Severity.WARNING, "y"))

@@ -110,3 +110,11 @@ def test_a_bad_value_is_one_clear_line(tmp_path: Path, toml: str, message: str) 
     text = str(refused.value)
     assert "\n" not in text
     assert text == message.format(path=tmp_path / "gestor.toml", dir=tmp_path)
+
+
+def test_without_routes_critical_alarms_go_to_every_operator(tmp_path: Path) -> None:
+    toml = '[notifications.email]\noperators = ["noc@op.example"]\n'
+    (default,) = load(tmp_path, toml).notifications.routes
+    assert (default.channel, default.to, default.kinds, default.min_severity) == (
+        "email", ("noc@op.example",), (), Severity.CRITICAL)
+    assert load(tmp_path, "[notifications]\nroutes = []\n" + toml).notifications.routes == ()
