@@ -1,7 +1,8 @@
 """The composition root: everything one worker process runs, opened and closed in order.
 
-store (+ migrations) → alarm hub → platform clients → catalogue and rules → subscriber actors →
-purchase service. `open_runtime` is entered by the app's lifespan, by tests and by the bench.
+store (+ migrations) → alarm hub → platform clients → catalogue and rules → notifications
+outbox → subscriber actors → purchase service. `open_runtime` is entered by the app's
+lifespan, by tests and by the bench.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import trio
 from gestor.alarms import AlarmHub, AnnouncerLock, Webhooks, open_webhooks, raise_database_alarms
 from gestor.catalogue import Catalogue
 from gestor.model import NewAlarm, Severity
-from gestor.platforms import Platforms, PlatformSettings, open_platforms
+from gestor.notify import Deliverer, open_notifier
+from gestor.platforms import PlatformRejected, Platforms, PlatformSettings, open_platforms
 from gestor.purchase import (
     ProfileCache,
     PurchaseDeps,
@@ -42,6 +44,8 @@ class Runtime:
     purchases: PurchaseService
     recoverer: Recoverer
     webhooks: Webhooks
+    #: The notifications outbox's deliverer (e-mail to operators, SMS to subscribers).
+    notifier: Deliverer | None = None
 
     @property
     def catalogue(self) -> Catalogue:
@@ -86,8 +90,22 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
         platform_settings = PlatformSettings.from_mapping(
             {**settings.platforms, "url": platforms_url}
         )
+        async def language_of(msisdn: str) -> str | None:
+            try:
+                return (await platforms.subscriber(msisdn)).language
+            except PlatformRejected as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
+        def bono_name(bono_id: str) -> str | None:
+            bono = rulebook.catalogue.get(bono_id)
+            return bono.name if bono is not None else None
+
         async with open_platforms(platform_settings,
-                                  on_circuit_change=on_circuit_change) as platforms:
+                                  on_circuit_change=on_circuit_change) as platforms, \
+                open_notifier(store, settings.notifications, platforms_url=platforms_url,
+                              language_of=language_of, bono_name=bono_name) as notifier:
             deps = PurchaseDeps(
                 store=store, platforms=platforms, rulebook=rulebook, alarms=alarms,
                 profiles=ProfileCache(platforms, settings.profile_cache_ttl),
@@ -104,6 +122,6 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                                       live=service.in_flight)
                 await recovery.start(recoverer.run)
                 yield Runtime(settings, store, alarms, platforms, rulebook, service, recoverer,
-                              webhooks)
+                              webhooks, notifier)
                 recovery.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

@@ -8,12 +8,15 @@ import secrets
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import platformdirs
 
 from gestor.ratelimits import DEFAULT_LIMITS, KINDS, SCOPES, Limit, LimitSettings
+
+if TYPE_CHECKING:
+    from gestor.notify import NotificationSettings
 
 PACKAGE_CONFIG = Path(__file__).resolve().parent.parent / "config"
 
@@ -104,6 +107,10 @@ class Settings:
     #: Where the workers of one `gestor serve` share their metrics (GESTOR_METRICS_DIR, set by
     #: `gestor serve` for its workers; None: this process's own only).
     metrics_dir: Path | None = None
+    #: `[notifications]`: e-mail and SMS routes, the SMTP server (its password read from the
+    #: environment or a file, never logged), the SMS gateway and templates (gestor.notify).
+    notifications: NotificationSettings = attrs.field(
+        factory=lambda: _notification_defaults(), repr=False)
 
     @property
     def catalogue_path(self) -> Path:
@@ -256,7 +263,7 @@ class _Source:
     path: Path
     text: str
 
-    def where(self, path: tuple[str, ...]) -> str:
+    def where(self, path: tuple[str | int, ...]) -> str:
         from gestor.tomlines import line_of
 
         line = line_of(self.text, path)
@@ -314,7 +321,49 @@ def _read_file(path: Path) -> _Table:
 
 #: The tables of gestor.toml (other tables are refused as unknown).
 _KNOWN_TABLES = frozenset({"server", "database", "embedded", "purchase", "actors", "recovery",
-                           "alarms", "platforms", "simulator", "limits", "logging"})
+                           "alarms", "platforms", "simulator", "limits", "logging",
+                           "notifications"})
+
+
+def _notification_defaults() -> NotificationSettings:
+    from gestor.notify import NotificationSettings
+
+    return NotificationSettings()
+
+
+#: Where the SMTP password is read from when `password_env` does not name another variable.
+SMTP_PASSWORD_ENV = "GESTOR_SMTP_PASSWORD"
+
+
+def _read_notifications(table: Any, config_dir: Path, env: Mapping[str, str]
+                        ) -> NotificationSettings:
+    """`[notifications]`, checked whole (gestor.notify), with the SMTP password from
+    `password_file` (relative to the settings file) or the variable `password_env` names."""
+    from gestor.notify import ConfigError, NotificationSettings
+
+    if not isinstance(table, _Table):
+        return NotificationSettings()
+    email = table.get("email", {})
+    password = ""
+    if isinstance(email, _Table):
+        file = email.get("password_file", "")
+        variable = email.get("password_env", SMTP_PASSWORD_ENV)
+        if isinstance(file, str) and file:
+            path = config_dir / Path(file).expanduser()
+            try:
+                password = path.read_text(encoding="utf-8").strip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise SettingsError(f"notifications.email.password_file: cannot read {path}: "
+                                    f"{reason}", email.where("password_file")) from None
+        elif isinstance(variable, str) and variable:
+            password = env.get(variable, "")
+    try:
+        settings = NotificationSettings.from_mapping(table, password=password)
+    except ConfigError as exc:
+        raise SettingsError(exc.message, table.source.where(exc.path)) from None
+    table.read_whole()
+    return settings
 
 
 def _check_keys(table: _Table, known: frozenset[str]) -> None:
@@ -480,6 +529,7 @@ def load_settings(
             values[key] = config_dir / Path(name).expanduser()
             sources[key] = _where(server, key)
     _check_timezone(values["timezone"], _where(purchase, "timezone"))
+    values["notifications"] = _read_notifications(data.get("notifications"), config_dir, env)
     for name, check in (("platforms", _check_platforms), ("simulator", _check_simulator)):
         table = data.get(name)
         if isinstance(table, _Table):

@@ -101,6 +101,8 @@ def register(app: GestorApp, settings: Settings) -> None:
             "alarms": attrs.asdict(rt.alarms.statistics()),
             "recovery": attrs.asdict(rt.recoverer.statistics()),
             "webhooks": attrs.asdict(rt.webhooks.statistics()),
+            "notifications": (attrs.asdict(rt.notifier.statistics())
+                              if rt.notifier is not None else None),
             "rules": attrs.asdict(rt.rulebook.statistics()),
             "keys": attrs.asdict(app.keyring.statistics()),  # counts only, never a key
             "connections": (attrs.asdict(app.connections.statistics())

@@ -26,6 +26,7 @@ from gestor.api import (
     _admin_catalogue,
     _admin_keys,
     _admin_mobiles,
+    _admin_notifications,
     _guards,
     _metrics,
     _movements,
@@ -133,6 +134,7 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _admin_audit.register(app, settings)
     _admin_keys.register(app, settings)
     _admin_catalogue.register(app, settings)
+    _admin_notifications.register(app, settings)
     register_docs(app)
     _metrics.register(app, settings)
     _movements.register(app, settings)

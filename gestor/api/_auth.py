@@ -75,6 +75,7 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/v1/admin/catalogue"): "admin",
     ("POST", "/v1/admin/catalogue/<raw>/activate"): "admin",
     ("GET", "/v1/admin/audit"): "viewer",
+    ("GET", "/v1/admin/notifications"): "viewer",
     ("GET", "/v1/admin/keys"): "admin",
     ("POST", "/v1/admin/keys"): "admin",
     ("POST", "/v1/admin/keys/<key_id>/revoke"): "admin",

@@ -80,10 +80,10 @@ PROBLEM_CODES: dict[str, ProblemCode] = _codes(
      "against this catalogue (a rule names a bono it retires...): `field` is "
      "`rules.<rule id>`, `issues` lists every problem; nothing was changed"),
     ("INVALID_KEY", 422, "the key asked for is malformed (role and scopes together...)"),
-    ("INVALID_TRANSACTION_ID", 400, "the transaction id is not a UUID"),
+    ("INVALID_TRANSACTION_ID", (400, 422), "the transaction id is not a UUID"),
     ("INVALID_VERSION", 400, "the version (of a rule set or a catalogue) is not a whole number "
      "1..2^31-1"),
-    ("INVALID_ALARM_ID", 400, "the alarm id is not a whole number 1..2^63-1"),
+    ("INVALID_ALARM_ID", (400, 422), "the alarm id is not a whole number 1..2^63-1"),
     ("INVALID_KEY_ID", 400, "the key id is not 12 hex digits"),
     # -- purchase headers --------------------------------------------------------------------
     ("IDEMPOTENCY_KEY_REQUIRED", 400, "a purchase or a movement needs an Idempotency-Key "

@@ -194,6 +194,29 @@ class Alarms(_Out):
     next: str | None
 
 
+class Notification(_Out):
+    """One delivery of the notifications outbox: a message for one recipient by one channel."""
+
+    id: int
+    alarm_id: int | None
+    transaction_id: str | None
+    channel: Literal["email", "sms", "webhook"]
+    recipient: Annotated[str, Meta(description="an e-mail address or a phone number")]
+    language: str | None
+    subject: Annotated[str | None, Meta(description="an e-mail's subject, an SMS's text; "
+                                        "null until first attempted")]
+    state: Literal["pending", "sent", "failed"]
+    attempts: int
+    last_error: str | None
+    created_at: Time
+    sent_at: Time | None
+
+
+class Notifications(_Out):
+    notifications: list[Notification]
+    next: str | None
+
+
 class AuditEntry(_Out):
     id: int
     at: Time
@@ -506,6 +529,7 @@ class Statistics(_Out):
     alarms: dict[str, Any]
     recovery: dict[str, Any]
     webhooks: dict[str, Any]
+    notifications: dict[str, Any] | None
     rules: dict[str, Any]
     keys: dict[str, Any]
     connections: dict[str, Any] | None

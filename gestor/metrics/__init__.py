@@ -13,6 +13,7 @@ from gestor.metrics._instruments import (
     MOVEMENTS,
     MOVEMENTS_HANDED_OVER,
     MOVEMENTS_INCONSISTENT,
+    NOTIFICATIONS,
     PLATFORM_CALL_SECONDS,
     SAGA_STEP_SECONDS,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "MOVEMENTS",
     "MOVEMENTS_HANDED_OVER",
     "MOVEMENTS_INCONSISTENT",
+    "NOTIFICATIONS",
     "PLATFORM_CALL_SECONDS",
     "SAGA_STEP_SECONDS",
     "Publisher",

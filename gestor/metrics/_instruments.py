@@ -22,6 +22,7 @@ __all__ = [
     "MOVEMENTS",
     "MOVEMENTS_HANDED_OVER",
     "MOVEMENTS_INCONSISTENT",
+    "NOTIFICATIONS",
     "PLATFORM_CALL_SECONDS",
     "SAGA_STEP_SECONDS",
     "Counter",
@@ -124,9 +125,14 @@ ALARMS_RAISED = Counter(
     "gestor_alarms_raised", "Alarms raised by this server, by kind and severity",
     ("kind", "severity"))
 
+NOTIFICATIONS = Counter(
+    "gestor_notifications", "Outcomes of notification attempts (e-mail, SMS) by this server, by "
+    "channel and outcome (sent, retry, failed)", ("channel", "outcome"))
+
 INSTRUMENTS: tuple[Counter | Histogram, ...] = (
     HTTP_REQUESTS, HTTP_REQUEST_SECONDS, MOVEMENTS, MOVEMENTS_INCONSISTENT, MOVEMENTS_HANDED_OVER,
-    SAGA_STEP_SECONDS, PLATFORM_CALL_SECONDS, DB_BATCH_SIZE, DB_CROSSING_SECONDS, ALARMS_RAISED)
+    SAGA_STEP_SECONDS, PLATFORM_CALL_SECONDS, DB_BATCH_SIZE, DB_CROSSING_SECONDS, ALARMS_RAISED,
+    NOTIFICATIONS)
 
 
 def by_name() -> Iterator[tuple[str, Counter | Histogram]]:

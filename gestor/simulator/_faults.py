@@ -1,6 +1,6 @@
 """Fault knobs of the platform simulator: latency, errors, hangs, late answers and outages.
 
-Knobs live in *scopes*: a platform (``dwh``, ``ocs``, ``prov``) or one operation of it
+Knobs live in *scopes*: a platform (``dwh``, ``ocs``, ``prov``, ``sms``) or one operation of it
 (``ocs.debit``). The knobs in force for an operation are the platform's knobs overridden, knob
 by knob, by the operation's. Randomness comes from one seeded :class:`random.Random`.
 """
@@ -24,7 +24,7 @@ __all__ = [
     "parse_fault_scopes",
 ]
 
-PLATFORM_NAMES: tuple[str, ...] = ("dwh", "ocs", "prov")
+PLATFORM_NAMES: tuple[str, ...] = ("dwh", "ocs", "prov", "sms")
 
 #: Every operation the simulator serves, as ``platform.operation``.
 OPERATIONS: tuple[str, ...] = (
@@ -38,6 +38,7 @@ OPERATIONS: tuple[str, ...] = (
     "ocs.lookup_credit",
     "prov.provision",
     "prov.lookup_bundle",
+    "sms.send",
 )
 
 _SCOPES = frozenset(PLATFORM_NAMES + OPERATIONS)

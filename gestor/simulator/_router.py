@@ -29,6 +29,7 @@ from ._simulator import (
     Result,
     Simulator,
 )
+from ._sms import SmsControl, SmsRequest
 from ._topups import TopupRequest
 
 __all__ = ["Answer", "Hold", "SimulatorRouter"]
@@ -47,6 +48,8 @@ _credit_decoder = msgspec.json.Decoder(CreditRequest)
 _topup_decoder = msgspec.json.Decoder(TopupRequest)
 _provision_decoder = msgspec.json.Decoder(ProvisionRequest)
 _override_decoder = msgspec.json.Decoder(AccountOverride)
+_sms_decoder = msgspec.json.Decoder(SmsRequest)
+_sms_control_decoder = msgspec.json.Decoder(SmsControl)
 _any_decoder = msgspec.json.Decoder()
 
 
@@ -129,6 +132,10 @@ def _lookup_bundle(sim: Simulator, arg: str, body: bytes, query: bytes) -> Resul
     return _found(sim.lookup_bundle(arg))
 
 
+def _send_sms(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
+    return sim.send_sms(_sms_decoder.decode(body))
+
+
 # -- control ----------------------------------------------------------------------------------
 
 
@@ -183,6 +190,14 @@ def _get_topup(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
     return _found(sim.lookup_topup(arg))
 
 
+def _get_sms(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
+    return 200, {"messages": sim.sms_sent(_query(query).get("to"))}
+
+
+def _put_sms(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
+    return sim.control_sms(_sms_control_decoder.decode(body or b"{}"))
+
+
 def _get_account(sim: Simulator, arg: str, body: bytes, query: bytes) -> Result:
     return _found(sim.account(arg))
 
@@ -204,6 +219,7 @@ _ROUTES: dict[tuple[str, str, str, bool], _Route] = {
     ("GET", "ocs", "credits", True): _Route("ocs.lookup_credit", _lookup_credit),
     ("POST", "prov", "bundles", False): _Route("prov.provision", _provision),
     ("GET", "prov", "bundles", True): _Route("prov.lookup_bundle", _lookup_bundle),
+    ("POST", "sms", "messages", False): _Route("sms.send", _send_sms),
     ("GET", "healthz", "", False): _Route(None, _healthz),
     ("GET", "control", "faults", False): _Route(None, _get_faults),
     ("PUT", "control", "faults", False): _Route(None, _put_faults),
@@ -215,6 +231,8 @@ _ROUTES: dict[tuple[str, str, str, bool], _Route] = {
     ("GET", "control", "accounts", True): _Route(None, _get_account),
     ("POST", "control", "topups", False): _Route(None, _post_topup),
     ("GET", "control", "topups", True): _Route(None, _get_topup),
+    ("GET", "control", "sms", False): _Route(None, _get_sms),
+    ("PUT", "control", "sms", False): _Route(None, _put_sms),
 }
 _PATHS = {(a, b, arg) for (_, a, b, arg) in _ROUTES}
 assert {r.op for r in _ROUTES.values() if r.op is not None} == set(OPERATIONS)

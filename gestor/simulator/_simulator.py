@@ -1,5 +1,5 @@
-"""State of the platform simulator: subscribers, balances, debits, refunds, credits, top-ups and
-bundles.
+"""State of the platform simulator: subscribers, balances, debits, refunds, credits, top-ups,
+bundles and the text messages of the SMS gateway.
 
 Plain synchronous state (one trio thread, no locks needed). Subscribers and their starting
 balances are synthetic (see ``_synthetic``); every change is applied through one ``_apply``
@@ -22,6 +22,7 @@ import trio
 from ._config import SimulatorConfig
 from ._faults import FaultInjector
 from ._journal import Journal
+from ._sms import SmsControl, SmsRecord, SmsRequest, sms_refusal
 from ._synthetic import (
     SyntheticProfile,
     is_valid_msisdn,
@@ -264,6 +265,10 @@ class Simulator:
     _credits: dict[str, CreditRecord] = attrs.field(factory=dict)
     _topups: dict[str, TopupRecord] = attrs.field(factory=dict)
     _bundles: dict[str, BundleRecord] = attrs.field(factory=dict)
+    #: Text messages the SMS gateway took, by id, in the order they came.
+    _sms: dict[str, SmsRecord] = attrs.field(factory=dict)
+    #: `PUT /control/sms` `fail_next`: messages still to refuse with 503.
+    _sms_fail_next: int = 0
     _ledger: list[LedgerEntry] = attrs.field(factory=list)
     _debited_total: int = 0
     _refunded_total: int = 0
@@ -326,6 +331,8 @@ class Simulator:
             self._apply_notice(record["reference"], msgspec.convert(record["r"], Notification))
         elif kind == "bundle":
             self._apply_bundle(msgspec.convert(record["r"], BundleRecord))
+        elif kind == "sms":
+            self._apply_sms(msgspec.convert(record["r"], SmsRecord))
         elif kind == "account":
             self._apply_override(record["msisdn"], msgspec.convert(record["r"], AccountOverride))
         elif kind == "reset":
@@ -669,6 +676,35 @@ class Simulator:
         if override.credit_limit is not None:
             account.credit_limit = override.credit_limit
 
+    # -- SMS gateway ---------------------------------------------------------------------------
+
+    def send_sms(self, req: SmsRequest) -> Result:
+        """Take a text message for `req.to`; idempotent by `id` (the same id and body: the
+        stored message again, nothing sent twice; another body: 409)."""
+        if (answer := sms_refusal(self._sms.get(req.id), req)) is not None:
+            return answer
+        if self._sms_fail_next > 0:
+            self._sms_fail_next -= 1
+            return _error(503, "UNAVAILABLE", "injected by /control/sms fail_next")
+        ts = time.time()
+        record = SmsRecord(id=req.id, to=req.to, text=req.text, created_at=_iso(ts), ts=ts)
+        self._record("sms", record)
+        self._apply_sms(record)
+        return 200, record
+
+    def _apply_sms(self, record: SmsRecord) -> None:
+        self._sms[record.id] = record
+
+    def sms_sent(self, to: str | None = None) -> list[SmsRecord]:
+        """The messages taken, oldest first; with `to`, only those to that number."""
+        return [m for m in self._sms.values() if to is None or m.to == to]
+
+    def control_sms(self, control: SmsControl) -> Result:
+        if control.fail_next < 0:
+            return _error(400, "INVALID_REQUEST", "fail_next must be >= 0")
+        self._sms_fail_next = control.fail_next
+        return 200, {"fail_next": self._sms_fail_next, "sent": len(self._sms)}
+
     def reset(self) -> None:
         """Forget every debit, refund, credit, top-up, bundle, account override and request
         count."""
@@ -683,6 +719,8 @@ class Simulator:
         self._credits.clear()
         self._topups.clear()
         self._bundles.clear()
+        self._sms.clear()
+        self._sms_fail_next = 0
         self._ledger.clear()
         self._debited_total = self._refunded_total = self._credited_total = 0
         self._topped_up_total = 0
@@ -711,6 +749,7 @@ class Simulator:
             "topped_up_total": self._topped_up_total,
             "notifications": self._notifications(),
             "provisioned": len(self._bundles),
+            "sms_sent": len(self._sms),
             "requests_by_op": dict(sorted(self.requests_by_op.items())),
             "in_flight": self.in_flight,
             "peak_in_flight": self.peak_in_flight,

@@ -23,6 +23,7 @@ from gestor.store._health import (
 )
 from gestor.store._keys import CALLS, ROLES, KeyRecord, KeyStore, NewKey
 from gestor.store._migrate import migrate
+from gestor.store._notifications import Delivery, RouteRow
 from gestor.store._reconcile import (
     NoEmbeddedDatabase,
     attach_embedded,
@@ -61,6 +62,7 @@ __all__ = [
     "Batcher",
     "DatabaseDown",
     "DatabaseHealth",
+    "Delivery",
     "EmbeddedPostgres",
     "EmbeddedStartError",
     "EmbeddedSupervisor",
@@ -75,6 +77,7 @@ __all__ = [
     "PendingExists",
     "Replayed",
     "Restriction",
+    "RouteRow",
     "RuleSetRecord",
     "SnapshotRequest",
     "Store",

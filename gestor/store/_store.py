@@ -31,6 +31,7 @@ from gestor.model import (
 from gestor.store import (
     _alarms,
     _audit,
+    _notifications,
     _peak_hours,
     _rate_limits,
     _restrictions,
@@ -42,6 +43,7 @@ from gestor.store._batch import Batcher, BatcherStatistics, Queued
 from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
 from gestor.store._health import DatabaseHealth, HealthStatistics, StoreUnavailable
 from gestor.store._migrate import migrate
+from gestor.store._notifications import Delivery, RouteRow
 from gestor.store._restrictions import Restriction
 from gestor.store._transactions import (
     Accepted,
@@ -269,6 +271,43 @@ class Store:
         when the LISTEN was lost and made again (alarms may have been missed meanwhile)."""
         await self.bridge.add_listener(_alarms.ALARM_CHANNEL, lambda p: callback(int(p)),
                                        lambda: callback(0))
+
+    # -- notifications outbox (gestor.notify) ----------------------------------------------------
+    async def replace_notification_routes(self, routes: Sequence[RouteRow]) -> None:
+        """Make `routes` what the outbox's triggers follow (every worker, at start)."""
+        await self.bridge.run(_notifications.replace_routes, list(routes))
+
+    async def claim_notifications(self, limit: int, lease: float) -> list[Delivery]:
+        """Take up to `limit` due deliveries for one attempt each (`FOR UPDATE SKIP LOCKED`),
+        not due again for `lease` seconds unless `finish_notification` says so."""
+        return await self.bridge.run(_notifications.claim, limit, lease, transaction=False)
+
+    async def finish_notification(self, delivery_id: int, attempt: int, state: str, *,
+                                  retry_in: float = 0.0, error: str | None = None,
+                                  language: str | None = None, subject: str | None = None,
+                                  body: str | None = None) -> bool:
+        """Record attempt `attempt` of a delivery: 'sent', 'failed', or 'pending' again in
+        `retry_in` seconds; False if another attempt has claimed it since."""
+        return await self.bridge.run(_notifications.finish, delivery_id, attempt, state,
+                                     retry_in, error, language, subject, body,
+                                     transaction=False)
+
+    async def next_notification_due(self) -> float | None:
+        """Seconds until the next pending delivery is due; None when none is pending."""
+        return await self.bridge.run(_notifications.next_due, transaction=False)
+
+    async def notifications(self, *, after_id: int = 0, limit: int = 100,
+                            alarm_id: int | None = None,
+                            transaction_id: uuid.UUID | None = None, state: str | None = None,
+                            channel: str | None = None) -> list[Delivery]:
+        """Deliveries after `after_id` in id order, filtered by what is given."""
+        return await self.bridge.run(_notifications.listing, after_id, limit, alarm_id,
+                                     transaction_id, state, channel, transaction=False)
+
+    async def listen_notifications(self, callback: Callable[[], None]) -> None:
+        """`callback()` whenever a delivery is queued, and when the LISTEN was made again."""
+        await self.bridge.add_listener(_notifications.NOTIFY_CHANNEL, lambda _p: callback(),
+                                       callback)
 
     # -- versioned admin data: rule sets and the catalogue ---------------------------------------
     @property
