@@ -22,6 +22,15 @@ from gestor.store._health import (
     describe_failure,
 )
 from gestor.store._keys import CALLS, ROLES, KeyRecord, KeyStore, NewKey
+from gestor.store._ledger import (
+    ACCOUNT,
+    AccountTotals,
+    DayCheck,
+    DayClose,
+    DayNotOver,
+    Difference,
+    Posting,
+)
 from gestor.store._migrate import migrate
 from gestor.store._reconcile import (
     NoEmbeddedDatabase,
@@ -50,6 +59,7 @@ from gestor.store._versions import (
 )
 
 __all__ = [
+    "ACCOUNT",
     "ACTION_FILTER",
     "ACTOR_FILTER",
     "CALLS",
@@ -57,9 +67,14 @@ __all__ = [
     "ROLES",
     "AcceptOutcome",
     "Accepted",
+    "AccountTotals",
     "Batcher",
     "DatabaseDown",
     "DatabaseHealth",
+    "DayCheck",
+    "DayClose",
+    "DayNotOver",
+    "Difference",
     "EmbeddedPostgres",
     "EmbeddedStartError",
     "EmbeddedSupervisor",
@@ -72,6 +87,7 @@ __all__ = [
     "NoEmbeddedDatabase",
     "PartnerMoved",
     "PendingExists",
+    "Posting",
     "Replayed",
     "RuleSetRecord",
     "SnapshotRequest",

@@ -1,0 +1,226 @@
+-- The double-entry ledger (issue 12): every money movement Gestor causes, posted by PostgreSQL
+-- itself in the same transaction as the state change that records it (docs/architecture.md,
+-- "The ledger"). Amounts are integer minor units; a row is one side of one posting.
+--
+-- Accounts (balance = debits - credits):
+--   subscriber:<msisdn>   what Gestor moved on that subscriber's balance (a liability of the
+--                         operator: a debit lowers it);
+--   clearing:in_flight    money taken or given by a movement that is not final yet;
+--   revenue:bono:<id>     completed purchases; revenue:fees: transfer and advance fees;
+--   advances:receivable   what advances lent (with their fee), less what top-ups recovered;
+--   refunds:payable       what an `inconsistent` movement must give back;
+--   recharges:platform    top-ups the recharge platform credited.
+
+CREATE TABLE ledger_entries (
+    id             bigserial   PRIMARY KEY,
+    at             timestamptz NOT NULL,
+    transaction_id uuid        NOT NULL,
+    movement       text        NOT NULL,
+    account        text        NOT NULL,
+    debit          bigint      NOT NULL DEFAULT 0 CHECK (debit >= 0),
+    credit         bigint      NOT NULL DEFAULT 0 CHECK (credit >= 0),
+    memo           text        NOT NULL DEFAULT '',
+    CONSTRAINT ledger_entries_one_side CHECK ((debit = 0) <> (credit = 0))
+);
+CREATE INDEX ledger_entries_at ON ledger_entries (at);
+CREATE INDEX ledger_entries_account_at ON ledger_entries (account, at);
+CREATE INDEX ledger_entries_transaction ON ledger_entries (transaction_id);
+
+-- A movement's position: the balances its row implies, as signed legs (account, movement,
+-- amount; positive = debit) that sum to zero. Pure: a function of the row's money columns only.
+--   * each done step: the subscriber's side against clearing:in_flight (debit: the payer pays
+--     `price`; credit: the receiver gets `amount`; advance: the payer is lent `amount`;
+--     recover: the payer pays `collected`);
+--   * completed: clearing settled: an advance into advances:receivable (`owed`) and its fee
+--     (`owed - amount`) into revenue:fees; a recovery out of advances:receivable; what a debit
+--     took (less a transfer's credit) into revenue:bono:<bono_id> (a purchase) or revenue:fees;
+--   * refunded: each done step's compensation (refund, reversal) against clearing;
+--   * inconsistent: what clearing holds moved to refunds:payable until it is settled;
+--   * a top-up, whatever its state: the recharge platform's credit to the subscriber.
+-- A transition's entries are position(new) - position(old) per (account, movement): balanced
+-- by construction, and the same whichever code path wrote the row.
+CREATE FUNCTION ledger_position(
+    p_kind text, p_state text, p_steps text[], p_step integer, p_price bigint,
+    p_amount bigint, p_owed bigint, p_collected bigint, p_bono_id text, p_msisdn text,
+    p_beneficiary text
+) RETURNS TABLE (account text, movement text, amount bigint)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT l.account, l.movement, l.amount
+    FROM (SELECT
+            'debit'   = ANY(d.done) AS debit,   'credit'  = ANY(d.done) AS credit,
+            'advance' = ANY(d.done) AS advance, 'recover' = ANY(d.done) AS recover,
+            COALESCE(p_price, 0) AS price, COALESCE(p_amount, 0) AS amt,
+            COALESCE(p_owed, p_amount, 0) AS owed, COALESCE(p_collected, 0) AS collected,
+            'subscriber:' || p_msisdn AS payer,
+            'subscriber:' || COALESCE(p_beneficiary, p_msisdn) AS receiver
+          FROM (SELECT ARRAY(SELECT split_part(s, ':', 1)
+                             FROM unnest(p_steps[1:GREATEST(p_step, 0)]) AS s) AS done) d) m
+    CROSS JOIN LATERAL (
+        -- the done steps
+        SELECT m.payer, 'debit', m.price WHERE m.debit
+        UNION ALL SELECT 'clearing:in_flight', 'debit', -m.price WHERE m.debit
+        UNION ALL SELECT m.receiver, 'credit', -m.amt WHERE m.credit
+        UNION ALL SELECT 'clearing:in_flight', 'credit', m.amt WHERE m.credit
+        UNION ALL SELECT m.payer, 'advance', -m.amt WHERE m.advance
+        UNION ALL SELECT 'clearing:in_flight', 'advance', m.amt WHERE m.advance
+        UNION ALL SELECT m.payer, 'recovery', m.collected WHERE m.recover
+        UNION ALL SELECT 'clearing:in_flight', 'recovery', -m.collected WHERE m.recover
+        -- completed: clearing settled
+        UNION ALL SELECT 'clearing:in_flight', 'advance', -m.amt
+            WHERE p_state = 'completed' AND m.advance
+        UNION ALL SELECT 'advances:receivable', 'advance', m.owed
+            WHERE p_state = 'completed' AND m.advance
+        UNION ALL SELECT 'revenue:fees', 'fee', m.amt - m.owed
+            WHERE p_state = 'completed' AND m.advance
+        UNION ALL SELECT 'clearing:in_flight', 'recovery', m.collected
+            WHERE p_state = 'completed' AND m.recover
+        UNION ALL SELECT 'advances:receivable', 'recovery', -m.collected
+            WHERE p_state = 'completed' AND m.recover
+        UNION ALL SELECT 'clearing:in_flight', s.movement, s.amount
+            FROM (SELECT CASE WHEN p_kind = 'purchase' THEN 'revenue' ELSE 'fee' END AS movement,
+                         (CASE WHEN m.debit THEN m.price ELSE 0 END)
+                         - (CASE WHEN m.credit THEN m.amt ELSE 0 END) AS amount) s
+            WHERE p_state = 'completed' AND (m.debit OR m.credit)
+        UNION ALL SELECT CASE WHEN p_kind = 'purchase'
+                              THEN 'revenue:bono:' || COALESCE(p_bono_id, '-')
+                              ELSE 'revenue:fees' END,
+                         CASE WHEN p_kind = 'purchase' THEN 'revenue' ELSE 'fee' END,
+                         (CASE WHEN m.credit THEN m.amt ELSE 0 END)
+                         - (CASE WHEN m.debit THEN m.price ELSE 0 END)
+            WHERE p_state = 'completed' AND (m.debit OR m.credit)
+        -- refunded: every done step compensated
+        UNION ALL SELECT 'clearing:in_flight', 'refund', m.price
+            WHERE p_state = 'refunded' AND m.debit
+        UNION ALL SELECT m.payer, 'refund', -m.price WHERE p_state = 'refunded' AND m.debit
+        UNION ALL SELECT m.receiver, 'reversal', m.amt WHERE p_state = 'refunded' AND m.credit
+        UNION ALL SELECT 'clearing:in_flight', 'reversal', -m.amt
+            WHERE p_state = 'refunded' AND m.credit
+        UNION ALL SELECT m.payer, 'reversal', m.amt WHERE p_state = 'refunded' AND m.advance
+        UNION ALL SELECT 'clearing:in_flight', 'reversal', -m.amt
+            WHERE p_state = 'refunded' AND m.advance
+        -- inconsistent: what clearing holds is owed back
+        UNION ALL SELECT 'clearing:in_flight', 'payable', c.held
+            FROM (SELECT (CASE WHEN m.debit THEN m.price ELSE 0 END)
+                         - (CASE WHEN m.credit THEN m.amt ELSE 0 END)
+                         - (CASE WHEN m.advance THEN m.amt ELSE 0 END)
+                         + (CASE WHEN m.recover THEN m.collected ELSE 0 END) AS held) c
+            WHERE p_state = 'inconsistent'
+        UNION ALL SELECT 'refunds:payable', 'payable', -c.held
+            FROM (SELECT (CASE WHEN m.debit THEN m.price ELSE 0 END)
+                         - (CASE WHEN m.credit THEN m.amt ELSE 0 END)
+                         - (CASE WHEN m.advance THEN m.amt ELSE 0 END)
+                         + (CASE WHEN m.recover THEN m.collected ELSE 0 END) AS held) c
+            WHERE p_state = 'inconsistent'
+        -- a top-up: the recharge platform's credit, once recorded
+        UNION ALL SELECT 'recharges:platform', 'topup', m.amt WHERE p_kind = 'topup'
+        UNION ALL SELECT m.payer, 'topup', -m.amt WHERE p_kind = 'topup'
+    ) AS l(account, movement, amount)
+    WHERE l.amount <> 0
+$$;
+
+-- Posting: one INSERT ... SELECT per statement that inserts or updates movements (a batch of
+-- the group-commit writer is one statement), from the statement's transition tables.
+CREATE FUNCTION ledger_post() RETURNS trigger
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO ledger_entries (at, transaction_id, movement, account, debit, credit, memo)
+        SELECT n.updated_at, n.id, p.movement, p.account, GREATEST(p.amount, 0),
+               GREATEST(-p.amount, 0), n.kind || ': recorded ' || n.state
+        FROM new_rows n
+        CROSS JOIN LATERAL ledger_position(n.kind, n.state, n.steps, n.step, n.price,
+                                           n.amount, n.owed, n.collected, n.bono_id,
+                                           n.msisdn, n.beneficiary) p
+        ORDER BY n.id, p.account, p.movement;
+        RETURN NULL;
+    END IF;
+    INSERT INTO ledger_entries (at, transaction_id, movement, account, debit, credit, memo)
+    SELECT c.at, c.id, d.movement, d.account, GREATEST(d.amount, 0), GREATEST(-d.amount, 0),
+           c.kind || ': ' || c.old_state || ' -> ' || c.new_state
+    FROM (
+        SELECT n.id, n.updated_at AS at, n.kind, o.state AS old_state, n.state AS new_state,
+               o.kind AS o_kind, o.state AS o_state, o.steps AS o_steps, o.step AS o_step,
+               o.price AS o_price, o.amount AS o_amount, o.owed AS o_owed,
+               o.collected AS o_collected, o.bono_id AS o_bono_id, o.msisdn AS o_msisdn,
+               o.beneficiary AS o_beneficiary,
+               n.state AS n_state, n.steps AS n_steps, n.step AS n_step, n.price AS n_price,
+               n.amount AS n_amount, n.owed AS n_owed, n.collected AS n_collected,
+               n.bono_id AS n_bono_id, n.msisdn AS n_msisdn, n.beneficiary AS n_beneficiary
+        FROM new_rows n JOIN old_rows o ON o.id = n.id
+        WHERE (o.kind, o.state, o.steps, o.step, o.price, o.amount, o.owed, o.collected,
+               o.bono_id, o.msisdn, o.beneficiary)
+              IS DISTINCT FROM
+              (n.kind, n.state, n.steps, n.step, n.price, n.amount, n.owed, n.collected,
+               n.bono_id, n.msisdn, n.beneficiary)
+    ) c
+    CROSS JOIN LATERAL (
+        SELECT x.account, x.movement, sum(x.amount)::bigint AS amount
+        FROM (
+            SELECT p.account, p.movement, p.amount
+            FROM ledger_position(c.kind, c.n_state, c.n_steps, c.n_step, c.n_price,
+                                 c.n_amount, c.n_owed, c.n_collected, c.n_bono_id,
+                                 c.n_msisdn, c.n_beneficiary) p
+            UNION ALL
+            SELECT p.account, p.movement, -p.amount
+            FROM ledger_position(c.o_kind, c.o_state, c.o_steps, c.o_step, c.o_price,
+                                 c.o_amount, c.o_owed, c.o_collected, c.o_bono_id,
+                                 c.o_msisdn, c.o_beneficiary) p
+        ) x
+        GROUP BY x.account, x.movement
+        HAVING sum(x.amount) <> 0
+    ) d
+    ORDER BY c.id, d.account, d.movement;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER ledger_post_insert AFTER INSERT ON transactions
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_post();
+CREATE TRIGGER ledger_post_update AFTER UPDATE ON transactions
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_post();
+
+-- Append-only: a correction is a new entry.
+CREATE FUNCTION ledger_is_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the ledger is append-only: % refused', TG_OP;
+END $$;
+CREATE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON ledger_entries
+    FOR EACH ROW EXECUTE FUNCTION ledger_is_append_only();
+CREATE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_is_append_only();
+
+-- The daily close: a day's per-account totals, frozen once (`gestor ledger close DAY`); the
+-- entries can always re-derive them (`--verify`).
+CREATE TABLE ledger_days (
+    day           date        PRIMARY KEY,
+    timezone      text        NOT NULL,
+    starts_at     timestamptz NOT NULL,
+    ends_at       timestamptz NOT NULL,
+    entries       bigint      NOT NULL,
+    total_debits  bigint      NOT NULL,
+    total_credits bigint      NOT NULL,
+    closed_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    closed_by     text        NOT NULL
+);
+CREATE TABLE ledger_day_totals (
+    day     date   NOT NULL REFERENCES ledger_days (day),
+    account text   NOT NULL,
+    debits  bigint NOT NULL,
+    credits bigint NOT NULL,
+    PRIMARY KEY (day, account)
+);
+CREATE TRIGGER ledger_days_append_only BEFORE UPDATE OR DELETE ON ledger_days
+    FOR EACH ROW EXECUTE FUNCTION ledger_is_append_only();
+CREATE TRIGGER ledger_day_totals_append_only BEFORE UPDATE OR DELETE ON ledger_day_totals
+    FOR EACH ROW EXECUTE FUNCTION ledger_is_append_only();
+
+-- Backfill: the position of every movement already recorded, posted at its last change.
+INSERT INTO ledger_entries (at, transaction_id, movement, account, debit, credit, memo)
+SELECT t.updated_at, t.id, p.movement, p.account, GREATEST(p.amount, 0), GREATEST(-p.amount, 0),
+       t.kind || ': ' || t.state || ' (posted by migration 0012)'
+FROM transactions t
+CROSS JOIN LATERAL ledger_position(t.kind, t.state, t.steps, t.step, t.price, t.amount, t.owed,
+                                   t.collected, t.bono_id, t.msisdn, t.beneficiary) p
+ORDER BY t.updated_at, t.id, p.account, p.movement;
