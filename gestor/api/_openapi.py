@@ -126,6 +126,7 @@ TAGS = {
     "Restrictions": "per-subscriber restrictions the rules see",
     "Keys": "API keys and their scopes or roles",
     "Audit": "who changed what, and when",
+    "Ledger": "the double-entry ledger: trial balance, entries, the daily close",
     "Operations": "statistics, metrics and reconciliation",
     "Health": "liveness and readiness",
     "Reference": "this document and its page",

@@ -57,7 +57,8 @@ class Posting:
     memo: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "at": self.at.isoformat(), "transaction_id": str(self.transaction_id),
+        return {"id": self.id, "at": self.at.isoformat(),
+                "transaction_id": str(self.transaction_id),
                 "movement": self.movement, "account": self.account, "debit": self.debit,
                 "credit": self.credit, "memo": self.memo}
 
