@@ -6,6 +6,8 @@ a 422 naming the field. And the answer's format: JSON, or CSV (`Accept: text/csv
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
@@ -70,15 +72,10 @@ def wants_csv(args: Mapping[str, str], accept: str | None) -> bool:
                                 for part in (accept or "").split(","))
 
 
-def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    if any(c in text for c in ',"\r\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
 def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
     """RFC 4180: the header row, then one line per row (CRLF line ends)."""
-    lines = [",".join(columns)]
-    lines += [",".join(_cell(row[c]) for c in columns) for row in rows]
-    return "\r\n".join(lines) + "\r\n"
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    writer.writerows([row[c] for c in columns] for row in rows)
+    return out.getvalue()

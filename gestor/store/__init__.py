@@ -22,15 +22,7 @@ from gestor.store._health import (
     describe_failure,
 )
 from gestor.store._keys import CALLS, ROLES, KeyRecord, KeyStore, NewKey
-from gestor.store._ledger import (
-    ACCOUNT,
-    AccountTotals,
-    DayCheck,
-    DayClose,
-    DayNotOver,
-    Difference,
-    Posting,
-)
+from gestor.store._ledger import ACCOUNT, DayCheck, DayNotOver
 from gestor.store._migrate import migrate
 from gestor.store._reconcile import (
     NoEmbeddedDatabase,
@@ -67,14 +59,11 @@ __all__ = [
     "ROLES",
     "AcceptOutcome",
     "Accepted",
-    "AccountTotals",
     "Batcher",
     "DatabaseDown",
     "DatabaseHealth",
     "DayCheck",
-    "DayClose",
     "DayNotOver",
-    "Difference",
     "EmbeddedPostgres",
     "EmbeddedStartError",
     "EmbeddedSupervisor",
@@ -87,7 +76,6 @@ __all__ = [
     "NoEmbeddedDatabase",
     "PartnerMoved",
     "PendingExists",
-    "Posting",
     "Replayed",
     "RuleSetRecord",
     "SnapshotRequest",
