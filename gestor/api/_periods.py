@@ -27,10 +27,15 @@ def day(raw: Any, field: str = "day") -> date:
     if not isinstance(raw, str) or not _DATE.fullmatch(raw):
         raise ApiProblem(422, "INVALID_DAY", f"{field} must be a date YYYY-MM-DD", field=field)
     try:
-        return date.fromisoformat(raw)
+        value = date.fromisoformat(raw)
     except ValueError:
         raise ApiProblem(422, "INVALID_DAY", f"{field} must be a date YYYY-MM-DD",
                          field=field) from None
+    if not validate.EARLIEST.date() <= value < validate.LATEST.date() - timedelta(days=1):
+        raise ApiProblem(422, "INVALID_DAY", f"{field} must lie between "
+                         f"{validate.EARLIEST.date()} and {validate.LATEST.year - 1}",
+                         field=field)
+    return value
 
 
 def bound(raw: str | None, field: str, timezone: str) -> datetime | None:

@@ -467,6 +467,32 @@ class ReconciliationTotals(_Out):
                                               "less refunded less credited)")]
 
 
+class LedgerMismatch(_Out):
+    """A settled movement whose ledger entries moved a line otherwise than the export says."""
+
+    transaction_id: Id
+    msisdn: str
+    state: str
+    ledger: Annotated[int, Meta(description="credits - debits of subscriber:<msisdn>")]
+    charging_system: Annotated[int, Meta(description="what the export moved on that line")]
+
+
+class LedgerDayTotals(_Out):
+    day: Annotated[str, Meta(examples=["2026-01-31"])]
+    movements: int
+    ledger: int
+    charging_system: int
+    difference: int
+
+
+class ReconciliationLedger(_Out):
+    """The ledger's subscriber entries of the settled movements against the export."""
+
+    differences: list[LedgerMismatch]
+    days: list[LedgerDayTotals]
+    ok: bool
+
+
 class Reconciliation(_Out):
     """Gestor's transactions against the charging system's ledger over a period; `ok`
     false (answered 409) when they disagree."""
@@ -477,6 +503,7 @@ class Reconciliation(_Out):
     unsettled: list[UnsettledTransaction]
     totals: ReconciliationTotals
     strict: bool
+    ledger: ReconciliationLedger | None
     ok: bool
 
 

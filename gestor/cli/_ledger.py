@@ -163,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
             day = date.fromisoformat(args.day)
         except ValueError:
             raise _usage(f"DAY must be a date YYYY-MM-DD, got {args.day!r}") from None
+        if not 1970 <= day.year < 9999:
+            raise _usage(f"DAY must lie between 1970 and 9998, got {args.day!r}")
         return _close(args, settings, day)
     since, until = period(args, settings, datetime.now(UTC))
     tx_id = None

@@ -251,7 +251,8 @@ async def _reconcile(settings: Settings, dsn: str, since: datetime, until: datet
     async with open_store(dsn, pool_size=2, apply_migrations=False) as store, \
             open_platforms(platform_settings) as platforms:
         try:
-            return await run_reconciliation(store, platforms, since, until, strict=strict)
+            return await run_reconciliation(store, platforms, since, until, strict=strict,
+                                            timezone=settings.timezone)
         except Exception as exc:
             logger.debug("reconciliation failed", exc_info=True)
             return f"{type(exc).__name__}: {exc}"

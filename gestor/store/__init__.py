@@ -22,7 +22,7 @@ from gestor.store._health import (
     describe_failure,
 )
 from gestor.store._keys import CALLS, ROLES, KeyRecord, KeyStore, NewKey
-from gestor.store._ledger import ACCOUNT, DayCheck, DayNotOver
+from gestor.store._ledger import ACCOUNT, DayCheck, DayNotOver, subscriber_nets
 from gestor.store._migrate import migrate
 from gestor.store._reconcile import (
     NoEmbeddedDatabase,
@@ -92,6 +92,7 @@ __all__ = [
     "open_bridge",
     "open_store",
     "start_embedded",
+    "subscriber_nets",
     "supervise_embedded",
     "table_counts",
     "transactions_between",

@@ -254,3 +254,19 @@ async def check_day(conn: Any, day: date) -> DayCheck | None:
     """A closed day's frozen totals against its entries now; None if it was never closed."""
     closed = await _closed(conn, day)
     return None if closed is None else await _check(conn, closed, False)
+
+
+_SUBSCRIBER_NETS = """
+SELECT transaction_id, substr(account, 12) AS msisdn, sum(credit) - sum(debit) AS net
+FROM ledger_entries
+WHERE transaction_id = ANY($1::uuid[]) AND account LIKE 'subscriber:%'
+GROUP BY transaction_id, account
+"""
+
+
+async def subscriber_nets(conn: Any, ids: Sequence[uuid.UUID]
+                          ) -> dict[tuple[str, str], int]:
+    """{(transaction id, msisdn): credits - debits} of these movements' subscriber accounts:
+    what the ledger says each moved on each line's balance (reconciliation)."""
+    rows = await conn.fetch(_SUBSCRIBER_NETS, list(ids))
+    return {(str(r["transaction_id"]), r["msisdn"]): int(r["net"]) for r in rows}

@@ -160,3 +160,50 @@ async def test_closing_a_day_over_the_api(client: Any, app: Any) -> None:
         await get(client, "/v1/admin/ledger/closes/2001-01-01", 404)
         audit = await (await get(client, "/v1/admin/audit?action=ledger.close")).get_json()
         assert [e["subject"] for e in audit["entries"]] == [f"ledger/{day}"]
+
+
+async def test_reconciliation_compares_the_ledger_per_movement_and_per_day(
+        client: Any, control: httpx.AsyncClient, app: Any) -> None:
+    """Movements of every kind: the ledger agrees with the export (per day too); an entry
+    posted by hand on a subscriber's account is a difference of that movement and that day."""
+    import uuid
+
+    from gestor.reconcile import run_reconciliation
+
+    with trio.fail_after(90):
+        since = datetime.now(UTC) - timedelta(minutes=1)
+        sale = await post(client, "/v1/purchases", {"msisdn": A, "bono_id": BONO}, "r-1")
+        await post(client, "/v1/transfers", {"msisdn": A, "beneficiary": B, "amount": 3_000},
+                   "r-2")
+        r = await control.post("/control/topups", json={"msisdn": B, "amount": 9_000,
+                                                        "reference": "r-rc"})
+        assert r.status_code == 200
+        await post(client, "/v1/topups", {"msisdn": B, "amount": 9_000, "reference": "r-rc"},
+                   "r-3")
+        until = datetime.now(UTC) + timedelta(minutes=1)
+        report = await run_reconciliation(app.runtime.store, app.runtime.platforms, since,
+                                          until, strict=True, timezone="UTC")
+        assert report.ok and report.ledger is not None, report
+        assert report.ledger.differences == ()
+        [day] = report.ledger.days
+        assert (day.movements, day.difference) == (3, 0)
+        assert day.ledger == -sale["price"] - 3_150 + 3_000 + 9_000
+
+        async def tamper(conn: Any) -> None:  # a posting no movement explains
+            await conn.execute(
+                "INSERT INTO ledger_entries (at, transaction_id, movement, account, credit)"
+                " VALUES (now(), $1, 'correction', $2, 500)", uuid.UUID(sale["id"]),
+                f"subscriber:{A}")
+
+        await app.runtime.store.bridge.run(tamper)
+        off = await run_reconciliation(app.runtime.store, app.runtime.platforms, since, until,
+                                       strict=True, timezone="UTC")
+        assert not off.ok and off.ledger is not None
+        assert [(d.transaction_id, d.msisdn, d.ledger, d.charging_system)
+                for d in off.ledger.differences] == [
+            (sale["id"], A, -sale["price"] + 500, -sale["price"])]
+        assert off.ledger.days[0].difference == 500
+        shown = off.as_dict()["ledger"]
+        assert (shown["ok"], shown["days"][0]["difference"]) == (False, 500)
+        r = await get(client, "/v1/admin/reconciliation", 409)
+        assert (await r.get_json())["ledger"]["differences"][0]["transaction_id"] == sale["id"]
