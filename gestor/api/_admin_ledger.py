@@ -48,7 +48,7 @@ _PERIOD = (
               "(as `Accept: text/csv`)", "csv"),
 )
 _PERIOD_PROBLEMS = ("INVALID_TIME", "INVALID_PERIOD", "PERIOD_TOO_LONG", "INVALID_FORMAT")
-_CSV_MEDIA = ("application/json", "text/csv")
+_CSV_MEDIA = ("text/csv",)  # besides the JSON of the answer's Struct
 
 
 def account_filter(raw: str | None) -> str | None:

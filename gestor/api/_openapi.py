@@ -212,6 +212,10 @@ def _operation(rule: Rule, method: str, op: Operation, ref_of: dict[type, dict[s
                 example = example_of(ref_of[answer.body], schemas)
             response["content"] = {"application/json": {"schema": ref_of[answer.body],
                                                         "example": example}}
+            # the same rows in another media type (text/csv): a string
+            response["content"].update({media: {"schema": {"type": "string"}}
+                                        for media in answer.media
+                                        if not media.startswith("application/json")})
         elif answer.media:
             response["content"] = {media: {"schema": {
                 "type": "object" if media.startswith("application/json") else "string"}}
