@@ -22,7 +22,9 @@ CREATE TABLE ledger_entries (
     memo           text        NOT NULL DEFAULT '',
     CONSTRAINT ledger_entries_one_side CHECK ((debit = 0) <> (credit = 0))
 );
-CREATE INDEX ledger_entries_at ON ledger_entries (at);
+-- Entries arrive in (nearly) time order: a BRIN index finds a period's pages for the cost of
+-- a summary update per insert, where a third btree would be maintained on every entry.
+CREATE INDEX ledger_entries_at ON ledger_entries USING brin (at) WITH (pages_per_range = 32);
 CREATE INDEX ledger_entries_account_at ON ledger_entries (account, at);
 CREATE INDEX ledger_entries_transaction ON ledger_entries (transaction_id);
 
@@ -45,75 +47,68 @@ CREATE FUNCTION ledger_position(
     p_beneficiary text
 ) RETURNS TABLE (account text, movement text, amount bigint)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    -- Inlined into the posting query: `m` is computed once per row (OFFSET 0 keeps the planner
+    -- from copying its expressions into every leg), the legs are one VALUES list.
     SELECT l.account, l.movement, l.amount
-    FROM (SELECT
-            'debit'   = ANY(d.done) AS debit,   'credit'  = ANY(d.done) AS credit,
-            'advance' = ANY(d.done) AS advance, 'recover' = ANY(d.done) AS recover,
-            COALESCE(p_price, 0) AS price, COALESCE(p_amount, 0) AS amt,
-            COALESCE(p_owed, p_amount, 0) AS owed, COALESCE(p_collected, 0) AS collected,
-            'subscriber:' || p_msisdn AS payer,
-            'subscriber:' || COALESCE(p_beneficiary, p_msisdn) AS receiver
-          FROM (SELECT ARRAY(SELECT split_part(s, ':', 1)
-                             FROM unnest(p_steps[1:GREATEST(p_step, 0)]) AS s) AS done) d) m
-    CROSS JOIN LATERAL (
+    FROM (SELECT f.*,
+                 CASE WHEN f.debit THEN f.price ELSE 0 END
+                 - CASE WHEN f.credit THEN f.amt ELSE 0 END AS sold,
+                 CASE WHEN f.debit THEN f.price ELSE 0 END
+                 - CASE WHEN f.credit THEN f.amt ELSE 0 END
+                 - CASE WHEN f.advance THEN f.amt ELSE 0 END
+                 + CASE WHEN f.recover THEN f.collected ELSE 0 END AS held
+          FROM (SELECT
+                       -- a done step is encoded `do` or `do:undo`
+                       d.done && '{debit,debit:refund}'::text[] AS debit,
+                       d.done && '{credit,credit:reverse}'::text[] AS credit,
+                       d.done && '{advance,advance:reverse}'::text[] AS advance,
+                       d.done && '{recover}'::text[] AS recover,
+                       p_state = 'completed' AS completed, p_state = 'refunded' AS refunded,
+                       COALESCE(p_price, 0) AS price, COALESCE(p_amount, 0) AS amt,
+                       COALESCE(p_owed, p_amount, 0) AS owed,
+                       COALESCE(p_collected, 0) AS collected,
+                       'subscriber:' || p_msisdn AS payer,
+                       'subscriber:' || COALESCE(p_beneficiary, p_msisdn) AS receiver,
+                       CASE WHEN p_kind = 'purchase' THEN 'revenue' ELSE 'fee' END AS sale,
+                       CASE WHEN p_kind = 'purchase'
+                            THEN 'revenue:bono:' || COALESCE(p_bono_id, '-')
+                            ELSE 'revenue:fees' END AS sold_to
+                FROM (SELECT COALESCE(p_steps[1:GREATEST(p_step, 0)], '{}') AS done) d) f
+          OFFSET 0) m
+    CROSS JOIN LATERAL (VALUES
         -- the done steps
-        SELECT m.payer, 'debit', m.price WHERE m.debit
-        UNION ALL SELECT 'clearing:in_flight', 'debit', -m.price WHERE m.debit
-        UNION ALL SELECT m.receiver, 'credit', -m.amt WHERE m.credit
-        UNION ALL SELECT 'clearing:in_flight', 'credit', m.amt WHERE m.credit
-        UNION ALL SELECT m.payer, 'advance', -m.amt WHERE m.advance
-        UNION ALL SELECT 'clearing:in_flight', 'advance', m.amt WHERE m.advance
-        UNION ALL SELECT m.payer, 'recovery', m.collected WHERE m.recover
-        UNION ALL SELECT 'clearing:in_flight', 'recovery', -m.collected WHERE m.recover
+        (m.payer, 'debit', CASE WHEN m.debit THEN m.price END),
+        ('clearing:in_flight', 'debit', CASE WHEN m.debit THEN -m.price END),
+        (m.receiver, 'credit', CASE WHEN m.credit THEN -m.amt END),
+        ('clearing:in_flight', 'credit', CASE WHEN m.credit THEN m.amt END),
+        (m.payer, 'advance', CASE WHEN m.advance THEN -m.amt END),
+        ('clearing:in_flight', 'advance', CASE WHEN m.advance THEN m.amt END),
+        (m.payer, 'recovery', CASE WHEN m.recover THEN m.collected END),
+        ('clearing:in_flight', 'recovery', CASE WHEN m.recover THEN -m.collected END),
         -- completed: clearing settled
-        UNION ALL SELECT 'clearing:in_flight', 'advance', -m.amt
-            WHERE p_state = 'completed' AND m.advance
-        UNION ALL SELECT 'advances:receivable', 'advance', m.owed
-            WHERE p_state = 'completed' AND m.advance
-        UNION ALL SELECT 'revenue:fees', 'fee', m.amt - m.owed
-            WHERE p_state = 'completed' AND m.advance
-        UNION ALL SELECT 'clearing:in_flight', 'recovery', m.collected
-            WHERE p_state = 'completed' AND m.recover
-        UNION ALL SELECT 'advances:receivable', 'recovery', -m.collected
-            WHERE p_state = 'completed' AND m.recover
-        UNION ALL SELECT 'clearing:in_flight', s.movement, s.amount
-            FROM (SELECT CASE WHEN p_kind = 'purchase' THEN 'revenue' ELSE 'fee' END AS movement,
-                         (CASE WHEN m.debit THEN m.price ELSE 0 END)
-                         - (CASE WHEN m.credit THEN m.amt ELSE 0 END) AS amount) s
-            WHERE p_state = 'completed' AND (m.debit OR m.credit)
-        UNION ALL SELECT CASE WHEN p_kind = 'purchase'
-                              THEN 'revenue:bono:' || COALESCE(p_bono_id, '-')
-                              ELSE 'revenue:fees' END,
-                         CASE WHEN p_kind = 'purchase' THEN 'revenue' ELSE 'fee' END,
-                         (CASE WHEN m.credit THEN m.amt ELSE 0 END)
-                         - (CASE WHEN m.debit THEN m.price ELSE 0 END)
-            WHERE p_state = 'completed' AND (m.debit OR m.credit)
+        ('clearing:in_flight', 'advance', CASE WHEN m.completed AND m.advance THEN -m.amt END),
+        ('advances:receivable', 'advance', CASE WHEN m.completed AND m.advance THEN m.owed END),
+        ('revenue:fees', 'fee', CASE WHEN m.completed AND m.advance THEN m.amt - m.owed END),
+        ('clearing:in_flight', 'recovery',
+         CASE WHEN m.completed AND m.recover THEN m.collected END),
+        ('advances:receivable', 'recovery',
+         CASE WHEN m.completed AND m.recover THEN -m.collected END),
+        ('clearing:in_flight', m.sale,
+         CASE WHEN m.completed AND (m.debit OR m.credit) THEN m.sold END),
+        (m.sold_to, m.sale, CASE WHEN m.completed AND (m.debit OR m.credit) THEN -m.sold END),
         -- refunded: every done step compensated
-        UNION ALL SELECT 'clearing:in_flight', 'refund', m.price
-            WHERE p_state = 'refunded' AND m.debit
-        UNION ALL SELECT m.payer, 'refund', -m.price WHERE p_state = 'refunded' AND m.debit
-        UNION ALL SELECT m.receiver, 'reversal', m.amt WHERE p_state = 'refunded' AND m.credit
-        UNION ALL SELECT 'clearing:in_flight', 'reversal', -m.amt
-            WHERE p_state = 'refunded' AND m.credit
-        UNION ALL SELECT m.payer, 'reversal', m.amt WHERE p_state = 'refunded' AND m.advance
-        UNION ALL SELECT 'clearing:in_flight', 'reversal', -m.amt
-            WHERE p_state = 'refunded' AND m.advance
+        ('clearing:in_flight', 'refund', CASE WHEN m.refunded AND m.debit THEN m.price END),
+        (m.payer, 'refund', CASE WHEN m.refunded AND m.debit THEN -m.price END),
+        (m.receiver, 'reversal', CASE WHEN m.refunded AND m.credit THEN m.amt END),
+        ('clearing:in_flight', 'reversal', CASE WHEN m.refunded AND m.credit THEN -m.amt END),
+        (m.payer, 'reversal', CASE WHEN m.refunded AND m.advance THEN m.amt END),
+        ('clearing:in_flight', 'reversal', CASE WHEN m.refunded AND m.advance THEN -m.amt END),
         -- inconsistent: what clearing holds is owed back
-        UNION ALL SELECT 'clearing:in_flight', 'payable', c.held
-            FROM (SELECT (CASE WHEN m.debit THEN m.price ELSE 0 END)
-                         - (CASE WHEN m.credit THEN m.amt ELSE 0 END)
-                         - (CASE WHEN m.advance THEN m.amt ELSE 0 END)
-                         + (CASE WHEN m.recover THEN m.collected ELSE 0 END) AS held) c
-            WHERE p_state = 'inconsistent'
-        UNION ALL SELECT 'refunds:payable', 'payable', -c.held
-            FROM (SELECT (CASE WHEN m.debit THEN m.price ELSE 0 END)
-                         - (CASE WHEN m.credit THEN m.amt ELSE 0 END)
-                         - (CASE WHEN m.advance THEN m.amt ELSE 0 END)
-                         + (CASE WHEN m.recover THEN m.collected ELSE 0 END) AS held) c
-            WHERE p_state = 'inconsistent'
+        ('clearing:in_flight', 'payable', CASE WHEN p_state = 'inconsistent' THEN m.held END),
+        ('refunds:payable', 'payable', CASE WHEN p_state = 'inconsistent' THEN -m.held END),
         -- a top-up: the recharge platform's credit, once recorded
-        UNION ALL SELECT 'recharges:platform', 'topup', m.amt WHERE p_kind = 'topup'
-        UNION ALL SELECT m.payer, 'topup', -m.amt WHERE p_kind = 'topup'
+        ('recharges:platform', 'topup', CASE WHEN p_kind = 'topup' THEN m.amt END),
+        (m.payer, 'topup', CASE WHEN p_kind = 'topup' THEN -m.amt END)
     ) AS l(account, movement, amount)
     WHERE l.amount <> 0
 $$;
@@ -131,45 +126,49 @@ BEGIN
         CROSS JOIN LATERAL ledger_position(n.kind, n.state, n.steps, n.step, n.price,
                                            n.amount, n.owed, n.collected, n.bono_id,
                                            n.msisdn, n.beneficiary) p
+        WHERE n.kind = 'topup' OR n.step > 0  -- else the position is empty: no call
         ORDER BY n.id, p.account, p.movement;
         RETURN NULL;
     END IF;
-    INSERT INTO ledger_entries (at, transaction_id, movement, account, debit, credit, memo)
-    SELECT c.at, c.id, d.movement, d.account, GREATEST(d.amount, 0), GREATEST(-d.amount, 0),
-           c.kind || ': ' || c.old_state || ' -> ' || c.new_state
-    FROM (
-        SELECT n.id, n.updated_at AS at, n.kind, o.state AS old_state, n.state AS new_state,
+    WITH changed AS MATERIALIZED (
+        SELECT n.id, n.updated_at AS at, n.kind || ': ' || o.state || ' -> ' || n.state AS memo,
                o.kind AS o_kind, o.state AS o_state, o.steps AS o_steps, o.step AS o_step,
                o.price AS o_price, o.amount AS o_amount, o.owed AS o_owed,
                o.collected AS o_collected, o.bono_id AS o_bono_id, o.msisdn AS o_msisdn,
                o.beneficiary AS o_beneficiary,
-               n.state AS n_state, n.steps AS n_steps, n.step AS n_step, n.price AS n_price,
-               n.amount AS n_amount, n.owed AS n_owed, n.collected AS n_collected,
-               n.bono_id AS n_bono_id, n.msisdn AS n_msisdn, n.beneficiary AS n_beneficiary
+               n.kind AS n_kind, n.state AS n_state, n.steps AS n_steps, n.step AS n_step,
+               n.price AS n_price, n.amount AS n_amount, n.owed AS n_owed,
+               n.collected AS n_collected, n.bono_id AS n_bono_id, n.msisdn AS n_msisdn,
+               n.beneficiary AS n_beneficiary
         FROM new_rows n JOIN old_rows o ON o.id = n.id
         WHERE (o.kind, o.state, o.steps, o.step, o.price, o.amount, o.owed, o.collected,
                o.bono_id, o.msisdn, o.beneficiary)
               IS DISTINCT FROM
               (n.kind, n.state, n.steps, n.step, n.price, n.amount, n.owed, n.collected,
                n.bono_id, n.msisdn, n.beneficiary)
-    ) c
-    CROSS JOIN LATERAL (
-        SELECT x.account, x.movement, sum(x.amount)::bigint AS amount
+    ), moved AS (
+        SELECT x.id, x.account, x.movement, sum(x.amount)::bigint AS amount
         FROM (
-            SELECT p.account, p.movement, p.amount
-            FROM ledger_position(c.kind, c.n_state, c.n_steps, c.n_step, c.n_price,
-                                 c.n_amount, c.n_owed, c.n_collected, c.n_bono_id,
-                                 c.n_msisdn, c.n_beneficiary) p
+            SELECT c.id, p.account, p.movement, p.amount
+            FROM changed c
+            CROSS JOIN LATERAL ledger_position(c.n_kind, c.n_state, c.n_steps, c.n_step,
+                                               c.n_price, c.n_amount, c.n_owed, c.n_collected,
+                                               c.n_bono_id, c.n_msisdn, c.n_beneficiary) p
             UNION ALL
-            SELECT p.account, p.movement, -p.amount
-            FROM ledger_position(c.o_kind, c.o_state, c.o_steps, c.o_step, c.o_price,
-                                 c.o_amount, c.o_owed, c.o_collected, c.o_bono_id,
-                                 c.o_msisdn, c.o_beneficiary) p
+            SELECT c.id, p.account, p.movement, -p.amount
+            FROM changed c
+            CROSS JOIN LATERAL ledger_position(c.o_kind, c.o_state, c.o_steps, c.o_step,
+                                               c.o_price, c.o_amount, c.o_owed, c.o_collected,
+                                               c.o_bono_id, c.o_msisdn, c.o_beneficiary) p
         ) x
-        GROUP BY x.account, x.movement
+        GROUP BY x.id, x.account, x.movement
         HAVING sum(x.amount) <> 0
-    ) d
-    ORDER BY c.id, d.account, d.movement;
+    )
+    INSERT INTO ledger_entries (at, transaction_id, movement, account, debit, credit, memo)
+    SELECT c.at, d.id, d.movement, d.account, GREATEST(d.amount, 0), GREATEST(-d.amount, 0),
+           c.memo
+    FROM moved d JOIN changed c ON c.id = d.id
+    ORDER BY d.id, d.account, d.movement;
     RETURN NULL;
 END;
 $$;
