@@ -46,71 +46,76 @@ CREATE FUNCTION ledger_position(
     p_amount bigint, p_owed bigint, p_collected bigint, p_bono_id text, p_msisdn text,
     p_beneficiary text
 ) RETURNS TABLE (account text, movement text, amount bigint)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    -- Inlined into the posting query: `m` is computed once per row (OFFSET 0 keeps the planner
-    -- from copying its expressions into every leg), the legs are one VALUES list.
-    SELECT l.account, l.movement, l.amount
-    FROM (SELECT f.*,
-                 CASE WHEN f.debit THEN f.price ELSE 0 END
-                 - CASE WHEN f.credit THEN f.amt ELSE 0 END AS sold,
-                 CASE WHEN f.debit THEN f.price ELSE 0 END
-                 - CASE WHEN f.credit THEN f.amt ELSE 0 END
-                 - CASE WHEN f.advance THEN f.amt ELSE 0 END
-                 + CASE WHEN f.recover THEN f.collected ELSE 0 END AS held
-          FROM (SELECT
-                       -- a done step is encoded `do` or `do:undo`
-                       d.done && '{debit,debit:refund}'::text[] AS debit,
-                       d.done && '{credit,credit:reverse}'::text[] AS credit,
-                       d.done && '{advance,advance:reverse}'::text[] AS advance,
-                       d.done && '{recover}'::text[] AS recover,
-                       p_state = 'completed' AS completed, p_state = 'refunded' AS refunded,
-                       COALESCE(p_price, 0) AS price, COALESCE(p_amount, 0) AS amt,
-                       COALESCE(p_owed, p_amount, 0) AS owed,
-                       COALESCE(p_collected, 0) AS collected,
-                       'subscriber:' || p_msisdn AS payer,
-                       'subscriber:' || COALESCE(p_beneficiary, p_msisdn) AS receiver,
-                       CASE WHEN p_kind = 'purchase' THEN 'revenue' ELSE 'fee' END AS sale,
-                       CASE WHEN p_kind = 'purchase'
-                            THEN 'revenue:bono:' || COALESCE(p_bono_id, '-')
-                            ELSE 'revenue:fees' END AS sold_to
-                FROM (SELECT COALESCE(p_steps[1:GREATEST(p_step, 0)], '{}') AS done) d) f
-          OFFSET 0) m
-    CROSS JOIN LATERAL (VALUES
-        -- the done steps
-        (m.payer, 'debit', CASE WHEN m.debit THEN m.price END),
-        ('clearing:in_flight', 'debit', CASE WHEN m.debit THEN -m.price END),
-        (m.receiver, 'credit', CASE WHEN m.credit THEN -m.amt END),
-        ('clearing:in_flight', 'credit', CASE WHEN m.credit THEN m.amt END),
-        (m.payer, 'advance', CASE WHEN m.advance THEN -m.amt END),
-        ('clearing:in_flight', 'advance', CASE WHEN m.advance THEN m.amt END),
-        (m.payer, 'recovery', CASE WHEN m.recover THEN m.collected END),
-        ('clearing:in_flight', 'recovery', CASE WHEN m.recover THEN -m.collected END),
-        -- completed: clearing settled
-        ('clearing:in_flight', 'advance', CASE WHEN m.completed AND m.advance THEN -m.amt END),
-        ('advances:receivable', 'advance', CASE WHEN m.completed AND m.advance THEN m.owed END),
-        ('revenue:fees', 'fee', CASE WHEN m.completed AND m.advance THEN m.amt - m.owed END),
-        ('clearing:in_flight', 'recovery',
-         CASE WHEN m.completed AND m.recover THEN m.collected END),
-        ('advances:receivable', 'recovery',
-         CASE WHEN m.completed AND m.recover THEN -m.collected END),
-        ('clearing:in_flight', m.sale,
-         CASE WHEN m.completed AND (m.debit OR m.credit) THEN m.sold END),
-        (m.sold_to, m.sale, CASE WHEN m.completed AND (m.debit OR m.credit) THEN -m.sold END),
-        -- refunded: every done step compensated
-        ('clearing:in_flight', 'refund', CASE WHEN m.refunded AND m.debit THEN m.price END),
-        (m.payer, 'refund', CASE WHEN m.refunded AND m.debit THEN -m.price END),
-        (m.receiver, 'reversal', CASE WHEN m.refunded AND m.credit THEN m.amt END),
-        ('clearing:in_flight', 'reversal', CASE WHEN m.refunded AND m.credit THEN -m.amt END),
-        (m.payer, 'reversal', CASE WHEN m.refunded AND m.advance THEN m.amt END),
-        ('clearing:in_flight', 'reversal', CASE WHEN m.refunded AND m.advance THEN -m.amt END),
-        -- inconsistent: what clearing holds is owed back
-        ('clearing:in_flight', 'payable', CASE WHEN p_state = 'inconsistent' THEN m.held END),
-        ('refunds:payable', 'payable', CASE WHEN p_state = 'inconsistent' THEN -m.held END),
-        -- a top-up: the recharge platform's credit, once recorded
-        ('recharges:platform', 'topup', CASE WHEN p_kind = 'topup' THEN m.amt END),
-        (m.payer, 'topup', CASE WHEN p_kind = 'topup' THEN -m.amt END)
-    ) AS l(account, movement, amount)
-    WHERE l.amount <> 0
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    -- a done step is encoded `do` or `do:undo`
+    done    text[]  := COALESCE(p_steps[1:GREATEST(p_step, 0)], '{}');
+    debit   boolean := done && '{debit,debit:refund}'::text[];
+    credit  boolean := done && '{credit,credit:reverse}'::text[];
+    advance boolean := done && '{advance,advance:reverse}'::text[];
+    recover boolean := done && '{recover}'::text[];
+    price   bigint  := COALESCE(p_price, 0);
+    amt     bigint  := COALESCE(p_amount, 0);
+    owed    bigint  := COALESCE(p_owed, p_amount, 0);
+    got     bigint  := COALESCE(p_collected, 0);
+    payer   text    := 'subscriber:' || p_msisdn;
+    receiver text   := 'subscriber:' || COALESCE(p_beneficiary, p_msisdn);
+    held    bigint  := 0;  -- what clearing holds for the done steps (credit side positive)
+    sold    bigint;
+BEGIN
+    IF p_kind = 'topup' AND amt <> 0 THEN  -- the recharge platform's credit, once recorded
+        RETURN QUERY VALUES ('recharges:platform', 'topup', amt), (payer, 'topup', -amt);
+    END IF;
+    IF debit AND price <> 0 THEN
+        RETURN QUERY VALUES (payer, 'debit', price), ('clearing:in_flight', 'debit', -price);
+        held := held + price;
+    END IF;
+    IF credit AND amt <> 0 THEN
+        RETURN QUERY VALUES (receiver, 'credit', -amt), ('clearing:in_flight', 'credit', amt);
+        held := held - amt;
+    END IF;
+    IF advance AND amt <> 0 THEN
+        RETURN QUERY VALUES (payer, 'advance', -amt), ('clearing:in_flight', 'advance', amt);
+        held := held - amt;
+    END IF;
+    IF recover AND got <> 0 THEN
+        RETURN QUERY VALUES (payer, 'recovery', got), ('clearing:in_flight', 'recovery', -got);
+        held := held + got;
+    END IF;
+    IF p_state = 'completed' THEN  -- clearing settled
+        IF advance THEN
+            RETURN QUERY SELECT * FROM (VALUES ('clearing:in_flight', 'advance', -amt),
+                                              ('advances:receivable', 'advance', owed),
+                                              ('revenue:fees', 'fee', amt - owed)) v
+                         WHERE v.column3 <> 0;
+        END IF;
+        IF recover AND got <> 0 THEN
+            RETURN QUERY VALUES ('clearing:in_flight', 'recovery', got),
+                                ('advances:receivable', 'recovery', -got);
+        END IF;
+        sold := CASE WHEN debit THEN price ELSE 0 END - CASE WHEN credit THEN amt ELSE 0 END;
+        IF sold <> 0 AND p_kind = 'purchase' THEN
+            RETURN QUERY VALUES ('clearing:in_flight', 'revenue', sold),
+                                ('revenue:bono:' || COALESCE(p_bono_id, '-'), 'revenue', -sold);
+        ELSIF sold <> 0 THEN
+            RETURN QUERY VALUES ('clearing:in_flight', 'fee', sold), ('revenue:fees', 'fee', -sold);
+        END IF;
+    ELSIF p_state = 'refunded' THEN  -- every done step compensated
+        IF debit AND price <> 0 THEN
+            RETURN QUERY VALUES ('clearing:in_flight', 'refund', price), (payer, 'refund', -price);
+        END IF;
+        IF credit AND amt <> 0 THEN
+            RETURN QUERY VALUES (receiver, 'reversal', amt),
+                                ('clearing:in_flight', 'reversal', -amt);
+        END IF;
+        IF advance AND amt <> 0 THEN
+            RETURN QUERY VALUES (payer, 'reversal', amt), ('clearing:in_flight', 'reversal', -amt);
+        END IF;
+    ELSIF p_state = 'inconsistent' AND held <> 0 THEN  -- what clearing holds is owed back
+        RETURN QUERY VALUES ('clearing:in_flight', 'payable', held),
+                            ('refunds:payable', 'payable', -held);
+    END IF;
+END;
 $$;
 
 -- Posting: one INSERT ... SELECT per statement that inserts or updates movements (a batch of
