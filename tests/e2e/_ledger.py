@@ -21,7 +21,7 @@ WITH posted AS (
     FROM transactions t
     CROSS JOIN LATERAL ledger_position(t.kind, t.state, t.steps, t.step, t.price, t.amount,
                                        t.owed, t.collected, t.bono_id, t.msisdn,
-                                       t.beneficiary) p
+                                       t.beneficiary, t.operation) p
     GROUP BY t.id, p.account
 )
 SELECT COALESCE(a.id, b.id) AS id, COALESCE(a.account, b.account) AS account,

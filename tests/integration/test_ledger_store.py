@@ -23,9 +23,9 @@ TZ = "America/Argentina/Buenos_Aires"
 _INSERT = """
 INSERT INTO transactions (id, msisdn, beneficiary, kind, bono_id, channel, client,
                           idempotency_key, request_hash, state, price, amount, fee, owed,
-                          collected, steps, step, created_at, updated_at)
+                          collected, steps, step, created_at, updated_at, operation)
 VALUES ($1, $2, $3, $4, $5, 'ussd', 'test', $15, 'h', $6, $7, $8, $9, $10, $11, $12, $13,
-        $14, $14)
+        $14, $14, $16)
 """
 
 
@@ -34,10 +34,11 @@ async def insert(conn: Any, *, kind: str = "purchase", msisdn: str = P,
                  bono: str | None = "DATA_1GB", price: int | None = None,
                  amount: int | None = None, fee: int | None = None, owed: int | None = None,
                  collected: int | None = None, steps: list[str] | None = None, step: int = 0,
-                 at: datetime | None = None) -> uuid.UUID:
+                 at: datetime | None = None, operation: str | None = None) -> uuid.UUID:
     tx_id = uuid.uuid4()
     await conn.execute(_INSERT, tx_id, msisdn, beneficiary, kind, bono, state, price, amount,
-                       fee, owed, collected, steps, step, at or datetime.now(UTC), str(tx_id))
+                       fee, owed, collected, steps, step, at or datetime.now(UTC), str(tx_id),
+                       operation)
     return tx_id
 
 
@@ -181,21 +182,37 @@ async def test_the_migration_posts_movements_recorded_before_it(
                                  state="inconsistent")
                     await insert(conn, kind="topup", bono=None, amount=900)
                     await insert(conn, state="rejected")
-                    return await insert(conn, msisdn="5491100000023", price=300, steps=plan,
-                                        step=1, state="charged")
+                    # written before 0010 (no steps): a completed sale, a free bono, and one
+                    # charged when its worker stopped, which the recoverer then completes
+                    await insert(conn, msisdn="5491100000024", price=250, state="completed",
+                                 operation="debit_and_provision")
+                    await insert(conn, msisdn="5491100000024", price=250, state="completed",
+                                 operation="provision_only")
+                    legacy = await insert(conn, msisdn="5491100000025", price=120,
+                                          state="charged", operation="debit_and_provision")
+                    return legacy, await insert(conn, msisdn="5491100000023", price=300,
+                                                steps=plan, step=1, state="charged")
 
-                charged = await bridge.run(old_rows)
+                legacy, charged = await bridge.run(old_rows)
                 await bridge.run(apply, later)
+
+                async def before_moves(conn: Any) -> dict[str, int]:
+                    return await balances(conn)
+
+                assert (await bridge.run(before_moves))["clearing:in_flight"] == -300 - 120
 
                 async def check(conn: Any) -> dict[str, int]:
                     await move(conn, charged, "completed", step=2)
+                    await move(conn, legacy, "completed", step=2)  # as the recoverer writes it
                     return await balances(conn)
 
                 assert await bridge.run(check) == {
                     f"subscriber:{P}": 700 - 900,
                     f"subscriber:{Q}": 400,
                     "subscriber:5491100000023": 300,
-                    "revenue:bono:DATA_1GB": -1_000,
+                    "subscriber:5491100000024": 250,
+                    "subscriber:5491100000025": 120,
+                    "revenue:bono:DATA_1GB": -1_000 - 250 - 120,
                     "refunds:payable": -400,
                     "recharges:platform": 900,
                 }

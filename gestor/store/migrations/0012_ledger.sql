@@ -29,7 +29,8 @@ CREATE INDEX ledger_entries_account_at ON ledger_entries (account, at);
 CREATE INDEX ledger_entries_transaction ON ledger_entries (transaction_id);
 
 -- A movement's position: the balances its row implies, as signed legs (account, movement,
--- amount; positive = debit) that sum to zero. Pure: a function of the row's money columns only.
+-- amount; positive = debit) that sum to zero. Pure: a function of the row's money columns only
+-- (and of its operation, for rows written before 0010).
 --   * each done step: the subscriber's side against clearing:in_flight (debit: the payer pays
 --     `price`; credit: the receiver gets `amount`; advance: the payer is lent `amount`;
 --     recover: the payer pays `collected`);
@@ -44,12 +45,23 @@ CREATE INDEX ledger_entries_transaction ON ledger_entries (transaction_id);
 CREATE FUNCTION ledger_position(
     p_kind text, p_state text, p_steps text[], p_step integer, p_price bigint,
     p_amount bigint, p_owed bigint, p_collected bigint, p_bono_id text, p_msisdn text,
-    p_beneficiary text
+    p_beneficiary text, p_operation text
 ) RETURNS TABLE (account text, movement text, amount bigint)
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
+    -- A row written before operations were data (0010: no `steps`) ran its operation's
+    -- standard steps, the debit done once it was charged (as the recoverer reads it).
+    legacy  boolean := p_steps IS NULL AND p_kind = 'purchase';
+    steps   text[]  := CASE WHEN NOT legacy THEN p_steps
+                            WHEN p_operation = 'provision_only' THEN '{provision}'
+                            ELSE '{debit:refund,provision}' END;
+    step    integer := CASE WHEN NOT legacy THEN p_step
+                            WHEN p_state = 'completed' THEN cardinality(steps)
+                            WHEN p_state IN ('charged', 'refunded', 'inconsistent')
+                                THEN GREATEST(p_step, 1)
+                            ELSE p_step END;
     -- a done step is encoded `do` or `do:undo`
-    done    text[]  := COALESCE(p_steps[1:GREATEST(p_step, 0)], '{}');
+    done    text[]  := COALESCE(steps[1:GREATEST(step, 0)], '{}');
     debit   boolean := done && '{debit,debit:refund}'::text[];
     credit  boolean := done && '{credit,credit:reverse}'::text[];
     advance boolean := done && '{advance,advance:reverse}'::text[];
@@ -130,8 +142,9 @@ BEGIN
         FROM new_rows n
         CROSS JOIN LATERAL ledger_position(n.kind, n.state, n.steps, n.step, n.price,
                                            n.amount, n.owed, n.collected, n.bono_id,
-                                           n.msisdn, n.beneficiary) p
-        WHERE n.kind = 'topup' OR n.step > 0  -- else the position is empty: no call
+                                           n.msisdn, n.beneficiary, n.operation) p
+        -- else the position is empty: no call
+        WHERE n.kind = 'topup' OR n.step > 0 OR (n.steps IS NULL AND n.state <> 'received')
         ORDER BY n.id, p.account, p.movement;
         RETURN NULL;
     END IF;
@@ -140,17 +153,17 @@ BEGIN
                o.kind AS o_kind, o.state AS o_state, o.steps AS o_steps, o.step AS o_step,
                o.price AS o_price, o.amount AS o_amount, o.owed AS o_owed,
                o.collected AS o_collected, o.bono_id AS o_bono_id, o.msisdn AS o_msisdn,
-               o.beneficiary AS o_beneficiary,
+               o.beneficiary AS o_beneficiary, o.operation AS o_operation,
                n.kind AS n_kind, n.state AS n_state, n.steps AS n_steps, n.step AS n_step,
                n.price AS n_price, n.amount AS n_amount, n.owed AS n_owed,
                n.collected AS n_collected, n.bono_id AS n_bono_id, n.msisdn AS n_msisdn,
-               n.beneficiary AS n_beneficiary
+               n.beneficiary AS n_beneficiary, n.operation AS n_operation
         FROM new_rows n JOIN old_rows o ON o.id = n.id
         WHERE (o.kind, o.state, o.steps, o.step, o.price, o.amount, o.owed, o.collected,
-               o.bono_id, o.msisdn, o.beneficiary)
+               o.bono_id, o.msisdn, o.beneficiary, o.operation)
               IS DISTINCT FROM
               (n.kind, n.state, n.steps, n.step, n.price, n.amount, n.owed, n.collected,
-               n.bono_id, n.msisdn, n.beneficiary)
+               n.bono_id, n.msisdn, n.beneficiary, n.operation)
     ), moved AS (
         SELECT x.id, x.account, x.movement, sum(x.amount)::bigint AS amount
         FROM (
@@ -158,13 +171,15 @@ BEGIN
             FROM changed c
             CROSS JOIN LATERAL ledger_position(c.n_kind, c.n_state, c.n_steps, c.n_step,
                                                c.n_price, c.n_amount, c.n_owed, c.n_collected,
-                                               c.n_bono_id, c.n_msisdn, c.n_beneficiary) p
+                                               c.n_bono_id, c.n_msisdn, c.n_beneficiary,
+                                               c.n_operation) p
             UNION ALL
             SELECT c.id, p.account, p.movement, -p.amount
             FROM changed c
             CROSS JOIN LATERAL ledger_position(c.o_kind, c.o_state, c.o_steps, c.o_step,
                                                c.o_price, c.o_amount, c.o_owed, c.o_collected,
-                                               c.o_bono_id, c.o_msisdn, c.o_beneficiary) p
+                                               c.o_bono_id, c.o_msisdn, c.o_beneficiary,
+                                               c.o_operation) p
         ) x
         GROUP BY x.id, x.account, x.movement
         HAVING sum(x.amount) <> 0
@@ -226,5 +241,6 @@ SELECT t.updated_at, t.id, p.movement, p.account, GREATEST(p.amount, 0), GREATES
        t.kind || ': ' || t.state || ' (posted by migration 0012)'
 FROM transactions t
 CROSS JOIN LATERAL ledger_position(t.kind, t.state, t.steps, t.step, t.price, t.amount, t.owed,
-                                   t.collected, t.bono_id, t.msisdn, t.beneficiary) p
+                                   t.collected, t.bono_id, t.msisdn, t.beneficiary,
+                                   t.operation) p
 ORDER BY t.updated_at, t.id, p.account, p.movement;
