@@ -1,7 +1,7 @@
 """The `gestor` command: `serve` (the whole system, embedded defaults), `simulate` (the
 external platforms' simulator on its own), `reconcile` (transactions against the ledger),
-`rules` (rule-set files), `catalogue` (bono catalogue files), `keys` (API keys) and `audit`
-(the audit trail)."""
+`rules` (rule-set files), `catalogue` (bono catalogue files), `keys` (API keys), `audit`
+(the audit trail) and `ledger` (the double-entry ledger: trial balance, entries, daily close)."""
 
 from __future__ import annotations
 
