@@ -107,6 +107,9 @@ class Settings:
     #: Where the workers of one `gestor serve` share their metrics (GESTOR_METRICS_DIR, set by
     #: `gestor serve` for its workers; None: this process's own only).
     metrics_dir: Path | None = None
+    #: `[ledger] max_period_days`: the longest period a ledger query (trial balance, entries)
+    #: may ask for.
+    ledger_max_period_days: int = 366
     #: `[notifications]`: e-mail and SMS routes, the SMTP server (its password read from the
     #: environment or a file, never logged), the SMS gateway and templates (gestor.notify).
     notifications: NotificationSettings = attrs.field(
@@ -205,6 +208,7 @@ _BOUNDS: dict[tuple[str, str], _Range] = {
     ("recovery", "interval"): _Range(0, inclusive=False),
     ("recovery", "stale_after"): _Range(0, inclusive=False),
     ("recovery", "stuck_after"): _Range(0, inclusive=False),
+    ("ledger", "max_period_days"): _Range(1, maximum=36600),
     ("alarms", "send_timeout"): _Range(0, inclusive=False, maximum=3600),
     # [limits] (rate limits): a bucket's rate 0 turns it off.
     ("limits", "sync_interval"): _Range(0.01, maximum=10),
@@ -322,7 +326,7 @@ def _read_file(path: Path) -> _Table:
 #: The tables of gestor.toml (other tables are refused as unknown).
 _KNOWN_TABLES = frozenset({"server", "database", "embedded", "purchase", "actors", "recovery",
                            "alarms", "platforms", "simulator", "limits", "logging",
-                           "notifications"})
+                           "notifications", "ledger"})
 
 
 def _notification_defaults() -> NotificationSettings:
@@ -484,6 +488,7 @@ def load_settings(
                             _where(alarms, "webhooks"))
     platforms = dict(data.get("platforms", {}))
     logging_table = data.get("logging", {})
+    ledger = data.get("ledger", {})
     log_format = _get(logging_table, "format", str, "auto", "logging")
     if log_format not in ("auto", "json", "text"):
         raise SettingsError(f"logging.format must be auto, json or text, got {log_format!r}",
@@ -517,6 +522,7 @@ def load_settings(
         "limits": _read_limits(data.get("limits", {})),
         "log_format": "" if log_format == "auto" else log_format,
         "access_log": _get(logging_table, "access_log", bool, True, "logging"),
+        "ledger_max_period_days": _get(ledger, "max_period_days", int, 366, "ledger"),
     }
     data_dir = _get(embedded, "data_dir", str, "", "embedded")
     if data_dir:

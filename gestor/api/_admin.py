@@ -133,7 +133,7 @@ def register(app: GestorApp, settings: Settings) -> None:
             raise ApiProblem(422, "INVALID_PERIOD", "since must be before until", field="since")
         strict = validate.flag(request.args.get("strict"), "strict")
         report = await run_reconciliation(app.runtime.store, app.runtime.platforms, since,
-                                          until, strict=strict)
+                                          until, strict=strict, timezone=settings.timezone)
         return json_response(report.as_dict(), 200 if report.ok else 409)
 
     @app.get("/v1/admin/rules")

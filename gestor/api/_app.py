@@ -25,6 +25,7 @@ from gestor.api import (
     _admin_audit,
     _admin_catalogue,
     _admin_keys,
+    _admin_ledger,
     _admin_mobiles,
     _admin_notifications,
     _guards,
@@ -132,6 +133,7 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _admin_mobiles.register(app, settings)
     _admin_alarms.register(app, settings)
     _admin_audit.register(app, settings)
+    _admin_ledger.register(app, settings)
     _admin_keys.register(app, settings)
     _admin_catalogue.register(app, settings)
     _admin_notifications.register(app, settings)

@@ -80,6 +80,10 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/v1/admin/keys"): "admin",
     ("POST", "/v1/admin/keys/<key_id>/revoke"): "admin",
     ("POST", "/v1/admin/keys/<key_id>/rotate"): "admin",
+    ("GET", "/v1/admin/ledger/trial-balance"): "viewer",
+    ("GET", "/v1/admin/ledger/entries"): "viewer",
+    ("POST", "/v1/admin/ledger/closes"): "operator",
+    ("GET", "/v1/admin/ledger/closes/<raw_day>"): "viewer",
     # Outside /v1: Prometheus scrapes with a viewer key (open, as the alarm feed, on a
     # loopback server without channel keys).
     ("GET", "/metrics"): "viewer",

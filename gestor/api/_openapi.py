@@ -127,6 +127,7 @@ TAGS = {
     "Restrictions": "per-subscriber restrictions the rules see",
     "Keys": "API keys and their scopes or roles",
     "Audit": "who changed what, and when",
+    "Ledger": "the double-entry ledger: trial balance, entries, the daily close",
     "Operations": "statistics, metrics and reconciliation",
     "Health": "liveness and readiness",
     "Reference": "this document and its page",
@@ -212,6 +213,10 @@ def _operation(rule: Rule, method: str, op: Operation, ref_of: dict[type, dict[s
                 example = example_of(ref_of[answer.body], schemas)
             response["content"] = {"application/json": {"schema": ref_of[answer.body],
                                                         "example": example}}
+            # the same rows in another media type (text/csv): a string
+            response["content"].update({media: {"schema": {"type": "string"}}
+                                        for media in answer.media
+                                        if not media.startswith("application/json")})
         elif answer.media:
             response["content"] = {media: {"schema": {
                 "type": "object" if media.startswith("application/json") else "string"}}

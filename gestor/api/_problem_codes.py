@@ -63,11 +63,18 @@ PROBLEM_CODES: dict[str, ProblemCode] = _codes(
     ("INVALID_KIND", 422, "not a list of alarm kinds (of movement kinds, for a mobile's "
      "transactions)"),
     ("INVALID_TIME", 422, "not an ISO 8601 time between 1970 and 9999"),
-    ("INVALID_PERIOD", 422, "since is not before until"),
+    ("INVALID_PERIOD", 422, "since is not before until (from is after to)"),
+    ("PERIOD_TOO_LONG", 422, "from..to is longer than the configured maximum "
+     "(`[ledger] max_period_days`)"),
+    ("INVALID_FORMAT", 422, "format is not json or csv"),
+    ("INVALID_ACCOUNT", 422, "not a ledger account (subscriber:<msisdn>, revenue:bono:<id>, "
+     "revenue:fees, advances:receivable, refunds:payable, clearing:in_flight, "
+     "recharges:platform)"),
+    ("INVALID_DAY", 422, "day is not a date YYYY-MM-DD"),
     ("INVALID_FLAG", 422, "not true/false"),
     ("INVALID_ACTION", 422, "not an audit action or family"),
     ("INVALID_ACTOR", 422, "not a key's name or id"),
-    ("INVALID_AFTER", 422, "not an audit entry id"),
+    ("INVALID_AFTER", 422, "not an audit (or ledger) entry id"),
     ("INVALID_CODE", 422, "not a restriction code (1-40 of A-Z, 0-9, _)"),
     ("INVALID_REASON", 422, "reason is not text up to 500 characters"),
     ("INVALID_NOTE", 422, "note is not text up to 500 characters"),
@@ -101,6 +108,9 @@ PROBLEM_CODES: dict[str, ProblemCode] = _codes(
     ("RESTRICTION_NOT_FOUND", 404, "the mobile has no such restriction"),
     ("ALARM_NOT_FOUND", 404, "no such alarm"),
     ("KEY_NOT_FOUND", 404, "no such key"),
+    ("CLOSE_NOT_FOUND", 404, "the ledger day was never closed"),
+    ("DAY_NOT_OVER", 409, "the day has not ended yet (a minute's grace included) in the "
+     "configured timezone: it can't be closed"),
     ("PURCHASE_PENDING", 409, "the mobile has a purchase in flight (`pending_transaction`); "
      "nothing was done"),
     ("MOVEMENT_PENDING", 409, "a mobile the movement touches (`field`: msisdn or beneficiary) "

@@ -219,3 +219,10 @@ class RotateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """How long the old key stays valid beside the new one."""
 
     grace: Seconds = 86400
+
+
+class LedgerCloseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The day to close (a date in `[purchase] timezone`)."""
+
+    day: Annotated[str, _meta("INVALID_DAY", "a date YYYY-MM-DD", "2026-01-31",
+                              pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]

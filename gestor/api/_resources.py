@@ -578,6 +578,32 @@ class ReconciliationTotals(_Out):
                                               "less refunded less credited)")]
 
 
+class LedgerMismatch(_Out):
+    """A settled movement whose ledger entries moved a line otherwise than the export says."""
+
+    transaction_id: Id
+    msisdn: str
+    state: str
+    ledger: Annotated[int, Meta(description="credits - debits of subscriber:<msisdn>")]
+    charging_system: Annotated[int, Meta(description="what the export moved on that line")]
+
+
+class LedgerDayTotals(_Out):
+    day: Annotated[str, Meta(examples=["2026-01-31"])]
+    movements: int
+    ledger: int
+    charging_system: int
+    difference: int
+
+
+class ReconciliationLedger(_Out):
+    """The ledger's subscriber entries of the settled movements against the export."""
+
+    differences: list[LedgerMismatch]
+    days: list[LedgerDayTotals]
+    ok: bool
+
+
 class Reconciliation(_Out):
     """Gestor's transactions against the charging system's ledger over a period; `ok`
     false (answered 409) when they disagree."""
@@ -588,6 +614,7 @@ class Reconciliation(_Out):
     unsettled: list[UnsettledTransaction]
     totals: ReconciliationTotals
     strict: bool
+    ledger: ReconciliationLedger | None
     ok: bool
 
 
@@ -649,3 +676,62 @@ CATALOGUE_CREATED_EXAMPLE: dict[str, Any] = {
     "created_by": "ada", "created_at": "2026-01-31T12:00:00+00:00", "activated_by": None,
     "activated_at": None, "changes": CATALOGUE_CHANGES_EXAMPLE, "warnings": [],
 }
+
+
+class LedgerAccount(_Out):
+    account: Annotated[str, Meta(examples=["subscriber:5491100000001"])]
+    debits: Amount
+    credits: Amount
+    balance: Annotated[int, Meta(description="debits - credits (minor units)")]
+
+
+class TrialBalance(_Out):
+    from_: Time = msgspec.field(name="from")
+    to: Time
+    currency: str
+    accounts: list[LedgerAccount]
+    total_debits: Amount
+    total_credits: Amount
+
+
+class LedgerEntry(_Out):
+    id: int
+    at: Time
+    transaction_id: Id
+    movement: Annotated[str, Meta(examples=["debit", "refund", "credit", "advance", "fee",
+                                            "recovery", "topup", "revenue", "reversal",
+                                            "payable"])]
+    account: str
+    debit: Amount
+    credit: Amount
+    memo: str
+
+
+class LedgerEntries(_Out):
+    entries: list[LedgerEntry]
+    next: str | None
+
+
+class LedgerDifference(_Out):
+    account: str
+    closed_debits: Amount
+    closed_credits: Amount
+    debits: Amount
+    credits: Amount
+
+
+class LedgerClose(_Out):
+    day: Annotated[str, Meta(examples=["2026-01-31"])]
+    timezone: str
+    from_: Time = msgspec.field(name="from")
+    to: Time
+    entries: int
+    total_debits: Amount
+    total_credits: Amount
+    closed_at: Time
+    closed_by: str
+    accounts: list[LedgerAccount]
+    created: bool
+    matches: bool
+    entries_now: int
+    differences: list[LedgerDifference]

@@ -1,7 +1,8 @@
 """The `gestor` command: `serve` (the whole system, embedded defaults), `simulate` (the
 external platforms' simulator on its own), `reconcile` (transactions against the ledger),
 `rules` (rule-set files), `catalogue` (bono catalogue files), `keys` (API keys), `audit`
-(the audit trail) and `mobile` (a subscriber through the profiler)."""
+(the audit trail), `mobile` (a subscriber through the profiler) and `ledger` (the double-entry
+ledger: trial balance, entries, daily close)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import trio
 from gestor.cli import _audit as cli_audit
 from gestor.cli import _catalogue as cli_catalogue
 from gestor.cli import _keys as cli_keys
+from gestor.cli import _ledger as cli_ledger
 from gestor.cli import _mobile as cli_mobile
 from gestor.cli import _rules as cli_rules
 from gestor.cli import _status as cli_status
@@ -94,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_catalogue.add_parser(sub)
     cli_status.add_parser(sub)
     cli_audit.add_parser(sub)
+    cli_ledger.add_parser(sub)
     cli_keys.add_parser(sub)
     cli_mobile.add_parser(sub)
     return parser
@@ -121,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_catalogue.run(args)
         if args.command == "audit":
             return cli_audit.run(args)
+        if args.command == "ledger":
+            return cli_ledger.run(args)
         if args.command == "keys":
             return cli_keys.run(args)
         if args.command == "mobile":
@@ -251,7 +256,8 @@ async def _reconcile(settings: Settings, dsn: str, since: datetime, until: datet
     async with open_store(dsn, pool_size=2, apply_migrations=False) as store, \
             open_platforms(platform_settings) as platforms:
         try:
-            return await run_reconciliation(store, platforms, since, until, strict=strict)
+            return await run_reconciliation(store, platforms, since, until, strict=strict,
+                                            timezone=settings.timezone)
         except Exception as exc:
             logger.debug("reconciliation failed", exc_info=True)
             return f"{type(exc).__name__}: {exc}"

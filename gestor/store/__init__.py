@@ -22,6 +22,7 @@ from gestor.store._health import (
     describe_failure,
 )
 from gestor.store._keys import CALLS, ROLES, KeyRecord, KeyStore, NewKey
+from gestor.store._ledger import ACCOUNT, DayCheck, DayNotOver, subscriber_nets
 from gestor.store._migrate import migrate
 from gestor.store._notifications import Delivery, RouteRow
 from gestor.store._reconcile import (
@@ -52,6 +53,7 @@ from gestor.store._versions import (
 )
 
 __all__ = [
+    "ACCOUNT",
     "ACTION_FILTER",
     "ACTOR_FILTER",
     "CALLS",
@@ -62,6 +64,8 @@ __all__ = [
     "Batcher",
     "DatabaseDown",
     "DatabaseHealth",
+    "DayCheck",
+    "DayNotOver",
     "Delivery",
     "EmbeddedPostgres",
     "EmbeddedStartError",
@@ -93,6 +97,7 @@ __all__ = [
     "open_bridge",
     "open_store",
     "start_embedded",
+    "subscriber_nets",
     "supervise_embedded",
     "table_counts",
     "transactions_between",

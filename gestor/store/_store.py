@@ -12,7 +12,7 @@ import contextlib
 import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -31,6 +31,7 @@ from gestor.model import (
 from gestor.store import (
     _alarms,
     _audit,
+    _ledger,
     _notifications,
     _peak_hours,
     _rate_limits,
@@ -42,6 +43,7 @@ from gestor.store._audit import AuditRecord
 from gestor.store._batch import Batcher, BatcherStatistics, Queued
 from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
 from gestor.store._health import DatabaseHealth, HealthStatistics, StoreUnavailable
+from gestor.store._ledger import AccountTotals, DayCheck, Posting
 from gestor.store._migrate import migrate
 from gestor.store._notifications import Delivery, RouteRow
 from gestor.store._restrictions import Restriction
@@ -357,6 +359,38 @@ class Store:
         """The audit trail, oldest first (see `_audit.listing`)."""
         return await self.bridge.run(_audit.listing, after_id, since, actor, action, limit,
                                      transaction=False)
+
+    # -- ledger ---------------------------------------------------------------------------------
+    async def trial_balance(self, since: datetime, until: datetime) -> tuple[AccountTotals, ...]:
+        """Per account, the debits and credits posted in `[since, until)`."""
+        return await self.bridge.run(_ledger.trial_balance, since, until, transaction=False)
+
+    async def ledger_entries(self, since: datetime, until: datetime, *,
+                             account: str | None = None,
+                             transaction_id: uuid.UUID | None = None, after_id: int = 0,
+                             limit: int = 100) -> list[Posting]:
+        """The entries posted in `[since, until)`, in posting order (see `_ledger.entries`)."""
+        return await self.bridge.run(_ledger.entries, since, until, account, transaction_id,
+                                     after_id, limit, transaction=False)
+
+    async def ledger_balance(self, account: str) -> int:
+        """Debits - credits of `account` over all time (0 without entries)."""
+        found = await self.bridge.run(_ledger.balances, [account], transaction=False)
+        return found[account]
+
+    async def ledger_balances(self, accounts: Sequence[str]) -> dict[str, int]:
+        """`ledger_balance` of each of these accounts, in one read."""
+        found: dict[str, int] = await self.bridge.run(_ledger.balances, list(accounts),
+                                                      transaction=False)
+        return found
+
+    async def close_ledger_day(self, day: date, timezone: str, actor: Actor) -> DayCheck:
+        """Freeze `day`'s totals (audited), or check them if it is closed already."""
+        return await self.bridge.run(_ledger.close_day, day, timezone, actor)
+
+    async def check_ledger_day(self, day: date) -> DayCheck | None:
+        """A closed day's frozen totals against its entries now (None: not closed)."""
+        return await self.bridge.run(_ledger.check_day, day, transaction=False)
 
     # -- restrictions ---------------------------------------------------------------------------
     async def restrictions(self, msisdn: str) -> list[Restriction]:

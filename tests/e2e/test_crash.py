@@ -1,6 +1,7 @@
 """`kill -9` in the middle of a load of purchases, restart, recover: every purchase ends in a
 correct, explained state; the charging system's net debits equal exactly the completed
-purchases; nobody is charged twice. Then the same with platform faults injected."""
+purchases; nobody is charged twice; the ledger lost no entry and doubled none. Then the same
+with platform faults injected."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import trio
 
 from gestor.model import TxState
 from gestor.store import open_store
+from tests.e2e._ledger import check_ledger
 from tests.e2e._proc import ROOT, clean_env, free_port, start, stop
 
 pytestmark = pytest.mark.e2e
@@ -158,6 +160,7 @@ async def test_kill_9_mid_load_then_recover(
             rows = await settled(database_url)
             assert len(rows) >= PURCHASES // 2
             await check_invariants(rows, platforms_url)
+            await check_ledger(database_url, platforms_url)  # no entry lost, none doubled
             # And the operator's own tool agrees: zero mismatches, exit 0.
             report = await trio.to_thread.run_sync(lambda: subprocess.run(
                 [sys.executable, "-m", "gestor", "reconcile", "--platforms", platforms_url,

@@ -1,6 +1,7 @@
 """`kill -9` in the middle of a load of mixed movements (purchases, bonos for another mobile,
 transfers, advances, top-ups), restart, recover: every movement ends final, nothing is moved
-twice, and `gestor reconcile --strict` finds Gestor and the charging system in agreement."""
+twice, `gestor reconcile --strict` finds Gestor and the charging system in agreement, and the
+ledger lost no entry and doubled none."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 import trio
 
+from tests.e2e._ledger import check_ledger
 from tests.e2e._proc import ROOT, clean_env, free_port, start, stop
 from tests.e2e.test_crash import crash_config, serve, settled  # noqa: F401 (a fixture)
 
@@ -111,6 +113,8 @@ async def test_kill_9_mid_load_of_mixed_movements_then_recover(
             found = json.loads(report.stdout)
             assert found["mismatches"] == [] and found["unsettled"] == []
             assert found["totals"]["credits"] > 0
+            assert found["ledger"]["ok"] and found["ledger"]["differences"] == []
+            await check_ledger(database_url, platforms_url)  # no entry lost, none doubled
     finally:
         if server is not None:
             stop(server)

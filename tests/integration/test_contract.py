@@ -86,7 +86,7 @@ async def test_every_answer_conforms_to_the_document(served: Served,
                                      headers=bearer(admin))).json()["alarms"]
             assert alarms, "the inconsistent purchase raised no alarm"
         known = {"id": completed["id"], "msisdn": INCONSISTENT, "version": 1,
-                 "code": "NO_DATA_BONOS"}
+                 "code": "NO_DATA_BONOS", "day": "2001-01-01"}
         known_by_path = {"/v1/admin/alarms/{id}/": {**known, "id": str(alarms[0]["id"])},
                          "/v1/admin/keys/{id}/revoke": {**known, "id": revoked},
                          "/v1/admin/keys/{id}/rotate": {**known, "id": rotated}}
