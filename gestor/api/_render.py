@@ -107,6 +107,7 @@ def portrait(p: Portrait, catalogue: Catalogue) -> dict[str, Any]:
                           "until": r.until.isoformat() if r.until else None}
                          for r in p.restrictions],
         "advance_outstanding": p.advance_outstanding,
+        "ledger_balance": p.ledger_balance,
         "pending": None if p.pending is None else transaction(p.pending, catalogue, p.msisdn),
         "recent": [transaction(tx, catalogue, p.msisdn) for tx in p.recent],
         "peak_hours": {

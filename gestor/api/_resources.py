@@ -330,6 +330,10 @@ class SubscriberView(_Out):
     advance_outstanding: Annotated[Amount, Meta(
         description="what the mobile's advances still owe (amount + fee, less what top-ups "
                     "collected)")]
+    ledger_balance: Annotated[int, Meta(
+        description="what Gestor moved on the line's balance, by the ledger: credits − debits "
+                    "of the account `subscriber:<msisdn>` over all time (negative: it took more "
+                    "than it gave)")]
     pending: Annotated[Transaction | None, Meta(
         description="the movement in flight on this mobile (either role), if any")]
     recent: Annotated[list[Transaction], Meta(description="newest first, each with its `role`")]

@@ -140,6 +140,7 @@ def render(view: Mapping[str, Any]) -> str:
             f"this month   {c['purchases_month']} purchases, {_money(c['spent_month'])} spent",
             f"last bought  {_when(c['last_purchase_at'], tz)}",
             f"advance owed {_money(view['advance_outstanding'])}",
+            f"ledger       {_money(view['ledger_balance'])} moved on the balance through Gestor",
             ""]
     if view["restrictions"]:
         out.append("restrictions")

@@ -89,6 +89,9 @@ class Portrait:
     #: The restrictions in force at `at` (the codes the rules see), with reason and until.
     restrictions: tuple[Restriction, ...]
     advance_outstanding: int
+    #: What Gestor moved on the line's balance, by the ledger (credits − debits of
+    #: `subscriber:<msisdn>`: negative when it took more than it gave).
+    ledger_balance: int
     pending: Transaction | None
     recent: tuple[Transaction, ...]
     peak_hours: PeakHours
@@ -166,6 +169,7 @@ async def portrait(deps: PurchaseDeps, msisdn: str, channel: str = "api") -> Por
         nursery.start_soon(read, "recent", store.transactions_for, msisdn, None, RECENT)
         nursery.start_soon(read, "pending", store.transactions_for, msisdn, _PENDING, 1)
         nursery.start_soon(read, "peak", store.peak_hours, msisdn, since, now, tz)
+        nursery.start_soon(read, "ledger", store.ledger_balance, f"subscriber:{msisdn}")
     if failures:
         raise failures[0]
     view = SubscriberView.of(msisdn, got["snapshot"], now)
@@ -182,6 +186,7 @@ async def portrait(deps: PurchaseDeps, msisdn: str, channel: str = "api") -> Por
                                            "last_purchase_at")},
         restrictions=tuple(r for r in got["restrictions"] if r.code in in_force),
         advance_outstanding=view.counters.owed,
+        ledger_balance=-got["ledger"],
         pending=pending[0] if pending else None,
         recent=tuple(got["recent"]),
         peak_hours=PeakHours(tz, since, now, got["peak"]),

@@ -151,6 +151,11 @@ async def test_the_view_after_movements_of_every_kind(
         assert a["advance_outstanding"] == 0
         # C: the advance, owed with its 10 % fee.
         assert c["advance_outstanding"] == 55_000
+        # The ledger: what Gestor moved on each balance (A paid two bonos and a transfer with
+        # its fee; C was lent 50,000).
+        assert a["ledger_balance"] == -(own["price"] + gift["price"] + transfer["price"])
+        assert transfer["price"] == 20_000 + transfer["fee"]
+        assert c["ledger_balance"] == 50_000
         assert [(t["id"], t["owed"]) for t in c["recent"]] == [(advance["id"], 55_000)]
 
         # The profile as the rules see it: the listing's profile, the platforms' records.

@@ -82,7 +82,7 @@ def _view(**changes: Any) -> dict[str, Any]:
                      "last_purchase_at": NOW.isoformat()},
         "restrictions": [{"code": "NO_DATA_BONOS", "reason": "parental control (by otto)",
                           "until": "2027-01-01T00:00:00+00:00"}],
-        "advance_outstanding": 55_000,
+        "advance_outstanding": 55_000, "ledger_balance": -180_000,
         "pending": None, "recent": [],
         "peak_hours": {"timezone": TZ, "from": NOW.isoformat(), "to": NOW.isoformat(),
                        "cells": [{"weekday": d, "hour": h, "count": n}
@@ -100,6 +100,7 @@ def test_the_text_says_what_is_missing_and_what_is_in_force() -> None:
     assert "note         ocs: could not be asked (ocs: 503 OUTAGE)" in lines
     assert "today        1 purchases, 600.00 spent; 0 gifts, 0.00 given" in lines
     assert "advance owed 550.00" in lines
+    assert "ledger       -1,800.00 moved on the balance through Gestor" in lines
     assert ("  NO_DATA_BONOS        until 2026-12-31 21:00:00  parental control (by otto)"
             in lines)
     assert "in flight    nothing" in lines and "  none" in lines
