@@ -266,6 +266,23 @@ def test_the_rates_move_during_a_short_load(page: Page, console: Console) -> Non
     page.screenshot(path=str(console.shots / "console.png"), full_page=True)
 
 
+def test_the_reports_are_shown_or_said_unavailable(page: Page, console: Console) -> None:
+    """With the report routes (issue 12): the peak-hours heatmap (all 168 cells), revenue and
+    rejections by rule for the purchases made above; without them (404): "unavailable"."""
+    with console.http() as http:
+        answer = http.get("/v1/admin/reports/peak-hours").status_code
+    if answer == 404:
+        expect(page.locator("#reports-status")).to_contain_text("reports unavailable")
+        expect(page.locator("#heatmap")).to_have_text("reports unavailable")
+        return
+    assert answer == 200
+    expect(page.locator("#heatmap td")).to_have_count(7 * 24)
+    expect(page.locator("#heatmap td[title$=' 0']")).not_to_have_count(7 * 24)  # purchases
+    expect(page.locator("#chart-revenue canvas")).to_have_count(1)
+    expect(page.locator("#rejections")).not_to_be_empty()
+    expect(page.locator("#reports-status")).to_have_text("")
+
+
 def test_a_subscriber_is_opened(page: Page, console: Console) -> None:
     msisdn = "5491100000001"
     with console.channel() as channel:

@@ -134,6 +134,21 @@ const Alarms = {
     await this.reload();
     this.timers.push(setInterval(() => this.confirm(), 1000));
     this.timers.push(setInterval(() => this.showRate(), 1000));
+    this.timers.push(setInterval(() => this.refreshAcknowledged(), 10000));
+  },
+
+  /* Acknowledgements made elsewhere (another operator, the CLI) are not on the feed: every
+   * 10 s, the acknowledged alarms among those shown. */
+  async refreshAcknowledged() {
+    const open = [...this.byId.values()].filter((a) => a.state === "open" && !a.acknowledged);
+    if (!open.length) return;
+    const since = Math.min(...open.map((a) => a.id)) - 1;
+    const r = await api(`/v1/admin/alarms?state=acknowledged&since=${since}&limit=1000`);
+    if (!r.ok) return;
+    for (const alarm of r.data.alarms) {
+      const known = this.byId.get(alarm.id);
+      if (known && !known.acknowledged) this.update(alarm);
+    }
   },
 
   stop() {
@@ -301,7 +316,7 @@ const Alarms = {
 
   row(alarm) {
     const state = this.stateText(alarm);
-    const tr = el("tr", { "data-id": alarm.id, tabindex: 0, "aria-selected": String(alarm.id === this.selected) },
+    const tr = el("tr", { "data-id": alarm.id, tabindex: 0, "aria-current": alarm.id === this.selected ? "true" : null },
       el("td", { class: "num", text: alarm.id }),
       el("td", { text: fmtTime(alarm.at) }),
       el("td", { class: "sev-" + alarm.severity, text: alarm.severity }),
@@ -345,10 +360,10 @@ const Alarms = {
 
   select(id) {
     const before = this.rows.get(this.selected);
-    if (before) before.setAttribute("aria-selected", "false");
+    if (before) before.removeAttribute("aria-current");
     this.selected = id;
     const tr = this.rows.get(id);
-    if (tr) tr.setAttribute("aria-selected", "true");
+    if (tr) tr.setAttribute("aria-current", "true");
     const alarm = this.byId.get(id);
     if (alarm) this.detail(alarm);
   },
@@ -578,6 +593,7 @@ const Reports = {
       api(`/v1/admin/reports/breakdown?by=rule&${q}`)]);
     const unavailable = [peaks, series, rules].every((r) => r.status === 404);
     $("reports-status").textContent = unavailable ? "reports unavailable (this server has no report routes)" : "";
+    if (series.status === 404 && this.chart) { this.chart.destroy(); this.chart = null; }
     const show = (r, box, draw) => {
       if (r.status === 404) clear(box, el("p", { class: "muted", text: "reports unavailable" }));
       else if (!r.ok) clear(box, el("p", { class: "error", text: problemText(r) }));
@@ -595,20 +611,25 @@ const Reports = {
   },
 
   revenue(d) {
-    const byDay = new Map();
+    const byDay = new Map();  // day -> [revenue, fees], every kind of movement added up
     for (const row of d.rows) {
       const t = new Date(row.at).getTime() / 1000;
-      byDay.set(t, (byDay.get(t) || 0) + (row.revenue || 0) + (row.fees || 0) - (row.refunds || 0));
+      const sums = byDay.get(t) || [0, 0];
+      sums[0] += row.revenue || 0;
+      sums[1] += row.fees || 0;
+      byDay.set(t, sums);
     }
     const xs = [...byDay.keys()].sort((a, b) => a - b);
     const box = $("chart-revenue");
+    if (this.chart) { this.chart.destroy(); this.chart = null; }
     if (!xs.length) { clear(box, el("p", { class: "muted", text: "no movements in this period" })); return; }
     clear(box);
     const width = Math.max(280, box.clientWidth || 500);
     this.chart = new uPlot({ width, height: 170, scales: { x: { time: true } }, axes: [{}, { size: 60 }],
-      series: [{}, { label: "revenue", stroke: "#1e7a3c", fill: "rgba(30,122,60,.12)", width: 1.5,
-        value: (u, v) => fmtMoney(v) }] },
-    [xs, xs.map((x) => byDay.get(x))], box);
+      series: [{ label: "day" },
+        { label: "revenue", stroke: "#1e7a3c", fill: "rgba(30,122,60,.12)", width: 1.5, value: (u, v) => fmtMoney(v) },
+        { label: "fees", stroke: "#6b4fbb", width: 1.5, value: (u, v) => fmtMoney(v) }] },
+    [xs, xs.map((x) => byDay.get(x)[0]), xs.map((x) => byDay.get(x)[1])], box);
   },
 };
 
@@ -647,7 +668,9 @@ const Subscriber = {
         el("tbody", null, ...s.recent.map((tx) => el("tr", null, el("td", { text: fmtTime(tx.created_at) }), el("td", { text: tx.kind }),
           el("td", { text: tx.bono ? tx.bono.id : fmtMoney(tx.amount) }), el("td", { text: tx.state }), el("td", { class: "num", text: fmtMoney(tx.price) })))))
       : el("p", { class: "muted", text: "no movements" });
-    clear(box, dl, el("h3", { text: "Restrictions" }), restrictions, el("h3", { text: "Recent movements" }), recent,
+    const customer = el("details", null, el("summary", { text: "What the rules see (customer)" }),
+      el("pre", { text: JSON.stringify(profile.customer || {}, null, 2) }));
+    clear(box, dl, customer, el("h3", { text: "Restrictions" }), restrictions, el("h3", { text: "Recent movements" }), recent,
       s.peak_hours ? el("h3", { text: `Hours of purchase (${s.peak_hours.timezone})` }) : null,
       s.peak_hours ? heatmap(s.peak_hours.cells) : null);
   },
@@ -767,6 +790,12 @@ const Versions = {
 };
 
 /* -- start ----------------------------------------------------------------------------------- */
+window.addEventListener("resize", () => {
+  const fit = (chart, box) => { if (chart) chart.setSize({ width: Math.max(280, box.clientWidth), height: chart.height }); };
+  if (Rates.charts) { fit(Rates.charts.rates, $("chart-rates")); fit(Rates.charts.latency, $("chart-latency")); }
+  fit(Reports.chart, $("chart-revenue"));
+});
+
 document.addEventListener("DOMContentLoaded", () => {
   $("signin-form").onsubmit = (e) => { e.preventDefault(); $("signin-error").textContent = ""; signIn($("key").value.trim()); };
   $("sign-out").onclick = () => signOut("");
