@@ -96,6 +96,7 @@ function signOut(message) {
   me = null;
   Alarms.stop();
   Rates.stop();
+  Reports.stop();
   $("app").hidden = true;
   $("nav").hidden = true;
   $("who").hidden = true;
@@ -565,8 +566,7 @@ function heatmap(cells) {
   const rows = grid.map((hours, d) => el("tr", null, el("th", { scope: "row", text: WEEKDAYS[d] }),
     ...hours.map((count, h) => {
       const td = el("td", { title: `${WEEKDAYS[d]} ${h}:00 — ${count}` });
-      const alpha = max ? count / max : 0;
-      td.style.background = `rgba(31, 95, 191, ${alpha.toFixed(3)})`;
+      if (count > 0) td.style.background = `rgba(31, 95, 191, ${(0.15 + 0.85 * count / max).toFixed(3)})`;
       td.setAttribute("aria-label", `${WEEKDAYS[d]} ${h}:00, ${count}`);
       return td;
     })));
@@ -583,7 +583,9 @@ const Reports = {
     $("report-to").value = iso(new Date(today.getTime() + 86400000));
     $("reports-form").onsubmit = (e) => { e.preventDefault(); this.load(); };
     this.load();
+    this.timer = setInterval(() => this.load(), 60000);  // the period's figures keep coming
   },
+  stop() { clearInterval(this.timer); },
 
   async load() {
     const q = `from=${$("report-from").value}&to=${$("report-to").value}`;
@@ -623,13 +625,20 @@ const Reports = {
     const box = $("chart-revenue");
     if (this.chart) { this.chart.destroy(); this.chart = null; }
     if (!xs.length) { clear(box, el("p", { class: "muted", text: "no movements in this period" })); return; }
-    clear(box);
+    let revenue = 0, fees = 0;
+    for (const [r, f] of byDay.values()) { revenue += r; fees += f; }
+    const days = xs.length === 1 ? `on ${new Date(xs[0] * 1000).toLocaleDateString()}` : `over ${xs.length} days`;
+    const total = el("p", { id: "revenue-total", text: `${fmtMoney(revenue)} revenue and ${fmtMoney(fees)} in fees ${days}` });
+    if (xs.length < 2) { clear(box, total); return; }  // a line needs two days
+    clear(box, total);
     const width = Math.max(280, box.clientWidth || 500);
-    this.chart = new uPlot({ width, height: 170, scales: { x: { time: true } }, axes: [{}, { size: 60 }],
+    const money = (u, ticks) => ticks.map((t) => fmtNum(t, 0));
+    this.chart = new uPlot({ width, height: 170, scales: { x: { time: true } },
+      axes: [{ space: 70 }, { size: 80, values: money }],
       series: [{ label: "day" },
-        { label: "revenue", stroke: "#1e7a3c", fill: "rgba(30,122,60,.12)", width: 1.5, value: (u, v) => fmtMoney(v) },
-        { label: "fees", stroke: "#6b4fbb", width: 1.5, value: (u, v) => fmtMoney(v) }] },
-    [xs, xs.map((x) => byDay.get(x)[0]), xs.map((x) => byDay.get(x)[1])], box);
+        { label: "revenue", stroke: "#1e7a3c", fill: "rgba(30,122,60,.12)", width: 1.5, points: { size: 7 }, value: (u, v) => fmtNum(v, 2) },
+        { label: "fees", stroke: "#6b4fbb", width: 1.5, points: { size: 7 }, value: (u, v) => fmtNum(v, 2) }] },
+    [xs, xs.map((x) => byDay.get(x)[0] / 100), xs.map((x) => byDay.get(x)[1] / 100)], box);
   },
 };
 
