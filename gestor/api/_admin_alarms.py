@@ -6,6 +6,8 @@ lists them; `POST /v1/admin/alarms/<id>/acknowledge` says someone is on an open 
 each once it does), `acknowledged` / `unacknowledged` the open ones someone has / nobody has
 acknowledged yet, `resolved` those settled; without it, every alarm. Pages go by id: `since` is
 the last id of the previous page, and `next` links the following page (null on the last one).
+`before=<id>` pages the other way, newest first: the alarms before that id (the console shows
+the latest ones this way, and pages back to older ones).
 Acknowledging (optional JSON `{"note"}`) records who and when on the alarm; it stays open.
 Resolving by hand (optional `{"note"}`) is for an alarm whose cause went away unseen. Both are
 in the audit trail. All need the admin key like every admin route.
@@ -109,20 +111,33 @@ def register(app: GestorApp, settings: Settings) -> None:
                                   "comma-separated alarm kinds", "charge_unknown"),
                         reg.query("since", {"type": "integer", "minimum": 0},
                                   "the last id of the previous page", 0),
+                        reg.query("before", {"type": "integer", "minimum": 1},
+                                  "newest first, the alarms before this id (not with `since`)",
+                                  120),
                         reg.limit(DEFAULT_LIMIT, MAX_LIMIT)),
-                problems=("INVALID_STATE", "INVALID_KIND", "INVALID_SINCE:422", "INVALID_LIMIT"))
+                problems=("INVALID_STATE", "INVALID_KIND", "INVALID_SINCE:422", "INVALID_BEFORE",
+                          "INVALID_LIMIT"))
     async def list_alarms() -> Response:
-        """Persisted alarms in id order, filtered by state and kind, a page at a time."""
+        """Persisted alarms in id order (newest first with `before`), filtered by state and
+        kind, a page at a time."""
         require_admin(settings)
         state = _state(request.args.get("state"))
         kinds = _kinds(request.args.get("kind"))
         since = _whole(request.args.get("since"), "since", 0, 0, validate.BIGINT_MAX)
+        before: int | None = None
+        if request.args.get("before") is not None:
+            if request.args.get("since") is not None:
+                raise ApiProblem(422, "INVALID_BEFORE", "give since or before, not both",
+                                 field="before")
+            before = _whole(request.args.get("before"), "before", 0, 1, validate.BIGINT_MAX)
         limit = _whole(request.args.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        alarms = await app.runtime.store.list_alarms(since, limit, state, kinds)
+        alarms = await app.runtime.store.list_alarms(since, limit, state, kinds, before)
         next_page = None
         if len(alarms) == limit:
+            after: dict[str, Any] = ({"since": alarms[-1].id} if before is None
+                                     else {"before": alarms[-1].id})
             params = {"state": state, "kind": ",".join(kinds) if kinds else None,
-                      "since": alarms[-1].id, "limit": limit}
+                      **after, "limit": limit}
             query = urlencode({k: v for k, v in params.items() if v is not None})
             next_page = f"/v1/admin/alarms?{query}"
         return json_response({"alarms": [listed(a) for a in alarms], "next": next_page})

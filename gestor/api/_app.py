@@ -26,8 +26,10 @@ from gestor.api import (
     _admin_catalogue,
     _admin_keys,
     _admin_ledger,
+    _admin_live,
     _admin_mobiles,
     _admin_notifications,
+    _console,
     _guards,
     _metrics,
     _movements,
@@ -38,6 +40,7 @@ from gestor.api import _render as render
 from gestor.api import _resources as res
 from gestor.api import _validate as validate
 from gestor.api._auth import (
+    WEBSOCKET_PROTOCOL,
     allow_channel,
     allow_msisdn,
     allow_read,
@@ -75,7 +78,8 @@ _KINDS = {k.value for k in TxKind}
 
 def create_app(settings: Settings, database_url: str, platforms_url: str) -> GestorApp:
     _protocol_fixes.apply()
-    # No /static route: there is no gestor/static (the reference page serves its own files).
+    # No /static route: there is no gestor/static (the reference page and the console serve
+    # their own files).
     app = GestorApp("gestor", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     # A body that has not all arrived within keep_alive_timeout is answered 408 and its
@@ -138,7 +142,9 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _admin_catalogue.register(app, settings)
     _admin_notifications.register(app, settings)
     register_docs(app)
-    _metrics.register(app, settings)
+    _console.register(app)
+    collect, gather = _metrics.register(app, settings)
+    _admin_live.register(app, collect, gather)
     _movements.register(app, settings)
     return app
 
@@ -362,10 +368,13 @@ def _routes(app: GestorApp, settings: Settings) -> None:
                 problems=("INVALID_SINCE:400",), websocket=True)
     async def alarms() -> None:
         since = validate.alarm_since(websocket.args.get("since"))  # 400 refuses the handshake
-        await websocket.accept()
         # Every alarm after `since`, then live ones, each once. A slow client is fed from the
         # database when it falls behind the live buffer; one that stops reading for
         # `[alarms] send_timeout` is disconnected by its connection (gestor/serving/_websocket.py).
+        if WEBSOCKET_PROTOCOL in websocket.requested_subprotocols:  # a browser (the console)
+            await websocket.accept(subprotocol=WEBSOCKET_PROTOCOL)
+        else:
+            await websocket.accept()
         try:
             async with app.runtime.alarms.subscribe(since) as stream:
                 async for alarm in stream:

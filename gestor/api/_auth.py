@@ -17,11 +17,15 @@ missing `scope`: `call:purchase`, `channel:web`, `msisdn:5491...`, `read:all`); 
 only read. Admin routes need an operator key whose role reaches the route's (`ROUTE_ROLES`:
 403 `FORBIDDEN_ROLE` naming the `role`); the alarm feed and `/metrics` need `viewer` (both open
 in the open mode). The operator recorded
-for a change is the key's name, never a header.
+for a change is the key's name, never a header. A browser, which cannot set a websocket's
+headers, offers its key as a subprotocol (`gestor.key.<base64url>`, beside `gestor.v1`, the one
+the server picks): never in the URL, which access logs record.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import logging
 import re
@@ -76,6 +80,8 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("POST", "/v1/admin/catalogue/<raw>/activate"): "admin",
     ("GET", "/v1/admin/audit"): "viewer",
     ("GET", "/v1/admin/notifications"): "viewer",
+    ("GET", "/v1/admin/rates"): "viewer",
+    ("GET", "/v1/admin/me"): "viewer",
     ("GET", "/v1/admin/keys"): "admin",
     ("POST", "/v1/admin/keys"): "admin",
     ("POST", "/v1/admin/keys/<key_id>/revoke"): "admin",
@@ -102,6 +108,12 @@ ROUTE_CALLS: dict[tuple[str, str], str] = {
 
 #: The websocket routes and the role they need.
 WEBSOCKET_ROLES: dict[str, str] = {"/v1/alarms": "viewer"}
+
+#: A browser cannot set headers on a websocket: it offers its key as a subprotocol,
+#: `gestor.key.<the key in base64url, unpadded>`, next to `gestor.v1`, the one the server
+#: chooses (never the one carrying the key). Not in the URL: URLs are logged.
+WEBSOCKET_PROTOCOL = "gestor.v1"
+_KEY_PROTOCOL = "gestor.key."
 
 _warned: set[tuple[str, str]] = set()
 
@@ -131,9 +143,28 @@ async def is_open(settings: Settings, keyring: KeyRing) -> bool:
             and not await keyring.has_channel_keys())
 
 
-async def authenticate(settings: Settings, keyring: KeyRing, headers: Any) -> Principal | None:
-    """The caller's principal; None without a key where keys are needed; 401 for a bad key."""
-    token = _bearer(headers)
+def websocket_token(headers: Any) -> str | None:
+    """The key a browser offered as a websocket subprotocol (`gestor.key.<base64url>`), if
+    any; 401 for one that does not decode."""
+    for offered in str(headers.get("Sec-WebSocket-Protocol", "")).split(","):
+        offered = offered.strip()
+        if offered.startswith(_KEY_PROTOCOL):
+            encoded = offered.removeprefix(_KEY_PROTOCOL)
+            try:
+                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                raise _unauthorized("the key offered as a websocket subprotocol is not "
+                                    "base64url") from None
+    return None
+
+
+async def authenticate(settings: Settings, keyring: KeyRing, headers: Any,
+                       token: str | None = None) -> Principal | None:
+    """The caller's principal; None without a key where keys are needed; 401 for a bad key.
+    `token`: a key given otherwise than as `Authorization: Bearer` (a websocket's
+    subprotocol)."""
+    if token is None:
+        token = _bearer(headers)
     if token is None or token == "":
         if not await is_open(settings, keyring):
             return None
@@ -242,8 +273,12 @@ async def _check_operator_route(settings: Settings, role: str) -> None:
 
 async def check_websocket(settings: Settings) -> None:
     """Authenticate a websocket handshake (`before_websocket`): the alarm feed needs an
-    operator key (viewer or above), unless open."""
-    principal = await authenticate(settings, _keyring(), websocket.headers)
+    operator key (viewer or above), unless open; the key as `Authorization: Bearer`, or from a
+    browser as a subprotocol (`WEBSOCKET_PROTOCOL`)."""
+    headers = websocket.headers
+    token = _bearer(headers)
+    principal = await authenticate(settings, _keyring(), headers,
+                                   token if token is not None else websocket_token(headers))
     if principal is None:
         raise _unauthorized("an operator API key is required (Authorization: Bearer <key>)")
     g.principal = principal

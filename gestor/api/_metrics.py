@@ -7,6 +7,7 @@ no channel keys) like the rest of the API (gestor/api/_auth.py, `ROUTE_ROLES`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -20,11 +21,18 @@ if TYPE_CHECKING:
     from gestor.api._gestor_app import GestorApp
     from gestor.settings import Settings
 
-__all__ = ["register"]
+__all__ = ["Gather", "register"]
+
+Snapshot = dict[str, Any]
+#: Every worker's snapshot now, with whether it is live: this worker's `mine` and the others'
+#: published files (it reads files: call it off trio's thread).
+Gather = Callable[[Snapshot], list[tuple[Snapshot, bool]]]
 
 
-def register(app: GestorApp, settings: Settings) -> None:
-    """The route, and (when `settings.metrics_dir` is set) this worker's publisher."""
+def register(app: GestorApp, settings: Settings) -> tuple[Callable[[], Snapshot], Gather]:
+    """The route, and (when `settings.metrics_dir` is set) this worker's publisher; returns
+    what reads this worker's snapshot, and what adds the other workers' to it (for the
+    console's live rates, gestor/api/_admin_live.py)."""
     publisher: list[Publisher] = []
 
     def collect() -> dict[str, Any]:
@@ -40,10 +48,13 @@ def register(app: GestorApp, settings: Settings) -> None:
             publisher.append(Publisher(directory, collect))
             await app.nursery.start(publisher[0].run)
 
-    def render_all(mine: dict[str, Any]) -> bytes:
+    def gather(mine: Snapshot) -> list[tuple[Snapshot, bool]]:
         others = (read_snapshots(publisher[0].directory, skip=publisher[0].path)
                   if publisher else [])
-        return render([(mine, True), *others])
+        return [(mine, True), *others]
+
+    def render_all(mine: Snapshot) -> bytes:
+        return render(gather(mine))
 
     @app.get("/metrics")
     @documented("Prometheus metrics of every worker of this server, added up", "Operations",
@@ -55,3 +66,5 @@ def register(app: GestorApp, settings: Settings) -> None:
         # requests this worker is serving meanwhile are not held up for the whole of it.
         body = await trio.to_thread.run_sync(render_all, mine)
         return Response(body, status=200, content_type=CONTENT_TYPE)
+
+    return collect, gather

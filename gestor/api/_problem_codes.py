@@ -60,6 +60,7 @@ PROBLEM_CODES: dict[str, ProblemCode] = _codes(
     ("INVALID_STATE", 422, "not a state this listing filters on"),
     ("INVALID_LIMIT", 422, "limit is out of range"),
     ("INVALID_SINCE", (400, 422), "since is not a whole number in range"),
+    ("INVALID_BEFORE", 422, "before is not a whole number in range, or comes with since"),
     ("INVALID_KIND", 422, "not a list of alarm kinds (of movement kinds, for a mobile's "
      "transactions)"),
     ("INVALID_TIME", 422, "not an ISO 8601 time between 1970 and 9999"),

@@ -331,7 +331,7 @@ class SubscriberView(_Out):
         description="what the mobile's advances still owe (amount + fee, less what top-ups "
                     "collected)")]
     ledger_balance: Annotated[int, Meta(
-        description="what Gestor moved on the line's balance, by the ledger: credits − debits "
+        description="what Gestor moved on the line's balance, by the ledger: credits - debits "
                     "of the account `subscriber:<msisdn>` over all time (negative: it took more "
                     "than it gave)")]
     pending: Annotated[Transaction | None, Meta(
@@ -538,6 +538,44 @@ class Statistics(_Out):
     keys: dict[str, Any]
     connections: dict[str, Any] | None
     rate_limits: dict[str, Any]
+
+
+class RateFigures(_Out):
+    """A worker's (or the whole server's) figures since it started: purchases by outcome,
+    accepted, in flight now, the purchase requests' latency per bucket (`latency_bounds`, the
+    last bucket above them all), and per platform its circuit state, calls in flight, calls
+    and their latency per bucket (`platform_latency_bounds`)."""
+
+    purchases: dict[str, float]
+    accepted: float
+    in_flight: float
+    latency: list[float]
+    platforms: dict[str, Any]
+
+
+class WorkerRates(RateFigures):
+    worker: Annotated[str, Meta(examples=["0"])]
+    pid: int
+
+
+class Rates(_Out):
+    """What the console's live rates are drawn from: cumulative figures of each live worker and
+    of the whole server (stopped workers' counts included); diff two readings for rates."""
+
+    at: Time
+    latency_bounds: list[float]
+    platform_latency_bounds: list[float]
+    outcomes: list[str]
+    workers: list[WorkerRates]
+    total: RateFigures
+
+
+class Operator(_Out):
+    """The operator key a request was made with: its public id, name and role."""
+
+    key_id: Annotated[str, Meta(examples=["3f2a9c0d1e7b"])]
+    name: Annotated[str, Meta(examples=["ada"])]
+    role: Literal["viewer", "operator", "admin"]
 
 
 class Mismatch(_Out):

@@ -17,6 +17,7 @@ from gestor.metrics._instruments import (
     PLATFORM_CALL_SECONDS,
     SAGA_STEP_SECONDS,
 )
+from gestor.metrics._rates import live_rates
 from gestor.metrics._statistics import Reading, Series
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Reading",
     "Series",
     "gestor_version",
+    "live_rates",
     "prepare_directory",
     "read_snapshots",
     "render",

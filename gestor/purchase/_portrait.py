@@ -89,7 +89,7 @@ class Portrait:
     #: The restrictions in force at `at` (the codes the rules see), with reason and until.
     restrictions: tuple[Restriction, ...]
     advance_outstanding: int
-    #: What Gestor moved on the line's balance, by the ledger (credits − debits of
+    #: What Gestor moved on the line's balance, by the ledger (credits - debits of
     #: `subscriber:<msisdn>`: negative when it took more than it gave).
     ledger_balance: int
     pending: Transaction | None

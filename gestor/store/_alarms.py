@@ -142,11 +142,17 @@ async def alarms_after(conn: Any, after_id: int, limit: int) -> list[Alarm]:
 
 
 async def list_alarms(conn: Any, after_id: int, limit: int, state: str | None,
-                      kinds: Sequence[str] | None) -> list[Alarm]:
-    """Alarms after `after_id` in id order; `state` keeps only those 'open' (acknowledged or
-    not), 'acknowledged' (open and acknowledged), 'unacknowledged' (open, not acknowledged) or
-    'resolved'."""
-    where = ["id > $1"]
+                      kinds: Sequence[str] | None, before_id: int | None = None) -> list[Alarm]:
+    """Alarms after `after_id` in id order (or, with `before_id`, those before it, newest
+    first); `state` keeps only those 'open' (acknowledged or not), 'acknowledged' (open and
+    acknowledged), 'unacknowledged' (open, not acknowledged) or 'resolved'."""
+    args: list[Any] = [limit]
+    if before_id is None:
+        args.append(after_id)
+        where = ["id > $2"]
+    else:
+        args.append(before_id)
+        where = ["id < $2"]
     if state == "open":
         where.append(_OPEN)
     elif state == "acknowledged":
@@ -157,12 +163,12 @@ async def list_alarms(conn: Any, after_id: int, limit: int, state: str | None,
         where.append("resolved_at IS NOT NULL")
     elif state is not None:
         raise ValueError(f"unknown alarm state {state!r}")
-    args: list[Any] = [after_id, limit]
     if kinds:
         args.append(list(kinds))
         where.append("kind = ANY($3::text[])")
+    order = "id" if before_id is None else "id DESC"
     rows = await conn.fetch(
-        f"SELECT * FROM alarms WHERE {' AND '.join(where)} ORDER BY id LIMIT $2", *args
+        f"SELECT * FROM alarms WHERE {' AND '.join(where)} ORDER BY {order} LIMIT $1", *args
     )
     return [alarm_from_row(r) for r in rows]
 

@@ -259,11 +259,14 @@ class Store:
         return await self.bridge.run(_alarms.alarms_after, after_id, limit, transaction=False)
 
     async def list_alarms(self, after_id: int = 0, limit: int = 100, state: str | None = None,
-                          kinds: Sequence[str] | None = None) -> list[Alarm]:
-        """Alarms after `after_id` in id order, `state` ('open', 'acknowledged',
-        'unacknowledged', 'resolved') and `kinds` filtering."""
+                          kinds: Sequence[str] | None = None, before_id: int | None = None
+                          ) -> list[Alarm]:
+        """Alarms after `after_id` in id order (with `before_id`: before it, newest first),
+        `state` ('open', 'acknowledged', 'unacknowledged', 'resolved') and `kinds`
+        filtering."""
         return await self.bridge.run(_alarms.list_alarms, after_id, limit, state,
-                                     list(kinds) if kinds else None, transaction=False)
+                                     list(kinds) if kinds else None, before_id,
+                                     transaction=False)
 
     async def latest_alarm_id(self) -> int:
         return await self.bridge.run(_alarms.latest_alarm_id, transaction=False)
