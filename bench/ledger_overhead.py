@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         import trio
 
-        from gestor.store import open_bridge, start_embedded
-        from gestor.store._migrate import migrate
+        from gestor.store import migrate, open_bridge, start_embedded
 
         root = Path(tempfile.mkdtemp(prefix="gestor-ledger-bench-"))
         server = start_embedded(root / "data")
