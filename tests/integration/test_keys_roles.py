@@ -29,7 +29,7 @@ from tests.integration._served import raw_exchange
 
 ROLES = ("viewer", "operator", "admin")
 _PARAMS = {"raw_msisdn": "5491100000001", "code": "NO_DATA_BONOS", "raw_id": "987654",
-           "raw": "1", "key_id": "0123456789ab", "tx_id": "0" * 32}
+           "raw": "1", "key_id": "0123456789ab", "tx_id": "0" * 32, "raw_day": "2001-01-01"}
 
 
 
