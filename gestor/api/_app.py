@@ -11,7 +11,6 @@ import hashlib
 import logging
 import os
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import trio
@@ -252,7 +251,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
             idempotency_key=key,
             request_hash=_request_hash(msisdn, bono_id, channel) if other is None
             else _request_hash(msisdn, bono_id, channel, other),
-            at=datetime.now(UTC), beneficiary=other,
+            at=rt.purchases.deps.now(), beneficiary=other,  # the injectable clock
         )
         transaction_id_var.set(str(new.id))  # this request's log lines name the purchase
         msisdn_var.set(msisdn)

@@ -29,6 +29,7 @@ from gestor.store._reconcile import (
     transactions_between,
     transactions_by_id,
 )
+from gestor.store._reports import Period, Reports
 from gestor.store._store import Store, Unsettled, open_store
 from gestor.store._supervisor import EmbeddedSupervisor, supervise_embedded
 from gestor.store._transactions import (
@@ -72,7 +73,9 @@ __all__ = [
     "NoEmbeddedDatabase",
     "PartnerMoved",
     "PendingExists",
+    "Period",
     "Replayed",
+    "Reports",
     "RuleSetRecord",
     "SnapshotRequest",
     "Store",

@@ -34,6 +34,7 @@ from gestor.store._batch import Batcher, BatcherStatistics, Queued
 from gestor.store._bridge import Bridge, BridgeStatistics, open_bridge
 from gestor.store._health import DatabaseHealth, HealthStatistics, StoreUnavailable
 from gestor.store._migrate import migrate
+from gestor.store._reports import Reports
 from gestor.store._restrictions import Restriction
 from gestor.store._transactions import (
     Accepted,
@@ -260,6 +261,11 @@ class Store:
     def rule_versions(self) -> Versions:
         """Rule-set versions (DESIGN D6)."""
         return Versions(self.bridge, _versions.RULES)
+
+    @property
+    def reports(self) -> Reports:
+        """The reports over every worker and node (migration 0013)."""
+        return Reports(self.bridge)
 
     @property
     def catalogue_versions(self) -> Versions:

@@ -1,0 +1,177 @@
+"""SQL of the reports (migration 0013): hourly rollups plus the facts not folded yet, read in one
+statement (one snapshot), so a report is exact the moment a movement commits; the fold that
+moves facts into rollups; the rebuild from `transactions`.
+
+A period is the hours that start in it: `hours(start, end)` rounds both ends up to the hour."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+
+from gestor.store._bridge import Bridge
+
+#: Outcomes a series counts: `received` is every accepted movement, the others final states.
+OUTCOMES = ("received", "completed", "rejected", "failed", "refunded", "inconsistent")
+MONEY = ("revenue", "fees", "refunds", "granted", "recovered")
+#: Breakdown dimensions as the API names them (`by`) → as the rollups do.
+DIMENSIONS = {"bono": "bono", "channel": "channel", "profile": "profile", "segment": "segment",
+              "rule": "rule"}
+
+
+def ceil_hour(at: datetime) -> datetime:
+    """The first hour start at or after `at` (UTC)."""
+    at = at.astimezone(UTC)
+    floor = at.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == at else floor + timedelta(hours=1)
+
+
+@attrs.frozen
+class Period:
+    """The hours that start in [start, end), and an optional movement kind."""
+
+    start: datetime
+    end: datetime
+    kind: str | None = None
+
+    @property
+    def bounds(self) -> tuple[datetime, datetime]:
+        return ceil_hour(self.start), ceil_hour(self.end)
+
+
+def _both(where: str) -> str:
+    """The rollup rows matching `where` and the unfolded facts' rows matching it, as one set:
+    `$1`, `$2` the hour bounds, `$3` the kind (or NULL)."""
+    cols = "hour, kind, outcome, value, n, revenue, fees, refunds, granted, recovered, owed"
+    return f"""
+    SELECT {cols} FROM report_rollups
+    WHERE {where} AND hour >= $1 AND hour < $2 AND ($3::text IS NULL OR kind = $3)
+    UNION ALL
+    SELECT {cols} FROM report_fact_rows
+    WHERE {where} AND at >= $1 AND at < $2 AND ($3::text IS NULL OR kind = $3)
+    """
+
+
+_SERIES = f"""
+WITH r AS ({_both("dim = ''")})
+SELECT date_trunc($4, hour, $5) AS at, kind,
+       {", ".join(f"COALESCE(sum(n) FILTER (WHERE outcome = '{o}'), 0) AS {o}" for o in OUTCOMES)},
+       {", ".join(f"sum({m}) AS {m}" for m in MONEY)}
+FROM r GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+# What advances still owe at the period's end: owed - collected over all time before it.
+_OUTSTANDING = """
+SELECT COALESCE(sum(owed), 0) - COALESCE(sum(recovered), 0) FROM (
+    SELECT owed, recovered FROM report_rollups
+    WHERE dim = '' AND hour < $1 AND outcome = 'completed'
+    UNION ALL
+    SELECT owed, recovered FROM report_facts WHERE at < $1 AND outcome = 'completed'
+) r
+"""
+
+_BREAKDOWN = f"""
+WITH r AS ({_both("dim = $4")})
+SELECT value AS key, sum(n) AS count,
+       {", ".join(f"COALESCE(sum(n) FILTER (WHERE outcome = '{o}'), 0) AS {o}"
+                  for o in OUTCOMES[1:])},
+       sum(revenue) AS revenue
+FROM r GROUP BY value HAVING sum(n) <> 0 ORDER BY count DESC, key
+"""
+
+_PEAK = f"""
+WITH r AS ({_both("dim = '' AND outcome = 'received'")})
+SELECT extract(isodow FROM hour AT TIME ZONE $4)::int - 1 AS weekday,
+       extract(hour FROM hour AT TIME ZONE $4)::int AS hour, sum(n) AS count
+FROM r GROUP BY 1, 2
+"""
+
+_LATENCY = f"""
+WITH r AS ({_both("dim = 'latency'")}),
+h AS (SELECT date_trunc($4, hour, $5) AS at, outcome, value::bigint AS bound, sum(n) AS n
+      FROM r GROUP BY 1, 2, 3),
+c AS (SELECT at, outcome, bound, sum(n) OVER (PARTITION BY at, outcome ORDER BY bound) AS cum,
+             sum(n) OVER (PARTITION BY at, outcome) AS total FROM h)
+SELECT at, outcome, max(total) AS count,
+       min(bound) FILTER (WHERE cum >= 0.5 * total) AS p50_ms,
+       min(bound) FILTER (WHERE cum >= 0.99 * total) AS p99_ms
+FROM c GROUP BY 1, 2 HAVING max(total) > 0 ORDER BY 1, 2
+"""
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return {k: (int(v) if k != "at" and k != "kind" and k != "key" and k != "outcome"
+                and v is not None else v) for k, v in r.items()}
+
+
+async def _series(conn: Any, period: Period, every: str, tz: str) -> list[dict[str, Any]]:
+    return [_row(r) for r in await conn.fetch(_SERIES, *period.bounds, period.kind, every, tz)]
+
+
+async def _outstanding(conn: Any, end: datetime) -> int:
+    return int(await conn.fetchval(_OUTSTANDING, ceil_hour(end)))
+
+
+async def _breakdown(conn: Any, period: Period, by: str) -> list[dict[str, Any]]:
+    return [_row(r) for r in await conn.fetch(_BREAKDOWN, *period.bounds, period.kind,
+                                              DIMENSIONS[by])]
+
+
+async def _peak(conn: Any, period: Period, tz: str) -> dict[tuple[int, int], int]:
+    rows = await conn.fetch(_PEAK, *period.bounds, period.kind, tz)
+    return {(r["weekday"], r["hour"]): int(r["count"]) for r in rows}
+
+
+async def _latency(conn: Any, period: Period, every: str, tz: str) -> list[dict[str, Any]]:
+    return [_row(r) for r in await conn.fetch(_LATENCY, *period.bounds, "purchase", every, tz)]
+
+
+async def _fold(conn: Any, limit: int | None) -> int:
+    return int(await conn.fetchval("SELECT report_fold($1)", limit))
+
+
+async def _rebuild(conn: Any, start: datetime | None, end: datetime | None) -> int:
+    # Its snapshot decides which facts it replaces: see report_rebuild (0013).
+    await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    return int(await conn.fetchval("SELECT report_rebuild($1, $2)", start, end))
+
+
+@attrs.frozen
+class Reports:
+    """The reports over every worker and node (`Store.reports`). `every`: 'hour' or 'day';
+    `tz`: the IANA time zone days, weekdays and hours are counted in."""
+
+    bridge: Bridge
+
+    async def series(self, period: Period, every: str, tz: str
+                     ) -> tuple[list[dict[str, Any]], int]:
+        """Rows per bucket and kind: counts per outcome and money; and what advances still owe
+        at the period's end (over all time)."""
+        async def both(conn: Any) -> tuple[list[dict[str, Any]], int]:
+            return await _series(conn, period, every, tz), await _outstanding(conn, period.end)
+
+        return await self.bridge.run(both)  # one transaction: the two agree
+
+    async def breakdown(self, period: Period, by: str) -> list[dict[str, Any]]:
+        """Final movements per value of `by` (bono, channel, profile, segment), or rejections
+        per rule code (`rule`)."""
+        return await self.bridge.run(_breakdown, period, by, transaction=False)
+
+    async def peak_hours(self, period: Period, tz: str) -> dict[tuple[int, int], int]:
+        """Accepted movements per (weekday 0 = Monday, hour) in `tz`; absent cells are 0."""
+        return await self.bridge.run(_peak, period, tz, transaction=False)
+
+    async def latency(self, period: Period, every: str, tz: str) -> list[dict[str, Any]]:
+        """Purchases per bucket and final outcome: count, p50_ms, p99_ms."""
+        return await self.bridge.run(_latency, period, every, tz, transaction=False)
+
+    async def fold(self, limit: int | None = 10_000) -> int:
+        """Fold up to `limit` facts into the rollups (-1: another node is folding)."""
+        return await self.bridge.run(_fold, limit)
+
+    async def rebuild(self, start: datetime | None = None, end: datetime | None = None) -> int:
+        """Recompute the rollups of [start, end) (whole hours; None: all time) from the
+        movements; how many movements they count."""
+        return await self.bridge.run(_rebuild, start, end)
