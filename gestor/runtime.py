@@ -25,6 +25,7 @@ from gestor.purchase import (
     Recoverer,
     open_purchase_service,
 )
+from gestor.reports import ReportFolder
 from gestor.rulebook import RuleBook
 from gestor.settings import Settings
 from gestor.store import Store, open_store
@@ -67,6 +68,8 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
         rulebook = RuleBook(store, settings.timezone)
         await rulebook.load(seed_rules, seed_catalogue)
         await nursery.start(rulebook.run)
+        # the movements' report facts into the hourly rollups (the workers take turns)
+        await nursery.start(ReportFolder(store.reports, settings.report_fold_interval).run)
 
         async def on_circuit_change(platform: str, opened: bool) -> None:
             if opened:

@@ -24,6 +24,7 @@ from gestor.api import (
     _admin_audit,
     _admin_catalogue,
     _admin_keys,
+    _admin_reports,
     _guards,
     _metrics,
     _movements,
@@ -128,6 +129,7 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _admin.register_restrictions(app, settings)
     _admin_alarms.register(app, settings)
     _admin_audit.register(app, settings)
+    _admin_reports.register(app, settings)
     _admin_keys.register(app, settings)
     _admin_catalogue.register(app, settings)
     register_docs(app)

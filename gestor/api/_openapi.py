@@ -211,10 +211,10 @@ def _operation(rule: Rule, method: str, op: Operation, ref_of: dict[type, dict[s
                 example = example_of(ref_of[answer.body], schemas)
             response["content"] = {"application/json": {"schema": ref_of[answer.body],
                                                         "example": example}}
-        elif answer.media:
-            response["content"] = {media: {"schema": {
+        if answer.media:  # instead of JSON, or beside it (a report's CSV)
+            response.setdefault("content", {}).update({media: {"schema": {
                 "type": "object" if media.startswith("application/json") else "string"}}
-                for media in answer.media}
+                for media in answer.media})
         responses[str(answer.status)] = response
     for status, found in _by_status(codes).items():
         _add_problems(responses.setdefault(str(status), {"description": "",

@@ -63,7 +63,11 @@ PROBLEM_CODES: dict[str, ProblemCode] = _codes(
     ("INVALID_KIND", 422, "not a list of alarm kinds (of movement kinds, for a mobile's "
      "transactions)"),
     ("INVALID_TIME", 422, "not an ISO 8601 time between 1970 and 9999"),
-    ("INVALID_PERIOD", 422, "since is not before until"),
+    ("INVALID_PERIOD", 422, "since is not before until (a report's from is after its to)"),
+    ("PERIOD_TOO_LONG", 422, "the report's period is longer than [reports] max_days"),
+    ("INVALID_EVERY", 422, "every is not hour or day"),
+    ("INVALID_BY", 422, "by is not bono, channel, profile, segment or rule"),
+    ("INVALID_FORMAT", 422, "format is not json or csv"),
     ("INVALID_FLAG", 422, "not true/false"),
     ("INVALID_ACTION", 422, "not an audit action or family"),
     ("INVALID_ACTOR", 422, "not a key's name or id"),
