@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import attrs
 import msgspec
@@ -65,6 +66,10 @@ class GestorAdmin:
         return await self._call(
             "POST", f"/v1/admin/{kind}", {"source": source, "description": description}
         )
+
+    async def report(self, name: str, params: dict[str, str]) -> dict[str, Any]:
+        """`GET /v1/admin/reports/<name>?<params>` (JSON)."""
+        return await self._call("GET", f"/v1/admin/reports/{name}?{urlencode(params)}")
 
     async def statistics(self) -> dict[str, Any]:
         return await self._call("GET", "/v1/admin/statistics")

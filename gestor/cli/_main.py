@@ -1,7 +1,7 @@
 """The `gestor` command: `serve` (the whole system, embedded defaults), `simulate` (the
 external platforms' simulator on its own), `reconcile` (transactions against the ledger),
-`rules` (rule-set files), `catalogue` (bono catalogue files), `keys` (API keys) and `audit`
-(the audit trail)."""
+`rules` (rule-set files), `catalogue` (bono catalogue files), `keys` (API keys), `audit`
+(the audit trail) and `report` (reports and statistics)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import trio
 from gestor.cli import _audit as cli_audit
 from gestor.cli import _catalogue as cli_catalogue
 from gestor.cli import _keys as cli_keys
+from gestor.cli import _report as cli_report
 from gestor.cli import _rules as cli_rules
 from gestor.cli import _status as cli_status
 from gestor.logs import FORMATS, configure_logging
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_catalogue.add_parser(sub)
     cli_status.add_parser(sub)
     cli_audit.add_parser(sub)
+    cli_report.add_parser(sub)
     cli_keys.add_parser(sub)
     return parser
 
@@ -119,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_catalogue.run(args)
         if args.command == "audit":
             return cli_audit.run(args)
+        if args.command == "report":
+            return cli_report.run(args)
         if args.command == "keys":
             return cli_keys.run(args)
         return simulate(args)

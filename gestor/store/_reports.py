@@ -11,6 +11,8 @@ from typing import Any
 
 import attrs
 
+from gestor.model import Actor
+from gestor.store import _audit
 from gestor.store._bridge import Bridge
 
 #: Outcomes a series counts: `received` is every accepted movement, the others final states.
@@ -132,10 +134,17 @@ async def _fold(conn: Any, limit: int | None) -> int:
     return int(await conn.fetchval("SELECT report_fold($1)", limit))
 
 
-async def _rebuild(conn: Any, start: datetime | None, end: datetime | None) -> int:
+async def _rebuild(conn: Any, start: datetime | None, end: datetime | None,
+                   actor: Actor | None) -> int:
     # Its snapshot decides which facts it replaces: see report_rebuild (0013).
     await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    return int(await conn.fetchval("SELECT report_rebuild($1, $2)", start, end))
+    movements = int(await conn.fetchval("SELECT report_rebuild($1, $2)", start, end))
+    if actor is not None:
+        subject = (f"reports/{start.isoformat() if start else '-'}"
+                   f"..{end.isoformat() if end else '-'}")
+        await _audit.record(conn, actor, "reports.rebuild", subject, None,
+                            {"movements": movements})
+    return movements
 
 
 @attrs.frozen
@@ -171,7 +180,9 @@ class Reports:
         """Fold up to `limit` facts into the rollups (-1: another node is folding)."""
         return await self.bridge.run(_fold, limit)
 
-    async def rebuild(self, start: datetime | None = None, end: datetime | None = None) -> int:
+    async def rebuild(self, start: datetime | None = None, end: datetime | None = None,
+                      actor: Actor | None = None) -> int:
         """Recompute the rollups of [start, end) (whole hours; None: all time) from the
-        movements; how many movements they count."""
-        return await self.bridge.run(_rebuild, start, end)
+        movements; how many movements they count. With `actor`, an audit entry
+        (`reports.rebuild`) in the same transaction."""
+        return await self.bridge.run(_rebuild, start, end, actor)
