@@ -90,17 +90,31 @@ SELECT extract(isodow FROM hour AT TIME ZONE $4)::int - 1 AS weekday,
 FROM r GROUP BY 1, 2
 """
 
+# Each bucket's histogram (bounds ascending, counts); `_quantiles` reads p50 and p99 off it.
 _LATENCY = f"""
 WITH r AS ({_both("dim = 'latency'")}),
 h AS (SELECT date_trunc($4, hour, $5) AS at, outcome, value::bigint AS bound, sum(n) AS n
-      FROM r GROUP BY 1, 2, 3),
-c AS (SELECT at, outcome, bound, sum(n) OVER (PARTITION BY at, outcome ORDER BY bound) AS cum,
-             sum(n) OVER (PARTITION BY at, outcome) AS total FROM h)
-SELECT at, outcome, max(total) AS count,
-       min(bound) FILTER (WHERE cum >= 0.5 * total) AS p50_ms,
-       min(bound) FILTER (WHERE cum >= 0.99 * total) AS p99_ms
-FROM c GROUP BY 1, 2 HAVING max(total) > 0 ORDER BY 1, 2
+      FROM r GROUP BY 1, 2, 3)
+SELECT at, outcome, array_agg(bound ORDER BY bound) AS bounds,
+       array_agg(n ORDER BY bound) AS counts
+FROM h GROUP BY 1, 2 ORDER BY 1, 2
 """
+
+
+def _quantiles(at: datetime, outcome: str, bounds: list[int], counts: list[Any]
+               ) -> dict[str, Any] | None:
+    """count, p50_ms and p99_ms of one histogram: the bound of the bucket holding each rank."""
+    total = sum(int(n) for n in counts)
+    if total <= 0:
+        return None
+    out: dict[str, Any] = {"at": at, "outcome": outcome, "count": total}
+    seen = 0
+    wanted = [("p50_ms", 0.5 * total), ("p99_ms", 0.99 * total)]
+    for bound, n in zip(bounds, counts, strict=True):
+        seen += int(n)
+        while wanted and seen >= wanted[0][1]:
+            out[wanted.pop(0)[0]] = int(bound)
+    return out
 
 
 def _row(r: Any) -> dict[str, Any]:
@@ -127,7 +141,9 @@ async def _peak(conn: Any, period: Period, tz: str) -> dict[tuple[int, int], int
 
 
 async def _latency(conn: Any, period: Period, every: str, tz: str) -> list[dict[str, Any]]:
-    return [_row(r) for r in await conn.fetch(_LATENCY, *period.bounds, "purchase", every, tz)]
+    rows = await conn.fetch(_LATENCY, *period.bounds, "purchase", every, tz)
+    found = (_quantiles(r["at"], r["outcome"], r["bounds"], r["counts"]) for r in rows)
+    return [q for q in found if q is not None]
 
 
 async def _fold(conn: Any, limit: int | None) -> int:

@@ -116,7 +116,7 @@ CREATE INDEX report_facts_at ON report_facts (at);
 
 -- Hourly rollups per (dim, hour, kind, outcome, value): dim '' is the total (value ''), 'bono',
 -- 'channel', 'profile', 'segment' (value '' when unknown), 'rule' (a rejection code, count the
--- rejections that failed it) and 'latency' (terminal movements, value the bucket's bound).
+-- rejections that failed it) and 'latency' (terminal purchases, value the bucket's bound).
 CREATE TABLE report_rollups (
     dim         text        NOT NULL,
     hour        timestamptz NOT NULL,
@@ -212,7 +212,7 @@ FROM report_facts f CROSS JOIN LATERAL unnest(f.codes) AS c(code)
 UNION ALL
 SELECT f.id, f.at, 'latency', date_trunc('hour', f.at, 'UTC'), f.kind, f.outcome, f.latency::text, f.n,
        0, 0, 0, 0, 0, 0
-FROM report_facts f WHERE f.latency IS NOT NULL;
+FROM report_facts f WHERE f.latency IS NOT NULL AND f.kind = 'purchase';
 
 -- Fold up to `p_limit` facts (all when NULL) into the rollups; how many were folded. One fold
 -- at a time across every node (a transaction-scoped advisory lock; a node that finds it taken
