@@ -15,6 +15,8 @@ from gestor.model import Actor
 from gestor.store import _audit
 from gestor.store._bridge import Bridge
 
+#: The advisory lock of the fold (0013: report_fold, report_rebuild).
+FOLD_LOCK = 0x7265706F
 #: Outcomes a series counts: `received` is every accepted movement, the others final states.
 OUTCOMES = ("received", "completed", "rejected", "failed", "refunded", "inconsistent")
 MONEY = ("revenue", "fees", "refunds", "granted", "recovered")
@@ -152,14 +154,20 @@ async def _fold(conn: Any, limit: int | None) -> int:
 
 async def _rebuild(conn: Any, start: datetime | None, end: datetime | None,
                    actor: Actor | None) -> int:
-    # Its snapshot decides which facts it replaces: see report_rebuild (0013).
-    await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    movements = int(await conn.fetchval("SELECT report_rebuild($1, $2)", start, end))
-    if actor is not None:
-        subject = (f"reports/{start.isoformat() if start else '-'}"
-                   f"..{end.isoformat() if end else '-'}")
-        await _audit.record(conn, actor, "reports.rebuild", subject, None,
-                            {"movements": movements})
+    # The folds' lock first, held by the session (a fold that commits while this waits would
+    # otherwise have changed rows after its snapshot), then one REPEATABLE READ transaction:
+    # its snapshot decides which facts it replaces (see report_rebuild, 0013).
+    await conn.execute("SELECT pg_advisory_lock($1)", FOLD_LOCK)
+    try:
+        async with conn.transaction(isolation="repeatable_read"):
+            movements = int(await conn.fetchval("SELECT report_rebuild($1, $2)", start, end))
+            if actor is not None:
+                subject = (f"reports/{start.isoformat() if start else '-'}"
+                           f"..{end.isoformat() if end else '-'}")
+                await _audit.record(conn, actor, "reports.rebuild", subject, None,
+                                    {"movements": movements})
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", FOLD_LOCK)
     return movements
 
 
@@ -201,4 +209,4 @@ class Reports:
         """Recompute the rollups of [start, end) (whole hours; None: all time) from the
         movements; how many movements they count. With `actor`, an audit entry
         (`reports.rebuild`) in the same transaction."""
-        return await self.bridge.run(_rebuild, start, end, actor)
+        return await self.bridge.run(_rebuild, start, end, actor, transaction=False)

@@ -253,8 +253,9 @@ $$;
 
 -- Recompute the rollups of the hours in [p_from, p_to) (widened to whole hours; NULL: all time)
 -- from `transactions`: their rollups and unfolded facts are dropped, the movements' facts written
--- again (grouped) and folded. Run it in a REPEATABLE READ transaction (the store does): the facts
--- committed after its snapshot are those of changes it did not see, and stay to be folded.
+-- again (grouped) and folded. Run it in a REPEATABLE READ transaction begun once the folds'
+-- lock is held (the store takes it for the session first): the facts committed after its
+-- snapshot are those of changes it did not see, and stay to be folded.
 CREATE FUNCTION report_rebuild(p_from timestamptz, p_to timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
