@@ -43,6 +43,7 @@ class Runtime:
     purchases: PurchaseService
     recoverer: Recoverer
     webhooks: Webhooks
+    report_folder: ReportFolder
 
     @property
     def catalogue(self) -> Catalogue:
@@ -69,7 +70,8 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
         await rulebook.load(seed_rules, seed_catalogue)
         await nursery.start(rulebook.run)
         # the movements' report facts into the hourly rollups (the workers take turns)
-        await nursery.start(ReportFolder(store.reports, settings.report_fold_interval).run)
+        folder = ReportFolder(store.reports, settings.report_fold_interval)
+        await nursery.start(folder.run)
 
         async def on_circuit_change(platform: str, opened: bool) -> None:
             if opened:
@@ -107,6 +109,6 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                                       live=service.in_flight)
                 await recovery.start(recoverer.run)
                 yield Runtime(settings, store, alarms, platforms, rulebook, service, recoverer,
-                              webhooks)
+                              webhooks, folder)
                 recovery.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

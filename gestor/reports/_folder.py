@@ -32,6 +32,7 @@ class ReportFolder:
     _facts: int = 0
     _skipped: int = 0
     _errors: int = 0
+    _passed: trio.Event = attrs.field(factory=trio.Event)
 
     def statistics(self) -> FolderStatistics:
         return FolderStatistics(self._folds, self._facts, self._skipped, self._errors)
@@ -51,6 +52,10 @@ class ReportFolder:
             if folded < self.batch:
                 return total
 
+    async def next_pass(self) -> None:
+        """Wait until the background task's next turn is over (folded, skipped or failed)."""
+        await self._passed.wait()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         """A fold every `interval` seconds, until cancelled."""
@@ -64,3 +69,5 @@ class ReportFolder:
             except StoreUnavailable as exc:
                 self._errors += 1
                 logger.warning("report fold skipped: database unavailable (%s)", exc)
+            passed, self._passed = self._passed, trio.Event()
+            passed.set()

@@ -24,6 +24,7 @@ from gestor.api import GestorApp, create_app
 from gestor.reports import COLUMNS
 from gestor.settings import load_settings
 from gestor.simulator import SimulatorHandle
+from gestor.store import table_counts
 from tests.integration.conftest import ADMIN_KEY, NO_LIMITS, set_faults
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -232,10 +233,10 @@ async def test_bad_input_is_422_naming_the_field_and_an_empty_period_is_empty(
 @pytest.fixture
 async def second_app(database_url: str, simulator: SimulatorHandle, config_dir: Path,
                      tmp_path: Path) -> AsyncIterator[GestorApp]:
-    """Another app instance (another worker or node) on the same database and simulator."""
+    """Another app instance (another worker or node) on the same database and simulator; its
+    background task folds the report facts every 0.1 s."""
     settings = attrs.evolve(load_settings(config_dir, environ={}, data_dir=tmp_path / "two"),
-                            admin_key=ADMIN_KEY, limits=NO_LIMITS,
-                            report_fold_interval=3600.0)
+                            admin_key=ADMIN_KEY, limits=NO_LIMITS, report_fold_interval=0.1)
     other = create_app(settings, database_url, simulator.url)
     async with other.test_app():
         yield other
@@ -250,13 +251,24 @@ async def test_two_app_instances_feed_the_same_report(
         for i, (instance, c) in enumerate([(app, client), (second_app, other)] * 3):
             _at(instance, (hour + timedelta(minutes=i)).astimezone(UTC))
             await _buy(c, f"549110000020{i}", "DATA_2GB_7D", "ussd")
-        await second_app.runtime.store.reports.fold()  # the second folds some...
         _at(app, (hour + timedelta(minutes=30)).astimezone(UTC))
-        await _buy(client, "5491100000210", "SMS_200_30D", "app")  # ...one stays unfolded
-        for c in (client, other):  # both read the same: every instance's movements
-            series = await _report(c, "series", **WEEK)
-            assert [(r["at"], r["received"], r["completed"]) for r in series["rows"]] == [
-                (hour.isoformat(), 7, 7)]
-            by_bono = await _report(c, "breakdown", by="bono", **WEEK)
-            assert {r["key"]: r["count"] for r in by_bono["rows"]} == {"DATA_2GB_7D": 6,
-                                                                       "SMS_200_30D": 1}
+        await _buy(client, "5491100000210", "SMS_200_30D", "app")
+
+        async def both_read_every_instance_s_movements() -> None:
+            for c in (client, other):
+                series = await _report(c, "series", **WEEK)
+                assert [(r["at"], r["received"], r["completed"]) for r in series["rows"]] == [
+                    (hour.isoformat(), 7, 7)]
+                by_bono = await _report(c, "breakdown", by="bono", **WEEK)
+                assert {r["key"]: r["count"] for r in by_bono["rows"]} == {"DATA_2GB_7D": 6,
+                                                                           "SMS_200_30D": 1}
+
+        await both_read_every_instance_s_movements()  # folded or not, whichever
+        # the second instance's background fold empties the facts into the rollups (the turn
+        # under way may have begun before the last purchase: two turns)...
+        for _ in range(2):
+            await second_app.runtime.report_folder.next_pass()
+        counts = await table_counts(app.runtime.store.bridge)
+        assert counts["report_facts"] == 0 and counts["report_rollups"] > 0
+        assert second_app.runtime.report_folder.statistics().facts >= 14
+        await both_read_every_instance_s_movements()  # ...and the reports say the same
