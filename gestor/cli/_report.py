@@ -163,7 +163,8 @@ def _rebuild(args: argparse.Namespace) -> int:
             movements = trio.run(rebuild, dsn, start, end)
         except Exception as exc:
             logger.debug("the rebuild failed", exc_info=True)
-            raise StartupError(f"cannot rebuild the reports: {sole_error(exc)}", where) from None
+            why = sole_error(exc) or type(exc).__name__  # a timeout says nothing else
+            raise StartupError(f"cannot rebuild the reports: {why}", where) from None
     print(f"rollups rebuilt: {movements} movement(s)")
     return 0
 

@@ -17,6 +17,8 @@ from gestor.store._bridge import Bridge
 
 #: The advisory lock of the fold (0013: report_fold, report_rebuild).
 FOLD_LOCK = 0x7265706F
+#: Seconds a rebuild may take (the pool's statements get 30): minutes for 10 million movements.
+REBUILD_TIMEOUT = 3600.0
 #: Outcomes a series counts: `received` is every accepted movement, the others final states.
 OUTCOMES = ("received", "completed", "rejected", "failed", "refunded", "inconsistent")
 MONEY = ("revenue", "fees", "refunds", "granted", "recovered")
@@ -160,7 +162,8 @@ async def _rebuild(conn: Any, start: datetime | None, end: datetime | None,
     await conn.execute("SELECT pg_advisory_lock($1)", FOLD_LOCK)
     try:
         async with conn.transaction(isolation="repeatable_read"):
-            movements = int(await conn.fetchval("SELECT report_rebuild($1, $2)", start, end))
+            movements = int(await conn.fetchval("SELECT report_rebuild($1, $2)", start, end,
+                                                timeout=REBUILD_TIMEOUT))
             if actor is not None:
                 subject = (f"reports/{start.isoformat() if start else '-'}"
                            f"..{end.isoformat() if end else '-'}")
