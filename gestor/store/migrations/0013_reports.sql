@@ -252,10 +252,12 @@ END;
 $$;
 
 -- Recompute the rollups of the hours in [p_from, p_to) (widened to whole hours; NULL: all time)
--- from `transactions`: their rollups and unfolded facts are dropped, the movements' facts written
--- again (grouped) and folded. Run it in a REPEATABLE READ transaction begun once the folds'
--- lock is held (the store takes it for the session first): the facts committed after its
--- snapshot are those of changes it did not see, and stay to be folded.
+-- from `transactions`: their rollups and unfolded facts are dropped and the rollups computed
+-- again, straight from the movements (one pass over them for every dimension at once: grouping
+-- sets, hashed; the rule codes from the rejections alone). Run it in a REPEATABLE READ
+-- transaction begun once the folds' lock is held (the store takes it for the session first):
+-- the facts committed after its snapshot are those of changes it did not see, and stay to be
+-- folded.
 CREATE FUNCTION report_rebuild(p_from timestamptz, p_to timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -265,26 +267,70 @@ DECLARE
     movements bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(0x7265706f);
+    PERFORM set_config('work_mem', '256MB', true);  -- the groups hashed in memory
     DELETE FROM report_rollups WHERE hour >= lo AND hour < hi;
     DELETE FROM report_facts WHERE at >= lo AND at < hi;
-    INSERT INTO report_facts (at, kind, outcome, n)
-    SELECT date_trunc('hour', COALESCE(t.accepted_at, t.created_at), 'UTC'), t.kind, 'received',
-           count(*)
+
+    INSERT INTO report_rollups (dim, hour, kind, outcome, value, n, revenue, fees, refunds,
+                                granted, recovered, owed)
+    SELECT '', date_trunc('hour', COALESCE(t.accepted_at, t.created_at), 'UTC'), t.kind,
+           'received', '', count(*), 0, 0, 0, 0, 0, 0
     FROM transactions t
     WHERE COALESCE(t.accepted_at, t.created_at) >= lo AND COALESCE(t.accepted_at, t.created_at) < hi
-    GROUP BY 1, 2;
-    GET DIAGNOSTICS movements = ROW_COUNT;
-    INSERT INTO report_facts (at, kind, outcome, bono_id, channel, profile_id, segment, codes,
-                              latency, n, revenue, fees, refunds, granted, recovered, owed)
-    SELECT date_trunc('hour', f.at, 'UTC'), f.kind, f.outcome, f.bono_id, f.channel, f.profile_id,
-           f.segment, f.codes, f.latency, sum(f.n), sum(f.revenue), sum(f.fees),
-           sum(f.refunds), sum(f.granted), sum(f.recovered), sum(f.owed)
-    FROM transactions t, LATERAL report_fact_of(t, 1) f
-    WHERE COALESCE(t.accepted_at, t.created_at) >= lo AND COALESCE(t.accepted_at, t.created_at) < hi
-      AND t.state IN ('completed', 'rejected', 'failed', 'refunded', 'inconsistent')
-    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9;
-    -- fold them (the lock is ours: the fold's try-lock re-enters it)
-    PERFORM report_fold(NULL);
+    GROUP BY 2, 3;
+
+    INSERT INTO report_rollups (dim, hour, kind, outcome, value, n, revenue, fees, refunds,
+                                granted, recovered, owed)
+    SELECT g.dim, g.hour, g.kind, g.outcome, g.value, g.n,
+           -- money on every dimension but latency (as report_fact_rows)
+           CASE WHEN g.dim = 'latency' THEN 0 ELSE g.revenue END,
+           CASE WHEN g.dim = 'latency' THEN 0 ELSE g.fees END,
+           CASE WHEN g.dim = 'latency' THEN 0 ELSE g.refunds END,
+           CASE WHEN g.dim = 'latency' THEN 0 ELSE g.granted END,
+           CASE WHEN g.dim = 'latency' THEN 0 ELSE g.recovered END,
+           CASE WHEN g.dim = 'latency' THEN 0 ELSE g.owed END
+    FROM (
+        SELECT CASE WHEN GROUPING(f.bono) = 0 THEN 'bono'
+                    WHEN GROUPING(f.channel) = 0 THEN 'channel'
+                    WHEN GROUPING(f.profile) = 0 THEN 'profile'
+                    WHEN GROUPING(f.segment) = 0 THEN 'segment'
+                    WHEN GROUPING(f.latency) = 0 THEN 'latency' ELSE '' END AS dim,
+               f.hour, f.kind, f.outcome,
+               COALESCE(f.bono, f.channel, f.profile, f.segment, f.latency::text, '') AS value,
+               GROUPING(f.latency) = 0 AND (f.latency IS NULL OR f.kind <> 'purchase') AS skip,
+               sum(f.n) AS n, sum(f.revenue) AS revenue, sum(f.fees) AS fees,
+               sum(f.refunds) AS refunds, sum(f.granted) AS granted,
+               sum(f.recovered) AS recovered, sum(f.owed) AS owed
+        FROM (
+            SELECT date_trunc('hour', f.at, 'UTC') AS hour, f.kind, f.outcome,
+                   COALESCE(f.bono_id, '') AS bono, COALESCE(f.channel, '') AS channel,
+                   COALESCE(f.profile_id, '') AS profile, COALESCE(f.segment, '') AS segment,
+                   f.latency, f.n, f.revenue, f.fees, f.refunds, f.granted, f.recovered, f.owed
+            FROM transactions t, LATERAL report_fact_of(t, 1) f
+            WHERE COALESCE(t.accepted_at, t.created_at) >= lo
+              AND COALESCE(t.accepted_at, t.created_at) < hi
+              AND t.state IN ('completed', 'rejected', 'failed', 'refunded', 'inconsistent')
+        ) f
+        GROUP BY GROUPING SETS ((f.hour, f.kind, f.outcome),
+                                (f.hour, f.kind, f.outcome, f.bono),
+                                (f.hour, f.kind, f.outcome, f.channel),
+                                (f.hour, f.kind, f.outcome, f.profile),
+                                (f.hour, f.kind, f.outcome, f.segment),
+                                (f.hour, f.kind, f.outcome, f.latency))
+    ) g
+    WHERE NOT g.skip;
+
+    INSERT INTO report_rollups (dim, hour, kind, outcome, value, n, revenue, fees, refunds,
+                                granted, recovered, owed)
+    SELECT 'rule', date_trunc('hour', COALESCE(t.accepted_at, t.created_at), 'UTC'), t.kind,
+           'rejected', c.code, count(*), 0, 0, 0, 0, 0, 0
+    FROM transactions t
+    CROSS JOIN LATERAL (SELECT DISTINCT r ->> 'code' AS code
+                        FROM jsonb_array_elements(t.reasons) r) c
+    WHERE t.state = 'rejected'
+      AND COALESCE(t.accepted_at, t.created_at) >= lo AND COALESCE(t.accepted_at, t.created_at) < hi
+    GROUP BY 2, 3, 5;
+
     SELECT COALESCE(sum(r.n), 0) INTO movements FROM report_rollups r
     WHERE r.dim = '' AND r.outcome = 'received' AND r.hour >= lo AND r.hour < hi;
     RETURN movements;
