@@ -62,7 +62,7 @@ def _both(where: str) -> str:
 
 _SERIES = f"""
 WITH r AS ({_both("dim = ''")})
-SELECT date_trunc($4, hour, $5) AS at, kind,
+SELECT CASE WHEN $4 = 'hour' THEN hour ELSE date_trunc($4, hour, $5) END AS at, kind,
        {", ".join(f"COALESCE(sum(n) FILTER (WHERE outcome = '{o}'), 0) AS {o}" for o in OUTCOMES)},
        {", ".join(f"sum({m}) AS {m}" for m in MONEY)}
 FROM r GROUP BY 1, 2 ORDER BY 1, 2
@@ -94,30 +94,39 @@ SELECT extract(isodow FROM hour AT TIME ZONE $4)::int - 1 AS weekday,
 FROM r GROUP BY 1, 2
 """
 
-# Each bucket's histogram (bounds ascending, counts); `_quantiles` reads p50 and p99 off it.
-_LATENCY = f"""
-WITH r AS ({_both("dim = 'latency'")}),
-h AS (SELECT date_trunc($4, hour, $5) AS at, outcome, value::bigint AS bound, sum(n) AS n
-      FROM r GROUP BY 1, 2, 3)
-SELECT at, outcome, array_agg(bound ORDER BY bound) AS bounds,
-       array_agg(n ORDER BY bound) AS counts
-FROM h GROUP BY 1, 2 ORDER BY 1, 2
+#: The latency buckets' upper bounds (ms): report_latency_ladder() (0013); a histogram is the
+#: count of each.
+LADDER = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000, 1500, 2000,
+          3000, 5000, 7000, 10000, 15000, 20000, 30000, 60000, 120000, 300000, 600000, 1800000,
+          3600000, 86400000)
+
+# The purchases' latency histograms per hour and outcome (a few thousand rows a month), their
+# bucket's start computed by the database only for days (hours are already buckets).
+_LATENCY = """
+WITH r AS (
+    SELECT hour, outcome, hist FROM report_rollups
+    WHERE dim = 'latency' AND hour >= $1 AND hour < $2 AND kind = 'purchase'
+    UNION ALL
+    SELECT hour, outcome, hist FROM report_fact_rows
+    WHERE dim = 'latency' AND at >= $1 AND at < $2 AND kind = 'purchase'
+)
+SELECT CASE WHEN $3 = 'hour' THEN hour ELSE date_trunc($3, hour, $4) END AS at, outcome, hist
+FROM r
 """
 
 
-def _quantiles(at: datetime, outcome: str, bounds: list[int], counts: list[Any]
-               ) -> dict[str, Any] | None:
+def _quantiles(at: datetime, outcome: str, hist: list[int]) -> dict[str, Any] | None:
     """count, p50_ms and p99_ms of one histogram: the bound of the bucket holding each rank."""
-    total = sum(int(n) for n in counts)
+    total = sum(hist)
     if total <= 0:
         return None
     out: dict[str, Any] = {"at": at, "outcome": outcome, "count": total}
     seen = 0
     wanted = [("p50_ms", 0.5 * total), ("p99_ms", 0.99 * total)]
-    for bound, n in zip(bounds, counts, strict=True):
-        seen += int(n)
+    for bound, n in zip(LADDER, hist, strict=True):
+        seen += n
         while wanted and seen >= wanted[0][1]:
-            out[wanted.pop(0)[0]] = int(bound)
+            out[wanted.pop(0)[0]] = bound
     return out
 
 
@@ -145,8 +154,14 @@ async def _peak(conn: Any, period: Period, tz: str) -> dict[tuple[int, int], int
 
 
 async def _latency(conn: Any, period: Period, every: str, tz: str) -> list[dict[str, Any]]:
-    rows = await conn.fetch(_LATENCY, *period.bounds, "purchase", every, tz)
-    found = (_quantiles(r["at"], r["outcome"], r["bounds"], r["counts"]) for r in rows)
+    summed: dict[tuple[datetime, str], list[int]] = {}
+    for at, outcome, hist in await conn.fetch(_LATENCY, *period.bounds, every, tz):
+        into = summed.get((at, outcome))
+        if into is None:
+            summed[at, outcome] = list(hist)
+        else:
+            summed[at, outcome] = [a + b for a, b in zip(into, hist, strict=True)]
+    found = (_quantiles(at, outcome, summed[at, outcome]) for at, outcome in sorted(summed))
     return [q for q in found if q is not None]
 
 

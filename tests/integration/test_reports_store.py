@@ -19,6 +19,7 @@ from gestor.model import (
     TxState,
 )
 from gestor.store import Accepted, Period, SnapshotRequest, Store, open_store
+from gestor.store._reports import LADDER
 
 MONDAY_10 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
 TZ = "UTC"
@@ -113,6 +114,10 @@ async def test_facts_rollups_corrections_and_rebuild(database_url: str) -> None:
             assert await _snapshot(store, *day) == after
             assert await store.reports.rebuild(MONDAY_10, MONDAY_10 + timedelta(hours=1)) == 2
             assert await _snapshot(store, *day) == after
+            # the store reads histograms over the database's own ladder
+            ladder = await store.bridge.run(
+                lambda conn: conn.fetchval("SELECT report_latency_ladder()"), transaction=False)
+            assert tuple(ladder) == LADDER
             # an empty period: no rows
             empty = await _snapshot(store, MONDAY_10 - timedelta(days=3),
                                     MONDAY_10 - timedelta(days=2))

@@ -7,7 +7,7 @@ import io
 from datetime import UTC, datetime
 
 from gestor.reports import COLUMNS, csv_text, table_text
-from gestor.store._reports import _quantiles, ceil_hour
+from gestor.store._reports import LADDER, _quantiles, ceil_hour
 
 ROW = {"key": "DATA_2GB_7D", "count": 12, "completed": 10, "rejected": 1, "failed": 0,
        "refunded": 1, "revenue": 600000}
@@ -44,11 +44,16 @@ def test_peak_hours_is_a_weekday_by_hour_grid() -> None:
 
 def test_quantiles_are_the_bounds_of_the_buckets_holding_the_ranks() -> None:
     at = datetime(2026, 3, 2, tzinfo=UTC)
-    q = _quantiles(at, "completed", [10, 20, 50, 1000], [50, 40, 9, 1])
+    hist = [0] * len(LADDER)
+    hist[LADDER.index(10)], hist[LADDER.index(20)] = 50, 40
+    hist[LADDER.index(50)], hist[LADDER.index(1000)] = 9, 1
+    q = _quantiles(at, "completed", hist)
     assert q == {"at": at, "outcome": "completed", "count": 100, "p50_ms": 10, "p99_ms": 50}
-    one = _quantiles(at, "failed", [3000], [1])
-    assert one is not None and one["p50_ms"] == one["p99_ms"] == 3000
-    assert _quantiles(at, "refunded", [10], [0]) is None  # taken back: nothing left
+    one = [0] * len(LADDER)
+    one[LADDER.index(3000)] = 1
+    q = _quantiles(at, "failed", one)
+    assert q is not None and q["p50_ms"] == q["p99_ms"] == 3000
+    assert _quantiles(at, "refunded", [0] * len(LADDER)) is None  # nothing left
 
 
 def test_ceil_hour() -> None:

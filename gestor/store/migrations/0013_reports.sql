@@ -90,6 +90,31 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                 ELSE 86400000 END
 $$;
 
+-- The bounds themselves, in order: a latency histogram is an array of counts, one per bound.
+CREATE FUNCTION report_latency_ladder() RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT ARRAY[1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000, 1500,
+                 2000, 3000, 5000, 7000, 10000, 15000, 20000, 30000, 60000, 120000, 300000,
+                 600000, 1800000, 3600000, 86400000]::bigint[]
+$$;
+
+-- The histogram of (bound, count) pairs.
+CREATE FUNCTION report_hist(p_bounds bigint[], p_counts bigint[]) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT array_agg(COALESCE((SELECT sum(p.c) FROM unnest(p_bounds, p_counts) AS p(b, c)
+                               WHERE p.b = l.b), 0)::bigint ORDER BY l.i)
+    FROM unnest(report_latency_ladder()) WITH ORDINALITY AS l(b, i)
+$$;
+
+-- Two histograms added bucket by bucket (NULL: none), and its aggregate.
+CREATE FUNCTION report_hist_add(a bigint[], b bigint[]) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a
+                ELSE (SELECT array_agg(x + y ORDER BY i)
+                      FROM unnest(a, b) WITH ORDINALITY AS u(x, y, i)) END
+$$;
+CREATE AGGREGATE report_hist_sum(bigint[]) (SFUNC = report_hist_add, STYPE = bigint[]);
+
 -- Append-only facts, folded into the rollups then deleted. `n` counts movements (1 for one
 -- movement; −1 takes back an earlier fact: an inconsistent movement settled later; a rebuild
 -- writes groups). Money is in minor units, already summed over the `n` movements.
@@ -116,7 +141,8 @@ CREATE INDEX report_facts_at ON report_facts (at);
 
 -- Hourly rollups per (dim, hour, kind, outcome, value): dim '' is the total (value ''), 'bono',
 -- 'channel', 'profile', 'segment' (value '' when unknown), 'rule' (a rejection code, count the
--- rejections that failed it) and 'latency' (terminal purchases, value the bucket's bound).
+-- rejections that failed it) and 'latency' (terminal purchases, value '': `hist` their latency
+-- histogram over report_latency_ladder(), NULL on the other dimensions).
 CREATE TABLE report_rollups (
     dim         text        NOT NULL,
     hour        timestamptz NOT NULL,
@@ -130,6 +156,7 @@ CREATE TABLE report_rollups (
     granted     bigint      NOT NULL,
     recovered   bigint      NOT NULL,
     owed        bigint      NOT NULL,
+    hist        bigint[],
     PRIMARY KEY (dim, hour, kind, outcome, value)
 );
 
@@ -198,7 +225,7 @@ CREATE TRIGGER transactions_report_update AFTER UPDATE ON transactions
 -- facts not folded yet).
 CREATE VIEW report_fact_rows AS
 SELECT f.id, f.at, d.dim, date_trunc('hour', f.at, 'UTC') AS hour, f.kind, f.outcome, d.value, f.n,
-       f.revenue, f.fees, f.refunds, f.granted, f.recovered, f.owed
+       f.revenue, f.fees, f.refunds, f.granted, f.recovered, f.owed, NULL::bigint[] AS hist
 FROM report_facts f
 CROSS JOIN LATERAL (VALUES ('', ''), ('bono', COALESCE(f.bono_id, '')),
                            ('channel', COALESCE(f.channel, '')),
@@ -207,11 +234,11 @@ CROSS JOIN LATERAL (VALUES ('', ''), ('bono', COALESCE(f.bono_id, '')),
 WHERE f.outcome <> 'received' OR d.dim = ''
 UNION ALL
 SELECT f.id, f.at, 'rule', date_trunc('hour', f.at, 'UTC'), f.kind, f.outcome, c.code, f.n,
-       0, 0, 0, 0, 0, 0
+       0, 0, 0, 0, 0, 0, NULL
 FROM report_facts f CROSS JOIN LATERAL unnest(f.codes) AS c(code)
 UNION ALL
-SELECT f.id, f.at, 'latency', date_trunc('hour', f.at, 'UTC'), f.kind, f.outcome, f.latency::text, f.n,
-       0, 0, 0, 0, 0, 0
+SELECT f.id, f.at, 'latency', date_trunc('hour', f.at, 'UTC'), f.kind, f.outcome, '', f.n,
+       0, 0, 0, 0, 0, 0, report_hist(ARRAY[f.latency], ARRAY[f.n])
 FROM report_facts f WHERE f.latency IS NOT NULL AND f.kind = 'purchase';
 
 -- Fold up to `p_limit` facts (all when NULL) into the rollups; how many were folded. One fold
@@ -233,18 +260,20 @@ BEGIN
         -- the view sees the claimed facts: a statement's CTEs share its snapshot
         SELECT r.dim, r.hour, r.kind, r.outcome, r.value, sum(r.n) AS n,
                sum(r.revenue) AS revenue, sum(r.fees) AS fees, sum(r.refunds) AS refunds,
-               sum(r.granted) AS granted, sum(r.recovered) AS recovered, sum(r.owed) AS owed
+               sum(r.granted) AS granted, sum(r.recovered) AS recovered, sum(r.owed) AS owed,
+               report_hist_sum(r.hist) AS hist
         FROM report_fact_rows r JOIN claimed c ON c.id = r.id
         GROUP BY r.dim, r.hour, r.kind, r.outcome, r.value
     ), up AS (
         INSERT INTO report_rollups AS u (dim, hour, kind, outcome, value, n, revenue, fees,
-                                         refunds, granted, recovered, owed)
+                                         refunds, granted, recovered, owed, hist)
         SELECT * FROM rows ORDER BY dim, hour, kind, outcome, value
         ON CONFLICT (dim, hour, kind, outcome, value) DO UPDATE SET
             n = u.n + EXCLUDED.n, revenue = u.revenue + EXCLUDED.revenue,
             fees = u.fees + EXCLUDED.fees, refunds = u.refunds + EXCLUDED.refunds,
             granted = u.granted + EXCLUDED.granted,
-            recovered = u.recovered + EXCLUDED.recovered, owed = u.owed + EXCLUDED.owed
+            recovered = u.recovered + EXCLUDED.recovered, owed = u.owed + EXCLUDED.owed,
+            hist = report_hist_add(u.hist, EXCLUDED.hist)
     )
     SELECT count(*) INTO folded FROM claimed;
     RETURN folded;
@@ -254,7 +283,8 @@ $$;
 -- Recompute the rollups of the hours in [p_from, p_to) (widened to whole hours; NULL: all time)
 -- from `transactions`: their rollups and unfolded facts are dropped and the rollups computed
 -- again, straight from the movements (one pass over them for every dimension at once: grouping
--- sets, hashed; the rule codes from the rejections alone). Run it in a REPEATABLE READ
+-- sets, hashed; the latency histograms from the purchases, the rule codes from the rejections).
+-- Run it in a REPEATABLE READ
 -- transaction begun once the folds' lock is held (the store takes it for the session first):
 -- the facts committed after its snapshot are those of changes it did not see, and stay to be
 -- folded.
@@ -281,23 +311,15 @@ BEGIN
 
     INSERT INTO report_rollups (dim, hour, kind, outcome, value, n, revenue, fees, refunds,
                                 granted, recovered, owed)
-    SELECT g.dim, g.hour, g.kind, g.outcome, g.value, g.n,
-           -- money on every dimension but latency (as report_fact_rows)
-           CASE WHEN g.dim = 'latency' THEN 0 ELSE g.revenue END,
-           CASE WHEN g.dim = 'latency' THEN 0 ELSE g.fees END,
-           CASE WHEN g.dim = 'latency' THEN 0 ELSE g.refunds END,
-           CASE WHEN g.dim = 'latency' THEN 0 ELSE g.granted END,
-           CASE WHEN g.dim = 'latency' THEN 0 ELSE g.recovered END,
-           CASE WHEN g.dim = 'latency' THEN 0 ELSE g.owed END
+    SELECT g.dim, g.hour, g.kind, g.outcome, g.value, g.n, g.revenue, g.fees, g.refunds,
+           g.granted, g.recovered, g.owed
     FROM (
         SELECT CASE WHEN GROUPING(f.bono) = 0 THEN 'bono'
                     WHEN GROUPING(f.channel) = 0 THEN 'channel'
                     WHEN GROUPING(f.profile) = 0 THEN 'profile'
-                    WHEN GROUPING(f.segment) = 0 THEN 'segment'
-                    WHEN GROUPING(f.latency) = 0 THEN 'latency' ELSE '' END AS dim,
+                    WHEN GROUPING(f.segment) = 0 THEN 'segment' ELSE '' END AS dim,
                f.hour, f.kind, f.outcome,
-               COALESCE(f.bono, f.channel, f.profile, f.segment, f.latency::text, '') AS value,
-               GROUPING(f.latency) = 0 AND (f.latency IS NULL OR f.kind <> 'purchase') AS skip,
+               COALESCE(f.bono, f.channel, f.profile, f.segment, '') AS value,
                sum(f.n) AS n, sum(f.revenue) AS revenue, sum(f.fees) AS fees,
                sum(f.refunds) AS refunds, sum(f.granted) AS granted,
                sum(f.recovered) AS recovered, sum(f.owed) AS owed
@@ -305,7 +327,7 @@ BEGIN
             SELECT date_trunc('hour', f.at, 'UTC') AS hour, f.kind, f.outcome,
                    COALESCE(f.bono_id, '') AS bono, COALESCE(f.channel, '') AS channel,
                    COALESCE(f.profile_id, '') AS profile, COALESCE(f.segment, '') AS segment,
-                   f.latency, f.n, f.revenue, f.fees, f.refunds, f.granted, f.recovered, f.owed
+                   f.n, f.revenue, f.fees, f.refunds, f.granted, f.recovered, f.owed
             FROM transactions t, LATERAL report_fact_of(t, 1) f
             WHERE COALESCE(t.accepted_at, t.created_at) >= lo
               AND COALESCE(t.accepted_at, t.created_at) < hi
@@ -315,10 +337,22 @@ BEGIN
                                 (f.hour, f.kind, f.outcome, f.bono),
                                 (f.hour, f.kind, f.outcome, f.channel),
                                 (f.hour, f.kind, f.outcome, f.profile),
-                                (f.hour, f.kind, f.outcome, f.segment),
-                                (f.hour, f.kind, f.outcome, f.latency))
-    ) g
-    WHERE NOT g.skip;
+                                (f.hour, f.kind, f.outcome, f.segment))
+    ) g;
+
+    INSERT INTO report_rollups (dim, hour, kind, outcome, value, n, revenue, fees, refunds,
+                                granted, recovered, owed, hist)
+    SELECT 'latency', l.hour, 'purchase', l.outcome, '', sum(l.n), 0, 0, 0, 0, 0, 0,
+           report_hist(array_agg(l.latency), array_agg(l.n))
+    FROM (
+        SELECT date_trunc('hour', f.at, 'UTC') AS hour, f.outcome, f.latency, count(*) AS n
+        FROM transactions t, LATERAL report_fact_of(t, 1) f
+        WHERE COALESCE(t.accepted_at, t.created_at) >= lo
+          AND COALESCE(t.accepted_at, t.created_at) < hi
+          AND t.kind = 'purchase' AND t.state IN ('completed', 'rejected', 'failed', 'refunded')
+        GROUP BY 1, 2, 3
+    ) l
+    GROUP BY l.hour, l.outcome;
 
     INSERT INTO report_rollups (dim, hour, kind, outcome, value, n, revenue, fees, refunds,
                                 granted, recovered, owed)
