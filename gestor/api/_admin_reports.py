@@ -100,12 +100,13 @@ def _when(at: datetime, tz: ZoneInfo) -> str:
 
 
 def series_rows(rows: list[dict[str, Any]], tz: ZoneInfo) -> list[dict[str, Any]]:
-    return [{"at": _when(r["at"], tz), "kind": r["kind"], "received": r["received"],
-             "completed": r["completed"], "rejected": r["rejected"], "failed": r["failed"],
-             "refunded": r["refunded"], "inconsistent": r["inconsistent"],
-             "revenue": r["revenue"], "fees": r["fees"], "refunds": r["refunds"],
-             "advances_granted": r["granted"], "advances_recovered": r["recovered"]}
-            for r in rows]
+    out = []
+    for r in rows:
+        r["at"] = _when(r["at"], tz)
+        r["advances_granted"] = r.pop("granted")
+        r["advances_recovered"] = r.pop("recovered")
+        out.append(r)
+    return out
 
 
 def register(app: GestorApp, settings: Settings) -> None:

@@ -63,8 +63,9 @@ def _both(where: str) -> str:
 _SERIES = f"""
 WITH r AS ({_both("dim = ''")})
 SELECT CASE WHEN $4 = 'hour' THEN hour ELSE date_trunc($4, hour, $5) END AS at, kind,
-       {", ".join(f"COALESCE(sum(n) FILTER (WHERE outcome = '{o}'), 0) AS {o}" for o in OUTCOMES)},
-       {", ".join(f"sum({m}) AS {m}" for m in MONEY)}
+       {", ".join(f"COALESCE(sum(n) FILTER (WHERE outcome = '{o}'), 0)::bigint AS {o}"
+                  for o in OUTCOMES)},
+       {", ".join(f"sum({m})::bigint AS {m}" for m in MONEY)}
 FROM r GROUP BY 1, 2 ORDER BY 1, 2
 """
 
@@ -78,8 +79,19 @@ SELECT COALESCE(sum(owed), 0) - COALESCE(sum(recovered), 0) FROM (
 ) r
 """
 
+# Whole UTC days [$5, $6) from report_daily, the hours at the edges from report_rollups.
 _BREAKDOWN = f"""
-WITH r AS ({_both("dim = $4")})
+WITH r AS (
+    SELECT outcome, value, n, revenue FROM report_daily
+    WHERE dim = $4 AND day >= $5 AND day < $6 AND ($3::text IS NULL OR kind = $3)
+    UNION ALL
+    SELECT outcome, value, n, revenue FROM report_rollups
+    WHERE dim = $4 AND ((hour >= $1 AND hour < $5) OR (hour >= $6 AND hour < $2))
+      AND ($3::text IS NULL OR kind = $3)
+    UNION ALL
+    SELECT outcome, value, n, revenue FROM report_fact_rows
+    WHERE dim = $4 AND at >= $1 AND at < $2 AND ($3::text IS NULL OR kind = $3)
+)
 SELECT value AS key, sum(n) AS count,
        {", ".join(f"COALESCE(sum(n) FILTER (WHERE outcome = '{o}'), 0) AS {o}"
                   for o in OUTCOMES[1:])},
@@ -136,16 +148,26 @@ def _row(r: Any) -> dict[str, Any]:
 
 
 async def _series(conn: Any, period: Period, every: str, tz: str) -> list[dict[str, Any]]:
-    return [_row(r) for r in await conn.fetch(_SERIES, *period.bounds, period.kind, every, tz)]
+    # bigint already (a month of hours is thousands of rows: no conversion on the way)
+    return [dict(r) for r in await conn.fetch(_SERIES, *period.bounds, period.kind, every, tz)]
 
 
 async def _outstanding(conn: Any, end: datetime) -> int:
     return int(await conn.fetchval(_OUTSTANDING, ceil_hour(end)))
 
 
+def whole_days(lo: datetime, hi: datetime) -> tuple[datetime, datetime]:
+    """The whole UTC days within the hours [lo, hi) (both hour starts): [first, end), empty
+    (end, end) when there is none."""
+    first = lo if lo.hour == 0 else lo.replace(hour=0) + timedelta(days=1)
+    end = hi.replace(hour=0)
+    return (first, end) if first < end else (hi, hi)
+
+
 async def _breakdown(conn: Any, period: Period, by: str) -> list[dict[str, Any]]:
-    return [_row(r) for r in await conn.fetch(_BREAKDOWN, *period.bounds, period.kind,
-                                              DIMENSIONS[by])]
+    lo, hi = period.bounds
+    return [_row(r) for r in await conn.fetch(_BREAKDOWN, lo, hi, period.kind, DIMENSIONS[by],
+                                              *whole_days(lo, hi))]
 
 
 async def _peak(conn: Any, period: Period, tz: str) -> dict[tuple[int, int], int]:

@@ -7,7 +7,7 @@ import io
 from datetime import UTC, datetime
 
 from gestor.reports import COLUMNS, csv_text, table_text
-from gestor.store._reports import LADDER, _quantiles, ceil_hour
+from gestor.store._reports import LADDER, _quantiles, ceil_hour, whole_days
 
 ROW = {"key": "DATA_2GB_7D", "count": 12, "completed": 10, "rejected": 1, "failed": 0,
        "refunded": 1, "revenue": 600000}
@@ -60,3 +60,13 @@ def test_ceil_hour() -> None:
     assert ceil_hour(datetime(2026, 3, 2, 10, tzinfo=UTC)) == datetime(2026, 3, 2, 10, tzinfo=UTC)
     assert ceil_hour(datetime(2026, 3, 2, 10, 0, 1, tzinfo=UTC)) == datetime(2026, 3, 2, 11,
                                                                              tzinfo=UTC)
+
+
+def test_whole_days_between_two_hours() -> None:
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    hours = [day.replace(hour=h) for h in range(24)]
+    assert whole_days(day, day.replace(day=9)) == (day, day.replace(day=9))
+    assert whole_days(hours[3], day.replace(day=9, hour=3)) == (day.replace(day=3),
+                                                                day.replace(day=9))
+    assert whole_days(hours[3], hours[23]) == (hours[23], hours[23])  # none
+    assert whole_days(hours[3], day.replace(day=3, hour=2)) == (day.replace(day=3, hour=2),) * 2

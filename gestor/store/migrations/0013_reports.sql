@@ -160,6 +160,24 @@ CREATE TABLE report_rollups (
     PRIMARY KEY (dim, hour, kind, outcome, value)
 );
 
+-- The breakdowns' rollups per UTC day (dims bono, channel, profile, segment, rule): a month's
+-- breakdown reads whole days here and only the hours at its edges in report_rollups.
+CREATE TABLE report_daily (
+    dim         text        NOT NULL,
+    day         timestamptz NOT NULL,
+    kind        text        NOT NULL,
+    outcome     text        NOT NULL,
+    value       text        NOT NULL,
+    n           bigint      NOT NULL,
+    revenue     bigint      NOT NULL,
+    fees        bigint      NOT NULL,
+    refunds     bigint      NOT NULL,
+    granted     bigint      NOT NULL,
+    recovered   bigint      NOT NULL,
+    owed        bigint      NOT NULL,
+    PRIMARY KEY (dim, day, kind, outcome, value)
+);
+
 -- The facts of movements (`src`: rows of transactions) as they are: their acceptance
 -- ('received') and, once final (terminal or inconsistent), their outcome.
 CREATE FUNCTION report_outcome_facts() RETURNS trigger
@@ -274,6 +292,18 @@ BEGIN
             granted = u.granted + EXCLUDED.granted,
             recovered = u.recovered + EXCLUDED.recovered, owed = u.owed + EXCLUDED.owed,
             hist = report_hist_add(u.hist, EXCLUDED.hist)
+    ), daily AS (
+        INSERT INTO report_daily AS u (dim, day, kind, outcome, value, n, revenue, fees, refunds,
+                                       granted, recovered, owed)
+        SELECT dim, date_trunc('day', hour, 'UTC'), kind, outcome, value, sum(n), sum(revenue),
+               sum(fees), sum(refunds), sum(granted), sum(recovered), sum(owed)
+        FROM rows WHERE dim IN ('bono', 'channel', 'profile', 'segment', 'rule')
+        GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+        ON CONFLICT (dim, day, kind, outcome, value) DO UPDATE SET
+            n = u.n + EXCLUDED.n, revenue = u.revenue + EXCLUDED.revenue,
+            fees = u.fees + EXCLUDED.fees, refunds = u.refunds + EXCLUDED.refunds,
+            granted = u.granted + EXCLUDED.granted,
+            recovered = u.recovered + EXCLUDED.recovered, owed = u.owed + EXCLUDED.owed
     )
     SELECT count(*) INTO folded FROM claimed;
     RETURN folded;
@@ -364,6 +394,21 @@ BEGIN
     WHERE t.state = 'rejected'
       AND COALESCE(t.accepted_at, t.created_at) >= lo AND COALESCE(t.accepted_at, t.created_at) < hi
     GROUP BY 2, 3, 5;
+
+    -- the days it touched, again from their hours (those outside [lo, hi) as folded so far:
+    -- their facts not folded yet will be folded into both)
+    DELETE FROM report_daily WHERE day >= date_trunc('day', lo, 'UTC') AND day < hi;
+    INSERT INTO report_daily (dim, day, kind, outcome, value, n, revenue, fees, refunds, granted,
+                              recovered, owed)
+    SELECT r.dim, date_trunc('day', r.hour, 'UTC'), r.kind, r.outcome, r.value, sum(r.n),
+           sum(r.revenue), sum(r.fees), sum(r.refunds), sum(r.granted), sum(r.recovered),
+           sum(r.owed)
+    FROM report_rollups r
+    WHERE r.dim IN ('bono', 'channel', 'profile', 'segment', 'rule')
+      AND r.hour >= date_trunc('day', lo, 'UTC')
+      AND r.hour < COALESCE(date_trunc('day', hi - interval '1 microsecond', 'UTC')
+                            + interval '1 day', 'infinity')
+    GROUP BY 1, 2, 3, 4, 5;
 
     SELECT COALESCE(sum(r.n), 0) INTO movements FROM report_rollups r
     WHERE r.dim = '' AND r.outcome = 'received' AND r.hour >= lo AND r.hour < hi;
