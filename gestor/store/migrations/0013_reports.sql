@@ -5,8 +5,9 @@
 -- risking deadlocks between batches). Instead a statement-level trigger appends facts to
 -- `report_facts` in the same transaction as the write that makes them true (an acceptance; a
 -- movement reaching a final state), and a background task per node folds them into
--- `report_rollups` (`report_fold`, every few seconds). A report reads the rollups plus the facts
--- not folded yet in one statement (one snapshot): exact the moment the movement commits.
+-- `report_rollups` (per hour) and `report_daily` (per day, for the breakdowns) (`report_fold`,
+-- every few seconds). A report reads the rollups plus the facts not folded yet in one statement
+-- (one snapshot): exact the moment the movement commits.
 
 -- What a report buckets by: the app's clock when the movement was accepted (the `at` of the
 -- request, which tests set through the injectable clock), sent in the first history entry and
@@ -178,8 +179,9 @@ CREATE TABLE report_daily (
     PRIMARY KEY (dim, day, kind, outcome, value)
 );
 
--- The facts of movements (`src`: rows of transactions) as they are: their acceptance
--- ('received') and, once final (terminal or inconsistent), their outcome.
+-- The report facts of the rows a statement inserted or updated: their acceptance ('received')
+-- and, once final (terminal or inconsistent), their outcome; an inconsistent movement that
+-- settles has its inconsistent fact taken back (n = -1).
 CREATE FUNCTION report_outcome_facts() RETURNS trigger
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
