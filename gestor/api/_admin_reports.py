@@ -151,8 +151,8 @@ def register(app: GestorApp, settings: Settings) -> None:
     @documented("Movements broken down by bono, channel, profile, segment or rule", "Reports",
                 Answer(200, res.Breakdown, "one row per value, most movements first (CSV: "
                        "the rows)", media=(CSV,)),
-                params=(reg.query("by", {"type": "string", "enum": list(BY)},
-                                  "what to break down by (required)", "bono"),
+                params=(reg.query("by", {"type": "string", "enum": list(BY), "default": "bono"},
+                                  "what to break down by", "channel"),
                         FROM, TO, KIND, FORMAT),
                 problems=(*PERIOD_PROBLEMS, "INVALID_BY", "INVALID_KIND"))
     async def report_breakdown() -> Response:
@@ -160,7 +160,7 @@ def register(app: GestorApp, settings: Settings) -> None:
         `by=rule`: `key` is a rejection code and `count` the rejections that failed it. The
         profile and segment are those of the decision ('' when none was made)."""
         p, as_csv = asked("breakdown")
-        by = choice(request.args, "by", BY)
+        by = choice(request.args, "by", BY, "bono")
         rows = await app.runtime.store.reports.breakdown(p, by)
         out = [{"key": r["key"], "count": r["count"], "completed": r["completed"],
                 "rejected": r["rejected"], "failed": r["failed"], "refunded": r["refunded"],

@@ -61,8 +61,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         if name in ("series", "latency"):
             p.add_argument("--every", default="hour", help="hour (default) or day")
         if name == "breakdown":
-            p.add_argument("--by", required=True,
-                           help="bono, channel, profile, segment or rule")
+            p.add_argument("--by", help="bono (default), channel, profile, segment or rule")
         out = p.add_mutually_exclusive_group()
         out.add_argument("--csv", action="store_true", help="the rows as CSV")
         out.add_argument("--json", action="store_true", help="the API's JSON answer")
