@@ -16,7 +16,9 @@ run's own purchases are deleted afterwards (`reset`).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -68,38 +70,49 @@ async def _loaded(dsn: str) -> int:
         await conn.close()
 
 
+async def bulk_load(conn: Any, rows: int, write: Callable[[int, int], Awaitable[None]],
+                    label: str) -> None:
+    """Write `rows` movements into `transactions` as a restore would: its indexes and
+    constraints dropped and its triggers off while `write(first, n)` writes rows first+1 …
+    first+n a million at a time, then the indexes rebuilt and the table vacuumed and analysed."""
+    await conn.execute("SET maintenance_work_mem = '256MB'; SET synchronous_commit = off")
+    indexes = await conn.fetch(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'transactions' "
+        "AND indexname NOT IN (SELECT conname FROM pg_constraint "
+        "WHERE conrelid = 'transactions'::regclass)")
+    constraints = await conn.fetch(
+        "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint "
+        "WHERE conrelid = 'transactions'::regclass AND contype IN ('p', 'u')")
+    for r in indexes:
+        await conn.execute(f'DROP INDEX "{r["indexname"]}"')
+    for r in constraints:
+        await conn.execute(f'ALTER TABLE transactions DROP CONSTRAINT "{r["conname"]}"')
+    await conn.execute("ALTER TABLE transactions DISABLE TRIGGER USER")
+    step = 1_000_000
+    for first in range(0, rows, step):
+        n = min(step, rows - first)
+        await write(first, n)
+        progress(f"[{label}] {first + n:,} of {rows:,} movements written…")
+    await conn.execute("ALTER TABLE transactions ENABLE TRIGGER USER")
+    for r in constraints:
+        await conn.execute(
+            f'ALTER TABLE transactions ADD CONSTRAINT "{r["conname"]}" {r["def"]}')
+    for r in indexes:
+        progress(f"[{label}] index {r['indexname']}…")
+        await conn.execute(r["indexdef"])
+    progress(f"[{label}] VACUUM ANALYZE transactions…")
+    await conn.execute("VACUUM (ANALYZE) transactions")
+
+
 async def _load(dsn: str, rows: int) -> None:
     conn = await asyncpg.connect(dsn, command_timeout=None)
     try:
-        await conn.execute("SET maintenance_work_mem = '256MB'; SET synchronous_commit = off")
-        indexes = await conn.fetch(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'transactions' "
-            "AND indexname NOT IN (SELECT conname FROM pg_constraint "
-            "WHERE conrelid = 'transactions'::regclass)")
-        constraints = await conn.fetch(
-            "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint "
-            "WHERE conrelid = 'transactions'::regclass AND contype IN ('p', 'u')")
-        for r in indexes:
-            await conn.execute(f'DROP INDEX "{r["indexname"]}"')
-        for r in constraints:
-            await conn.execute(f'ALTER TABLE transactions DROP CONSTRAINT "{r["conname"]}"')
-        await conn.execute("ALTER TABLE transactions DISABLE TRIGGER USER")
-        step = 1_000_000
-        for first in range(0, rows, step):
-            n = min(step, rows - first)
+        async def write(first: int, n: int) -> None:
             # rows first+1 … first+n; the long mobile's are the first LONG_ROWS of all
             await conn.execute(_GENERATE, first + 1, CLIENT, long_rows(rows), LONG_MSISDN,
                                MOBILES, first + n)
-            progress(f"[history] {first + n:,} of {rows:,} movements written…")
-        await conn.execute("ALTER TABLE transactions ENABLE TRIGGER USER")
-        for r in constraints:
-            await conn.execute(
-                f'ALTER TABLE transactions ADD CONSTRAINT "{r["conname"]}" {r["def"]}')
-        for r in indexes:
-            progress(f"[history] index {r['indexname']}…")
-            await conn.execute(r["indexdef"])
-        progress("[history] VACUUM ANALYZE transactions…")
-        await conn.execute("VACUUM (ANALYZE) transactions")
+
+        await bulk_load(conn, rows, write, "history")
         await conn.execute(
             "CREATE TABLE bench_history_meta (movements bigint, long_msisdn text, "
             "long_rows bigint, loaded_at timestamptz DEFAULT now())")

@@ -24,6 +24,7 @@ from typing import Any
 from bench import _goals as goals
 from bench import _movements as movements
 from bench import _report as report
+from bench import _reports as reports
 from bench._env import Env, open_env
 from bench._half_rate import MANY_MOBILES_PHASE_S
 from bench._output import write_outputs
@@ -37,10 +38,11 @@ RESULTS_DIR = ROOT / "bench" / "results"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("scenario", choices=[*SCENARIOS, "goals", "all"],
+    p.add_argument("scenario", choices=[*SCENARIOS, "goals", "all", "reports"],
                    help="goals: purchase at 1 and 2 workers, in-flight, many-mobiles, history "
                         "and the goals table; all: every scenario (purchase at 1 and 2 workers) "
-                        "and the goals table")
+                        "and the goals table; reports: each report over a month of 10 million "
+                        "movements (bench/_reports.py)")
     p.add_argument("--runs", type=int, default=1,
                    help="goals/all: run the sequence this many times (one PostgreSQL, the "
                         "history loaded once) and print each run's goals and the medians")
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history-rows", type=int, default=10_000_000,
                    help="history: movements stored before the run (default 10,000,000; loaded "
                         "once per invocation, or once per --pg-data directory)")
+    reports.add_arguments(p)
     p.add_argument("--pg-data", type=Path, default=None,
                    help="data directory of the embedded PostgreSQL, kept afterwards (default: a "
                         "temporary one): the history database loaded there is reused next time")
@@ -184,6 +187,9 @@ def _combined(scenario: str, results: dict[str, dict[str, Any]]) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.scenario == "reports":
+        with open_env(args) as env:
+            return reports.run(env, args, RESULTS_DIR)
     many = args.scenario in ("goals", "all")
     if args.runs < 1 or (args.runs > 1 and not many):
         raise SystemExit("--runs N (N ≥ 1) is for goals and all")

@@ -185,6 +185,7 @@ class Transition:
     owed: int | None = None
     step: int | None = None
     steps: tuple[str, ...] | None = None
+    segment: str | None = None  # the customer's segment, set with the verdict (for reports)
 
 
 class Severity(enum.StrEnum):

@@ -27,6 +27,7 @@ from gestor.purchase import (
     Recoverer,
     open_purchase_service,
 )
+from gestor.reports import ReportFolder
 from gestor.rulebook import RuleBook
 from gestor.settings import Settings
 from gestor.store import Store, open_store
@@ -44,6 +45,7 @@ class Runtime:
     purchases: PurchaseService
     recoverer: Recoverer
     webhooks: Webhooks
+    report_folder: ReportFolder
     #: The notifications outbox's deliverer (e-mail to operators, SMS to subscribers).
     notifier: Deliverer | None = None
 
@@ -71,6 +73,9 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
         rulebook = RuleBook(store, settings.timezone)
         await rulebook.load(seed_rules, seed_catalogue)
         await nursery.start(rulebook.run)
+        # the movements' report facts into the hourly rollups (the workers take turns)
+        folder = ReportFolder(store.reports, settings.report_fold_interval)
+        await nursery.start(folder.run)
 
         async def on_circuit_change(platform: str, opened: bool) -> None:
             if opened:
@@ -122,6 +127,6 @@ async def open_runtime(settings: Settings, database_url: str, platforms_url: str
                                       live=service.in_flight)
                 await recovery.start(recoverer.run)
                 yield Runtime(settings, store, alarms, platforms, rulebook, service, recoverer,
-                              webhooks, notifier)
+                              webhooks, folder, notifier)
                 recovery.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

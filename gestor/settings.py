@@ -86,6 +86,10 @@ class Settings:
     recovery_interval: float = 10.0
     stale_after: float = 30.0
     stuck_after: float = 600.0
+    #: `[reports]`: the longest period a report may cover (days), and how often each worker
+    #: folds the movements' report facts into the hourly rollups (seconds).
+    report_max_days: int = 92
+    report_fold_interval: float = 2.0
     platforms_url: str = ""
     admin_key: str = attrs.field(default="", repr=False)
     #: Channel API keys by client name (`GESTOR_API_KEYS="ussd-gw=KEY,app=KEY"`). When any is
@@ -209,6 +213,8 @@ _BOUNDS: dict[tuple[str, str], _Range] = {
     ("recovery", "stale_after"): _Range(0, inclusive=False),
     ("recovery", "stuck_after"): _Range(0, inclusive=False),
     ("ledger", "max_period_days"): _Range(1, maximum=36600),
+    ("reports", "max_days"): _Range(1, maximum=3660),
+    ("reports", "fold_interval"): _Range(0, inclusive=False, maximum=3600),
     ("alarms", "send_timeout"): _Range(0, inclusive=False, maximum=3600),
     # [limits] (rate limits): a bucket's rate 0 turns it off.
     ("limits", "sync_interval"): _Range(0.01, maximum=10),
@@ -326,7 +332,7 @@ def _read_file(path: Path) -> _Table:
 #: The tables of gestor.toml (other tables are refused as unknown).
 _KNOWN_TABLES = frozenset({"server", "database", "embedded", "purchase", "actors", "recovery",
                            "alarms", "platforms", "simulator", "limits", "logging",
-                           "notifications", "ledger"})
+                           "notifications", "ledger", "reports"})
 
 
 def _notification_defaults() -> NotificationSettings:
@@ -479,6 +485,7 @@ def load_settings(
     purchase = data.get("purchase", {})
     actors = data.get("actors", {})
     recovery = data.get("recovery", {})
+    reports = data.get("reports", {})
     alarms = data.get("alarms", {})
     webhooks = alarms.get("webhooks", []) if isinstance(alarms, Mapping) else None
     if not isinstance(webhooks, list) or not all(
@@ -514,6 +521,8 @@ def load_settings(
         "recovery_interval": _get(recovery, "interval", float, 10.0, "recovery"),
         "stale_after": _get(recovery, "stale_after", float, 30.0, "recovery"),
         "stuck_after": _get(recovery, "stuck_after", float, 600.0, "recovery"),
+        "report_max_days": _get(reports, "max_days", int, 92, "reports"),
+        "report_fold_interval": _get(reports, "fold_interval", float, 2.0, "reports"),
         "platforms_url": _get(platforms, "url", str, "", "platforms"),
         "webhooks": tuple(webhooks),
         "alarm_send_timeout": _get(alarms, "send_timeout", float, 5.0, "alarms"),

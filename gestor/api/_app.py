@@ -11,7 +11,6 @@ import hashlib
 import logging
 import os
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import trio
@@ -29,6 +28,7 @@ from gestor.api import (
     _admin_live,
     _admin_mobiles,
     _admin_notifications,
+    _admin_reports,
     _console,
     _guards,
     _metrics,
@@ -138,6 +138,7 @@ def create_app(settings: Settings, database_url: str, platforms_url: str) -> Ges
     _admin_alarms.register(app, settings)
     _admin_audit.register(app, settings)
     _admin_ledger.register(app, settings)
+    _admin_reports.register(app, settings)
     _admin_keys.register(app, settings)
     _admin_catalogue.register(app, settings)
     _admin_notifications.register(app, settings)
@@ -264,7 +265,7 @@ def _routes(app: GestorApp, settings: Settings) -> None:
             idempotency_key=key,
             request_hash=_request_hash(msisdn, bono_id, channel) if other is None
             else _request_hash(msisdn, bono_id, channel, other),
-            at=datetime.now(UTC), beneficiary=other,
+            at=rt.purchases.deps.now(), beneficiary=other,  # the injectable clock
         )
         transaction_id_var.set(str(new.id))  # this request's log lines name the purchase
         msisdn_var.set(msisdn)

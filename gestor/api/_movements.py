@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -140,7 +139,8 @@ def register(app: GestorApp, settings: Settings) -> None:
         new = NewTransaction(
             id=uuid.uuid4(), msisdn=payer, bono_id="", channel=channel,
             client=principal().name, idempotency_key=key, request_hash=digest,
-            at=datetime.now(UTC), kind=kind, beneficiary=other, amount=how_much, reference=ref,
+            at=app.runtime.purchases.deps.now(), kind=kind, beneficiary=other,
+            amount=how_much, reference=ref,
         )
         transaction_id_var.set(str(new.id))  # this request's log lines name the movement
         msisdn_var.set(payer)

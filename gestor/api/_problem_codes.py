@@ -66,12 +66,14 @@ PROBLEM_CODES: dict[str, ProblemCode] = _codes(
     ("INVALID_TIME", 422, "not an ISO 8601 time between 1970 and 9999"),
     ("INVALID_PERIOD", 422, "since is not before until (from is after to)"),
     ("PERIOD_TOO_LONG", 422, "from..to is longer than the configured maximum "
-     "(`[ledger] max_period_days`)"),
+     "(`[ledger] max_period_days`, `[reports] max_days`)"),
     ("INVALID_FORMAT", 422, "format is not json or csv"),
     ("INVALID_ACCOUNT", 422, "not a ledger account (subscriber:<msisdn>, revenue:bono:<id>, "
      "revenue:fees, advances:receivable, refunds:payable, clearing:in_flight, "
      "recharges:platform)"),
     ("INVALID_DAY", 422, "day is not a date YYYY-MM-DD"),
+    ("INVALID_EVERY", 422, "every is not hour or day"),
+    ("INVALID_BY", 422, "by is not bono, channel, profile, segment or rule"),
     ("INVALID_FLAG", 422, "not true/false"),
     ("INVALID_ACTION", 422, "not an audit action or family"),
     ("INVALID_ACTOR", 422, "not a key's name or id"),

@@ -67,6 +67,10 @@ class GestorAdmin:
             "POST", f"/v1/admin/{kind}", {"source": source, "description": description}
         )
 
+    async def report(self, name: str, params: dict[str, str]) -> dict[str, Any]:
+        """`GET /v1/admin/reports/<name>?<params>` (JSON)."""
+        return await self._call("GET", f"/v1/admin/reports/{name}?{urlencode(params)}")
+
     async def statistics(self) -> dict[str, Any]:
         return await self._call("GET", "/v1/admin/statistics")
 

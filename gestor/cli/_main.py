@@ -1,8 +1,8 @@
 """The `gestor` command: `serve` (the whole system, embedded defaults), `simulate` (the
 external platforms' simulator on its own), `reconcile` (transactions against the ledger),
 `rules` (rule-set files), `catalogue` (bono catalogue files), `keys` (API keys), `audit`
-(the audit trail), `mobile` (a subscriber through the profiler) and `ledger` (the double-entry
-ledger: trial balance, entries, daily close)."""
+(the audit trail), `mobile` (a subscriber through the profiler), `ledger` (the double-entry
+ledger: trial balance, entries, daily close) and `report` (reports and statistics)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from gestor.cli import _catalogue as cli_catalogue
 from gestor.cli import _keys as cli_keys
 from gestor.cli import _ledger as cli_ledger
 from gestor.cli import _mobile as cli_mobile
+from gestor.cli import _report as cli_report
 from gestor.cli import _rules as cli_rules
 from gestor.cli import _status as cli_status
 from gestor.logs import FORMATS, configure_logging
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_status.add_parser(sub)
     cli_audit.add_parser(sub)
     cli_ledger.add_parser(sub)
+    cli_report.add_parser(sub)
     cli_keys.add_parser(sub)
     cli_mobile.add_parser(sub)
     return parser
@@ -126,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_audit.run(args)
         if args.command == "ledger":
             return cli_ledger.run(args)
+        if args.command == "report":
+            return cli_report.run(args)
         if args.command == "keys":
             return cli_keys.run(args)
         if args.command == "mobile":

@@ -173,6 +173,13 @@ class PurchaseDeps:
         with; the active ones by default): its profile, operation (with the steps the rule set
         declares for it) and price, or why not."""
         rules = self.rules if rules is None else rules
+        segment = customer.get("segment")
+        return attrs.evolve(self._decide(tx, customer, beneficiary, view, now, rules),
+                            segment=segment if isinstance(segment, str) else None)
+
+    def _decide(self, tx: Transaction, customer: Mapping[str, Any],
+                beneficiary: Mapping[str, Any] | None, view: SubscriberView,
+                now: datetime, rules: CompiledRules) -> Verdict:
         catalogue = rules.catalogue
         other = None
         if beneficiary is not None and tx.beneficiary is not None:

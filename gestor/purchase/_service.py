@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import attrs
 import trio
@@ -128,7 +128,10 @@ class PurchaseService:
             self._shed += 1
             raise Busy("purchases waiting to be accepted", self.max_accepting)
         if tx.accept_by is None:
-            tx = attrs.evolve(tx, accept_by=tx.at + timedelta(seconds=self.accept_timeout))
+            # by the wall clock, as the database's it is compared with (`tx.at` is the
+            # injectable business clock: reports bucket by it)
+            accept_by = datetime.now(UTC) + timedelta(seconds=self.accept_timeout)
+            tx = attrs.evolve(tx, accept_by=accept_by)
         deadline = trio.current_time() + self.accept_timeout
         ticket = Ticket()
         self._accepting += 1

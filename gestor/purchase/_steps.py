@@ -42,6 +42,8 @@ class Verdict:
     fee: int | None = None
     owed: int | None = None  # the debt an advance step leaves (amount + fee)
     collected: int | None = None  # what a top-up's recover step takes
+    #: The customer's segment as the data warehouse gave it (reports break movements down by it).
+    segment: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -71,7 +73,7 @@ def _move(tx: Transaction, state: TxState, at: datetime, events: tuple[HistoryEn
         tx.id, tx.state, state, at, events,
         price=verdict.price, currency=verdict.currency, operation=verdict.operation,
         profile_id=verdict.profile_id, rules_version=verdict.rules_version, reasons=reasons,
-        catalogue_version=verdict.catalogue_version,
+        catalogue_version=verdict.catalogue_version, segment=verdict.segment,
         amount=verdict.amount, fee=verdict.fee, step=step,
         owed=verdict.owed if accepted else None,
         collected=verdict.collected if accepted else None,

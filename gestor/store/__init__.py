@@ -31,6 +31,7 @@ from gestor.store._reconcile import (
     transactions_between,
     transactions_by_id,
 )
+from gestor.store._reports import Period, Reports
 from gestor.store._restrictions import Restriction
 from gestor.store._store import Store, Unsettled, open_store
 from gestor.store._supervisor import EmbeddedSupervisor, supervise_embedded
@@ -79,7 +80,9 @@ __all__ = [
     "NoEmbeddedDatabase",
     "PartnerMoved",
     "PendingExists",
+    "Period",
     "Replayed",
+    "Reports",
     "Restriction",
     "RouteRow",
     "RuleSetRecord",

@@ -10,7 +10,8 @@ from gestor.store._bridge import Bridge
 #: Every table a request can write to.
 TABLES = ("transactions", "mobile_guards", "restrictions", "alarms", "rule_sets",
           "rule_set_audit", "catalogue_versions", "catalogue_version_audit", "audit",
-          "notifications", "ledger_entries", "ledger_days", "ledger_day_totals")
+          "notifications", "ledger_entries", "ledger_days", "ledger_day_totals", "report_facts",
+          "report_rollups", "report_daily")
 
 _COUNT = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TABLES)
 

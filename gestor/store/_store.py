@@ -46,6 +46,7 @@ from gestor.store._health import DatabaseHealth, HealthStatistics, StoreUnavaila
 from gestor.store._ledger import AccountTotals, DayCheck, Posting
 from gestor.store._migrate import migrate
 from gestor.store._notifications import Delivery, RouteRow
+from gestor.store._reports import Reports
 from gestor.store._restrictions import Restriction
 from gestor.store._transactions import (
     Accepted,
@@ -319,6 +320,11 @@ class Store:
     def rule_versions(self) -> Versions:
         """Rule-set versions (DESIGN D6)."""
         return Versions(self.bridge, _versions.RULES)
+
+    @property
+    def reports(self) -> Reports:
+        """The reports over every worker and node (migration 0013)."""
+        return Reports(self.bridge)
 
     @property
     def catalogue_versions(self) -> Versions:

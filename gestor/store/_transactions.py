@@ -98,15 +98,16 @@ WITH upd AS (
         owed = COALESCE(u.owed, t.owed),
         step = COALESCE(u.step, t.step),
         steps = COALESCE(string_to_array(u.steps, ' '), t.steps),
-        catalogue_version = COALESCE(u.catalogue_version, t.catalogue_version)
+        catalogue_version = COALESCE(u.catalogue_version, t.catalogue_version),
+        segment = COALESCE(u.segment, t.segment)
     FROM (SELECT u.*, clock_timestamp() AS ts  -- the database's clock, as it commits
           FROM unnest($14::uuid[], $15::text[], $16::text[], $17::text[], $18::timestamptz[],
                       $19::bigint[], $20::text[], $21::text[], $22::text[], $23::int[],
                       $24::text[], $25::bigint[], $26::bigint[], $27::bigint[], $28::bigint[],
-                      $29::int[], $30::text[], $31::int[])
+                      $29::int[], $30::text[], $31::int[], $34::text[])
                AS u(id, expect, state, events, at, price, currency, operation, profile_id,
                     rules_version, reasons, amount, fee, collected, owed, step, steps,
-                    catalogue_version)) u
+                    catalogue_version, segment)) u
     WHERE t.id = u.id AND t.state = u.expect
     RETURNING t.id, t.updated_at
 )
@@ -124,7 +125,9 @@ FROM upd
 """
 # Transitions alone (most batches): the same statement without the acceptance, its
 # parameters renumbered from $1.
-_MOVES = re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) - 13}", _UPDATE) + """
+# ($34, the segments, follows the acceptance's windows: $21 there.)
+_MOVES = re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) - (15 if m.group(1) == '34' else 13)}",
+                _UPDATE) + """
 SELECT id, false AS inserted, updated_at AS at FROM upd
 """
 
@@ -198,11 +201,13 @@ async def write_batch(
         [None if m.steps is None else " ".join(m.steps) for m in moves],
         [m.catalogue_version for m in moves],
     ]
+    segments = [m.segment for m in moves]
     if accepts:
         rows = await conn.fetch(_WRITE, *acceptance, *transitions,
-                                [w.day_start for w in windows], [w.month_start for w in windows])
+                                [w.day_start for w in windows], [w.month_start for w in windows],
+                                segments)
     else:
-        rows = await conn.fetch(_MOVES, *transitions)
+        rows = await conn.fetch(_MOVES, *transitions, segments)
     inserted = {r["id"]: r for r in rows if r["inserted"]}
     updated = {r["id"]: r["at"] for r in rows if not r["inserted"]}
     outcomes: dict[uuid.UUID, WriteOutcome] = {

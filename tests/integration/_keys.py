@@ -100,6 +100,8 @@ def settings_for(config_dir: Path, data_dir: Path, **changes: Any) -> Settings:
     mobile for as long as a change takes to reach every worker; limits have their own tests)."""
     base = load_settings(config_dir, environ={}, data_dir=data_dir)
     changes.setdefault("limits", LimitSettings(enabled=False))
+    # no background fold of report facts between a refused request's row counts
+    changes.setdefault("report_fold_interval", 3600.0)
     return attrs.evolve(base, admin_key=ADMIN_KEY, **changes)
 
 

@@ -48,7 +48,10 @@ async def served(database_url: str, simulator: SimulatorHandle, config_dir: Path
     # The shipped platform timeouts: a purchase accepted earlier must not time out into an
     # alarm on a loaded box while a later, refused request's "nothing written" is checked.
     settings = attrs.evolve(load_settings(config_dir, environ={}, data_dir=tmp_path),
-                            admin_key=ADMIN_KEY, bind="127.0.0.1:0", shutdown_grace=2.0)
+                            admin_key=ADMIN_KEY, bind="127.0.0.1:0", shutdown_grace=2.0,
+                            # no background fold of report facts between a refused
+                            # request's row counts (tests/integration/test_fuzz.py)
+                            report_fold_interval=3600.0)
     app = create_app(settings, database_url, simulator.url)
     sock = listening_socket(settings.bind, reuse_port=False)
     host, port = sock.getsockname()[:2]
