@@ -16,7 +16,6 @@ import contextlib
 import getpass
 import json
 import logging
-import os
 import sys
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -55,7 +54,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         if name == "rebuild":
             continue
         p.add_argument("--url", help="the server (default GESTOR_URL, else the running "
-                       "`gestor serve` of the data dir, else http://127.0.0.1:8080)")
+                       "`gestor serve` of the data dir, else http://127.0.0.1:8080; see "
+                       "gestor/cli/_server.py)")
         if name != "latency":
             p.add_argument("--kind", help="purchase, transfer, advance or topup")
         if name in ("series", "latency"):
@@ -70,24 +70,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     if args.report_command == "rebuild":
         return _rebuild(args)
-    from gestor.cli._status import admin_key, local_url, running
+    from gestor.cli._server import find_server
 
-    data_dir = load_settings(args.config, data_dir=args.data_dir).data_dir
-    state = running(data_dir)
-    url = args.url or os.environ.get("GESTOR_URL") or (
-        local_url(state) if state is not None else "http://127.0.0.1:8080")
-    ours = state is not None and url.rstrip("/") == local_url(state)
-    key = admin_key(data_dir) if ours else os.environ.get("GESTOR_ADMIN_KEY", "")
-    if not key:
-        print("gestor report: set GESTOR_ADMIN_KEY to the server's admin key (none in "
-              f"{data_dir / 'admin.key'})", file=sys.stderr)
+    server = find_server(args, "report")
+    if server is None:
         return 2
     params = {k: v for k, v in (("from", args.start), ("to", args.end),
                                 ("kind", getattr(args, "kind", None)),
                                 ("every", getattr(args, "every", None)),
                                 ("by", getattr(args, "by", None))) if v}
     try:
-        answer = trio.run(_ask, url, key, args.report_command, params)
+        answer = trio.run(_ask, server.url, server.key, args.report_command, params)
     except AdminApiError as exc:
         field = exc.problem.get("field")
         print(f"gestor report: {exc}" + (f" ({field})" if field else "")
