@@ -11,7 +11,6 @@ read.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import shutil
@@ -23,6 +22,7 @@ from typing import Any
 
 import trio
 
+from gestor.cli._database import attached_database
 from gestor.settings import load_settings
 from gestor.startup import StartupError, sole_error
 
@@ -83,27 +83,9 @@ def _filters(args: argparse.Namespace) -> tuple[datetime | None, str | None, str
 
 def run(args: argparse.Namespace) -> int:
     """Print the matching entries; errors are `StartupError`s (one line, `gestor: ...`)."""
-    from gestor.startup import describe_dsn
-    from gestor.store import NoEmbeddedDatabase, attach_embedded
-
     since, actor, action = _filters(args)
     settings = load_settings(args.config, data_dir=args.data_dir)
-    with contextlib.ExitStack() as stack:
-        dsn = settings.database_url
-        if dsn:
-            where = describe_dsn(dsn)
-        else:
-            where = str(settings.data_dir / "pg")
-            try:  # attaches to a running `gestor serve`'s server without ever stopping it
-                embedded = attach_embedded(settings.data_dir / "pg")
-            except NoEmbeddedDatabase:
-                raise StartupError("no embedded database here; set GESTOR_DATABASE_URL or "
-                                   "--data-dir", where, 2) from None
-            except Exception as exc:
-                raise StartupError(f"the embedded PostgreSQL did not start: {exc}",
-                                   where) from None
-            stack.callback(embedded.stop)
-            dsn = embedded.dsn
+    with attached_database(settings) as (dsn, where):
         try:
             entries = trio.run(_read, dsn, since, actor, action)
         except Exception as exc:

@@ -17,7 +17,6 @@ be read.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import getpass
 import json
@@ -25,7 +24,7 @@ import logging
 import re
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 import trio
 
+from gestor.cli._database import attached_database
 from gestor.model import Actor
 from gestor.settings import Settings, load_settings
 from gestor.startup import StartupError, sole_error
@@ -113,29 +113,6 @@ def period(args: argparse.Namespace, settings: Settings, now: datetime
     return since, until
 
 
-@contextlib.contextmanager
-def _database(settings: Settings) -> Iterator[tuple[str, str]]:
-    """(dsn, where) of the database; stops an embedded server it attached to."""
-    from gestor.startup import describe_dsn
-    from gestor.store import NoEmbeddedDatabase, attach_embedded
-
-    if settings.database_url:
-        yield settings.database_url, describe_dsn(settings.database_url)
-        return
-    where = str(settings.data_dir / "pg")
-    try:  # attaches to a running `gestor serve`'s server without ever stopping it
-        embedded = attach_embedded(settings.data_dir / "pg")
-    except NoEmbeddedDatabase:
-        raise StartupError("no embedded database here; set GESTOR_DATABASE_URL or --data-dir",
-                           where, 2) from None
-    except Exception as exc:
-        raise StartupError(f"the embedded PostgreSQL did not start: {exc}", where) from None
-    try:
-        yield embedded.dsn, where
-    finally:
-        embedded.stop()
-
-
 def _on_store(dsn: str, where: str, work: Callable[[Any], Awaitable[T]]) -> T:
     from gestor.store import DayNotOver, open_store
 
@@ -178,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
                 tx_id = uuid.UUID(args.transaction)
             except ValueError:
                 raise _usage(f"--transaction must be a UUID: {args.transaction!r}") from None
-    with _database(settings) as (dsn, where):
+    with attached_database(settings) as (dsn, where):
         if command == "trial-balance":
             accounts = _on_store(dsn, where, lambda s: s.trial_balance(since, until))
             rows = [a.as_dict() for a in accounts]
@@ -217,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _close(args: argparse.Namespace, settings: Settings, day: date) -> int:
     actor = Actor("cli", f"cli:{getpass.getuser()}")
-    with _database(settings) as (dsn, where):
+    with attached_database(settings) as (dsn, where):
         if args.verify:
             check = _on_store(dsn, where, lambda s: s.check_ledger_day(day))
             if check is None:

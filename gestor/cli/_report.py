@@ -12,7 +12,6 @@ server: the field is named), 1 the server or database could not answer.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import json
 import logging
@@ -25,6 +24,7 @@ from zoneinfo import ZoneInfo
 import trio
 
 from gestor.cli._admin_client import AdminApiError, open_admin
+from gestor.cli._database import attached_database
 from gestor.reports import csv_text, table_text
 from gestor.settings import load_settings
 from gestor.startup import StartupError, sole_error
@@ -127,30 +127,12 @@ def _moment(raw: str | None, flag: str, tz: ZoneInfo) -> datetime | None:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    from gestor.startup import describe_dsn
-    from gestor.store import NoEmbeddedDatabase, attach_embedded
-
     settings = load_settings(args.config, data_dir=args.data_dir)
     tz = ZoneInfo(settings.timezone)
     start, end = _moment(args.start, "--from", tz), _moment(args.end, "--to", tz)
     if start is not None and end is not None and start > end:
         raise StartupError("--from is after --to", "command line", 2)
-    with contextlib.ExitStack() as stack:
-        dsn = settings.database_url
-        if dsn:
-            where = describe_dsn(dsn)
-        else:
-            where = str(settings.data_dir / "pg")
-            try:  # attaches to a running `gestor serve`'s server without ever stopping it
-                embedded = attach_embedded(settings.data_dir / "pg")
-            except NoEmbeddedDatabase:
-                raise StartupError("no embedded database here; set GESTOR_DATABASE_URL or "
-                                   "--data-dir", where, 2) from None
-            except Exception as exc:
-                raise StartupError(f"the embedded PostgreSQL did not start: {exc}",
-                                   where) from None
-            stack.callback(embedded.stop)
-            dsn = embedded.dsn
+    with attached_database(settings) as (dsn, where):
         try:
             movements = trio.run(rebuild, dsn, start, end)
         except Exception as exc:
