@@ -262,6 +262,9 @@ def test_the_rates_move_during_a_short_load(page: Page, console: Console) -> Non
     assert sum(int(c.replace(",", "")) for c in cells) >= sum(completed)
     expect(page.locator("#platform-rows tr")).to_have_count(3)  # dwh, ocs, prov
     page.locator("#rates").screenshot(path=str(console.shots / "console-rates.png"))
+    # The whole page with its reports as of now (the panel refreshes itself once a minute).
+    with page.expect_response(lambda r: "/reports/series" in r.url):
+        page.click("#reports-form button")
     page.evaluate("() => window.scrollTo(0, 0)")  # the sticky header at the top
     page.screenshot(path=str(console.shots / "console.png"), full_page=True)
 
