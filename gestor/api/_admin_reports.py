@@ -12,15 +12,15 @@ days. A period counts the whole hours that start in it, by the time each movemen
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from quart import Response, request
 
+from gestor.api import _periods as periods
 from gestor.api import _registry as reg
 from gestor.api import _report_resources as res
-from gestor.api import _validate as validate
 from gestor.api._problems import ApiProblem, json_response
 from gestor.api._registry import Answer, documented
 from gestor.model import TxKind
@@ -51,25 +51,9 @@ PERIOD_PROBLEMS = ("INVALID_TIME", "INVALID_PERIOD", "PERIOD_TOO_LONG", "INVALID
 CSV = "text/csv"
 
 
-def moment(raw: str, field: str, tz: ZoneInfo) -> datetime:
-    """An RFC 3339 time, or a date: its start in `tz`."""
-    if _DATE.fullmatch(raw):
-        try:
-            day = date.fromisoformat(raw)
-        except ValueError:
-            raise ApiProblem(422, "INVALID_TIME", f"{field} is not a date", field=field) from None
-        raw = datetime.combine(day, time(), tzinfo=tz).isoformat()
-    return validate.instant(raw, field, validate.EARLIEST)
-
-
-def period(args: Any, settings: Settings, now: datetime, tz: ZoneInfo) -> Period:
-    end = moment(args["to"], "to", tz) if args.get("to") else now
-    start = moment(args["from"], "from", tz) if args.get("from") else end - timedelta(days=7)
-    if start > end:
-        raise ApiProblem(422, "INVALID_PERIOD", "from must not be after to", field="to")
-    if end - start > timedelta(days=settings.report_max_days):
-        raise ApiProblem(422, "PERIOD_TOO_LONG", f"a report covers at most "
-                         f"{settings.report_max_days} days ([reports] max_days)", field="from")
+def period(args: Any, settings: Settings, now: datetime) -> Period:
+    start, end = periods.period(args, settings.timezone, settings.report_max_days, now,
+                                "[reports] max_days")
     kind = args.get("kind") or None
     if kind is not None and kind not in _KINDS:
         raise ApiProblem(422, "INVALID_KIND", f"kind must be one of {', '.join(_KINDS)}",
@@ -83,16 +67,6 @@ def choice(args: Any, field: str, allowed: tuple[str, ...], default: str | None 
         code = {"every": "INVALID_EVERY", "by": "INVALID_BY"}[field]
         raise ApiProblem(422, code, f"{field} must be one of {', '.join(allowed)}", field=field)
     return str(raw)
-
-
-def wants_csv(args: Any, accept: str | None) -> bool:
-    raw = args.get("format")
-    if raw is not None:
-        if raw not in ("json", "csv"):
-            raise ApiProblem(422, "INVALID_FORMAT", "format must be json or csv",
-                             field="format")
-        return bool(raw == "csv")
-    return accept is not None and CSV in accept.lower()
 
 
 def _when(at: datetime, tz: ZoneInfo) -> str:
@@ -115,8 +89,8 @@ def register(app: GestorApp, settings: Settings) -> None:
     def asked(report: str) -> tuple[Period, bool]:
         """The period asked for, and whether as CSV (checked first: a bad `format` is named
         whatever else is wrong)."""
-        as_csv = wants_csv(request.args, request.headers.get("Accept"))
-        return period(request.args, settings, app.runtime.purchases.deps.now(), tz), as_csv
+        as_csv = periods.wants_csv(request.args, request.headers.get("Accept"))
+        return period(request.args, settings, app.runtime.purchases.deps.now()), as_csv
 
     def answer(report: str, body: dict[str, Any], rows: list[dict[str, Any]], as_csv: bool
                ) -> Response:

@@ -52,16 +52,17 @@ def bound(raw: str | None, field: str, timezone: str) -> datetime | None:
     return validate.instant(raw, field, validate.EARLIEST)
 
 
-def period(args: Mapping[str, str], timezone: str, max_days: int, now: datetime
-           ) -> tuple[datetime, datetime]:
-    """(from, to) of a request's query: see the module docstring."""
+def period(args: Mapping[str, str], timezone: str, max_days: int, now: datetime,
+           setting: str = "[ledger] max_period_days") -> tuple[datetime, datetime]:
+    """(from, to) of a request's query: see the module docstring. `setting` names the
+    configured maximum in the problem's detail."""
     until = bound(args.get("to"), "to", timezone) or now
     since = bound(args.get("from"), "from", timezone) or until - DEFAULT_SPAN
     if since > until:
         raise ApiProblem(422, "INVALID_PERIOD", "from must not be after to", field="to")
     if until - since > timedelta(days=max_days):
-        raise ApiProblem(422, "PERIOD_TOO_LONG", f"from..to must span at most {max_days} days",
-                         field="from")
+        raise ApiProblem(422, "PERIOD_TOO_LONG", f"from..to must span at most {max_days} days "
+                         f"({setting})", field="from")
     return since, until
 
 
